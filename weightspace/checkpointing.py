@@ -1,0 +1,84 @@
+"""Saving and restoring pytrees with Orbax (the only module that imports it).
+
+Orbax writes each checkpoint into a temporary directory and renames it when
+complete, so an interrupted save never leaves a directory that restores.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from weightspace.types import PyTree
+
+
+class CorruptFileError(ValueError):
+    """A stored file or checkpoint is missing, truncated or unreadable."""
+
+
+def save_pytree(path: str | os.PathLike, tree: PyTree) -> None:
+    """Saves `tree` at `path` (which must not exist yet) and waits until it is written."""
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.abspath(path), tree)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+
+
+def restore_pytree(path: str | os.PathLike, abstract: PyTree | None = None) -> PyTree:
+    """Restores a pytree saved by `save_pytree`.
+
+    Args:
+      path: the checkpoint directory.
+      abstract: a tree of `jax.ShapeDtypeStruct` (with shardings) to restore
+        onto devices; when None, every array is returned as a NumPy array.
+
+    Raises:
+      CorruptFileError: naming the path, when it is missing or unreadable.
+    """
+    path = os.path.abspath(path)
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        if abstract is None:
+            metadata = checkpointer.metadata(path).item_metadata.tree
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+            abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
+            return jax.tree.map(np.asarray, checkpointer.restore(path, abstract))
+        return checkpointer.restore(path, abstract)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise CorruptFileError(f"Cannot read the checkpoint at {path}: {error}") from error
+    finally:
+        checkpointer.close()
+
+
+class CheckpointManager:
+    """Latest-k checkpoints of a training state in a directory, by step."""
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):
+        self._manager = ocp.CheckpointManager(
+            os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: PyTree, metrics: dict[str, Any] | None = None) -> None:
+        """Saves in the background; `wait` or the next save finishes it."""
+        self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
+
+    def restore(self, step: int, abstract: PyTree) -> PyTree:
+        """Restores `step` onto the shardings given in `abstract`."""
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise CorruptFileError(
+                f"Cannot restore checkpoint step {step} in {self._manager.directory}: {error}"
+            ) from error
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,57 @@
+"""The interface through which a family of tasks plugs into the zoo builder.
+
+A zoo is made of *runs*: each run trains one LSTM on one task of a family. The
+builder knows nothing about any particular family; it calls only this
+interface, vmapped over the runs of a group:
+
+* `sample_tasks(seed, run_ids)` (host, NumPy): the task of every run, as a dict
+  of arrays with a leading run axis. A run's task depends only on `seed` and
+  its run id, so a zoo can be rebuilt with any grouping or device count.
+* `weight_decay(task)`: the run's AdamW weight decay (a family may draw it
+  per run and keep it in the task).
+* `train_batch(key, task)` and `loss(params, batch)`: one training batch for a
+  run's task, made on device inside the jitted step, and its loss.
+* `snapshot(key, params, task)`: the behaviour and metrics kept for a snapshot:
+  `(behaviour, metrics)`, two dicts of arrays (behaviour: sequences and the
+  LSTM's outputs on them; metrics: scalars such as the fraction correct).
+* `input_size` / `output_size`: the sizes of the LSTM the family trains.
+
+Everything but `sample_tasks` must be jittable and is written for one run.
+"""
+
+from typing import Protocol
+
+import jax
+import numpy as np
+
+from weightspace.types import Params, PRNGKey, PyTree
+
+Task = dict[str, jax.Array]
+
+
+class TaskFamily(Protocol):
+    """A family of related tasks that a zoo's runs are drawn from."""
+
+    name: str
+    input_size: int
+    output_size: int
+
+    def sample_tasks(self, seed: int, run_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Task of each run in `run_ids` [runs]: arrays with leading axis [runs]."""
+        ...
+
+    def weight_decay(self, task: Task) -> jax.Array:
+        """The run's AdamW weight decay, a scalar."""
+        ...
+
+    def train_batch(self, key: PRNGKey, task: Task) -> PyTree:
+        """One training batch for the run's task."""
+        ...
+
+    def loss(self, params: Params, batch: PyTree) -> jax.Array:
+        """Mean training loss of the run's LSTM on `batch`, a scalar."""
+        ...
+
+    def snapshot(self, key: PRNGKey, params: Params, task: Task) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """(behaviour, metrics) of the run's LSTM at a snapshot."""
+        ...

@@ -1,0 +1,166 @@
+"""Counting languages over a, b, c, d (the paper's formal-language zoo).
+
+A task is a vector of occurrence differences `(0, d1, d2, d3)` with every
+`d in {-3, ..., 2}` (216 tasks). Its language is
+`a^n b^(n+d1) c^(n+d2) d^(n+d3)`, n >= max(0, -min(d)); training strings use n
+uniform in `[max(0, -min(d)), max_n)`. Sequences are BOS followed by
+`length - 1` tokens: the string, EOS, then EOS padding (cut off at the end,
+without EOS, when the string is too long). Tokens: a=0, b=1, c=2, d=3, BOS=4,
+EOS=5; inputs are one-hot.
+"""
+
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from weightspace import lstm
+from weightspace.tasks.base import Task
+from weightspace.types import Params, PRNGKey
+
+NUM_LETTERS = 4
+BOS = 4
+EOS = 5
+VOCAB_SIZE = 6
+DIFFERENCES = tuple(range(-3, 3))
+# All 216 tasks, [216, 4], in lexicographic order of (d1, d2, d3).
+ALL_TASKS = np.array([(0, *d) for d in itertools.product(DIFFERENCES, repeat=3)], np.int32)
+
+
+def check_tasks(tasks: np.ndarray) -> np.ndarray:
+    """Validates tasks [..., 4] on the host; returns them as int32."""
+    tasks = np.asarray(tasks)
+    if tasks.shape[-1:] != (NUM_LETTERS,):
+        raise ValueError(f"A formal-language task has {NUM_LETTERS} entries, got shape {tasks.shape}.")
+    bad = (tasks[..., 0] != 0) | np.any((tasks < DIFFERENCES[0]) | (tasks > DIFFERENCES[-1]), axis=-1)
+    if np.any(bad):
+        first = tasks.reshape(-1, NUM_LETTERS)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise ValueError(
+            f"Task {first.tolist()} out of range: tasks are (0, d1, d2, d3) with d in {list(DIFFERENCES)}."
+        )
+    return tasks.astype(np.int32)
+
+
+def task_entropy(tasks: np.ndarray) -> np.ndarray:
+    """The split criterion: entropy of `1 + d - min(d)` normalised, [...]."""
+    v = 1.0 + tasks - tasks.min(axis=-1, keepdims=True)
+    p = v / v.sum(axis=-1, keepdims=True)
+    return -(p * np.log(p)).sum(axis=-1)
+
+
+def string_sequence(n: jax.Array, task: jax.Array, length: int) -> jax.Array:
+    """BOS + the string of `task` with parameter `n`, EOS-padded/cut to `length`: [length]."""
+    ends = jnp.cumsum(n + task)  # [4] end position of each letter's block
+    position = jnp.arange(length - 1)
+    letter = jnp.sum(position[:, None] >= ends[None, :], axis=1)  # 4 once past the last block
+    tokens = jnp.where(letter == NUM_LETTERS, EOS, letter)
+    return jnp.concatenate([jnp.array([BOS]), tokens]).astype(jnp.int32)
+
+
+def is_correct(tokens: jax.Array, task: jax.Array) -> jax.Array:
+    """Whether sampled `tokens` [time] (after BOS) form a word of the task's language.
+
+    Correct means: there is an EOS, and the tokens before the first EOS are
+    letters in order a*b*c*d* whose counts are `n + task` for one n >= 0 (which
+    also keeps every count non-negative).
+    """
+    is_eos = tokens == EOS
+    has_eos = jnp.any(is_eos)
+    before = jnp.arange(tokens.shape[0]) < jnp.argmax(is_eos)
+    letters_only = jnp.all(jnp.where(before, tokens < NUM_LETTERS, True))
+    ordered = jnp.all(jnp.where(before[1:], tokens[1:] >= tokens[:-1], True))
+    counts = jnp.sum(before[:, None] & (tokens[:, None] == jnp.arange(NUM_LETTERS)), axis=0)
+    fits = jnp.all(counts - task == counts[0] - task[0])
+    return has_eos & letters_only & ordered & fits
+
+
+def sample(key: PRNGKey, params: Params, num: int, length: int) -> tuple[jax.Array, jax.Array]:
+    """Samples `num` sequences from an LSTM autoregressively, starting at BOS.
+
+    Returns:
+      tokens [num, length] (BOS first) and the LSTM's log-softmax at every
+      input position [num, length - 1, vocab].
+    """
+    spec = lstm.spec_of(params)
+    step = jax.vmap(lstm.step, in_axes=(None, 0, 0))
+    state = jax.tree.map(lambda s: jnp.broadcast_to(s, (num, *s.shape)), lstm.initial_state(spec))
+
+    def one_step(carry, step_key):
+        token, state = carry
+        logits, state = step(params, jax.nn.one_hot(token, spec.input_size), state)
+        log_probs = jax.nn.log_softmax(logits)
+        token = jax.random.categorical(step_key, log_probs).astype(jnp.int32)
+        return (token, state), (token, log_probs)
+
+    bos = jnp.full((num,), BOS, jnp.int32)
+    _, (tokens, log_probs) = jax.lax.scan(one_step, (bos, state), jax.random.split(key, length - 1))
+    tokens = jnp.concatenate([bos[None], tokens]).T
+    return tokens, jnp.swapaxes(log_probs, 0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FormalLanguages:
+    """The formal-language task family (see the module docstring)."""
+
+    # Sequence length including BOS.
+    length: int = 42
+    # Training strings use n uniform in [max(0, -min(d)), max_n).
+    max_n: int = 10
+    # Strings per training batch.
+    batch_size: int = 32
+    # AdamW weight decay of every run.
+    weight_decay_value: float = 1e-4
+    # Sequences kept per snapshot (with their log-probs).
+    num_stored_sequences: int = 100
+    # Sequences sampled per snapshot to measure the fraction correct.
+    num_scored_sequences: int = 1000
+    # Assign tasks by cycling through a freshly shuffled list of all tasks
+    # (as many distinct tasks as runs allow) instead of drawing each run's
+    # task independently.
+    cycle_tasks: bool = False
+
+    name = "formal_languages"
+    input_size = VOCAB_SIZE
+    output_size = VOCAB_SIZE
+
+    def __post_init__(self):
+        if self.num_stored_sequences > self.num_scored_sequences:
+            raise ValueError("num_stored_sequences must not exceed num_scored_sequences.")
+
+    def sample_tasks(self, seed: int, run_ids: np.ndarray) -> dict[str, np.ndarray]:
+        tasks = []
+        for run in np.asarray(run_ids, np.int64):
+            if self.cycle_tasks:
+                cycle, position = divmod(int(run), len(ALL_TASKS))
+                order = np.random.default_rng([seed, cycle]).permutation(len(ALL_TASKS))
+                tasks.append(ALL_TASKS[order[position]])
+            else:
+                tasks.append(ALL_TASKS[np.random.default_rng([seed, int(run)]).integers(len(ALL_TASKS))])
+        return {"task": np.stack(tasks).reshape(-1, NUM_LETTERS)}
+
+    def weight_decay(self, task: Task) -> jax.Array:
+        return jnp.float32(self.weight_decay_value)
+
+    def train_batch(self, key: PRNGKey, task: Task) -> jax.Array:
+        """[batch_size, length] token sequences of the task's language."""
+        task = task["task"]
+        low = jnp.maximum(0, -jnp.min(task))
+        n = jax.random.randint(key, (self.batch_size,), low, self.max_n)
+        return jax.vmap(string_sequence, in_axes=(0, None, None))(n, task, self.length)
+
+    def loss(self, params: Params, batch: jax.Array) -> jax.Array:
+        """Next-token cross-entropy over all positions after BOS."""
+        inputs = jax.nn.one_hot(batch[:, :-1], VOCAB_SIZE)
+        logits, _ = jax.vmap(lstm.apply, in_axes=(None, 0))(params, inputs)
+        log_probs = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:, None], axis=-1))
+
+    def snapshot(self, key: PRNGKey, params: Params, task: Task) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """Samples `num_scored_sequences`; keeps the first `num_stored_sequences`."""
+        tokens, log_probs = sample(key, params, self.num_scored_sequences, self.length)
+        correct = jax.vmap(is_correct, in_axes=(0, None))(tokens[:, 1:], task["task"])
+        kept = slice(0, self.num_stored_sequences)
+        behaviour = {"sequences": tokens[kept].astype(jnp.int16), "log_probs": log_probs[kept].astype(jnp.float16)}
+        return behaviour, {"correct": jnp.mean(correct.astype(jnp.float32))}

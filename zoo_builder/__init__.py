@@ -1,0 +1,1 @@
+"""Builds zoos of trained LSTMs: many runs at once, vmapped and sharded."""
