@@ -97,7 +97,8 @@ def init(key: PRNGKey, spec: LSTMSpec) -> Params:
     shapes = spec.shapes()
     keys = jax.random.split(key, len(shapes))
     return {
-        name: jax.random.uniform(k, shape, jnp.float32, -bound, bound) for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+        name: jax.random.uniform(k, shape, jnp.float32, -bound, bound)
+        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
     }
 
 
