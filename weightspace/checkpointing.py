@@ -41,7 +41,10 @@ def restore_pytree(path: str | os.PathLike, abstract: PyTree | None = None) -> P
     checkpointer = ocp.StandardCheckpointer()
     try:
         if abstract is None:
-            metadata = checkpointer.metadata(path).item_metadata.tree
+            metadata = checkpointer.metadata(path).item_metadata
+            if metadata is None:
+                raise CorruptFileError(f"Cannot read the checkpoint at {path}: its metadata is missing or unreadable.")
+            metadata = metadata.tree
             device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
             abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
             return jax.tree.map(np.asarray, checkpointer.restore(path, abstract))

@@ -18,13 +18,11 @@ place once complete, so nothing half-written ever sits at the zoo's path.
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from weightspace import checkpointing, lstm
+from weightspace import checkpointing, files, lstm
 from weightspace.types import Params
 
 FORMAT = "weightspace-zoo"
@@ -84,9 +82,6 @@ def save(
     info: dict[str, Any],
 ) -> None:
     """Writes a zoo at `path` (which must not exist) atomically; see the module docstring."""
-    path = os.path.abspath(path)
-    if os.path.exists(path):
-        raise FileExistsError(f"Refusing to overwrite {path}: a zoo or other file is already there.")
     batch = lstm.check_params(params, spec)
     num = len(metadata["run"])
     if batch != (num,):
@@ -94,10 +89,7 @@ def save(
     for name, column in {**behaviour, **metadata}.items():
         if len(column) != num:
             raise ZooError(f"Column {name!r} has {len(column)} rows, expected {num}.")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.partial-", dir=parent)
-    try:
+    with files.staged_directory(path) as staging:
         checkpointing.save_pytree(os.path.join(staging, _ARRAYS), {"params": params, "behaviour": behaviour})
         document = {
             "format": FORMAT,
@@ -107,14 +99,9 @@ def save(
             **info,
             "snapshots": {name: np.asarray(column).tolist() for name, column in metadata.items()},
         }
-        with open(os.path.join(staging, _METADATA), "w") as f:
-            json.dump(document, f)
+        files.write_json(os.path.join(staging, _METADATA), document)
         with open(os.path.join(staging, _COMPLETE), "w") as f:
             f.write(f"{num}\n")
-        os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from weightspace import checkpointing, lstm, tasks, zoo
+from weightspace import checkpointing, files, lstm, tasks, zoo
 from zoo_builder import train
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
@@ -86,12 +86,9 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def _write_json(path: str, document) -> None:
-    """Writes JSON atomically (temporary file, then rename)."""
-    if jax.process_index() != 0:
-        return
-    with open(path + ".tmp", "w") as f:
-        json.dump(document, f, indent=1)
-    os.replace(path + ".tmp", path)
+    """Writes JSON from the first process only (all processes see the same filesystem)."""
+    if jax.process_index() == 0:
+        files.write_json(path, document)
 
 
 def group_size(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> int:
@@ -209,7 +206,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
                 jax.eval_shape(init_fn, spec, keys, task),
             )
             state = manager.restore(step, abstract)
-            logging.info("Resuming group %d at step %d from %s", g, step, checkpoint_dir)
+            logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
         progress.done += size * step
         while True:
             if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):

@@ -1,0 +1,169 @@
+"""The zoo builder end to end on the smoke preset: contents, resume, devices, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from weightspace import lstm, tasks, zoo
+from zoo_builder import build, train
+from zoo_builder.configs import formal_languages
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Smoke preset with 6 runs and a few more steps, so an interrupted build has something left to do.
+OVERRIDES = ["--config.num_runs=6", "--config.train.snapshot_steps=(0,10,20,30)"]
+
+
+def _config():
+    config = formal_languages.get_config("smoke")
+    config.num_runs = 6
+    config.train.snapshot_steps = (0, 10, 20, 30)
+    return config
+
+
+def _command(workdir, cpu_devices, *extra):
+    return [
+        sys.executable, "-m", "zoo_builder.main", "--config=configs/formal_languages.py:smoke",
+        f"--workdir={workdir}", f"--cpu_devices={cpu_devices}", *OVERRIDES, *extra,
+    ]  # fmt: skip
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _run(workdir, cpu_devices, *extra):
+    return subprocess.run(
+        _command(workdir, cpu_devices, *extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def _assert_same_zoo(a, b):
+    assert len(a) == len(b)
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    for name in a.behaviour:
+        np.testing.assert_array_equal(a.behaviour[name], b.behaviour[name], err_msg=name)
+    for name in a.metadata:
+        np.testing.assert_array_equal(a.metadata[name], b.metadata[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_zoo(tmp_path_factory):
+    """An uninterrupted build on two devices, through the command line."""
+    workdir = tmp_path_factory.mktemp("reference")
+    result = _run(workdir, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return zoo.load(workdir / "zoo"), workdir
+
+
+def test_zoo_contents(reference_zoo):
+    loaded, workdir = reference_zoo
+    config = _config()
+    assert len(loaded) == 6 * 4
+    np.testing.assert_array_equal(loaded.metadata["run"], np.repeat(np.arange(6), 4))
+    np.testing.assert_array_equal(loaded.metadata["step"], np.tile([0, 10, 20, 30], 6))
+    assert loaded.sequences.shape == (24, 8, 42) and loaded.log_probs.shape == (24, 8, 41, 6)
+    assert loaded.metadata["task"].shape == (24, 4) and loaded.metadata["correct"].shape == (24,)
+    family = tasks.make("formal_languages", config.task.settings)
+    expected_tasks = family.sample_tasks(config.seed, np.arange(6))["task"]
+    np.testing.assert_array_equal(loaded.metadata["task"][::4], expected_tasks)
+    # Step-0 snapshots are the PyTorch-style init from each run's own key.
+    keys = train.run_keys(config.seed, np.arange(6))
+    for run in range(6):
+        init = lstm.init(jax.random.fold_in(keys[run], 0), loaded.spec)
+        for name in init:
+            np.testing.assert_array_equal(loaded.params[name][4 * run], init[name])
+    # Training lowers each run's loss on fresh batches of its task.
+    for run in range(6):
+        task = {"task": loaded.metadata["task"][4 * run]}
+        batch = family.train_batch(jax.random.key(123), task)
+        first, last = (jax.tree.map(lambda x, i=i: x[i], loaded.params) for i in (4 * run, 4 * run + 3))
+        assert family.loss(last, batch) < 0.8 * family.loss(first, batch)
+    summary = json.loads((workdir / "zoo.json").read_text())
+    assert summary["num_snapshots"] == 24 and summary["num_distinct_tasks"] == 6
+    assert set(summary["mean_metrics_per_step"]["correct"]) == {"0", "10", "20", "30"}
+    assert not os.path.exists(workdir / "parts") and not os.listdir(workdir / "checkpoints")
+
+
+@pytest.mark.slow
+def test_eight_devices_build_the_same_zoo(reference_zoo, tmp_path):
+    result = _run(tmp_path, 8)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 8 cpu device(s)" in result.stderr
+    _assert_same_zoo(zoo.load(tmp_path / "zoo"), reference_zoo[0])
+
+
+@pytest.mark.slow
+def test_one_device_builds_the_same_zoo_up_to_rounding(reference_zoo, tmp_path):
+    """XLA compiles a single-device program through another pipeline: rounding differs, nothing else."""
+    result = _run(tmp_path, 1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, reference = zoo.load(tmp_path / "zoo"), reference_zoo[0]
+    for name in reference.params:
+        np.testing.assert_allclose(one.params[name], reference.params[name], atol=1e-5, err_msg=name)
+    for name in ("run", "step", "task"):
+        np.testing.assert_array_equal(one.metadata[name], reference.metadata[name])
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_the_same_zoo(reference_zoo, tmp_path):
+    process = subprocess.Popen(
+        _command(tmp_path, 2, "--config.train.checkpoint_every_steps=5"),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it as soon as the second group has a checkpoint: mid-build, mid-group.
+    deadline = time.time() + 240
+    while not os.path.isdir(tmp_path / "checkpoints" / "group_00001" / "10") and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not zoo.is_complete(tmp_path / "zoo"), "the build finished before it could be killed"
+    result = _run(tmp_path, 2, "--config.train.checkpoint_every_steps=5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming group 2/3" in result.stderr
+    _assert_same_zoo(zoo.load(tmp_path / "zoo"), reference_zoo[0])
+
+
+def test_finished_build_is_not_redone(reference_zoo):
+    _, workdir = reference_zoo
+    assert build.build(_config(), str(workdir)) == str(workdir / "zoo")
+
+
+def test_second_builder_on_a_busy_workdir(tmp_path):
+    with build.workdir_lock(str(tmp_path)), pytest.raises(build.BuildError, match="Another zoo builder"):
+        build.build(_config(), str(tmp_path))
+
+
+def test_changed_config_on_resume_is_refused(tmp_path):
+    config = _config()
+    build.check_config(config, str(tmp_path))
+    config.train.steps_per_call = 2  # execution settings may change
+    build.check_config(config, str(tmp_path))
+    config.seed = 1
+    config.train.lr_points = ((0, 0.1),)
+    with pytest.raises(build.BuildError, match=r"\['seed', 'train.lr_points'\]"):
+        build.check_config(config, str(tmp_path))
+
+
+def test_bad_snapshot_steps(tmp_path):
+    config = _config()
+    config.train.snapshot_steps = (0, 20, 10)
+    with pytest.raises(build.BuildError, match="snapshot_steps"):
+        build.build(config, str(tmp_path))
+
+
+def test_unknown_config_key_fails_clearly(tmp_path):
+    result = _run(tmp_path, 1, "--config.train.snapshot_stepz=(0,1)")
+    assert result.returncode != 0
+    assert "snapshot_stepz" in result.stderr
+    assert not os.path.exists(tmp_path / "zoo")

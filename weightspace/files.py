@@ -1,0 +1,39 @@
+"""Writing files and directories so that nothing half-written looks complete."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary sibling directory that becomes `path` when the block succeeds.
+
+    `path` must not exist. If the block raises, the temporary directory is
+    removed and `path` is never created.
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise FileExistsError(f"Refusing to overwrite {path}: a directory or file is already there.")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.partial-", dir=parent)
+    try:
+        yield staging
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the result is meant to be shared
+        os.rename(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, document: Any) -> None:
+    """Writes JSON through a temporary file and a rename."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        json.dump(document, f, indent=1)
+    os.replace(temporary, path)

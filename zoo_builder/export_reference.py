@@ -1,0 +1,25 @@
+"""Exports a formal-language zoo in the paper's released `.npy` layout.
+
+  python -m zoo_builder.export_reference --src=/tmp/zoo_fl/zoo --dst=/tmp/zoo_fl_reference
+
+See `zoo_builder.reference_format` for the layout and its quirks.
+"""
+
+from absl import app, flags, logging
+
+from weightspace import cli
+from zoo_builder import reference_format
+
+_SRC = flags.DEFINE_string("src", None, "Path of the zoo to export.", required=True)
+_DST = flags.DEFINE_string("dst", None, "Directory to write (must not exist).", required=True)
+
+
+def main(argv):
+    del argv
+    cli.quiet_library_logs()
+    path = reference_format.export_reference(_SRC.value, _DST.value)
+    logging.info("Exported the zoo %s to %s", _SRC.value, path)
+
+
+if __name__ == "__main__":
+    app.run(main)
