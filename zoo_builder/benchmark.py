@@ -1,0 +1,166 @@
+"""Zoo-building throughput: model-steps per second for several layouts.
+
+  python -m zoo_builder.benchmark
+  python -m zoo_builder.benchmark --devices=1,2 --runs_per_device=1,2,8 --steps_per_call=50
+
+Each layout (devices x runs per device x steps per call) runs in its own
+process (the CPU device count is fixed at start-up) and reports compile time,
+steady-state model-steps/s of the real training step (formal languages, batch
+32, length 42, AdamW) and the process's peak memory. With `torch` importable
+(or `--torch_python` naming an interpreter that has it), a plain PyTorch loop
+training one model at a time is measured in the same run as the baseline.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_DEVICES = flags.DEFINE_list("devices", ["1", "2"], "Device counts (CPU: host devices; accelerators: at most all).")
+_RUNS_PER_DEVICE = flags.DEFINE_list("runs_per_device", ["1", "2", "8", "32"], "Runs per device per group.")
+_STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["50"], "Training steps per jitted call.")
+_SECONDS = flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
+_TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
+_WORKER = flags.DEFINE_string("worker", None, "Internal: 'devices,runs_per_device,steps_per_call' to measure.")
+
+_TORCH_BASELINE = r"""
+import json, sys, time
+import numpy as np, torch
+threads = int(sys.argv[1])
+if threads: torch.set_num_threads(threads)
+rng = np.random.default_rng(0)
+def batch(task=(0, -1, 1, 2), n=32, length=42):
+    seqs = np.full((n, length), 5); seqs[:, 0] = 4
+    for b in range(n):
+        k = rng.integers(max(0, -min(task)), 10)
+        s = np.concatenate([np.full(k + d, j) for j, d in enumerate(task)])[: length - 1]
+        seqs[b, 1 : 1 + len(s)] = s
+    return torch.from_numpy(seqs)
+lstm, linear = torch.nn.LSTM(6, 32, 2, batch_first=True), torch.nn.Linear(32, 6)
+opt = torch.optim.AdamW([*lstm.parameters(), *linear.parameters()], lr=0.01, weight_decay=1e-4)
+data = [batch() for _ in range(20)]
+def steps(n):
+    for i in range(n):
+        seq = data[i % len(data)]
+        out, _ = lstm(torch.nn.functional.one_hot(seq[:, :-1], 6).float())
+        loss = torch.nn.functional.cross_entropy(linear(out).reshape(-1, 6), seq[:, 1:].reshape(-1))
+        opt.zero_grad(); loss.backward(); opt.step()
+steps(50)
+rates = []
+for _ in range(3):
+    t = time.perf_counter(); steps(300); rates.append(300 / (time.perf_counter() - t))
+print(json.dumps({"threads": torch.get_num_threads(), "model_steps_per_s": float(np.median(rates))}))
+"""
+
+
+def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
+    """Runs in a fresh process: compile and steady-state throughput of one layout."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        jax.config.update("jax_num_cpu_devices", devices)
+    import jax.numpy as jnp
+    import numpy as np
+
+    from weightspace import lstm, tasks
+    from zoo_builder import train
+    from zoo_builder.configs import formal_languages
+
+    config = formal_languages.get_config()
+    family = tasks.make(config.task.name, config.task.settings)
+    spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
+    mesh = train.make_mesh(jax.devices()[:devices])
+    init, train_fn, _ = train.compile_fns(family, train.learning_rate_schedule(config.train.lr_points), mesh)
+    runs = devices * runs_per_device
+    sharding = jax.sharding.NamedSharding(mesh, jax.P("models"))
+    ids = jax.device_put(np.arange(runs, dtype=np.uint32), sharding)
+    keys = jax.jit(lambda i: train.run_keys(0, i), out_shardings=sharding)(ids)
+    task = {k: jax.device_put(v, sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
+    state = init(spec, keys, task)
+    start = time.perf_counter()
+    state, losses = train_fn(state, keys, task, jnp.int32(0), steps_per_call)
+    losses.block_until_ready()
+    compile_s = time.perf_counter() - start
+    calls, step = 0, steps_per_call
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or calls < 2:
+        state, losses = train_fn(state, keys, task, jnp.int32(step), steps_per_call)
+        step += steps_per_call
+        calls += 1
+        if calls % 4 == 0:
+            losses.block_until_ready()
+    losses.block_until_ready()
+    elapsed = time.perf_counter() - start
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "devices": devices,
+        "runs_per_device": runs_per_device,
+        "group": runs,
+        "steps_per_call": steps_per_call,
+        "compile_s": round(compile_s, 2),
+        "model_steps_per_s": round(runs * steps_per_call * calls / elapsed, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "final_mean_loss": round(float(losses[-1].mean()), 4),
+    }
+
+
+def _subprocess_json(command: list[str]) -> dict | None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        print(result.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _torch_baselines() -> list[dict]:
+    python = _TORCH_PYTHON.value or sys.executable
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    if probe.returncode:
+        print("torch is not importable: no PyTorch baseline (pass --torch_python).", file=sys.stderr)
+        return []
+    return [r for t in (0, 1) if (r := _subprocess_json([python, "-c", _TORCH_BASELINE, str(t)]))]
+
+
+def main(argv):
+    del argv
+    if _WORKER.value:
+        devices, per_device, steps = (int(x) for x in _WORKER.value.split(","))
+        print(json.dumps(_measure(devices, per_device, steps, _SECONDS.value)))
+        return
+    baselines = _torch_baselines()
+    best = max((b["model_steps_per_s"] for b in baselines), default=None)
+    for b in baselines:
+        print(
+            f"PyTorch baseline, one model at a time, {b['threads']} thread(s):",
+            f"{b['model_steps_per_s']:.1f} model-steps/s",
+        )
+    header = "devices  runs/dev  group  steps/call  compile s  model-steps/s  peak RSS MB" + (
+        "  vs torch" if best else ""
+    )
+    print(header)
+    rows = []
+    for devices in map(int, _DEVICES.value):
+        for per_device in map(int, _RUNS_PER_DEVICE.value):
+            for steps in map(int, _STEPS_PER_CALL.value):
+                command = [sys.executable, "-m", "zoo_builder.benchmark", f"--worker={devices},{per_device},{steps}"]
+                row = _subprocess_json([*command, f"--seconds={_SECONDS.value}"])
+                if row is None:
+                    continue
+                rows.append(row)
+                ratio = f"  {row['model_steps_per_s'] / best:8.2f}x" if best else ""
+                print(
+                    f"{devices:7d}  {per_device:8d}  {row['group']:5d}  {steps:10d}  {row['compile_s']:9.1f}"
+                    f"  {row['model_steps_per_s']:13.1f}  {row['peak_rss_mb']:11.0f}{ratio}",
+                    flush=True,
+                )
+    if rows:
+        print(f"backend: {rows[0]['backend']} ({rows[0]['device_kind']}), {os.cpu_count()} CPU cores")
+
+
+if __name__ == "__main__":
+    app.run(main)
