@@ -107,12 +107,17 @@ def initial_state(spec: LSTMSpec) -> State:
     return zeros, zeros
 
 
-def _cell(gates: jax.Array, c: jax.Array) -> State:
-    """LSTM cell update from pre-activations `gates` [..., 4H] and cell `c` [..., H]."""
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return h, c
+def _cell(pre_t: jax.Array, h: jax.Array, c: jax.Array, w_hh: jax.Array) -> tuple[jax.Array, ...]:
+    """One cell update from the input projection (plus biases) `pre_t` [..., 4H] and state `h`, `c` [..., H].
+
+    Returns:
+      (new h, new c, activated gates i, f, g, o concatenated [..., 4H], tanh of new c).
+    """
+    i, f, g, o = jnp.split(pre_t + h @ w_hh.T, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * c + i * g
+    tanh_c = jnp.tanh(c)
+    return o * tanh_c, c, jnp.concatenate([i, f, g, o], axis=-1), tanh_c
 
 
 def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
@@ -120,52 +125,105 @@ def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
     h_all, c_all = state
     new_h, new_c = [], []
     for layer in range(h_all.shape[0]):
-        gates = (
-            params[f"weight_ih_l{layer}"] @ x
-            + params[f"bias_ih_l{layer}"]
-            + params[f"weight_hh_l{layer}"] @ h_all[layer]
-            + params[f"bias_hh_l{layer}"]
-        )
-        x, c = _cell(gates, c_all[layer])
+        pre = params[f"weight_ih_l{layer}"] @ x + params[f"bias_ih_l{layer}"] + params[f"bias_hh_l{layer}"]
+        x, c, _, _ = _cell(pre, h_all[layer], c_all[layer], params[f"weight_hh_l{layer}"])
         new_h.append(x)
         new_c.append(c)
     output = params["weight_out"] @ x + params["bias_out"]
     return output, (jnp.stack(new_h), jnp.stack(new_c))
 
 
-def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tuple[jax.Array, State]:
-    """Runs the LSTM over a sequence.
-
-    Layer by layer: each layer's input projection is one matmul over all time
-    steps, and only the recurrent matmul stays inside the `lax.scan`.
+@jax.custom_vjp
+def _recurrence(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, State]:
+    """One layer's recurrence over time.
 
     Args:
-      params: one model's params (vmap for many models or sequences).
-      inputs: [time, input_size].
-      state: initial `(h, c)`, each [num_layers, H]; zeros when None.
+      w_hh: [4H, H].
+      pre: the input projection plus biases at every step, [time, ..., 4H].
+      h0, c0: initial state, [..., H].
 
     Returns:
-      (readout logits [time, output_size], final state).
+      (h at every step [time, ..., H], (final h, final c)).
+    """
+
+    def body(carry, pre_t):
+        h, c, _, _ = _cell(pre_t, *carry, w_hh)
+        return (h, c), h
+
+    final, hs = jax.lax.scan(body, (h0, c0), pre)
+    return hs, final
+
+
+def _recurrence_forward(w_hh, pre, h0, c0):
+    def body(carry, pre_t):
+        h, c, gates, tanh_c = _cell(pre_t, *carry, w_hh)
+        return (h, c), (h, c, gates, tanh_c)
+
+    final, (hs, cs, gates, tanh_cs) = jax.lax.scan(body, (h0, c0), pre)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    c_prev = jnp.concatenate([c0[None], cs[:-1]])
+    return (hs, final), (w_hh, h_prev, c_prev, gates, tanh_cs)
+
+
+def _recurrence_backward(residuals, cotangents):
+    """Backpropagation through time that keeps only `dh @ W_hh` inside the loop.
+
+    Autodiff of the scan would also accumulate the `W_hh` gradient step by
+    step; here the loop emits the gate gradients and `W_hh`'s gradient is one
+    large matmul over all steps afterwards, which is what makes zoo training
+    fast on CPUs.
+    """
+    w_hh, h_prev, c_prev, gates, tanh_cs = residuals
+    d_hs, (d_h_final, d_c_final) = cotangents
+
+    def body(carry, step):
+        d_h, d_c = carry
+        d_h_t, c_prev_t, gates_t, tanh_c = step
+        i, f, g, o = jnp.split(gates_t, 4, axis=-1)
+        d_h = d_h + d_h_t
+        d_c = d_c + d_h * o * (1 - tanh_c**2)
+        d_gates = jnp.concatenate(
+            [d_c * g * i * (1 - i), d_c * c_prev_t * f * (1 - f), d_c * i * (1 - g**2), d_h * tanh_c * o * (1 - o)],
+            axis=-1,
+        )
+        return (d_gates @ w_hh, d_c * f), d_gates
+
+    (d_h0, d_c0), d_pre = jax.lax.scan(body, (d_h_final, d_c_final), (d_hs, c_prev, gates, tanh_cs), reverse=True)
+    d_w_hh = jnp.einsum("...g,...h->gh", d_pre, h_prev)
+    return d_w_hh, d_pre, d_h0, d_c0
+
+
+_recurrence.defvjp(_recurrence_forward, _recurrence_backward)
+
+
+def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tuple[jax.Array, State]:
+    """Runs the LSTM over a sequence (or a batch of sequences).
+
+    Layer by layer: each layer's input projection is one matmul over all time
+    steps, and only the recurrent matmul stays inside the `lax.scan` (also in
+    the hand-written backward pass).
+
+    Args:
+      params: one model's params (vmap for many models).
+      inputs: [..., time, input_size].
+      state: initial `(h, c)`, each [num_layers, ..., H]; zeros when None.
+
+    Returns:
+      (readout logits [..., time, output_size], final state).
     """
     num_layers = sum(1 for name in params if name.startswith("weight_hh_l"))
     hidden = params["weight_hh_l0"].shape[-1]
     if state is None:
-        state = (jnp.zeros((num_layers, hidden), inputs.dtype),) * 2
-    xs = inputs
+        state = (jnp.zeros((num_layers, *inputs.shape[:-2], hidden), inputs.dtype),) * 2
+    xs = jnp.moveaxis(inputs, -2, 0)  # [time, ..., features]
     final_h, final_c = [], []
     for layer in range(num_layers):
-        w_hh = params[f"weight_hh_l{layer}"]
         pre = xs @ params[f"weight_ih_l{layer}"].T + (params[f"bias_ih_l{layer}"] + params[f"bias_hh_l{layer}"])
-
-        def recur(carry, pre_t, w_hh=w_hh):
-            h, c = _cell(pre_t + w_hh @ carry[0], carry[1])
-            return (h, c), h
-
-        (h, c), xs = jax.lax.scan(recur, (state[0][layer], state[1][layer]), pre)
+        xs, (h, c) = _recurrence(params[f"weight_hh_l{layer}"], pre, state[0][layer], state[1][layer])
         final_h.append(h)
         final_c.append(c)
     outputs = xs @ params["weight_out"].T + params["bias_out"]
-    return outputs, (jnp.stack(final_h), jnp.stack(final_c))
+    return jnp.moveaxis(outputs, 0, -2), (jnp.stack(final_h), jnp.stack(final_c))
 
 
 def to_flat(params: Params) -> jax.Array:

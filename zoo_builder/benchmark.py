@@ -61,8 +61,7 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
     """Runs in a fresh process: compile and steady-state throughput of one layout."""
     import jax
 
-    if jax.default_backend() == "cpu":
-        jax.config.update("jax_num_cpu_devices", devices)
+    jax.config.update("jax_num_cpu_devices", devices)  # only the CPU backend reads it
     import jax.numpy as jnp
     import numpy as np
 
@@ -74,6 +73,7 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     mesh = train.make_mesh(jax.devices()[:devices])
+    devices = mesh.size  # an accelerator host may have fewer devices than asked for
     init, train_fn, _ = train.compile_fns(family, train.learning_rate_schedule(config.train.lr_points), mesh)
     runs = devices * runs_per_device
     sharding = jax.sharding.NamedSharding(mesh, jax.P("models"))

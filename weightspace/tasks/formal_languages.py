@@ -153,7 +153,7 @@ class FormalLanguages:
     def loss(self, params: Params, batch: jax.Array) -> jax.Array:
         """Next-token cross-entropy over all positions after BOS."""
         inputs = jax.nn.one_hot(batch[:, :-1], VOCAB_SIZE)
-        logits, _ = jax.vmap(lstm.apply, in_axes=(None, 0))(params, inputs)
+        logits, _ = lstm.apply(params, inputs)
         log_probs = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:, None], axis=-1))
 
