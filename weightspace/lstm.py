@@ -134,8 +134,11 @@ def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
 
 
 @jax.custom_vjp
-def _recurrence(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, State]:
-    """One layer's recurrence over time.
+def recurrence(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, State]:
+    """One LSTM layer's recurrence over time, with a fast hand-written backward pass.
+
+    Any LSTM in the codebase (the zoo LSTM, the emulator) runs its layers
+    through this: hoist the input projection, then call `recurrence`.
 
     Args:
       w_hh: [4H, H].
@@ -193,7 +196,7 @@ def _recurrence_backward(residuals, cotangents):
     return d_w_hh, d_pre, d_h0, d_c0
 
 
-_recurrence.defvjp(_recurrence_forward, _recurrence_backward)
+recurrence.defvjp(_recurrence_forward, _recurrence_backward)
 
 
 def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tuple[jax.Array, State]:
@@ -219,7 +222,7 @@ def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tupl
     final_h, final_c = [], []
     for layer in range(num_layers):
         pre = xs @ params[f"weight_ih_l{layer}"].T + (params[f"bias_ih_l{layer}"] + params[f"bias_hh_l{layer}"])
-        xs, (h, c) = _recurrence(params[f"weight_hh_l{layer}"], pre, state[0][layer], state[1][layer])
+        xs, (h, c) = recurrence(params[f"weight_hh_l{layer}"], pre, state[0][layer], state[1][layer])
         final_h.append(h)
         final_c.append(c)
     outputs = xs @ params["weight_out"].T + params["bias_out"]
