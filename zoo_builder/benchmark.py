@@ -82,13 +82,14 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
     task = {k: jax.device_put(v, sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
     state = init(spec, keys, task)
     start = time.perf_counter()
-    state, losses = train_fn(state, keys, task, jnp.int32(0), steps_per_call)
+    data = jax.device_put(family.data()[0], jax.sharding.NamedSharding(mesh, jax.P()))
+    state, losses = train_fn(state, keys, task, data, jnp.int32(0), steps_per_call)
     losses.block_until_ready()
     compile_s = time.perf_counter() - start
     calls, step = 0, steps_per_call
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or calls < 2:
-        state, losses = train_fn(state, keys, task, jnp.int32(step), steps_per_call)
+        state, losses = train_fn(state, keys, task, data, jnp.int32(step), steps_per_call)
         step += steps_per_call
         calls += 1
         if calls % 4 == 0:

@@ -187,6 +187,9 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         workdir,
     )  # fmt: skip
     progress = _Progress(len(groups) * size * last_step, config.log_every_seconds)
+    replicated = jax.sharding.NamedSharding(mesh, jax.P())
+    host_data, data_info = family.data()
+    data = jax.tree.map(lambda x: _global(np.asarray(x), replicated), host_data)
 
     for g, run_ids in enumerate(groups):
         if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
@@ -210,13 +213,13 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         progress.done += size * step
         while True:
             if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
-                behaviour, metrics = snapshot_fn(state["params"], keys, task, jnp.int32(step))
+                behaviour, metrics = snapshot_fn(state["params"], keys, task, data, jnp.int32(step))
                 part = {"params": state["params"], "behaviour": behaviour, "metrics": metrics, "run": ids, "task": task}
                 checkpointing.save_pytree(_part_path(workdir, g, step), part)
             if step == last_step:
                 break
             num_steps = min(config.train.steps_per_call, next(b for b in boundaries if b > step) - step)
-            state, losses = train_fn(state, keys, task, jnp.int32(step), num_steps)
+            state, losses = train_fn(state, keys, task, data, jnp.int32(step), num_steps)
             step += num_steps
             progress.update(size * num_steps, g, len(groups), step, last_step, losses)
             if step % every == 0 and step != last_step:
@@ -226,7 +229,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     if jax.process_index() == 0:
-        summary = assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps)
+        summary = assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
         summary["wall_time_s"] = round(time.time() - start, 2)
         _write_json(os.path.join(workdir, "zoo.json"), summary)
         logging.info(
@@ -235,7 +238,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     return zoo_path
 
 
-def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps) -> dict:
+def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info) -> dict:
     """Gathers the parts into the final zoo (run-major, then step) and returns its summary."""
     per_group = []
     for g in range(len(groups)):
@@ -257,6 +260,7 @@ def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps) ->
         "family_settings": config.task.settings.to_dict(),
         "build_config": json.loads(config.to_json()),
         "snapshot_steps": list(snapshot_steps),
+        "data": data_info,
     }
     zoo.save(zoo_path, flat["params"], flat["behaviour"], metadata, spec, info)
     shutil.rmtree(os.path.join(workdir, "parts"), ignore_errors=True)
@@ -276,6 +280,7 @@ def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps) ->
         "num_snapshots": num_runs * num_steps,
         "snapshot_steps": list(snapshot_steps),
         "num_distinct_tasks": len(np.unique(task_rows, axis=0)),
+        "data": data_info,
         "mean_metrics_per_step": per_step,
         "spec": spec.to_dict(),
         "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",

@@ -51,7 +51,14 @@ def init_state(family: TaskFamily, schedule, spec: lstm.LSTMSpec, keys: jax.Arra
 
 
 def train_steps(
-    family: TaskFamily, schedule, state: PyTree, keys: jax.Array, tasks: Task, first_step: jax.Array, num_steps: int
+    family: TaskFamily,
+    schedule,
+    state: PyTree,
+    keys: jax.Array,
+    tasks: Task,
+    data: PyTree,
+    first_step: jax.Array,
+    num_steps: int,
 ) -> tuple[PyTree, jax.Array]:
     """Advances every run by `num_steps` optimiser steps.
 
@@ -62,7 +69,7 @@ def train_steps(
     """
 
     def one_run(state, key, task, step):
-        batch = family.train_batch(jax.random.fold_in(jax.random.fold_in(key, _BATCH), step), task)
+        batch = family.train_batch(jax.random.fold_in(jax.random.fold_in(key, _BATCH), step), task, data)
         loss, grads = jax.value_and_grad(family.loss)(state["params"], batch)
         opt = optimizer(schedule, family.weight_decay(task))
         updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
@@ -74,11 +81,11 @@ def train_steps(
     return jax.lax.scan(one_step, state, first_step + jnp.arange(num_steps))
 
 
-def snapshot(family: TaskFamily, params: Params, keys: jax.Array, tasks: Task, step: jax.Array) -> PyTree:
+def snapshot(family: TaskFamily, params: Params, keys: jax.Array, tasks: Task, data: PyTree, step: jax.Array) -> PyTree:
     """Behaviour and metrics of every run at `step`: ({name: [runs, ...]}, {name: [runs]})."""
 
     def one(params, key, task):
-        return family.snapshot(jax.random.fold_in(jax.random.fold_in(key, _SNAPSHOT), step), params, task)
+        return family.snapshot(jax.random.fold_in(jax.random.fold_in(key, _SNAPSHOT), step), params, task, data)
 
     return jax.vmap(one)(params, keys, tasks)
 
@@ -105,16 +112,17 @@ def compile_fns(family: TaskFamily, schedule, mesh: jax.sharding.Mesh):
     def init(spec, keys, tasks):
         return per_device(functools.partial(init_state, family, schedule, spec), (runs, runs), runs)(keys, tasks)
 
-    def train(state, keys, tasks, first_step, num_steps):
+    def train(state, keys, tasks, data, first_step, num_steps):
         fn = functools.partial(train_steps, family, schedule, num_steps=num_steps)
-        return per_device(fn, (runs, runs, runs, replicated), (runs, steps_by_runs))(state, keys, tasks, first_step)
+        specs = (runs, runs, runs, replicated, replicated)
+        return per_device(fn, specs, (runs, steps_by_runs))(state, keys, tasks, data, first_step)
 
-    def snap(params, keys, tasks, step):
+    def snap(params, keys, tasks, data, step):
         fn = functools.partial(snapshot, family)
-        return per_device(fn, (runs, runs, runs, replicated), runs)(params, keys, tasks, step)
+        return per_device(fn, (runs, runs, runs, replicated, replicated), runs)(params, keys, tasks, data, step)
 
     return (
         jax.jit(init, static_argnums=0),
-        jax.jit(train, static_argnums=4, donate_argnums=0),
+        jax.jit(train, static_argnums=5, donate_argnums=0),
         jax.jit(snap),
     )

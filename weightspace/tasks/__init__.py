@@ -11,8 +11,9 @@ from typing import Any
 from weightspace.tasks import splits
 from weightspace.tasks.base import Task, TaskFamily
 from weightspace.tasks.formal_languages import FormalLanguages
+from weightspace.tasks.sequential_mnist import SequentialMnist
 
-FAMILIES: dict[str, type] = {FormalLanguages.name: FormalLanguages}
+FAMILIES: dict[str, type] = {FormalLanguages.name: FormalLanguages, SequentialMnist.name: SequentialMnist}
 
 
 def make(name: str, settings: Mapping[str, Any] | None = None) -> TaskFamily:

@@ -9,14 +9,19 @@ interface, vmapped over the runs of a group:
   its run id, so a zoo can be rebuilt with any grouping or device count.
 * `weight_decay(task)`: the run's AdamW weight decay (a family may draw it
   per run and keep it in the task).
-* `train_batch(key, task)` and `loss(params, batch)`: one training batch for a
-  run's task, made on device inside the jitted step, and its loss.
-* `snapshot(key, params, task)`: the behaviour and metrics kept for a snapshot:
+* `data()` (host): `(arrays, info)`: arrays the jitted functions read, e.g. a
+  family's images, which the builder places once on every device and passes
+  back as `data` (an empty dict when a family needs none), and a JSON-able
+  description of them that the zoo records (e.g. the data source).
+* `train_batch(key, task, data)` and `loss(params, batch)`: one training batch
+  for a run's task, made on device inside the jitted step, and its loss.
+* `snapshot(key, params, task, data)`: the behaviour and metrics kept for a snapshot:
   `(behaviour, metrics)`, two dicts of arrays (behaviour: sequences and the
   LSTM's outputs on them; metrics: scalars such as the fraction correct).
 * `input_size` / `output_size`: the sizes of the LSTM the family trains.
 
-Everything but `sample_tasks` must be jittable and is written for one run.
+Everything but `sample_tasks` and `data` must be jittable and is written for
+one run. Every task field becomes a per-snapshot metadata column of the zoo.
 """
 
 from typing import Protocol
@@ -40,11 +45,15 @@ class TaskFamily(Protocol):
         """Task of each run in `run_ids` [runs]: arrays with leading axis [runs]."""
         ...
 
+    def data(self) -> tuple[PyTree, dict]:
+        """Host arrays that `train_batch` and `snapshot` read (replicated on every device), and their description."""
+        ...
+
     def weight_decay(self, task: Task) -> jax.Array:
         """The run's AdamW weight decay, a scalar."""
         ...
 
-    def train_batch(self, key: PRNGKey, task: Task) -> PyTree:
+    def train_batch(self, key: PRNGKey, task: Task, data: PyTree) -> PyTree:
         """One training batch for the run's task."""
         ...
 
@@ -52,6 +61,8 @@ class TaskFamily(Protocol):
         """Mean training loss of the run's LSTM on `batch`, a scalar."""
         ...
 
-    def snapshot(self, key: PRNGKey, params: Params, task: Task) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    def snapshot(
+        self, key: PRNGKey, params: Params, task: Task, data: PyTree
+    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         """(behaviour, metrics) of the run's LSTM at a snapshot."""
         ...

