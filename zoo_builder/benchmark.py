@@ -1,12 +1,14 @@
 """Zoo-building throughput: model-steps per second for several layouts.
 
   python -m zoo_builder.benchmark
-  python -m zoo_builder.benchmark --devices=1,2 --runs_per_device=1,2,8 --steps_per_call=50
+  python -m zoo_builder.benchmark --zoos=sequential_mnist --devices=1,2 --runs_per_device=1,2,8 --steps_per_call=50
 
-Each layout (devices x runs per device x steps per call) runs in its own
-process (the CPU device count is fixed at start-up) and reports compile time,
-steady-state model-steps/s of the real training step (formal languages, batch
-32, length 42, AdamW) and the process's peak memory. With `torch` importable
+Each zoo and layout (devices x runs per device x steps per call) runs in its
+own process (the CPU device count is fixed at start-up) and reports compile
+time, steady-state model-steps/s of the real training step (formal languages:
+batch 32 x 42 tokens; sequential MNIST: batch 32 x 50 tiles, rotated on
+device; AdamW), the share of the step spent making batches, and the process's
+peak memory. With `torch` importable
 (or `--torch_python` naming an interpreter that has it), a plain PyTorch loop
 training one model at a time is measured in the same run as the baseline.
 """
@@ -25,7 +27,8 @@ _RUNS_PER_DEVICE = flags.DEFINE_list("runs_per_device", ["1", "2", "8", "32"], "
 _STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["50"], "Training steps per jitted call.")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
 _TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
-_WORKER = flags.DEFINE_string("worker", None, "Internal: 'devices,runs_per_device,steps_per_call' to measure.")
+_ZOOS = flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
+_WORKER = flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -57,8 +60,39 @@ print(json.dumps({"threads": torch.get_num_threads(), "model_steps_per_s": float
 """
 
 
-def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
-    """Runs in a fresh process: compile and steady-state throughput of one layout."""
+def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[float, float]:
+    """(seconds of the first call, i.e. compile + run; steady-state model-steps/s) of `fn(*args)`.
+
+    `fn` returns (state, output); the state is fed back (it may be donated).
+    """
+    import jax
+
+    start = time.perf_counter()
+    state, output = fn(*args)
+    jax.block_until_ready(output)
+    first = time.perf_counter() - start
+    # A second call may compile again: its state now lives on the devices with the output's sharding.
+    state, output = fn(state, *args[1:])
+    jax.block_until_ready(output)
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or calls < 2:
+        state, output = fn(state, *args[1:])
+        calls += 1
+        if calls % 4 == 0:
+            jax.block_until_ready(output)
+    jax.block_until_ready(output)
+    return first, model_steps_per_call * calls / (time.perf_counter() - start)
+
+
+def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
+    """Runs in a fresh process: compile time and steady-state throughput of one zoo and layout.
+
+    Also times the batch making alone (formal-language strings; MNIST
+    rotation and tiling) over the same steps and runs, to show where the time goes.
+    """
+    import importlib
+
     import jax
 
     jax.config.update("jax_num_cpu_devices", devices)  # only the CPU backend reads it
@@ -67,9 +101,8 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
 
     from weightspace import lstm, tasks
     from zoo_builder import train
-    from zoo_builder.configs import formal_languages
 
-    config = formal_languages.get_config()
+    config = importlib.import_module(f"zoo_builder.configs.{zoo_name}").get_config()
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     mesh = train.make_mesh(jax.devices()[:devices])
@@ -80,23 +113,36 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
     ids = jax.device_put(np.arange(runs, dtype=np.uint32), sharding)
     keys = jax.jit(lambda i: train.run_keys(0, i), out_shardings=sharding)(ids)
     task = {k: jax.device_put(v, sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
-    state = init(spec, keys, task)
-    start = time.perf_counter()
     data = jax.device_put(family.data()[0], jax.sharding.NamedSharding(mesh, jax.P()))
-    state, losses = train_fn(state, keys, task, data, jnp.int32(0), steps_per_call)
-    losses.block_until_ready()
-    compile_s = time.perf_counter() - start
-    calls, step = 0, steps_per_call
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or calls < 2:
-        state, losses = train_fn(state, keys, task, data, jnp.int32(step), steps_per_call)
-        step += steps_per_call
-        calls += 1
-        if calls % 4 == 0:
-            losses.block_until_ready()
-    losses.block_until_ready()
-    elapsed = time.perf_counter() - start
+    state = init(spec, keys, task)
+    steps = jnp.arange(steps_per_call)
+    model_steps = runs * steps_per_call
+
+    def train_call(state, keys, task, data):
+        return train_fn(state, keys, task, data, jnp.int32(0), steps_per_call)
+
+    def device_batches(keys, task, data):
+        def one(key, task):  # the batches of `steps_per_call` steps, reduced so nothing is optimised away
+            batches = jax.vmap(lambda s: family.train_batch(jax.random.fold_in(key, s), task, data))(steps)
+            return sum(jnp.sum(x) for x in jax.tree.leaves(batches))
+
+        return jnp.sum(jax.vmap(one)(keys, task))[None]
+
+    # The same per-device layout as the training step.
+    runs_spec = jax.P("models")
+    device_batches = jax.shard_map(
+        device_batches, mesh=mesh, in_specs=(runs_spec, runs_spec, jax.P()), out_specs=runs_spec, check_vma=False
+    )
+
+    @jax.jit
+    def batches_call(total, keys, task, data):
+        total = total + jnp.sum(device_batches(keys, task, data))
+        return total, total
+
+    compile_s, rate = _rate(train_call, (state, keys, task, data), model_steps, seconds)
+    _, batch_rate = _rate(batches_call, (jnp.float32(0), keys, task, data), model_steps, seconds / 2)
     return {
+        "zoo": zoo_name,
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
         "devices": devices,
@@ -104,9 +150,9 @@ def _measure(devices: int, runs_per_device: int, steps_per_call: int, seconds: f
         "group": runs,
         "steps_per_call": steps_per_call,
         "compile_s": round(compile_s, 2),
-        "model_steps_per_s": round(runs * steps_per_call * calls / elapsed, 1),
+        "model_steps_per_s": round(rate, 1),
+        "batch_share": round(rate / batch_rate, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "final_mean_loss": round(float(losses[-1].mean()), 4),
     }
 
 
@@ -130,37 +176,41 @@ def _torch_baselines() -> list[dict]:
 def main(argv):
     del argv
     if _WORKER.value:
-        devices, per_device, steps = (int(x) for x in _WORKER.value.split(","))
-        print(json.dumps(_measure(devices, per_device, steps, _SECONDS.value)))
+        zoo_name, *layout = _WORKER.value.split(",")
+        print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), _SECONDS.value)))
         return
     baselines = _torch_baselines()
     best = max((b["model_steps_per_s"] for b in baselines), default=None)
     for b in baselines:
+        rate = b["model_steps_per_s"]
+        threads = b["threads"]
         print(
-            f"PyTorch baseline, one model at a time, {b['threads']} thread(s):",
-            f"{b['model_steps_per_s']:.1f} model-steps/s",
+            f"PyTorch baseline (formal languages), one model at a time, {threads} thread(s): {rate:.1f} model-steps/s"
         )
-    header = "devices  runs/dev  group  steps/call  compile s  model-steps/s  peak RSS MB" + (
-        "  vs torch" if best else ""
-    )
-    print(header)
+    print("zoo               devices  runs/dev  group  steps/call  compile s  model-steps/s  batch share  peak RSS MB"
+          + ("  vs torch" if best else ""))  # fmt: skip
     rows = []
-    for devices in map(int, _DEVICES.value):
-        for per_device in map(int, _RUNS_PER_DEVICE.value):
-            for steps in map(int, _STEPS_PER_CALL.value):
-                command = [sys.executable, "-m", "zoo_builder.benchmark", f"--worker={devices},{per_device},{steps}"]
-                row = _subprocess_json([*command, f"--seconds={_SECONDS.value}"])
-                if row is None:
-                    continue
-                rows.append(row)
-                ratio = f"  {row['model_steps_per_s'] / best:8.2f}x" if best else ""
-                print(
-                    f"{devices:7d}  {per_device:8d}  {row['group']:5d}  {steps:10d}  {row['compile_s']:9.1f}"
-                    f"  {row['model_steps_per_s']:13.1f}  {row['peak_rss_mb']:11.0f}{ratio}",
-                    flush=True,
-                )
+    for zoo_name in _ZOOS.value:
+        for devices in map(int, _DEVICES.value):
+            for per_device in map(int, _RUNS_PER_DEVICE.value):
+                for steps in map(int, _STEPS_PER_CALL.value):
+                    worker = f"--worker={zoo_name},{devices},{per_device},{steps}"
+                    row = _subprocess_json(
+                        [sys.executable, "-m", "zoo_builder.benchmark", worker, f"--seconds={_SECONDS.value}"]
+                    )
+                    if row is None:
+                        continue
+                    rows.append(row)
+                    ratio = f"  {row['model_steps_per_s'] / best:8.2f}x" if best else ""
+                    print(
+                        f"{zoo_name:16s}  {row['devices']:7d}  {per_device:8d}  {row['group']:5d}  {steps:10d}"
+                        f"  {row['compile_s']:9.1f}  {row['model_steps_per_s']:13.1f}  {row['batch_share']:11.0%}"
+                        f"  {row['peak_rss_mb']:11.0f}{ratio}",
+                        flush=True,
+                    )
     if rows:
         print(f"backend: {rows[0]['backend']} ({rows[0]['device_kind']}), {os.cpu_count()} CPU cores")
+        print("batch share: time of making the batches (strings; MNIST rotation + tiling) / time of the whole step.")
 
 
 if __name__ == "__main__":

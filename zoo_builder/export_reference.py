@@ -1,8 +1,10 @@
-"""Exports a formal-language zoo in the paper's released `.npy` layout.
+"""Exports a formal-language or sequential-MNIST zoo in the paper's released `.npy` layout.
 
   python -m zoo_builder.export_reference --src=/tmp/zoo_fl/zoo --dst=/tmp/zoo_fl_reference
+  python -m zoo_builder.export_reference --src=/tmp/zoo_mnist/zoo --dst=/tmp/zoo_mnist_reference
 
-See `zoo_builder.reference_format` for the layout and its quirks.
+The layout follows from the zoo's family. See `zoo_builder.reference_format`
+for the layouts and their quirks.
 """
 
 from absl import app, flags, logging

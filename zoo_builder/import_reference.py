@@ -1,16 +1,18 @@
-"""Imports a zoo in the paper's released `.npy` layout into this codebase's zoo format.
+"""Imports a zoo in one of the paper's released `.npy` layouts into this codebase's zoo format.
 
   python -m zoo_builder.import_reference --src=/data/formal_languages --dst=/tmp/zoo_fl_reference
+  python -m zoo_builder.import_reference --src=/data/sequential_mnist --dst=/tmp/zoo_mnist_reference
 
-See `zoo_builder.reference_format` for the layout and its quirks.
+The family (formal languages or sequential MNIST) follows from the files in
+`--src`. See `zoo_builder.reference_format` for the layouts and their quirks.
 """
 
 from absl import app, flags, logging
 
-from weightspace import cli
+from weightspace import cli, zoo
 from zoo_builder import reference_format
 
-_SRC = flags.DEFINE_string("src", None, "Directory in the reference layout (parameters.npy, ...).", required=True)
+_SRC = flags.DEFINE_string("src", None, "Directory in a reference layout (parameters.npy, ...).", required=True)
 _DST = flags.DEFINE_string("dst", None, "Path of the new zoo (must not exist).", required=True)
 
 
@@ -18,7 +20,7 @@ def main(argv):
     del argv
     cli.quiet_library_logs()
     path = reference_format.import_reference(_SRC.value, _DST.value)
-    logging.info("Imported %s into the zoo %s", _SRC.value, path)
+    logging.info("Imported %s into the %s zoo %s", _SRC.value, zoo.read_metadata(path)["family"], path)
 
 
 if __name__ == "__main__":
