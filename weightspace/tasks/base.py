@@ -20,7 +20,17 @@ interface, vmapped over the runs of a group:
   LSTM's outputs on them; metrics: scalars such as the fraction correct).
 * `input_size` / `output_size`: the sizes of the LSTM the family trains.
 
-Everything but `sample_tasks` and `data` must be jittable and is written for
+For encoder training on a finished zoo, a family also says
+
+* `split_fields` and `split_score(tasks)` (host): which task fields identify a
+  task for the train / eval / OOD split, and the score whose highest values are
+  out of distribution (formal languages: the entropy criterion; MNIST: angle);
+* `emulation_data(behaviour)`: from stored behaviour with any leading axes, the
+  emulator's inputs [..., time, input_size], the targets (log-probs or logits,
+  [..., time, output_size]) and, where the outputs predict the next input
+  token, those tokens [..., time].
+
+Everything but `sample_tasks`, `data` and `split_score` must be jittable and is written for
 one run. Every task field becomes a per-snapshot metadata column of the zoo.
 """
 
@@ -47,6 +57,16 @@ class TaskFamily(Protocol):
 
     def data(self) -> tuple[PyTree, dict]:
         """Host arrays that `train_batch` and `snapshot` read (replicated on every device), and their description."""
+        ...
+
+    split_fields: tuple[str, ...]
+
+    def split_score(self, tasks: dict[str, np.ndarray]) -> np.ndarray:
+        """Score [num_tasks] of unique tasks (`split_fields`, leading axis [num_tasks]); the highest are OOD."""
+        ...
+
+    def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """{"inputs", "targets"[, "tokens"]} for the emulator from stored behaviour."""
         ...
 
     def weight_decay(self, task: Task) -> jax.Array:

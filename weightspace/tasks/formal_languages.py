@@ -124,6 +124,7 @@ class FormalLanguages:
     name = "formal_languages"
     input_size = VOCAB_SIZE
     output_size = VOCAB_SIZE
+    split_fields = ("task",)
 
     def __post_init__(self):
         if self.num_stored_sequences > self.num_scored_sequences:
@@ -139,6 +140,18 @@ class FormalLanguages:
             else:
                 tasks.append(ALL_TASKS[np.random.default_rng([seed, int(run)]).integers(len(ALL_TASKS))])
         return {"task": np.stack(tasks).reshape(-1, NUM_LETTERS)}
+
+    def split_score(self, tasks: dict[str, np.ndarray]) -> np.ndarray:
+        return task_entropy(check_tasks(tasks["task"]))
+
+    def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """One-hot inputs at positions 0..L-2, the LSTM's log-probs there, and the next tokens."""
+        sequences = behaviour["sequences"].astype(jnp.int32)
+        return {
+            "inputs": jax.nn.one_hot(sequences[..., :-1], VOCAB_SIZE),
+            "targets": behaviour["log_probs"].astype(jnp.float32),
+            "tokens": sequences[..., 1:],
+        }
 
     def data(self) -> tuple[dict, dict]:
         return {}, {}  # strings are generated on device

@@ -103,6 +103,7 @@ class SequentialMnist:
     name = "sequential_mnist"
     input_size = TILE * TILE
     output_size = NUM_CLASSES
+    split_fields = ("angle",)
 
     def __post_init__(self):
         if self.source not in mnist_data.SOURCES:
@@ -127,6 +128,16 @@ class SequentialMnist:
             "num_eval_images": int(is_eval.sum()),
         }
         return arrays, info
+
+    def split_score(self, tasks: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(tasks["angle"], np.float64)  # the largest angles are OOD
+
+    def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """The stored tile sequences and the LSTM's logits on them."""
+        return {
+            "inputs": behaviour["sequences"].astype(jnp.float32),
+            "targets": behaviour["logits"].astype(jnp.float32),
+        }
 
     def sample_tasks(self, seed: int, run_ids: np.ndarray) -> dict[str, np.ndarray]:
         angles, decays = [], []

@@ -1,0 +1,92 @@
+"""A zoo as a dataset for encoder training: whole-task splits and on-device batches.
+
+Splits follow the paper: unique tasks are scored by their family's criterion
+(formal languages: entropy; MNIST: angle); the highest-scoring 15 % are
+out-of-distribution (OOD), a seeded random 15 % of all tasks are eval, the rest
+train. Whole tasks, never individual snapshots, are split.
+
+Batches are gathered on device from the whole zoo (params and behaviour live
+on the accelerator), so the jitted train step draws its own batch from a key:
+no host-side input pipeline.
+"""
+
+import jax
+import numpy as np
+
+from weightspace import zoo as zoo_lib
+from weightspace.tasks import TaskFamily, splits
+from weightspace.types import PRNGKey, PyTree
+
+SPLITS = ("train", "eval", "ood")
+
+
+def task_split(
+    zoo: zoo_lib.Zoo, family: TaskFamily, seed: int, ood_fraction: float = 0.15, eval_fraction: float = 0.15
+) -> dict[str, np.ndarray]:
+    """Snapshot indices of every split, {"train", "eval", "ood"} -> sorted [n], splitting whole tasks."""
+    columns = [np.asarray(zoo.metadata[f]).reshape(len(zoo), -1) for f in family.split_fields]
+    unique, task_of = np.unique(np.concatenate(columns, axis=1), axis=0, return_inverse=True)
+    widths = np.cumsum([c.shape[1] for c in columns])[:-1]
+    fields = {
+        f: part.reshape(len(unique), *np.asarray(zoo.metadata[f]).shape[1:])
+        for f, part in zip(family.split_fields, np.split(unique, widths, axis=1), strict=True)
+    }
+    by_task = splits.split_by_score(family.split_score(fields), seed, ood_fraction, eval_fraction)
+    return {name: np.flatnonzero(np.isin(task_of.reshape(-1), tasks)) for name, tasks in by_task.items()}
+
+
+def device_zoo(zoo: zoo_lib.Zoo) -> PyTree:
+    """The zoo's params and behaviour as device arrays: {"params": {...[N, ...]}, "behaviour": {...[N, S, ...]}}."""
+    return jax.device_put({"params": zoo.params, "behaviour": zoo.behaviour})
+
+
+def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: jax.Array) -> dict[str, jax.Array]:
+    """The batch of snapshots `snapshots` [B], each with its stored sequence `sequences` [B].
+
+    Returns:
+      {"params": {tensor: [B, ...]}, "inputs": [B, T, in], "targets": [B, T, out], "snapshot": [B]}
+      plus "tokens" [B, T] for families whose outputs predict the next token.
+    """
+    params = jax.tree.map(lambda x: x[snapshots], arrays["params"])
+    behaviour = jax.tree.map(lambda x: x[snapshots, sequences], arrays["behaviour"])
+    return {"params": params, **family.emulation_data(behaviour), "snapshot": snapshots}
+
+
+def sample_batch(
+    key: PRNGKey, arrays: PyTree, family: TaskFamily, indices: jax.Array, batch_size: int
+) -> dict[str, jax.Array]:
+    """A uniform random batch (with replacement) of snapshots from `indices` [n], one stored sequence each."""
+    num_sequences = jax.tree.leaves(arrays["behaviour"])[0].shape[1]
+    snapshot_key, sequence_key = jax.random.split(key)
+    snapshots = indices[jax.random.randint(snapshot_key, (batch_size,), 0, indices.shape[0])]
+    sequences = jax.random.randint(sequence_key, (batch_size,), 0, num_sequences)
+    return gather(arrays, family, snapshots, sequences)
+
+
+def fixed_batches(indices: np.ndarray, batch_size: int, num_sequences: int, seed: int = 0) -> list[tuple]:
+    """Deterministic (snapshots [B], sequences [B]) batches covering every snapshot of `indices` once.
+
+    Each snapshot contributes one seeded stored sequence; the last batch is
+    padded by repeating its first entries (weight them out with the returned mask).
+
+    Returns:
+      A list of (snapshots [B], sequences [B], mask [B]) NumPy arrays.
+    """
+    rng = np.random.default_rng(seed)
+    sequences = rng.integers(0, num_sequences, len(indices))
+    batches = []
+    for start in range(0, len(indices), batch_size):
+        snaps, seqs = indices[start : start + batch_size], sequences[start : start + batch_size]
+        mask = np.arange(batch_size) < len(snaps)
+        pad = batch_size - len(snaps)
+        batches.append((np.concatenate([snaps, snaps[:pad]]), np.concatenate([seqs, seqs[:pad]]), mask))
+    return batches
+
+
+def describe_split(zoo: zoo_lib.Zoo, family: TaskFamily, split: dict[str, np.ndarray]) -> dict:
+    """A JSON-able record of a split (its tasks and sizes), for the workdir."""
+    record = {}
+    for name, indices in split.items():
+        tasks = {f: np.unique(np.asarray(zoo.metadata[f])[indices], axis=0).tolist() for f in family.split_fields}
+        record[name] = {"num_snapshots": len(indices), "num_tasks": len(next(iter(tasks.values()))), "tasks": tasks}
+    return record
