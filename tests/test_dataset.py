@@ -76,3 +76,6 @@ def test_fixed_batches_cover_a_split_once():
     covered = np.concatenate([s[m] for s, _, m in batches])
     np.testing.assert_array_equal(covered, np.arange(100, 125))
     assert all(len(s) == 10 and seq.max() < 3 for s, seq, _ in batches)
+    (short,) = dataset.fixed_batches(np.arange(3), 8, num_sequences=2)
+    np.testing.assert_array_equal(short[0], [0, 1, 2, 0, 1, 2, 0, 1])
+    assert short[2].sum() == 3

@@ -51,3 +51,53 @@ def quiet_library_logs(prefixes: Sequence[str] = ("orbax", "etils", "jax/_src"))
 
     absl_logging.get_absl_handler().addFilter(_DropLibraryInfo(prefixes))
     logging.getLogger().addFilter(_DropLibraryInfo(prefixes))
+
+
+def parse_flags_or_exit(argv: Sequence[str]) -> list[str]:
+    """Parses absl flags (pass as `app.run(..., flags_parser=...)`); returns the remaining argv.
+
+    A bad `--config.a.b=...` override exits with the valid keys at that level
+    (ml_collections raises a bare AttributeError for an unknown key).
+    """
+    import sys
+
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError, ValueError, TypeError, flags.Error) as error:
+        sys.exit(f"Error in the command line: {_describe_override_error(argv, flags.FLAGS, error)}")
+
+
+def _load_config_argument(argv: Sequence[str]):
+    """The config named by `--config=path[:preset]` in `argv` (None if there is none)."""
+    import importlib.util
+
+    for arg in argv:
+        if arg.startswith("--config="):
+            path, _, preset = arg[len("--config=") :].partition(":")
+            spec = importlib.util.spec_from_file_location("_config_for_error", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.get_config(preset or None)
+    return None
+
+
+def _describe_override_error(argv: Sequence[str], flag_values, error: Exception) -> str:
+    """Names the first unknown key of a `--config.*` override and lists the valid keys beside it."""
+    config = flag_values["config"].value if "config" in flag_values else None
+    try:
+        config = config if config is not None else _load_config_argument(argv)
+    except Exception:  # the config file itself is broken: the original error says more
+        return str(error)
+    for arg in argv:
+        if not arg.startswith("--config.") or config is None:
+            continue
+        node, path = config, arg[len("--config.") :].split("=", 1)[0].split(".")
+        for depth, key in enumerate(path):
+            if not hasattr(node, "keys") or key not in node:
+                where = "config" + "".join(f".{k}" for k in path[:depth])
+                valid = sorted(node.keys()) if hasattr(node, "keys") else []
+                return f"{where} has no key {key!r} (from {arg!r}); valid keys: {valid}."
+            node = node[key]
+    return str(error)

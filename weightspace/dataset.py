@@ -67,7 +67,7 @@ def fixed_batches(indices: np.ndarray, batch_size: int, num_sequences: int, seed
     """Deterministic (snapshots [B], sequences [B]) batches covering every snapshot of `indices` once.
 
     Each snapshot contributes one seeded stored sequence; the last batch is
-    padded by repeating its first entries (weight them out with the returned mask).
+    padded by repeating its entries (weight them out with the returned mask).
 
     Returns:
       A list of (snapshots [B], sequences [B], mask [B]) NumPy arrays.
@@ -78,8 +78,7 @@ def fixed_batches(indices: np.ndarray, batch_size: int, num_sequences: int, seed
     for start in range(0, len(indices), batch_size):
         snaps, seqs = indices[start : start + batch_size], sequences[start : start + batch_size]
         mask = np.arange(batch_size) < len(snaps)
-        pad = batch_size - len(snaps)
-        batches.append((np.concatenate([snaps, snaps[:pad]]), np.concatenate([seqs, seqs[:pad]]), mask))
+        batches.append((np.resize(snaps, batch_size), np.resize(seqs, batch_size), mask))
     return batches
 
 

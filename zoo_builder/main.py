@@ -33,4 +33,5 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main, argv=cli.resolve_config_argument(sys.argv, os.path.dirname(__file__)))
+    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
+    app.run(main, argv=argv, flags_parser=cli.parse_flags_or_exit)

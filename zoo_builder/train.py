@@ -8,6 +8,7 @@ own AdamW state. One jitted call advances all runs of a group by several steps
 """
 
 import functools
+import itertools
 from collections.abc import Sequence
 
 import jax
@@ -30,8 +31,14 @@ def run_keys(seed: int, run_ids: np.ndarray) -> jax.Array:
 
 def learning_rate_schedule(points: Sequence[tuple[int, float]]) -> optax.Schedule:
     """Piecewise-linear learning rate through `(step, value)` points, constant outside."""
-    steps = jnp.array([p[0] for p in points], jnp.float32)
-    values = jnp.array([p[1] for p in points], jnp.float32)
+    try:
+        steps_and_values = [(int(step), float(value)) for step, value in points]
+    except (TypeError, ValueError):
+        raise ValueError(f"Learning-rate points must be (step, value) pairs, got {points!r}.") from None
+    if not steps_and_values or any(a[0] >= b[0] for a, b in itertools.pairwise(steps_and_values)):
+        raise ValueError(f"Learning-rate points need increasing steps, got {points!r}.")
+    steps = jnp.array([p[0] for p in steps_and_values], jnp.float32)
+    values = jnp.array([p[1] for p in steps_and_values], jnp.float32)
     return lambda count: jnp.interp(count, steps, values)
 
 

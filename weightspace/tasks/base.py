@@ -22,6 +22,8 @@ interface, vmapped over the runs of a group:
 
 For encoder training on a finished zoo, a family also says
 
+* `probe_length` and `probe_activation`: the probing encoders' defaults for
+  this family (22 softmax token distributions; 50 sigmoid tiles);
 * `split_fields` and `split_score(tasks)` (host): which task fields identify a
   task for the train / eval / OOD split, and the score whose highest values are
   out of distribution (formal languages: the entropy criterion; MNIST: angle);
@@ -60,6 +62,8 @@ class TaskFamily(Protocol):
         ...
 
     split_fields: tuple[str, ...]
+    probe_length: int
+    probe_activation: str
 
     def split_score(self, tasks: dict[str, np.ndarray]) -> np.ndarray:
         """Score [num_tasks] of unique tasks (`split_fields`, leading axis [num_tasks]); the highest are OOD."""

@@ -125,6 +125,9 @@ class FormalLanguages:
     input_size = VOCAB_SIZE
     output_size = VOCAB_SIZE
     split_fields = ("task",)
+    # Probing encoders: probing steps, and how a probing input is made (a distribution over tokens).
+    probe_length = 22
+    probe_activation = "softmax"
 
     def __post_init__(self):
         if self.num_stored_sequences > self.num_scored_sequences:

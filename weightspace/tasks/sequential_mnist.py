@@ -104,6 +104,9 @@ class SequentialMnist:
     input_size = TILE * TILE
     output_size = NUM_CLASSES
     split_fields = ("angle",)
+    # Probing encoders: probing steps, and how a probing input is made (tile values in (0, 1)).
+    probe_length = 50
+    probe_activation = "sigmoid"
 
     def __post_init__(self):
         if self.source not in mnist_data.SOURCES:
