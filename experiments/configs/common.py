@@ -1,0 +1,99 @@
+"""Settings shared by every encoder-training experiment.
+
+An experiment file calls `get_config(encoder, arg, quick=..., smoke=...)`
+with the encoder's size overrides for the two small presets; everything else
+is common. Presets: "paper" (default), "quick" (a few CPU minutes), "smoke"
+(seconds, tests).
+
+How "quick" differs from the paper setting, for every encoder: the quick
+formal-language zoo (128 runs, 5 snapshots up to step 1000; see
+zoo_builder/configs), an emulator of width 64 instead of 256, batches of 32
+snapshots instead of 64, 2,000 steps instead of 100,000 with evaluation every
+250 steps, learning rate 1e-3 instead of 1e-4 (so that the loss falls within
+the short run), and the encoder's own shrinkage (its config file says which).
+"""
+
+import ml_collections
+
+from weightspace import emulator, encoders
+from zoo_builder.configs import common as zoo_common
+
+PRESETS = zoo_common.PRESETS
+
+
+def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_collections.ConfigDict:
+    preset = zoo_common.parse_preset(arg)
+    config = ml_collections.ConfigDict()
+    # Seeds the encoder and emulator init and every batch.
+    config.seed = 0
+
+    config.zoo = ml_collections.ConfigDict()
+    # Zoo family/config name (zoo_builder/configs/<dataset>.py): formal_languages or sequential_mnist.
+    config.zoo.dataset = "formal_languages"
+    # Path of the zoo; "" means <zoo cache>/<dataset>_<preset>/zoo (env WEIGHTSPACE_ZOOS, else
+    # ~/.cache/weightspace/zoos), built with the zoo builder's matching preset when missing.
+    config.zoo.path = ""
+    # Zoo-builder preset used when the zoo has to be built.
+    config.zoo.preset = preset
+
+    # The encoder (fields documented in weightspace/encoders). Probing encoders: probe_length 0 and
+    # probe_activation "auto" take the dataset's defaults (22 token distributions; 50 sigmoid tiles).
+    config.encoder = encoders.default_config(encoder)
+    if "probe_length" in config.encoder:
+        config.encoder.probe_length = 0
+        config.encoder.probe_activation = "auto"
+    # The emulator (fields documented in weightspace/emulator.py).
+    config.emulator = emulator.default_config()
+    # Emulation loss (weightspace.losses): total_variation, kl, reverse_kl, jensen_shannon, cross_entropy, l2.
+    config.loss = "total_variation"
+
+    config.optim = ml_collections.ConfigDict()
+    # AdamW learning rate and weight decay; gradients are clipped to this global norm.
+    config.optim.lr = 1e-4
+    config.optim.weight_decay = 0.01
+    config.optim.clip_norm = 0.1
+
+    config.train = ml_collections.ConfigDict()
+    # Optimisation steps; snapshots per batch (one stored sequence each).
+    config.train.num_steps = 100_000
+    config.train.batch_size = 64
+    # Print progress and append train metrics every this many steps.
+    config.train.log_every_steps = 100
+    # Save the latest state every this many steps.
+    config.train.checkpoint_every_steps = 1000
+    # Shard the batch over all devices (data parallel); same result as one device up to rounding.
+    config.train.data_parallel = False
+
+    config.eval = ml_collections.ConfigDict()
+    # Evaluate the emulation loss on the eval and OOD splits every this many steps (and keep the best).
+    config.eval.every_steps = 1000
+    # Snapshots per evaluation batch.
+    config.eval.batch_size = 64
+
+    config.split = ml_collections.ConfigDict()
+    # Whole tasks are split: the highest-scoring `ood_fraction` are OOD, a seeded `eval_fraction` eval.
+    config.split.seed = 0
+    config.split.ood_fraction = 0.15
+    config.split.eval_fraction = 0.15
+
+    if preset == "quick":
+        config.encoder.update(quick)
+        config.emulator.hidden_size = 64
+        config.optim.lr = 1e-3
+        config.train.num_steps = 2000
+        config.train.batch_size = 32
+        config.train.log_every_steps = 50
+        config.train.checkpoint_every_steps = 500
+        config.eval.every_steps = 250
+    elif preset == "smoke":
+        config.encoder.update(smoke)
+        config.emulator.hidden_size = 8
+        config.emulator.num_layers = 1
+        config.optim.lr = 3e-3
+        config.train.num_steps = 30
+        config.train.batch_size = 8
+        config.train.log_every_steps = 5
+        config.train.checkpoint_every_steps = 10
+        config.eval.every_steps = 10
+        config.eval.batch_size = 8
+    return config

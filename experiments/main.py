@@ -1,0 +1,33 @@
+"""Trains a weight encoder by emulation, then evaluates it.
+
+  python -m experiments.main --config=configs/dwsnet.py:quick --workdir=/tmp/dwsnet_quick
+
+Rerunning the same command on the same workdir resumes the run.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from weightspace import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+
+
+def main(argv):
+    del argv
+    cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
+    cli.quiet_library_logs()
+    from experiments import train
+
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
+    app.run(main, argv=argv, flags_parser=cli.parse_flags_or_exit)

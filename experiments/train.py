@@ -1,0 +1,327 @@
+"""Trains an encoder and an emulator jointly by emulation, with evaluation and resumable checkpoints.
+
+    train_and_evaluate(config, workdir)
+
+Workdir layout:
+  config.json              the run's config
+  split.json               the task split (tasks and sizes of train / eval / OOD)
+  metrics.jsonl            one JSON object per log or eval step
+  checkpoints/latest/      the latest training state (Orbax), for resuming
+  checkpoints/best/        the state with the lowest eval loss so far
+
+For notebooks: `load_model(workdir)` rebuilds the trained encoder and
+emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from weightspace import checkpointing, dataset, emulator, encoders, files, losses, lstm, tasks, zoo
+from weightspace.encoders import augment
+from weightspace.types import PyTree
+
+DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss or gradients, mismatched workdir)."""
+
+
+class Model(nnx.Module):
+    """An encoder and the emulator conditioned on its embedding."""
+
+    def __init__(self, encoder: encoders.Encoder, emulator_module: emulator.Emulator):
+        self.encoder = encoder
+        self.emulator = emulator_module
+
+    def __call__(self, params: PyTree, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(emulator logits [B, T, out], embeddings [B, E]) for zoo params [B, ...] and inputs [B, T, in]."""
+        embedding = self.encoder(params)
+        return self.emulator(embedding, inputs), embedding
+
+
+def zoo_path(config: ml_collections.ConfigDict) -> str:
+    """The configured zoo path, or its default location in the zoo cache."""
+    if config.zoo.path:
+        return config.zoo.path
+    cache = os.environ.get("WEIGHTSPACE_ZOOS", DEFAULT_ZOO_CACHE)
+    return os.path.join(cache, f"{config.zoo.dataset}_{config.zoo.preset}", "zoo")
+
+
+def ensure_zoo(config: ml_collections.ConfigDict) -> str:
+    """Returns the zoo's path, building the zoo first (zoo builder, matching preset) if it is missing."""
+    path = zoo_path(config)
+    if zoo.is_complete(path):
+        return path
+    if config.zoo.path:
+        raise FileNotFoundError(f"No complete zoo at zoo.path={path!r}.")
+    import importlib
+
+    from zoo_builder import build
+
+    zoo_config = importlib.import_module(f"zoo_builder.configs.{config.zoo.dataset}").get_config(config.zoo.preset)
+    logging.info(
+        "No %s zoo at %s yet: building it with the zoo builder's %r preset.",
+        config.zoo.dataset,
+        path,
+        config.zoo.preset,
+    )
+    return build.build(zoo_config, os.path.dirname(path))
+
+
+def resolve_encoder_config(config: ml_collections.ConfigDict, family: tasks.TaskFamily) -> ml_collections.ConfigDict:
+    """The encoder config with the dataset's probing defaults filled in (probe_length 0, activation "auto")."""
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    if resolved.get("probe_length") == 0:
+        resolved.probe_length = family.probe_length
+    if resolved.get("probe_activation") == "auto":
+        resolved.probe_activation = family.probe_activation
+    return resolved
+
+
+def make_model(config: ml_collections.ConfigDict, family: tasks.TaskFamily, spec: lstm.LSTMSpec) -> Model:
+    encoder = encoders.build(resolve_encoder_config(config.encoder, family), spec, seed=config.seed)
+    emulator_module = emulator.Emulator(
+        family.input_size,
+        family.output_size,
+        embedding_size=config.encoder.embedding_size,
+        **config.emulator.to_dict(),
+        rngs=nnx.Rngs(config.seed + 1),
+    )
+    return Model(encoder, emulator_module)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(config.optim.clip_norm),
+        optax.adamw(config.optim.lr, weight_decay=config.optim.weight_decay),
+    )
+
+
+class Trainer:
+    """The static parts of a run (model structure, data, loss) and its jitted steps."""
+
+    def __init__(self, config: ml_collections.ConfigDict, the_zoo: zoo.Zoo):
+        self.config = config
+        self.family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+        self.spec = the_zoo.spec
+        self.loss_fn = losses.get(config.loss)
+        self.token_loss = config.loss in losses.TOKEN_LOSSES
+        if self.token_loss and "tokens" not in self.family.emulation_data(
+            jax.tree.map(jnp.asarray, _first_row(the_zoo))
+        ):
+            raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {the_zoo.family} zoos do not have.")
+        self.augment = bool(config.encoder.augment)
+        model = make_model(config, self.family, self.spec)
+        self.graphdef = nnx.graphdef(model)
+        self.optimizer = make_optimizer(config)
+        self.initial_state = _initial_state(model, self.optimizer)
+        self.key = jax.random.key(config.seed)
+        devices = jax.devices() if config.train.data_parallel else jax.devices()[:1]
+        self.mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+        self.train_step = jax.jit(self._train_step, donate_argnums=0)
+        self.eval_step = jax.jit(self._eval_step)
+
+    def _shard_batch(self, batch: PyTree) -> PyTree:
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.P("data"))
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+
+    def _emulation_loss(self, model: Model, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
+        logits, _ = model(batch["params"], batch["inputs"])
+        return self.loss_fn(logits, batch["tokens"] if self.token_loss else batch["targets"], mask)
+
+    def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
+        # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
+        model = nnx.merge(self.graphdef, params, other, copy=True)
+        return self._emulation_loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+
+    def _train_step(self, state: PyTree, arrays: PyTree, indices: jax.Array) -> tuple[PyTree, dict]:
+        """One optimisation step; its batch and augmentation come from `fold_in(key, step)`."""
+        step_key = jax.random.fold_in(self.key, state["step"])
+        batch_key, augment_key = jax.random.split(step_key)
+        batch = dataset.sample_batch(batch_key, arrays, self.family, indices, self.config.train.batch_size)
+        if self.augment:
+            batch["params"] = augment.augment(augment_key, batch["params"], self.spec)
+        batch = self._shard_batch(batch)
+        (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
+            state["params"], state["other"], batch
+        )
+        updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            **state,
+            "params": optax.apply_updates(state["params"], updates),
+            "other": other,
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+        }
+        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    def _eval_step(self, state: PyTree, arrays: PyTree, snapshots, sequences, mask) -> jax.Array:
+        """Loss on a fixed batch, summed over its valid entries (the model in eval mode: no dropout)."""
+        model = nnx.merge(self.graphdef, state["params"], state["other"])
+        model.eval()
+        batch = self._shard_batch(dataset.gather(arrays, self.family, snapshots, sequences))
+        time_mask = jnp.broadcast_to(mask[:, None], batch["inputs"].shape[:2])
+        return self._emulation_loss(model, batch, time_mask) * jnp.sum(mask)
+
+
+def _first_row(the_zoo: zoo.Zoo) -> dict:
+    return jax.tree.map(lambda x: x[:1, :1], the_zoo.behaviour)
+
+
+def _evaluate(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:
+    totals = {}
+    for name, batches in eval_batches.items():
+        total = sum(trainer.eval_step(state, arrays, *map(jnp.asarray, b)) for b in batches)
+        totals[f"{name}_loss"] = float(total) / max(1, sum(int(b[2].sum()) for b in batches))
+    return totals
+
+
+def _append_metrics(workdir: str, record: dict) -> None:
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Records the config; a resumed run must have the same one (up to logging/eval cadence)."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        cadence = ("log_every_steps", "checkpoint_every_steps", "num_steps")
+        strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in cadence}}
+        if strip(saved) != strip(current):
+            raise TrainingError(f"{workdir} holds a run with another config ({path}); use a new workdir.")
+    files.write_json(path, current)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    _check_config(config, workdir)
+    the_zoo = zoo.load(ensure_zoo(config))
+    trainer = Trainer(config, the_zoo)
+    split = dataset.task_split(
+        the_zoo, trainer.family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction
+    )
+    files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
+    replicated = jax.sharding.NamedSharding(trainer.mesh, jax.P())
+    arrays = jax.device_put(dataset.device_zoo(the_zoo), replicated)
+    train_indices = jax.device_put(jnp.asarray(split["train"], jnp.int32), replicated)
+    num_sequences = the_zoo.sequences.shape[1]
+    eval_batches = {
+        name: dataset.fixed_batches(split[name], config.eval.batch_size, num_sequences, seed=config.split.seed)
+        for name in ("eval", "ood")
+    }
+
+    latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
+    best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
+    state = jax.device_put(trainer.initial_state, replicated)
+    if latest.latest_step() is not None:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        state = latest.restore(latest.latest_step(), abstract)
+        logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
+    step = int(state["step"])
+    num_steps = config.train.num_steps
+    sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
+    logging.info(
+        "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
+        config.encoder.name, the_zoo.family, sizes, num_steps, workdir,
+    )  # fmt: skip
+    pending, start, start_step, last = [], time.time(), step, {}
+    while step < num_steps:
+        state, metrics = trainer.train_step(state, arrays, train_indices)
+        step += 1
+        pending.append(metrics)
+        is_eval = step % config.eval.every_steps == 0 or step == num_steps
+        if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
+            fetched = jax.device_get(pending)
+            pending = []
+            values = {k: np.array([m[k] for m in fetched]) for k in fetched[0]}
+            if not all(np.all(np.isfinite(v)) for v in values.values()):
+                raise TrainingError(
+                    f"Non-finite training loss or gradient norm before step {step} "
+                    f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); "
+                    f"the last good checkpoint is in {os.path.join(workdir, 'checkpoints')}."
+                )
+            last = {
+                "step": step,
+                "train_loss": float(values["loss"].mean()),
+                "grad_norm": float(values["grad_norm"].mean()),
+            }
+            rate = (step - start_step) / (time.time() - start)
+            if is_eval:
+                last.update(_evaluate(trainer, state, arrays, eval_batches))
+                if last["eval_loss"] < float(state["best_eval_loss"]):
+                    state["best_eval_loss"] = jax.device_put(jnp.float32(last["eval_loss"]), replicated)
+                    best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
+            _append_metrics(workdir, {**last, "steps_per_s": round(rate, 3), "time": time.time()})
+            logging.info(
+                "step %d/%d | %.2f steps/s | ETA %s | %s",
+                step, num_steps, rate, time.strftime("%H:%M:%S", time.gmtime((num_steps - step) / max(rate, 1e-9))),
+                " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"),
+            )  # fmt: skip
+            if step % config.train.checkpoint_every_steps == 0 or step == num_steps:
+                latest.save(step, state)
+    latest.close()
+    best.close()
+    return last
+
+
+def _initial_state(model: Model, optimizer: optax.GradientTransformation) -> PyTree:
+    _, params, other = nnx.split(model, nnx.Param, ...)
+    return {
+        "params": params,
+        "other": other,
+        "opt_state": optimizer.init(params),
+        "step": jnp.int32(0),
+        "best_eval_loss": jnp.float32(jnp.inf),
+    }
+
+
+def load_model(workdir: str, which: str = "best") -> Model:
+    """The trained encoder and emulator of a run (`which`: "best" by eval loss, or "latest"), in eval mode."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    document = zoo.read_metadata(zoo_path(config))
+    family = tasks.make(document["family"], document.get("family_settings") or {})
+    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]))
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
+    template = _initial_state(model, make_optimizer(config))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
+    state = manager.restore(step, abstract)
+    manager.close()
+    nnx.update(model, state["params"], state["other"])
+    model.eval()
+    return model
+
+
+def embed(workdir_or_model: str | Model, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
+    """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
+    model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
+    the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
+    graphdef, state = nnx.split(model.encoder)
+    encode = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
+    chunks = []
+    for start in range(0, len(the_zoo), batch_size):
+        params = jax.tree.map(lambda x, start=start: x[start : start + batch_size], the_zoo.params)
+        chunks.append(np.asarray(encode(state, params)))
+    return np.concatenate(chunks)

@@ -1,0 +1,230 @@
+"""The six weight encoders: shapes, gradients, jitting, and the hidden-neuron symmetry."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from weightspace import encoders, lstm, symmetry
+from weightspace.encoders import augment, base, dwsnet, layerwise_statistics, parameter_transformer
+
+# A small zoo LSTM for speed; the paper's formal-language LSTM for sizes.
+SPEC = lstm.LSTMSpec(6, 8, 2, 6)
+PAPER_SPEC = lstm.LSTMSpec(6, 32, 2, 6)
+BATCH = 3
+_PROBING = dict(lstm_size=16, code_size=8, probe_hidden_sizes=(8,), hidden_sizes=(16,), probe_length=3, num_parallel=2)
+# Small sizes for every encoder (everything else at the paper's setting).
+TINY = {
+    "layerwise_statistics": dict(hidden_sizes=(16,)),
+    "flat": dict(hidden_sizes=(16, 16)),
+    "parameter_transformer": dict(width=16, num_layers=1, num_heads=2, mlp_size=32),
+    "dwsnet": dict(channels=8, num_layers=2, hidden_sizes=(16,)),
+    "noninteractive": _PROBING,
+    "interactive": _PROBING,
+}
+# Encoders whose embedding depends only on the LSTM up to hidden-neuron permutations.
+INVARIANT = ("layerwise_statistics", "dwsnet", "noninteractive", "interactive")
+
+
+# Jitted once per shape: run op by op, these would compile every random primitive.
+_init_batch = jax.jit(lambda keys, spec: jax.vmap(lstm.init, in_axes=(0, None))(keys, spec), static_argnums=1)
+_augment = jax.jit(augment.augment, static_argnums=2)
+
+
+def _params(seed=0, spec=SPEC, batch=BATCH):
+    return _init_batch(jax.random.split(jax.random.key(seed), batch), spec)
+
+
+def _permute_each_model(params, seed=5):
+    """Every model under its own random hidden permutations: the same functions."""
+    return _augment(jax.random.key(seed), params, lstm.spec_of(params))
+
+
+def _build(name, spec=SPEC, seed=0, **overrides):
+    config = encoders.default_config(name)
+    config.update(TINY[name])
+    config.update(overrides)
+    return encoders.build(config, spec, seed=seed)
+
+
+def test_registry_and_default_configs():
+    assert encoders.NAMES == (
+        "layerwise_statistics",
+        "flat",
+        "parameter_transformer",
+        "dwsnet",
+        "noninteractive",
+        "interactive",
+    )
+    for name in encoders.NAMES:
+        config = encoders.default_config(name)
+        assert (config.name, config.embedding_size, config.normalize) == (name, 16, True)
+        assert config.augment == (name in ("flat", "parameter_transformer"))
+    with pytest.raises(KeyError, match="dwsnet"):
+        encoders.build("dwsnett", SPEC)
+    config = encoders.default_config("flat")
+    config.hiden_sizes = (4,)
+    with pytest.raises(ValueError, match="hiden_sizes"):
+        encoders.build(config, SPEC)
+
+
+@functools.cache
+def _embed_and_grad(name):
+    """A tiny encoder `name` and its pure jitted `(weights, rest, params) -> (grads, embeddings)`.
+
+    The training loop's functional pattern: split once, merge inside the
+    jitted function (with `copy=True` under `jax.grad`, see the package
+    docstring). Shared by the tests, and traced only once.
+
+    Returns:
+      (the encoder's weights (its `nnx.Param` state), the rest of its state, the function).
+    """
+    graphdef, weights, rest = nnx.split(_build(name), nnx.Param, ...)
+    target = jax.random.normal(jax.random.key(2), (BATCH, 16))
+    # The trace counter is keyed by the function's code, which every encoder's function shares.
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def embed_and_grad(weights, rest, params):
+        def loss(weights):
+            embeddings = nnx.merge(graphdef, weights, rest, copy=True)(params)
+            return jnp.sum(embeddings * target), embeddings
+
+        return jax.grad(loss, has_aux=True)(weights)
+
+    return weights, rest, embed_and_grad
+
+
+@pytest.mark.parametrize("name", encoders.NAMES)
+def test_smoke(name):
+    """Shapes, unit norm, finite gradients for every weight, invariance, one trace for new param values."""
+    weights, rest, embed_and_grad = _embed_and_grad(name)
+    grads, first = embed_and_grad(weights, rest, _params(0))
+    _, second = embed_and_grad(weights, rest, _params(1))
+    _, permuted = embed_and_grad(weights, rest, _permute_each_model(_params(0)))
+    assert first.shape == second.shape == (BATCH, 16)
+    np.testing.assert_allclose(jnp.linalg.norm(first, axis=-1), 1.0, atol=1e-5)
+    assert not np.allclose(first, second, atol=1e-3)
+    if name in INVARIANT:
+        np.testing.assert_allclose(permuted, first, atol=1e-5)
+    for path, grad in jax.tree.leaves_with_path(grads):
+        assert np.all(np.isfinite(grad)), jax.tree_util.keystr(path)
+        assert np.any(grad != 0), f"{jax.tree_util.keystr(path)} gets no gradient"
+
+
+def test_unnormalised_embedding():
+    params = _params()
+    raw = _build("flat", normalize=False)(params)
+    assert not np.allclose(jnp.linalg.norm(raw, axis=-1), 1.0)
+    np.testing.assert_allclose(base.unit_normalize(raw), _build("flat")(params), atol=1e-6)
+
+
+def test_layerwise_statistics_match_numpy():
+    params = _params()
+    quantiles = (0.0, 0.25, 0.5, 0.75, 1.0)
+    features = jax.jit(layerwise_statistics.statistics, static_argnums=(1, 2))(params, SPEC, quantiles)
+    # 7 statistics of each of the 10 tensors of a 2-layer LSTM.
+    assert features.shape == (BATCH, 70)
+    expected = []
+    for name in SPEC.shapes():
+        x = np.asarray(params[name]).reshape(BATCH, -1)
+        expected += [x.mean(1, keepdims=True), x.var(1, ddof=1, keepdims=True), np.quantile(x, quantiles, axis=1).T]
+    np.testing.assert_allclose(features, np.concatenate(expected, axis=1), rtol=1e-5, atol=1e-7)
+
+
+def test_flat_reads_every_parameter():
+    assert _build("flat", spec=PAPER_SPEC).mlp.layers[0].in_features == 13_766
+
+
+def test_parameter_transformer_tokens_and_dropout():
+    assert parameter_transformer.num_tokens(PAPER_SPEC) == 518
+    encoder = _build("parameter_transformer")
+    params = _params()
+    # The summary token, then one token per row of every weight matrix.
+    assert encoder.tokens(params).shape == (BATCH, 1 + 4 * 4 * SPEC.hidden_size + SPEC.output_size, 16)
+    # Dropout is on in training mode (the default) and off in evaluation mode.
+    assert not np.allclose(encoder(params), encoder(params))
+    encoder.eval()
+    np.testing.assert_array_equal(encoder(params), encoder(params))
+
+
+def test_augment_keeps_the_function_and_differs_per_model():
+    one = lstm.init(jax.random.key(0), SPEC)
+    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (BATCH, *x.shape)), one)
+    permuted = _augment(jax.random.key(1), params, SPEC)
+    inputs = jax.random.normal(jax.random.key(2), (9, SPEC.input_size))
+    apply = jax.jit(jax.vmap(lambda p: lstm.apply(p, inputs)[0]))
+    np.testing.assert_allclose(apply(permuted), apply(params), atol=1e-5)
+    flats = np.asarray(lstm.to_flat(permuted))
+    assert not np.allclose(flats[0], lstm.to_flat(one))
+    for i in range(BATCH):
+        for j in range(i):
+            assert not np.allclose(flats[i], flats[j])
+
+
+def test_dwsnet_layers_are_equivariant():
+    encoder = _build("dwsnet")
+    params = _params()
+    perms = symmetry.random_permutations(jax.random.key(4), params, lstm.perm_spec(SPEC))
+    feature_spec = dwsnet.feature_perm_spec(SPEC)
+    permute = lambda features: symmetry.permute(features, feature_spec, perms)
+    features = dwsnet.to_features(params, SPEC)
+    chex.assert_trees_all_close(
+        dwsnet.to_features(symmetry.permute(params, lstm.perm_spec(SPEC), perms), SPEC), permute(features)
+    )
+    for layer in encoder.layers:
+        graphdef, state = nnx.split(layer)
+        apply = jax.jit(lambda state, features, graphdef=graphdef: nnx.merge(graphdef, state)(features))
+        out = apply(state, features)
+        chex.assert_trees_all_close(apply(state, permute(features)), permute(out), atol=1e-5)
+        features = jax.tree.map(jax.nn.relu, out)
+
+
+def test_dwsnet_is_invariant_before_and_after_training():
+    """Invariant to each model's own permutations, not to a partial one, also after training."""
+    weights, rest, embed_and_grad = _embed_and_grad("dwsnet")
+    params = _params()
+    perm = jax.random.permutation(jax.random.key(3), SPEC.hidden_size)
+    # Only the rows of layer 0's recurrent matrix: a different function.
+    partial = symmetry.permute(
+        params, {"weight_hh_l0": (symmetry.PermAxis("hidden_0", blocks=4), None)}, {"hidden_0": perm}
+    )
+
+    def check(weights):
+        grads, out = embed_and_grad(weights, rest, params)
+        np.testing.assert_allclose(embed_and_grad(weights, rest, _permute_each_model(params))[1], out, atol=1e-5)
+        assert np.max(np.abs(embed_and_grad(weights, rest, partial)[1] - out)) > 1e-4
+        return grads, out
+
+    optimizer = optax.adam(1e-2)
+
+    @jax.jit
+    def adam_step(weights, grads, opt_state):
+        updates, opt_state = optimizer.update(grads, opt_state)
+        return optax.apply_updates(weights, updates), opt_state
+
+    grads, before = check(weights)
+    opt_state = jax.jit(optimizer.init)(weights)
+    for _ in range(3):
+        weights, opt_state = adam_step(weights, grads, opt_state)
+        grads, after = check(weights)
+    assert not np.allclose(after, before)
+
+
+@pytest.mark.parametrize(("name", "activation"), [("noninteractive", "sigmoid"), ("interactive", "softmax")])
+def test_probing_inputs(name, activation):
+    """Interactive probes (after the first) depend on the probed LSTM; non-interactive ones never do."""
+    encoder = _build(name, probe_activation=activation)
+    probes = np.asarray(encoder.probing_inputs(_params()))
+    assert probes.shape == (3, BATCH, 2, SPEC.input_size)
+    if activation == "softmax":
+        np.testing.assert_allclose(probes.sum(-1), 1.0, rtol=1e-5)
+    assert np.all((probes > 0) & (probes < 1))
+    np.testing.assert_array_equal(probes[0, 1:], probes[0, :-1])
+    assert np.allclose(probes[1:, 1:], probes[1:, :-1]) == (name == "noninteractive")

@@ -1,0 +1,107 @@
+"""Encoder training end to end on the smoke presets: every encoder, resume, bad input."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import train
+from weightspace import checkpointing, encoders, zoo
+from zoo_builder import build
+from zoo_builder.configs import formal_languages
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("zoo")
+    return build.build(formal_languages.get_config("smoke"), str(workdir))
+
+
+def _config(name, zoo_path, **train_overrides):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+    config.zoo.path = zoo_path
+    config.train.update(train_overrides)
+    return config
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _latest_params(workdir):
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
+    step = manager.latest_step()
+    manager.close()
+    return checkpointing.restore_pytree(os.path.join(workdir, "checkpoints", "latest", str(step), "default"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", encoders.NAMES)
+def test_smoke_training_runs_and_learns(name, smoke_zoo, tmp_path):
+    final = train.train_and_evaluate(_config(name, smoke_zoo), str(tmp_path))
+    records = _metrics(tmp_path)
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert {"eval_loss", "ood_loss"} <= set(records[-1]) and final["step"] == 30
+    assert np.mean([r["train_loss"] for r in records[-2:]]) < np.mean([r["train_loss"] for r in records[:2]])
+    assert os.listdir(tmp_path / "checkpoints" / "latest") and os.listdir(tmp_path / "checkpoints" / "best")
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert set(split) == {"train", "eval", "ood"}
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(whole))
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(parts))
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(parts))  # resumes at step 10
+    a, b = _latest_params(whole), _latest_params(parts)
+    assert int(a["step"]) == int(b["step"]) == 20
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(smoke_zoo, tmp_path):
+    good = zoo.load(smoke_zoo)
+    params = {k: v.copy() for k, v in good.params.items()}
+    params["weight_hh_l0"][:] = np.nan
+    broken = str(tmp_path / "broken_zoo")
+    zoo.save(broken, params, good.behaviour, good.metadata, good.spec, good.info)
+    with pytest.raises(train.TrainingError, match="Non-finite training loss"):
+        train.train_and_evaluate(_config("layerwise_statistics", broken), str(tmp_path / "run"))
+
+
+def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
+    train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
+    config = _config("layerwise_statistics", smoke_zoo, num_steps=10)
+    config.optim.lr = 0.5
+    with pytest.raises(train.TrainingError, match="another config"):
+        train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_typo_in_a_config_override_fails_clearly(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--config=configs/dwsnet.py:smoke", f"--workdir={tmp_path}",
+         "--config.optim.lrr=0.1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "lrr" in result.stderr
+
+
+def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
+    train.train_and_evaluate(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
+    the_zoo = zoo.load(smoke_zoo)
+    embeddings = train.embed(str(tmp_path), the_zoo, batch_size=5)
+    assert embeddings.shape == (len(the_zoo), 16)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    model = train.load_model(str(tmp_path))
+    np.testing.assert_allclose(model.encoder(jax.tree.map(lambda x: x[:3], the_zoo.params)), embeddings[:3], atol=1e-5)

@@ -1,0 +1,171 @@
+"""The shared core of the probing (functionalist) encoders.
+
+A probing encoder never looks at the weights: it runs the probed LSTM on
+probing inputs of its own choosing and reads its answers. An *encoder LSTM*
+(stacked, residual) reads BOS, one transformed answer per probing step, then
+EOS; its last output goes through an MLP to the embedding. The two encoders
+differ only in where the probing inputs come from:
+
+* non-interactive (`noninteractive.py`): from a learned vector per step, so
+  the probes are fixed after training and the same for every LSTM;
+* interactive (`interactive.py`): from the encoder LSTM's output after it
+  read the previous answer, so each question depends on all answers so far.
+
+Sizes follow the paper's code. At each step, `num_parallel` probing
+sequences run side by side: a 256-wide vector (the encoder LSTM's output, or
+the learned per-step vector) -> linear + ReLU to `num_parallel` x 128 -> per
+parallel sequence an MLP 128 -> 128 -> input size with a softmax (token
+probabilities, formal languages) or sigmoid (tiles, sequential MNIST) ->
+the probed LSTM, which carries its state from step to step. Its raw readouts
+of all parallel sequences, concatenated -> linear -> sigmoid -> the encoder
+LSTM's 256-wide input. The encoder LSTM has 2 layers of width 256 with
+residual connections (each layer outputs h + its input); BOS and EOS are
+learned 256-vectors; the head is an MLP 256 -> 128 -> 16.
+
+Because only the function is probed, these encoders are invariant to the
+hidden-neuron permutations (up to float rounding).
+"""
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from weightspace import lstm
+from weightspace.encoders import base
+from weightspace.types import Params
+
+PROBE_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def default_config(name: str) -> ml_collections.ConfigDict:
+    """Paper setting for formal languages (for MNIST: probe_length=50, probe_activation='sigmoid')."""
+    return base.config_with(
+        name,
+        # Width of the encoder LSTM (and of its inputs, BOS/EOS, and the probe codes).
+        lstm_size=256,
+        # Layers of the encoder LSTM.
+        lstm_layers=2,
+        # Each encoder-LSTM layer outputs its hidden state plus its input.
+        residual=True,
+        # Width of the code of one probing input, per parallel sequence.
+        code_size=128,
+        # Hidden widths of the MLP from a code to a probing input.
+        probe_hidden_sizes=(128,),
+        # Hidden widths of the MLP from the encoder LSTM's last output to the embedding.
+        hidden_sizes=(128,),
+        # Probing steps (22 for formal languages, 50 for sequential MNIST).
+        probe_length=22,
+        # Probing sequences run in parallel (the paper uses 1, 2, 4 or 8).
+        num_parallel=1,
+        # 'softmax': probing inputs are token distributions; 'sigmoid': values in (0, 1).
+        probe_activation="softmax",
+    )
+
+
+class EncoderLSTM(nnx.Module):
+    """A stacked LSTM of one width, gate order i, f, g, o, optionally residual.
+
+    It runs through `lstm.recurrence` (with its fast backward pass) over a
+    whole sequence; stepping it one step at a time is a sequence of length 1.
+    """
+
+    def __init__(self, size: int, num_layers: int, residual: bool, *, rngs: nnx.Rngs):
+        # Uniform in +-1/sqrt(size) as PyTorch's LSTM (one bias stands for PyTorch's two).
+        bound = 1.0 / math.sqrt(size)
+
+        def uniform(shape: tuple[int, ...]) -> nnx.Param:
+            return nnx.Param(jax.random.uniform(rngs.params(), shape, minval=-bound, maxval=bound))
+
+        self.w_ih = uniform((num_layers, 4 * size, size))
+        self.w_hh = uniform((num_layers, 4 * size, size))
+        self.bias = uniform((num_layers, 4 * size))
+        self.residual = residual
+
+    def initial_state(self, batch: int) -> lstm.State:
+        """Zero state `(h, c)`, each [num_layers, batch, size]."""
+        zeros = jnp.zeros((self.w_hh.shape[0], batch, self.w_hh.shape[2]))
+        return zeros, zeros
+
+    def __call__(self, xs: jax.Array, state: lstm.State) -> tuple[jax.Array, lstm.State]:
+        """Runs over a sequence.
+
+        Args:
+          xs: [time, batch, size].
+          state: `(h, c)`, each [num_layers, batch, size].
+
+        Returns:
+          (last layer's outputs [time, batch, size], final state).
+        """
+        final_h, final_c = [], []
+        for layer in range(self.w_hh.shape[0]):
+            pre = xs @ self.w_ih[layer].T + self.bias[layer]
+            hs, (h, c) = lstm.recurrence(self.w_hh[layer], pre, state[0][layer], state[1][layer])
+            xs = hs + xs if self.residual else hs
+            final_h.append(h)
+            final_c.append(c)
+        return xs, (jnp.stack(final_h), jnp.stack(final_c))
+
+
+class ProbingEncoder(base.Encoder):
+    """The modules both probing encoders share; subclasses define `encode`."""
+
+    def __init__(
+        self,
+        spec: lstm.LSTMSpec,
+        *,
+        embedding_size: int,
+        normalize: bool,
+        lstm_size: int,
+        lstm_layers: int,
+        residual: bool,
+        code_size: int,
+        probe_hidden_sizes: Sequence[int],
+        hidden_sizes: Sequence[int],
+        probe_length: int,
+        num_parallel: int,
+        probe_activation: str,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(spec, embedding_size=embedding_size, normalize=normalize)
+        if probe_activation not in PROBE_ACTIVATIONS:
+            raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {probe_activation!r}.")
+        if probe_length < 1 or num_parallel < 1:
+            raise ValueError(f"probe_length and num_parallel must be positive, got {probe_length}, {num_parallel}.")
+        self.probe_length = probe_length
+        self.num_parallel = num_parallel
+        self.probe_activation = probe_activation
+        self.code = nnx.Linear(lstm_size, num_parallel * code_size, rngs=rngs)
+        self.probe_mlp = base.MLP([code_size, *probe_hidden_sizes, spec.input_size], rngs=rngs)
+        self.read = nnx.Linear(num_parallel * spec.output_size, lstm_size, rngs=rngs)
+        self.bos = nnx.Param(jnp.zeros((lstm_size,)))
+        self.eos = nnx.Param(jnp.zeros((lstm_size,)))
+        self.lstm = EncoderLSTM(lstm_size, lstm_layers, residual, rngs=rngs)
+        self.head = base.MLP([lstm_size, *hidden_sizes, embedding_size], rngs=rngs)
+
+    def probing_inputs(self, params: Params) -> jax.Array:
+        """The probing inputs each LSTM is given: [probe_length, batch, num_parallel, input_size]."""
+        raise NotImplementedError
+
+    def probes(self, x: jax.Array) -> jax.Array:
+        """Probing inputs from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size]."""
+        codes = nnx.relu(self.code(x)).reshape(*x.shape[:-1], self.num_parallel, -1)
+        logits = self.probe_mlp(codes)
+        return jax.nn.softmax(logits) if self.probe_activation == "softmax" else jax.nn.sigmoid(logits)
+
+    def read_answers(self, outputs: jax.Array) -> jax.Array:
+        """Encoder-LSTM inputs from the probed LSTM's readouts: [..., num_parallel, output_size] -> [..., lstm_size]."""
+        return jax.nn.sigmoid(self.read(outputs.reshape(*outputs.shape[:-2], -1)))
+
+    def start(self, batch: int) -> jax.Array:
+        """The BOS input for a batch: [batch, lstm_size]."""
+        return jnp.broadcast_to(self.bos[...], (batch, self.bos.shape[0]))
+
+    def finish(self, xs: jax.Array, state: lstm.State) -> jax.Array:
+        """Reads the remaining inputs `xs` [time, batch, lstm_size] and EOS from `state`; -> embedding [batch, E]."""
+        eos = jnp.broadcast_to(self.eos[...], xs.shape[1:])
+        ys, _ = self.lstm(jnp.concatenate([xs, eos[None]]), state)
+        return self.head(ys[-1])
