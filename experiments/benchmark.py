@@ -1,0 +1,140 @@
+"""Encoder-training throughput: train steps/s of each encoder with its emulator.
+
+  python -m experiments.benchmark
+  python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20
+
+For each encoder (each in its own process): compile time, steady-state train
+steps per second of the real jitted train step (encoder + emulator + loss +
+AdamW, batch 64 snapshots x 1 sequence of 41 steps at the paper's sizes),
+peak memory, the step's FLOPs (XLA's cost analysis) and the FLOP-bound
+ceiling on this machine (the float32 matmul rate measured in the same run,
+divided by the step's FLOPs). The data are a real smoke zoo built on the fly.
+The paper code's rates on a 2-core CPU (as reported with the task) are shown
+for comparison; they are not measured here.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_ENCODERS = flags.DEFINE_list(
+    "encoders",
+    ["layerwise_statistics", "flat", "parameter_transformer", "dwsnet", "noninteractive", "interactive"],
+    "Encoders to measure.",
+)
+_PRESET = flags.DEFINE_string("preset", "paper", "Config preset whose sizes are measured (paper, quick, smoke).")
+_SECONDS = flags.DEFINE_float("seconds", 20.0, "Steady-state measuring time per encoder (at least 2 steps).")
+_WORKER = flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
+
+# Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
+PAPER_CODE_STEPS_PER_S = {
+    "layerwise_statistics": 4.96,
+    "flat": 5.56,
+    "parameter_transformer": 0.093,
+    "dwsnet": 1.34,
+    "noninteractive": 2.62,
+    "interactive": 2.36,
+}
+
+
+def _matmul_flops_per_s(seconds: float = 3.0) -> float:
+    """This machine's float32 matmul rate (2048 x 2048), the practical peak for the ceiling."""
+    import jax
+
+    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        f(a).block_until_ready()
+        calls += 1
+    return calls * 2 * 2048**3 / (time.perf_counter() - start)
+
+
+def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
+    import importlib
+
+    import jax
+
+    from experiments import train
+    from weightspace import dataset, zoo
+
+    config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
+    config.zoo.path = zoo_path
+    the_zoo = zoo.load(zoo_path)
+    trainer = train.Trainer(config, the_zoo)
+    arrays = dataset.device_zoo(the_zoo)
+    indices = jax.numpy.arange(len(the_zoo))
+    state = trainer.initial_state
+    compiled = trainer.train_step.lower(state, arrays, indices).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    start = time.perf_counter()
+    state, metrics = trainer.train_step(state, arrays, indices)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or steps < 2:
+        state, metrics = trainer.train_step(state, arrays, indices)
+        jax.block_until_ready(metrics)
+        steps += 1
+    rate = steps / (time.perf_counter() - start)
+    return {
+        "encoder": name,
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "batch": config.train.batch_size,
+        "compile_s": round(compile_s, 2),
+        "steps_per_s": round(rate, 3),
+        "gflop_per_step": round(float(cost.get("flops", 0.0)) / 1e9, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "matmul_gflop_per_s": round(_matmul_flops_per_s() / 1e9, 1),
+    }
+
+
+def main(argv):
+    del argv
+    if _WORKER.value:
+        name, zoo_path = _WORKER.value.split(",", 1)
+        print(json.dumps(_measure(name, zoo_path, _PRESET.value, _SECONDS.value)))
+        return
+    from zoo_builder import build
+    from zoo_builder.configs import formal_languages
+
+    with tempfile.TemporaryDirectory() as workdir:
+        zoo_path = build.build(formal_languages.get_config("smoke"), workdir)
+        print(
+            "encoder                steps/s  paper code  ratio  compile s  GFLOP/step  ceiling  of ceiling  peak RSS MB"
+        )
+        for name in _ENCODERS.value:
+            command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
+            command += [f"--preset={_PRESET.value}", f"--seconds={_SECONDS.value}"]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode:
+                print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
+            paper = PAPER_CODE_STEPS_PER_S.get(name) if _PRESET.value == "paper" else None
+            ratio = f"{row['steps_per_s'] / paper:5.2f}x" if paper else "     -"
+            print(
+                f"{name:21s}  {row['steps_per_s']:7.3f}  {paper or float('nan'):10.3f}  {ratio}"
+                f"  {row['compile_s']:9.1f}"
+                f"  {row['gflop_per_step']:10.2f}  {ceiling:7.2f}  {row['steps_per_s'] / ceiling:10.0%}"
+                f"  {row['peak_rss_mb']:11.0f}",
+                flush=True,
+            )
+        print(
+            f"backend: {row['backend']} ({row['device_kind']}), {os.cpu_count()} CPU cores; "
+            f"float32 matmul rate {row['matmul_gflop_per_s']} GFLOP/s; ceiling = that rate / FLOPs per step."
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
