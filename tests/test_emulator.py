@@ -136,6 +136,22 @@ def test_condition_first_and_every_differ_after_the_first_step():
     assert np.all(np.max(np.abs(first[:, 1:] - every[:, 1:]), axis=(0, 2)) > 1e-3)
 
 
+@pytest.mark.parametrize("condition", emulator.CONDITIONS)
+def test_conditioned_steps_match_the_whole_sequence(condition):
+    """Stepping `conditioned(e)` one input at a time (how cloning samples) gives the emulator's outputs."""
+    model = _model(condition, seed=4)
+    embedding, inputs = _data()
+    whole = model(embedding, inputs)
+    for b in range(BATCH):
+        clone = model.conditioned(embedding[b])
+        chex.assert_trees_all_close(clone.apply(inputs[b]), whole[b], atol=1e-6)
+        state, stepped = clone.initial_state(), []
+        for x in inputs[b]:
+            logits, state = clone.step(x, state)
+            stepped.append(logits)
+        chex.assert_trees_all_close(jnp.stack(stepped), whole[b], atol=1e-5)
+
+
 def test_gradients_are_finite_and_match_autodiff_of_the_reference():
     model = _model("first")
     embedding, inputs = _data()

@@ -103,7 +103,7 @@ def test_split_of_the_216_tasks():
 def test_sampled_log_probs_match_running_the_lstm_on_the_samples():
     spec = lstm.LSTMSpec(6, 32, 2, 6)
     params = lstm.init(jax.random.key(0), spec)
-    tokens, log_probs = fl.sample(jax.random.key(1), params, 5, 42)
+    tokens, log_probs = fl.sample(jax.random.key(1), lstm.Bound(params), 5, 42)
     assert tokens.shape == (5, 42) and log_probs.shape == (5, 41, 6)
     assert np.all(tokens[:, 0] == B)
     logits, _ = jax.vmap(lstm.apply, in_axes=(None, 0))(params, jax.nn.one_hot(tokens[:, :-1], 6))

@@ -9,6 +9,7 @@ layers use PyTorch's `nn.LSTM` layout and init, and run through
 hand-written backward pass.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -130,18 +131,72 @@ class Emulator(nnx.Module):
                 f"Emulator got embeddings of shape {embedding.shape} for inputs of shape {inputs.shape}: "
                 "their batch axes must agree."
             )
-        first = self.layers[0]
-        w_ih = first.weight_ih[...]
-        # Nothing nonlinear sits between the two projections and the first
-        # layer's `W_ih`, so they are composed into one [input_size, 4H] map
-        # first: this skips the [time * batch, H] x [H, 4H] matmul, a quarter
-        # of the emulator's matmul FLOPs, forward and backward.
-        w_in = self.input_projection.kernel[...] @ w_ih.T
-        b_in = self.input_projection.bias[...] @ w_ih.T + first.bias
+        w_in, b_in = self._input_map()
         pre = jnp.moveaxis(inputs, -2, 0) @ w_in + b_in  # [time, batch, 4H]
-        conditioning = self.embedding_projection(embedding) @ w_ih.T  # [batch, 4H]
+        conditioning = self._conditioning(embedding)  # [batch, 4H]
         pre = pre.at[0].add(conditioning) if self.condition == "first" else pre + conditioning
-        hs = first.recur(pre)
+        hs = self.layers[0].recur(pre)
         for layer in self.layers[1:]:
             hs = layer(hs)
         return jnp.moveaxis(self.output_projection(hs), 0, -2)
+
+    def _input_map(self) -> tuple[jax.Array, jax.Array]:
+        """The input projection composed with layer 0's `W_ih` and biases: ([input_size, 4H], [4H]).
+
+        Nothing nonlinear sits between them, so composing them first skips the
+        [time * batch, H] x [H, 4H] matmul, a quarter of the emulator's matmul
+        FLOPs, forward and backward.
+        """
+        first = self.layers[0]
+        w_ih = first.weight_ih[...]
+        w_in = self.input_projection.kernel[...] @ w_ih.T
+        return w_in, self.input_projection.bias[...] @ w_ih.T + first.bias
+
+    def _conditioning(self, embedding: jax.Array) -> jax.Array:
+        """The projected embedding as it enters layer 0's gates: [..., embedding_size] -> [..., 4H]."""
+        return self.embedding_projection(embedding) @ self.layers[0].weight_ih[...].T
+
+    def conditioned(self, embedding: jax.Array) -> "Conditioned":
+        """The emulator with one embedding [embedding_size] fixed: a sequence model like `lstm.Bound`."""
+        return Conditioned(self, embedding)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioned:
+    """The emulator conditioned on one embedding, with the zoo LSTM's sequence-model interface.
+
+    Task families score it exactly as they score the zoo LSTM (`lstm.Bound`),
+    which is how cloning is measured. Its state is `(h, c, started)`: h and c
+    [num_layers, H], and whether the first step (which gets the embedding) is done.
+    """
+
+    emulator: Emulator
+    embedding: jax.Array
+
+    def initial_state(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        layers = self.emulator.layers
+        zeros = jnp.zeros((len(layers), layers[0].hidden_size), jnp.float32)
+        return zeros, zeros, jnp.array(False)
+
+    def step(self, x: jax.Array, state: tuple) -> tuple[jax.Array, tuple]:
+        """One step of one sequence: `x` [input_size] -> (logits [output_size], new state)."""
+        h, c, started = state
+        w_in, b_in = self.emulator._input_map()
+        conditioning = self.emulator._conditioning(self.embedding)
+        if self.emulator.condition == "first":
+            conditioning = jnp.where(started, 0.0, conditioning)
+        pre = x @ w_in + b_in + conditioning  # [4H]
+        new_h, new_c = [], []
+        for index, layer in enumerate(self.emulator.layers):
+            if index:
+                pre = x @ layer.weight_ih[...].T + layer.bias
+            _, (h_l, c_l) = lstm.recurrence(layer.weight_hh[...], pre[None], h[index], c[index])
+            new_h.append(h_l)
+            new_c.append(c_l)
+            x = h_l
+        return self.emulator.output_projection(x), (jnp.stack(new_h), jnp.stack(new_c), jnp.array(True))
+
+    def apply(self, inputs: jax.Array) -> jax.Array:
+        """Logits [..., time, output_size] on `inputs` [..., time, input_size]."""
+        embedding = jnp.broadcast_to(self.embedding, (*inputs.shape[:-2], self.embedding.shape[-1]))
+        return self.emulator(embedding, inputs)

@@ -133,6 +133,29 @@ def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
     return output, (jnp.stack(new_h), jnp.stack(new_c))
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """One zoo LSTM with its params fixed, as the sequence-model interface task families score.
+
+    `weightspace.emulator.Conditioned` offers the same three methods, so an
+    emulator imitating this LSTM is scored by exactly the same code.
+    """
+
+    params: Params
+
+    def initial_state(self) -> State:
+        """The zero state of one sequence, each [num_layers, H]."""
+        return initial_state(spec_of(self.params))
+
+    def step(self, x: jax.Array, state: State) -> tuple[jax.Array, State]:
+        """One step of one sequence: `x` [in] -> (logits [out], new state)."""
+        return step(self.params, x, state)
+
+    def apply(self, inputs: jax.Array) -> jax.Array:
+        """Logits [..., time, out] on `inputs` [..., time, in] from the zero state."""
+        return apply(self.params, inputs)[0]
+
+
 @jax.custom_vjp
 def recurrence(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, State]:
     """One LSTM layer's recurrence over time, with a fast hand-written backward pass.

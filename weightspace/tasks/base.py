@@ -32,18 +32,45 @@ For encoder training on a finished zoo, a family also says
   [..., time, output_size]) and, where the outputs predict the next input
   token, those tokens [..., time].
 
-Everything but `sample_tasks`, `data` and `split_score` must be jittable and is written for
+For downstream evaluation (design §5), a family also says
+
+* `downstream_targets(metadata)` (host): what an embedding should predict
+  about each snapshot (`weightspace.targets`), from the zoo's metadata columns;
+* `performance(key, model, task, data)`: the snapshot's score on its task
+  (formal languages: fraction of sampled sequences that are correct; MNIST:
+  eval accuracy) for any `SequenceModel` -- the zoo LSTM itself
+  (`lstm.Bound`) or an emulator conditioned on its embedding, which is how
+  cloning is scored exactly like the original.
+
+Everything but `sample_tasks`, `data`, `split_score` and `downstream_targets` must be jittable and is written for
 one run. Every task field becomes a per-snapshot metadata column of the zoo.
 """
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 
+from weightspace import targets
 from weightspace.types import Params, PRNGKey, PyTree
 
 Task = dict[str, jax.Array]
+
+
+class SequenceModel(Protocol):
+    """A recurrent model a family can score: `lstm.Bound` or `emulator.Conditioned`."""
+
+    def initial_state(self) -> Any:
+        """The state of one sequence before its first input."""
+        ...
+
+    def step(self, x: jax.Array, state: Any) -> tuple[jax.Array, Any]:
+        """One sequence, one step: input [input_size] -> (logits [output_size], new state)."""
+        ...
+
+    def apply(self, inputs: jax.Array) -> jax.Array:
+        """Logits [..., time, output_size] on inputs [..., time, input_size], from the initial state."""
+        ...
 
 
 class TaskFamily(Protocol):
@@ -89,4 +116,12 @@ class TaskFamily(Protocol):
         self, key: PRNGKey, params: Params, task: Task, data: PyTree
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         """(behaviour, metrics) of the run's LSTM at a snapshot."""
+        ...
+
+    def downstream_targets(self, metadata: dict[str, np.ndarray]) -> list[targets.Target]:
+        """The family's targets for downstream evaluation (the training step is added for every family)."""
+        ...
+
+    def performance(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> jax.Array:
+        """The model's score on the task, a scalar (the snapshot metric the family records)."""
         ...

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weightspace import lstm
-from weightspace.tasks.base import Task
+from weightspace import lstm, targets
+from weightspace.tasks.base import SequenceModel, Task
 from weightspace.types import Params, PRNGKey, PyTree
 
 NUM_LETTERS = 4
@@ -76,20 +76,19 @@ def is_correct(tokens: jax.Array, task: jax.Array) -> jax.Array:
     return has_eos & letters_only & ordered & fits
 
 
-def sample(key: PRNGKey, params: Params, num: int, length: int) -> tuple[jax.Array, jax.Array]:
-    """Samples `num` sequences from an LSTM autoregressively, starting at BOS.
+def sample(key: PRNGKey, model: SequenceModel, num: int, length: int) -> tuple[jax.Array, jax.Array]:
+    """Samples `num` sequences from a model (e.g. `lstm.Bound(params)`) autoregressively, starting at BOS.
 
     Returns:
-      tokens [num, length] (BOS first) and the LSTM's log-softmax at every
+      tokens [num, length] (BOS first) and the model's log-softmax at every
       input position [num, length - 1, vocab].
     """
-    spec = lstm.spec_of(params)
-    step = jax.vmap(lstm.step, in_axes=(None, 0, 0))
-    state = jax.tree.map(lambda s: jnp.broadcast_to(s, (num, *s.shape)), lstm.initial_state(spec))
+    step = jax.vmap(model.step)
+    state = jax.tree.map(lambda s: jnp.broadcast_to(s, (num, *s.shape)), model.initial_state())
 
     def one_step(carry, step_key):
         token, state = carry
-        logits, state = step(params, jax.nn.one_hot(token, spec.input_size), state)
+        logits, state = step(jax.nn.one_hot(token, VOCAB_SIZE), state)
         log_probs = jax.nn.log_softmax(logits)
         token = jax.random.categorical(step_key, log_probs).astype(jnp.int32)
         return (token, state), (token, log_probs)
@@ -176,12 +175,27 @@ class FormalLanguages:
         log_probs = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_probs, batch[:, 1:, None], axis=-1))
 
+    def downstream_targets(self, metadata: dict[str, np.ndarray]) -> list[targets.Target]:
+        """The exact task (d1, d2, d3, each 6-way) and the performance (fraction correct)."""
+        return [
+            targets.Classes.of("task", np.asarray(metadata["task"])[:, 1:], DIFFERENCES, ("d1", "d2", "d3")),
+            targets.Regression("performance", np.asarray(metadata["correct"], np.float64)),
+        ]
+
+    def performance(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree = None) -> jax.Array:
+        """Fraction of `num_scored_sequences` sequences sampled from the model that are correct."""
+        return self._sample_and_score(key, model, task)[2]
+
+    def _sample_and_score(self, key: PRNGKey, model: SequenceModel, task: Task) -> tuple[jax.Array, ...]:
+        tokens, log_probs = sample(key, model, self.num_scored_sequences, self.length)
+        correct = jax.vmap(is_correct, in_axes=(0, None))(tokens[:, 1:], task["task"])
+        return tokens, log_probs, jnp.mean(correct.astype(jnp.float32))
+
     def snapshot(
         self, key: PRNGKey, params: Params, task: Task, data: PyTree = None
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        """Samples `num_scored_sequences`; keeps the first `num_stored_sequences`."""
-        tokens, log_probs = sample(key, params, self.num_scored_sequences, self.length)
-        correct = jax.vmap(is_correct, in_axes=(0, None))(tokens[:, 1:], task["task"])
+        """Samples `num_scored_sequences` to score the LSTM; keeps the first `num_stored_sequences`."""
+        tokens, log_probs, correct = self._sample_and_score(key, lstm.Bound(params), task)
         kept = slice(0, self.num_stored_sequences)
         behaviour = {"sequences": tokens[kept].astype(jnp.int16), "log_probs": log_probs[kept].astype(jnp.float16)}
-        return behaviour, {"correct": jnp.mean(correct.astype(jnp.float32))}
+        return behaviour, {"correct": correct}

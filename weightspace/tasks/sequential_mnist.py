@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weightspace import lstm
+from weightspace import lstm, targets
 from weightspace.tasks import mnist_data
-from weightspace.tasks.base import Task
+from weightspace.tasks.base import SequenceModel, Task
 from weightspace.types import Params, PRNGKey, PyTree
 
 IMAGE_SIZE = 28
@@ -164,7 +164,7 @@ class SequentialMnist:
 
     def loss(self, params: Params, batch: dict[str, jax.Array]) -> jax.Array:
         """Cross-entropy of the label at every step."""
-        return jnp.mean(_per_image_loss_and_correct(params, batch)[0])
+        return jnp.mean(_per_image_loss_and_correct(lstm.Bound(params), batch)[0])
 
     def snapshot(
         self, key: PRNGKey, params: Params, task: Task, data: PyTree
@@ -174,21 +174,44 @@ class SequentialMnist:
         The scored eval images are the first `num_scored_images` of the eval
         split, the same at every snapshot; the train images are a fresh sample.
         """
+        model = lstm.Bound(params)
         num_eval, num_train = data["eval_labels"].shape[0], data["train_labels"].shape[0]
-        count = self.num_scored_images or num_eval
         stored_key, train_key = jax.random.split(key)
-        eval_index = jnp.arange(min(count, num_eval))
-        train_index = jax.random.choice(train_key, num_train, (min(count, num_train),), replace=False)
-        eval_loss, accuracy = self._score(params, data["eval_images"], data["eval_labels"], eval_index, task)
-        train_loss, _ = self._score(params, data["train_images"], data["train_labels"], train_index, task)
+        train_index = jax.random.choice(train_key, num_train, (self._num_scored(data),), replace=False)
+        eval_loss, accuracy = self._score_eval(model, task, data)
+        train_loss, _ = self._score(model, data["train_images"], data["train_labels"], train_index, task)
         stored = jax.random.choice(stored_key, num_eval, (self.num_stored_sequences,), replace=False)
         inputs = self._sequences(data["eval_images"][stored], data["eval_labels"][stored], task)["inputs"]
         logits, _ = lstm.apply(params, inputs)
         behaviour = {"sequences": inputs.astype(jnp.float16), "logits": logits.astype(jnp.float16)}
         return behaviour, {"accuracy": accuracy, "train_loss": train_loss, "eval_loss": eval_loss}
 
+    def downstream_targets(self, metadata: dict[str, np.ndarray]) -> list[targets.Target]:
+        """The angle, eval accuracy, generalisation gap (eval - train loss) and weight decay (4-way)."""
+        gap = np.asarray(metadata["eval_loss"], np.float64) - np.asarray(metadata["train_loss"], np.float64)
+        return [
+            targets.Angle("angle", np.asarray(metadata["angle"], np.float64)),
+            targets.Regression("accuracy", np.asarray(metadata["accuracy"], np.float64)),
+            targets.Regression("generalisation_gap", gap),
+            targets.Classes.of("weight_decay", metadata["weight_decay"], WEIGHT_DECAYS),
+        ]
+
+    def performance(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> jax.Array:
+        """Last-step accuracy on the scored eval images (the same images for every snapshot; `key` unused)."""
+        return self._score_eval(model, task, data)[1]
+
+    def _num_scored(self, data: PyTree) -> int:
+        """How many eval images are scored (and train images for the train loss)."""
+        num_eval, num_train = data["eval_labels"].shape[0], data["train_labels"].shape[0]
+        return min(self.num_scored_images or num_eval, num_eval, num_train)
+
+    def _score_eval(self, model: SequenceModel, task: Task, data: PyTree) -> tuple[jax.Array, jax.Array]:
+        """Mean loss and accuracy on the first `num_scored_images` eval images."""
+        index = jnp.arange(self._num_scored(data))
+        return self._score(model, data["eval_images"], data["eval_labels"], index, task)
+
     def _score(
-        self, params: Params, images: jax.Array, labels: jax.Array, index: jax.Array, task: Task
+        self, model: SequenceModel, images: jax.Array, labels: jax.Array, index: jax.Array, task: Task
     ) -> tuple[jax.Array, jax.Array]:
         """Mean loss and last-step accuracy over `images[index]`, `score_chunk` images at a time."""
         chunk = min(self.score_chunk, index.shape[0])
@@ -199,7 +222,7 @@ class SequentialMnist:
         def one_chunk(args):
             chunk_index, chunk_valid = args
             batch = self._sequences(images[chunk_index], labels[chunk_index], task)
-            losses, correct = _per_image_loss_and_correct(params, batch)
+            losses, correct = _per_image_loss_and_correct(model, batch)
             return jnp.sum(jnp.where(chunk_valid, losses, 0.0)), jnp.sum(jnp.where(chunk_valid, correct, 0.0))
 
         loss_sums, correct_sums = jax.lax.map(
@@ -208,9 +231,9 @@ class SequentialMnist:
         return jnp.sum(loss_sums) / index.shape[0], jnp.sum(correct_sums) / index.shape[0]
 
 
-def _per_image_loss_and_correct(params: Params, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+def _per_image_loss_and_correct(model: SequenceModel, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """Per image: cross-entropy averaged over all steps [batch], and whether the last step is right [batch]."""
-    logits, _ = lstm.apply(params, batch["inputs"])  # [batch, 50, 10]
+    logits = model.apply(batch["inputs"])  # [batch, 50, 10]
     log_probs = jax.nn.log_softmax(logits)
     labels = jnp.broadcast_to(batch["labels"][:, None, None], (*logits.shape[:2], 1))
     losses = -jnp.mean(jnp.take_along_axis(log_probs, labels, axis=-1)[..., 0], axis=-1)
