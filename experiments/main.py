@@ -1,8 +1,11 @@
-"""Trains a weight encoder by emulation, then evaluates it.
+"""Trains a weight encoder by emulation (or a supervised baseline), then evaluates it downstream.
 
   python -m experiments.main --config=configs/dwsnet.py:quick --workdir=/tmp/dwsnet_quick
 
-Rerunning the same command on the same workdir resumes the run.
+Rerunning the same command on the same workdir resumes the run. The
+evaluation (experiments/evaluate.py) writes evaluation.json/.md into the
+workdir; --config.evaluate.after_training=false skips it. Supervised baseline:
+--config.supervised.target=task (see configs/common.py).
 """
 
 import os
@@ -22,9 +25,12 @@ def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
     cli.quiet_library_logs()
-    from experiments import train
+    from experiments import evaluate, train
 
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    train.train_and_evaluate(config, _WORKDIR.value)
+    if config.evaluate.after_training:
+        evaluate.evaluate(_WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import optax
 from absl import logging
 from flax import nnx
 
-from weightspace import checkpointing, dataset, emulator, encoders, files, losses, lstm, tasks, zoo
-from weightspace.encoders import augment
+from weightspace import checkpointing, dataset, emulator, encoders, files, losses, lstm, targets, tasks, zoo
+from weightspace.encoders import augment, base
 from weightspace.types import PyTree
 
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
@@ -48,6 +48,34 @@ class Model(nnx.Module):
         """(emulator logits [B, T, out], embeddings [B, E]) for zoo params [B, ...] and inputs [B, T, in]."""
         embedding = self.encoder(params)
         return self.emulator(embedding, inputs), embedding
+
+
+class SupervisedModel(nnx.Module):
+    """The supervised baseline: an encoder and an MLP head predicting one downstream target from its embedding."""
+
+    def __init__(self, encoder: encoders.Encoder, head: base.MLP):
+        self.encoder = encoder
+        self.head = head
+
+    def __call__(self, params: PyTree) -> jax.Array:
+        """The head's raw outputs [B, target.output_size] for zoo params [B, ...]."""
+        return self.head(self.encoder(params))
+
+
+def downstream_targets(metadata: dict[str, np.ndarray], family: tasks.TaskFamily) -> list[targets.Target]:
+    """Every downstream target of a zoo (from its metadata columns): its family's, then the training step."""
+    return [*family.downstream_targets(metadata), *targets.step_targets(metadata["step"])]
+
+
+def supervised_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
+    """The target of a supervised run (None when the run trains by emulation)."""
+    name = config.supervised.target
+    if not name:
+        return None
+    by_name = {t.name: t for t in all_targets}
+    if name not in by_name:
+        raise ValueError(f"Unknown supervised.target {name!r}; this zoo's targets are {sorted(by_name)}.")
+    return by_name[name]
 
 
 def zoo_path(config: ml_collections.ConfigDict) -> str:
@@ -89,8 +117,17 @@ def resolve_encoder_config(config: ml_collections.ConfigDict, family: tasks.Task
     return resolved
 
 
-def make_model(config: ml_collections.ConfigDict, family: tasks.TaskFamily, spec: lstm.LSTMSpec) -> Model:
+def make_model(
+    config: ml_collections.ConfigDict,
+    family: tasks.TaskFamily,
+    spec: lstm.LSTMSpec,
+    target: targets.Target | None = None,
+) -> Model | SupervisedModel:
+    """The encoder with the emulator, or (supervised runs, given their `target`) with a prediction head."""
     encoder = encoders.build(resolve_encoder_config(config.encoder, family), spec, seed=config.seed)
+    if target is not None:
+        sizes = (config.encoder.embedding_size, *config.supervised.hidden_sizes, target.output_size)
+        return SupervisedModel(encoder, base.MLP(sizes, rngs=nnx.Rngs(config.seed + 1)))
     emulator_module = emulator.Emulator(
         family.input_size,
         family.output_size,
@@ -115,13 +152,20 @@ class Trainer:
         self.config = config
         self.family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
         self.spec = the_zoo.spec
+        self.split = dataset.task_split(
+            the_zoo, self.family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction
+        )
+        self.targets = downstream_targets(the_zoo.metadata, self.family)
+        # Supervised runs: the target, standardised on the train split.
+        target = supervised_target(config, self.targets)
+        self.target = None if target is None else target.fitted(self.split["train"])
         self.loss_fn = losses.get(config.loss)
-        self.token_loss = config.loss in losses.TOKEN_LOSSES
+        self.token_loss = config.loss in losses.TOKEN_LOSSES and self.target is None
         # Shapes only: does this family's emulation data have next-token targets?
         if self.token_loss and "tokens" not in jax.eval_shape(self.family.emulation_data, the_zoo.behaviour):
             raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {the_zoo.family} zoos do not have.")
         self.augment = bool(config.encoder.augment)
-        model = make_model(config, self.family, self.spec)
+        model = make_model(config, self.family, self.spec, self.target)
         self.graphdef = nnx.graphdef(model)
         self.optimizer = make_optimizer(config)
         self.initial_state = _initial_state(model, self.optimizer)
@@ -135,14 +179,27 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.P("data"))
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
-    def _emulation_loss(self, model: Model, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
+    def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
+        """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...])."""
+        arrays = dataset.device_zoo(the_zoo)
+        if self.target is not None:
+            arrays["target"] = jnp.asarray(self.target.encode())
+        return jax.device_put(arrays, jax.sharding.NamedSharding(self.mesh, jax.P()))
+
+    def _loss(self, model: Model | SupervisedModel, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
+        """The objective on a batch (mean over the snapshots where `mask` [B] is true): emulation or supervised."""
+        if self.target is not None:
+            per_snapshot = self.target.loss(model(batch["params"]), batch["target"])
+            weights = jnp.ones_like(per_snapshot) if mask is None else mask.astype(per_snapshot.dtype)
+            return jnp.sum(per_snapshot * weights) / jnp.sum(weights)
         logits, _ = model(batch["params"], batch["inputs"])
-        return self.loss_fn(logits, batch["tokens"] if self.token_loss else batch["targets"], mask)
+        time_mask = None if mask is None else jnp.broadcast_to(mask[:, None], logits.shape[:2])
+        return self.loss_fn(logits, batch["tokens"] if self.token_loss else batch["targets"], time_mask)
 
     def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
         # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
         model = nnx.merge(self.graphdef, params, other, copy=True)
-        return self._emulation_loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+        return self._loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
 
     def _train_step(self, state: PyTree, arrays: PyTree, indices: jax.Array) -> tuple[PyTree, dict]:
         """One optimisation step; its batch and augmentation come from `fold_in(key, step)`."""
@@ -163,23 +220,40 @@ class Trainer:
             "opt_state": opt_state,
             "step": state["step"] + 1,
         }
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     def _eval_step(self, state: PyTree, arrays: PyTree, snapshots, sequences, mask) -> jax.Array:
         """Loss on a fixed batch, summed over its valid entries (the model in eval mode: no dropout)."""
         model = nnx.merge(self.graphdef, state["params"], state["other"])
         model.eval()
         batch = self._shard_batch(dataset.gather(arrays, self.family, snapshots, sequences))
-        time_mask = jnp.broadcast_to(mask[:, None], batch["inputs"].shape[:2])
-        return self._emulation_loss(model, batch, time_mask) * jnp.sum(mask)
+        return self._loss(model, batch, mask) * jnp.sum(mask)
+
+    def model(self, state: PyTree) -> Model | SupervisedModel:
+        """The model of a training state, in eval mode."""
+        model = nnx.merge(self.graphdef, state["params"], state["other"])
+        model.eval()
+        return model
 
 
-def _evaluate(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:
+def split_losses(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:
+    """The objective's mean loss over each split's fixed batches: {"<split>_loss": float}."""
     totals = {}
     for name, batches in eval_batches.items():
         total = sum(trainer.eval_step(state, arrays, *map(jnp.asarray, b)) for b in batches)
         totals[f"{name}_loss"] = float(total) / max(1, sum(int(b[2].sum()) for b in batches))
     return totals
+
+
+def fixed_batches(trainer: Trainer, the_zoo: zoo.Zoo, names: tuple[str, ...]) -> dict[str, list]:
+    """Deterministic evaluation batches covering every snapshot of the named splits once."""
+    num_sequences = the_zoo.sequences.shape[1]
+    return {
+        name: dataset.fixed_batches(
+            trainer.split[name], trainer.config.eval.batch_size, num_sequences, seed=trainer.config.split.seed
+        )
+        for name in names
+    }
 
 
 def _append_metrics(workdir: str, record: dict) -> None:
@@ -195,7 +269,10 @@ def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
         with open(path) as f:
             saved = json.load(f)
         cadence = ("log_every_steps", "checkpoint_every_steps", "num_steps")
-        strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in cadence}}
+        strip = lambda c: {
+            **{k: v for k, v in c.items() if k != "evaluate"},  # downstream evaluation settings may change
+            "train": {k: v for k, v in c["train"].items() if k not in cadence},
+        }
         if strip(saved) != strip(current):
             raise TrainingError(f"{workdir} holds a run with another config ({path}); use a new workdir.")
     files.write_json(path, current)
@@ -208,18 +285,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     _check_config(config, workdir)
     the_zoo = zoo.load(ensure_zoo(config))
     trainer = Trainer(config, the_zoo)
-    split = dataset.task_split(
-        the_zoo, trainer.family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction
-    )
+    split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
     replicated = jax.sharding.NamedSharding(trainer.mesh, jax.P())
-    arrays = jax.device_put(dataset.device_zoo(the_zoo), replicated)
+    arrays = trainer.device_arrays(the_zoo)
     train_indices = jax.device_put(jnp.asarray(split["train"], jnp.int32), replicated)
-    num_sequences = the_zoo.sequences.shape[1]
-    eval_batches = {
-        name: dataset.fixed_batches(split[name], config.eval.batch_size, num_sequences, seed=config.split.seed)
-        for name in ("eval", "ood")
-    }
+    eval_batches = fixed_batches(trainer, the_zoo, ("eval", "ood"))
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
     best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
@@ -258,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             }
             rate = (step - start_step) / (time.time() - start)
             if is_eval:
-                last.update(_evaluate(trainer, state, arrays, eval_batches))
+                last.update(split_losses(trainer, state, arrays, eval_batches))
                 if last["eval_loss"] < float(state["best_eval_loss"]):
                     state["best_eval_loss"] = jax.device_put(jnp.float32(last["eval_loss"]), replicated)
                     best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
@@ -286,16 +357,37 @@ def _initial_state(model: Model, optimizer: optax.GradientTransformation) -> PyT
     }
 
 
-def load_model(workdir: str, which: str = "best") -> Model:
-    """The trained encoder and emulator of a run (`which`: "best" by eval loss, or "latest"), in eval mode."""
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a training workdir was run with."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def checkpoint_step(workdir: str, which: str = "best") -> int:
+    """The step of a run's best (or latest) checkpoint."""
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    step = manager.latest_step()
+    manager.close()
+    if step is None:
+        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
+    return step
+
+
+def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
+    """The trained model of a run (`which`: "best" by eval loss, or "latest"), in eval mode.
+
+    A `Model` (encoder and emulator), or for a supervised run a
+    `SupervisedModel` (encoder and prediction head); both have `.encoder`.
+    """
+    config = read_config(workdir)
     document = zoo.read_metadata(zoo_path(config))
     family = tasks.make(document["family"], document.get("family_settings") or {})
-    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]))
+    metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
+    target = supervised_target(config, downstream_targets(metadata, family))
+    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]), target)
     manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
     step = manager.latest_step()
     if step is None:
@@ -309,7 +401,7 @@ def load_model(workdir: str, which: str = "best") -> Model:
     return model
 
 
-def embed(workdir_or_model: str | Model, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
+def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
     """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
     model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo

@@ -45,11 +45,15 @@ def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: 
 
     Returns:
       {"params": {tensor: [B, ...]}, "inputs": [B, T, in], "targets": [B, T, out], "snapshot": [B]}
-      plus "tokens" [B, T] for families whose outputs predict the next token.
+      plus "tokens" [B, T] for families whose outputs predict the next token, and
+      "target" [B, ...] when `arrays` holds a supervised run's encoded target.
     """
     params = jax.tree.map(lambda x: x[snapshots], arrays["params"])
     behaviour = jax.tree.map(lambda x: x[snapshots, sequences], arrays["behaviour"])
-    return {"params": params, **family.emulation_data(behaviour), "snapshot": snapshots}
+    batch = {"params": params, **family.emulation_data(behaviour), "snapshot": snapshots}
+    if "target" in arrays:  # a supervised run's encoded downstream target
+        batch["target"] = arrays["target"][snapshots]
+    return batch
 
 
 def sample_batch(

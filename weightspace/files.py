@@ -31,9 +31,32 @@ def staged_directory(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path next to `path` to write to; it replaces `path` only when the block succeeds."""
+    path = os.fspath(path)
+    root, extension = os.path.splitext(path)
+    temporary = f"{root}.partial{extension}"  # keeps the extension (np.save appends .npy otherwise)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def write_json(path: str | os.PathLike, document: Any) -> None:
     """Writes JSON through a temporary file and a rename."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as f:
+    with atomic_path(path) as temporary, open(temporary, "w") as f:
         json.dump(document, f, indent=1)
-    os.replace(temporary, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes text through a temporary file and a rename."""
+    with atomic_path(path) as temporary, open(temporary, "w") as f:
+        f.write(text)

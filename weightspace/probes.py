@@ -120,7 +120,8 @@ def fit(
         raise ValueError(f"Cannot fit target {target.name!r} on {len(indices)} examples.")
     held, fitting = indices[:num_held], indices[num_held:]
     target = target.fitted(fitting)
-    mean, std = features[fitting].mean(axis=0), features[fitting].std(axis=0) + 1e-6
+    mean, std = features[fitting].mean(axis=0), features[fitting].std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)  # a constant feature stays as it is
     x = (features - mean) / std
     y = target.encode()
     weights = _init(jax.random.key(seed), (features.shape[1], *hidden_sizes, target.output_size))

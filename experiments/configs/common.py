@@ -49,6 +49,15 @@ def get_config(
     # Emulation loss (weightspace.losses): total_variation, kl, reverse_kl, jensen_shannon, cross_entropy, l2.
     config.loss = "total_variation"
 
+    config.supervised = ml_collections.ConfigDict()
+    # "" trains the encoder by emulation (the paper's method). A downstream target's name (formal
+    # languages: task, performance, step, log_step; MNIST: angle, accuracy, generalisation_gap,
+    # weight_decay, step, log_step) instead trains it end to end with an MLP head on that target:
+    # the supervised baseline. `loss` and `emulator` are then unused.
+    config.supervised.target = ""
+    # Hidden layer sizes of the supervised head (embedding -> ... -> target).
+    config.supervised.hidden_sizes = (128,)
+
     config.optim = ml_collections.ConfigDict()
     # AdamW learning rate and weight decay; gradients are clipped to this global norm.
     config.optim.lr = 1e-4
@@ -71,6 +80,14 @@ def get_config(
     config.eval.every_steps = 1000
     # Snapshots per evaluation batch.
     config.eval.batch_size = 64
+
+    config.evaluate = ml_collections.ConfigDict()
+    # Run the downstream evaluation (python -m experiments.evaluate) when training ends.
+    config.evaluate.after_training = True
+    # Seeds the probes (held-out part, init) and the choice of cloned snapshots.
+    config.evaluate.seed = 0
+    # Held-out snapshots per split (eval, OOD) whose emulator clone is scored on the task.
+    config.evaluate.num_cloned = 32
 
     config.split = ml_collections.ConfigDict()
     # Whole tasks are split: the highest-scoring `ood_fraction` are OOD, a seeded `eval_fraction` eval.
@@ -98,4 +115,6 @@ def get_config(
         config.train.checkpoint_every_steps = 10
         config.eval.every_steps = 10
         config.eval.batch_size = 8
+        config.supervised.hidden_sizes = (8,)
+        config.evaluate.num_cloned = 4
     return config

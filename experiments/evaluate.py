@@ -1,0 +1,206 @@
+"""Downstream evaluation of a trained encoder (design §5).
+
+  python -m experiments.evaluate --workdir=/tmp/dwsnet_quick
+
+The encoder is frozen at its best checkpoint and embeds every snapshot of the
+zoo. For every downstream target (`weightspace.targets`) a linear and an MLP
+probe are fitted on the train split's embeddings (early stopping on a held-out
+part of them) and scored on the eval and OOD splits: LSTMs of tasks the
+encoder never saw. Also reported: the training objective's loss per split, a
+supervised run's own head on its target, and, for emulation runs, cloning --
+the emulator conditioned on E(θ) is scored on the task exactly like the
+original LSTM θ (`TaskFamily.performance`), for a seeded sample of eval and
+OOD snapshots, and the table gives mean |original - clone|.
+
+Writes into the workdir:
+  evaluation.json   every number, with the checkpoint step they belong to
+  evaluation.md     the same numbers as markdown tables
+  embeddings.npy    embeddings [N, E] of every zoo snapshot (row i = snapshot i)
+Rerunning reuses evaluation.json while the best checkpoint is unchanged.
+`python -m experiments.main` runs this when training ends.
+"""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from flax import nnx
+
+from experiments import train
+from weightspace import cli, files, lstm, probes, tasks, zoo
+from weightspace.types import PyTree
+
+EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
+HELD_OUT = ("eval", "ood")
+
+
+def probe_scores(
+    all_targets: list, embeddings: np.ndarray, split: dict[str, np.ndarray], seed: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{predictor: {split: {"<target>_<metric>": value}}} for the linear and MLP probes, fitted on train."""
+    scores = {name: {s: {} for s in HELD_OUT} for name in probes.PREDICTORS}
+    for target in all_targets:
+        for name, hidden_sizes in probes.PREDICTORS.items():
+            probe = probes.fit(target, embeddings, split["train"], hidden_sizes=hidden_sizes, seed=seed)
+            for s in HELD_OUT:
+                metrics = target.metrics(probe.predict(embeddings[split[s]]), target.values[split[s]])
+                scores[name][s].update({f"{target.name}_{k}": v for k, v in metrics.items()})
+    return scores
+
+
+def head_scores(model, target, the_zoo: zoo.Zoo, split, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """A supervised run's own head on its target: {split: {"<target>_<metric>": value}}."""
+    graphdef, state = nnx.split(model)
+    predict = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
+    outputs = np.concatenate([
+        np.asarray(predict(state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], the_zoo.params)))
+        for i in range(0, len(the_zoo), batch_size)
+    ])  # fmt: skip
+    predicted = target.decode(outputs)
+    return {
+        s: {f"{target.name}_{k}": v for k, v in target.metrics(predicted[split[s]], target.values[split[s]]).items()}
+        for s in HELD_OUT
+    }
+
+
+def clone_scores(
+    model, family: tasks.TaskFamily, the_zoo: zoo.Zoo, snapshots: np.ndarray, embeddings: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Task performance of the original LSTMs and of their emulator clones: ([n], [n]) for `snapshots` [n].
+
+    Both are scored by `family.performance` with the same key per snapshot;
+    the clone is the emulator conditioned on the snapshot's embedding.
+    """
+    data = jax.device_put(family.data()[0])
+    graphdef, state = nnx.split(model.emulator)
+
+    @jax.jit
+    def score(state, data, params, embeddings, task, keys):
+        emulator_module = nnx.merge(graphdef, state)
+
+        def one(args):
+            params, embedding, task, key = args
+            original = family.performance(key, lstm.Bound(params), task, data)
+            clone = family.performance(key, emulator_module.conditioned(embedding), task, data)
+            return original, clone
+
+        return jax.lax.map(one, (params, embeddings, task, keys))  # one snapshot at a time bounds memory
+
+    params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
+    task = {f: np.asarray(the_zoo.metadata[f])[snapshots] for f in family.split_fields}
+    keys = jax.random.split(jax.random.key(seed), len(snapshots))
+    original, clone = score(state, data, params, jnp.asarray(embeddings[snapshots]), task, keys)
+    return np.asarray(original), np.asarray(clone)
+
+
+def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[str, dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    results = {}
+    for s in HELD_OUT:
+        indices = trainer.split[s]
+        snapshots = np.sort(rng.choice(indices, min(num, len(indices)), replace=False))
+        original, clone = clone_scores(model, trainer.family, the_zoo, snapshots, embeddings, seed)
+        results[s] = {
+            "original": float(original.mean()),
+            "clone": float(clone.mean()),
+            "abs_difference": float(np.mean(np.abs(original - clone))),
+            "num_snapshots": len(snapshots),
+        }
+    return results
+
+
+def _markdown(result: dict) -> str:
+    lines = [
+        f"# Evaluation: {result['encoder']} on {result['dataset']}"
+        + (f", supervised on {result['supervised_target']}" if result["supervised_target"] else ""),
+        "",
+        f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/eval/OOD): "
+        + "/".join(str(result["num_snapshots"][s]) for s in ("train", *HELD_OUT))
+        + ".",
+        "",
+        "Loss of the training objective: " + ", ".join(f"{s} {v:.4f}" for s, v in result["loss"].items()) + ".",
+        "",
+    ]
+    predictors = list(result["probes"])
+    header = [f"{p} {s}" for p in predictors for s in HELD_OUT]
+    lines += ["| metric | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    metrics = list(result["probes"][predictors[0]]["eval"])
+    for p in predictors[1:]:
+        metrics += [m for m in result["probes"][p]["eval"] if m not in metrics]
+    for metric in metrics:
+        cells = [result["probes"][p][s].get(metric) for p in predictors for s in HELD_OUT]
+        lines.append(f"| {metric} | " + " | ".join("" if c is None else f"{c:.4f}" for c in cells) + " |")
+    if result.get("cloning"):
+        lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
+        lines += ["| split | original | clone | mean abs difference | snapshots |", "|---|---|---|---|---|"]
+        for s, c in result["cloning"].items():
+            lines.append(
+                f"| {s} | {c['original']:.4f} | {c['clone']:.4f} | {c['abs_difference']:.4f} | {c['num_snapshots']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _state(model) -> PyTree:
+    _, params, other = nnx.split(model, nnx.Param, ...)
+    return {"params": params, "other": other}
+
+
+def evaluate(workdir: str, *, force: bool = False) -> dict:
+    """Evaluates the run in `workdir` (or returns its saved evaluation of the same checkpoint)."""
+    workdir = os.path.abspath(workdir)
+    config = train.read_config(workdir)
+    model = train.load_model(workdir)
+    step = train.checkpoint_step(workdir)
+    path = os.path.join(workdir, EVALUATION_JSON)
+    if os.path.exists(path) and not force:
+        saved = files.read_json(path)
+        if saved.get("checkpoint_step") == step:
+            logging.info("Reusing %s (best checkpoint, step %d).", path, step)
+            return saved
+    the_zoo = zoo.load(train.zoo_path(config))
+    trainer = train.Trainer(config, the_zoo)
+    embeddings = train.embed(model, the_zoo)
+    if not np.all(np.isfinite(embeddings)):
+        raise train.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
+    seed = config.evaluate.seed
+    arrays = trainer.device_arrays(the_zoo)
+    losses = train.split_losses(
+        trainer, _state(model), arrays, train.fixed_batches(trainer, the_zoo, ("train", *HELD_OUT))
+    )
+    result = {
+        "checkpoint_step": step,
+        "encoder": config.encoder.name,
+        "dataset": the_zoo.family,
+        "supervised_target": config.supervised.target,
+        "num_snapshots": {s: len(trainer.split[s]) for s in ("train", *HELD_OUT)},
+        "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
+        "probes": probe_scores(trainer.targets, embeddings, trainer.split, seed),
+    }
+    if trainer.target is None:
+        result["cloning"] = _cloning(model, trainer, the_zoo, embeddings, seed, config.evaluate.num_cloned)
+    else:
+        result["probes"]["head"] = head_scores(model, trainer.target, the_zoo, trainer.split)
+    with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
+        np.save(temporary, embeddings)
+    files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))
+    files.write_json(path, result)  # last: its presence marks a finished evaluation
+    logging.info("Evaluation of %s:\n%s", workdir, _markdown(result))
+    return result
+
+
+def main(argv):
+    del argv
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    cli.quiet_library_logs()
+    evaluate(flags.FLAGS.workdir, force=flags.FLAGS.force)
+
+
+if __name__ == "__main__":
+    # Defined here, not on import: experiments.main imports this module and has its own --workdir.
+    flags.DEFINE_string("workdir", None, "Training workdir to evaluate.", required=True)
+    flags.DEFINE_bool("force", False, "Evaluate again even if evaluation.json matches the best checkpoint.")
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -1,0 +1,114 @@
+"""Downstream evaluation: the end-to-end report, its reuse, cloning, and the supervised baseline."""
+
+import importlib
+import json
+import os
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from experiments import evaluate, train
+from weightspace import emulator, lstm, probes, zoo
+from weightspace.tasks import formal_languages as fl
+from zoo_builder import build
+from zoo_builder.configs import formal_languages
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory):
+    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
+
+
+def _config(name, zoo_path, **overrides):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+    config.zoo.path = zoo_path
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monkeypatch):
+    train.train_and_evaluate(_config("interactive", smoke_zoo, **{"train.num_steps": 10}), str(tmp_path))
+    result = evaluate.evaluate(str(tmp_path))
+    metrics = {"task_accuracy", "task_d1_accuracy", "task_d2_accuracy", "task_d3_accuracy", "performance_r2",
+               "performance_mae", "step_accuracy", "log_step_r2", "log_step_mae"}  # fmt: skip
+    for predictor in probes.PREDICTORS:
+        for split in ("eval", "ood"):
+            assert set(result["probes"][predictor][split]) == metrics
+    assert set(result["loss"]) == {"train", "eval", "ood"} and all(np.isfinite(list(result["loss"].values())))
+    assert result["checkpoint_step"] == train.checkpoint_step(str(tmp_path))
+    for split in ("eval", "ood"):
+        cloning = result["cloning"][split]
+        assert cloning["abs_difference"] >= abs(cloning["original"] - cloning["clone"]) - 1e-9
+    assert json.loads((tmp_path / "evaluation.json").read_text())["probes"] == json.loads(json.dumps(result["probes"]))
+    assert "| task_accuracy |" in (tmp_path / "evaluation.md").read_text()
+    embeddings = np.load(tmp_path / "embeddings.npy")
+    np.testing.assert_allclose(embeddings, train.embed(str(tmp_path), smoke_zoo), atol=1e-6)
+
+    # Same checkpoint: nothing is refitted.
+    monkeypatch.setattr(probes, "fit", lambda *a, **k: pytest.fail("refitted a probe"))
+    assert json.dumps(evaluate.evaluate(str(tmp_path))["probes"]) == json.dumps(result["probes"])
+
+
+def _exact_emulator(params: dict, embedding_size: int) -> emulator.Emulator:
+    """An emulator that computes exactly the zoo LSTM `params` (and ignores its embedding)."""
+    spec = lstm.spec_of(params)
+    hidden = spec.hidden_size
+    model = emulator.Emulator(
+        spec.input_size, spec.output_size, embedding_size=embedding_size, hidden_size=hidden,
+        num_layers=spec.num_layers, rngs=nnx.Rngs(0),
+    )  # fmt: skip
+    model.input_projection.kernel[...] = jnp.eye(spec.input_size, hidden)
+    model.input_projection.bias[...] = jnp.zeros(hidden)
+    model.embedding_projection.kernel[...] = jnp.zeros((embedding_size, hidden))
+    for k, layer in enumerate(model.layers):
+        w_ih = params[f"weight_ih_l{k}"]
+        layer.weight_ih[...] = jnp.pad(w_ih, ((0, 0), (0, hidden - w_ih.shape[1])))
+        layer.weight_hh[...] = params[f"weight_hh_l{k}"]
+        layer.bias_ih[...] = params[f"bias_ih_l{k}"]
+        layer.bias_hh[...] = params[f"bias_hh_l{k}"]
+    model.output_projection.kernel[...] = params["weight_out"].T
+    model.output_projection.bias[...] = params["bias_out"]
+    return model
+
+
+def test_an_exact_clone_scores_like_the_original():
+    """Cloning runs the clone through the family's own scoring: an emulator equal to the LSTM matches it."""
+    spec = lstm.LSTMSpec(fl.VOCAB_SIZE, 8, 2, fl.VOCAB_SIZE)
+    params = jax.vmap(lambda k: lstm.init(k, spec))(jax.random.split(jax.random.key(0), 3))
+    params["bias_out"] = params["bias_out"].at[:, fl.EOS].add(2.0)  # an early EOS is often correct for task 0
+    tasks = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]])
+    the_zoo = zoo.Zoo(params, {}, {"task": tasks}, spec, {"family": fl.FormalLanguages.name})
+    family = fl.FormalLanguages(num_scored_sequences=200)
+    scores = {}
+    for index in range(3):
+        one = jax.tree.map(lambda x, index=index: x[index], params)
+        model = types.SimpleNamespace(emulator=_exact_emulator(one, embedding_size=4))
+        embeddings = np.random.default_rng(index).normal(size=(3, 4))
+        scores[index] = evaluate.clone_scores(model, family, the_zoo, np.array([index]), embeddings, seed=5)
+    original = np.array([scores[i][0][0] for i in range(3)])
+    clone = np.array([scores[i][1][0] for i in range(3)])
+    assert np.all(original[:2] > 0.1)  # a meaningful score, not 0 = 0
+    np.testing.assert_allclose(clone, original, atol=0.02)
+    # The original score is the family's own metric for that key.
+    key = jax.random.split(jax.random.key(5), 1)[0]
+    direct = family.performance(key, lstm.Bound(jax.tree.map(lambda x: x[0], params)), {"task": tasks[0]})
+    assert float(direct) == pytest.approx(original[0])
+
+
+@pytest.mark.slow
+def test_supervised_baseline_learns_its_target_and_reports_its_head(smoke_zoo, tmp_path):
+    config = _config("flat", smoke_zoo, **{"supervised.target": "log_step", "train.num_steps": 40})
+    train.train_and_evaluate(config, str(tmp_path))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    eval_losses = [r["eval_loss"] for r in records if "eval_loss" in r]
+    assert eval_losses[-1] < 0.8 * eval_losses[0]  # held-out tasks: it learns the target, not the batch
+    model = train.load_model(str(tmp_path))
+    assert isinstance(model, train.SupervisedModel)
+    result = evaluate.evaluate(str(tmp_path))
+    assert result["supervised_target"] == "log_step" and "cloning" not in result
+    assert set(result["probes"]["head"]["eval"]) == {"log_step_r2", "log_step_mae"}
+    assert os.path.exists(tmp_path / "evaluation.md")
