@@ -62,6 +62,11 @@ class SupervisedModel(nnx.Module):
         return self.head(self.encoder(params))
 
 
+def task_split(config: ml_collections.ConfigDict, the_zoo: zoo.Zoo, family: tasks.TaskFamily) -> dict[str, np.ndarray]:
+    """The run's train / eval / OOD snapshot indices (whole tasks, `config.split`)."""
+    return dataset.task_split(the_zoo, family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction)
+
+
 def downstream_targets(metadata: dict[str, np.ndarray], family: tasks.TaskFamily) -> list[targets.Target]:
     """Every downstream target of a zoo (from its metadata columns): its family's, then the training step."""
     return [*family.downstream_targets(metadata), *targets.step_targets(metadata["step"])]
@@ -152,9 +157,7 @@ class Trainer:
         self.config = config
         self.family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
         self.spec = the_zoo.spec
-        self.split = dataset.task_split(
-            the_zoo, self.family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction
-        )
+        self.split = task_split(config, the_zoo, self.family)
         self.targets = downstream_targets(the_zoo.metadata, self.family)
         # Supervised runs: the target, standardised on the train split.
         target = supervised_target(config, self.targets)

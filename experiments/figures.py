@@ -1,0 +1,171 @@
+"""The results figures, from finished runs (one per encoder) on one zoo.
+
+* `pca_<dataset>.png`: the eval and OOD snapshots' embeddings in their first
+  two principal components, one panel per encoder, coloured by the task's
+  split score (formal languages: task entropy; MNIST: angle) and by performance;
+* `probing_<dataset>.png`: the probing inputs the non-interactive and the
+  interactive encoder give a few held-out LSTMs (token probabilities over
+  probing steps; MNIST: the probing tiles, step by step);
+* `emulation_<dataset>.png`: next-step distributions of a few held-out LSTMs
+  on one stored sequence, and the emulator's, conditioned on their embedding;
+* `curves_<dataset>.png`: train / eval / OOD loss of every encoder.
+"""
+
+import json
+import os
+
+import jax
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from experiments import evaluate, train
+from weightspace import tasks, zoo
+from weightspace.tasks import sequential_mnist
+
+# What colours the PCA panels: (label of the family's split score, metadata column of performance, its label).
+COLOURS = {
+    "formal_languages": ("task entropy", "correct", "fraction correct"),
+    "sequential_mnist": ("angle (degrees)", "accuracy", "eval accuracy"),
+}
+TOKENS = ("a", "b", "c", "d", "BOS", "EOS")
+NUM_SHOWN = 3
+
+
+def _held_out_last_step(the_zoo: zoo.Zoo, split: dict[str, np.ndarray], num: int) -> np.ndarray:
+    """`num` OOD snapshots taken at the zoo's last snapshot step (fully trained LSTMs), spread over tasks."""
+    steps = np.asarray(the_zoo.metadata["step"])
+    candidates = split["ood"][steps[split["ood"]] == steps.max()]
+    return np.unique(candidates[np.linspace(0, len(candidates) - 1, num).astype(int)])
+
+
+def _pca(embeddings: np.ndarray) -> np.ndarray:
+    centred = embeddings - embeddings.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def pca_figure(name: str, runs: dict[str, str], the_zoo, family, split, path: str) -> str:
+    held = np.concatenate([split["eval"], split["ood"]])
+    is_ood = np.isin(held, split["ood"])
+    score_label, performance_column, performance_label = COLOURS[name]
+    score = family.split_score({f: np.asarray(the_zoo.metadata[f]) for f in family.split_fields})
+    colours = ((score, score_label), (np.asarray(the_zoo.metadata[performance_column]), performance_label))
+    fig, axes = plt.subplots(2, len(runs), figsize=(3.2 * len(runs), 6.2), squeeze=False)
+    for column, (encoder, workdir) in enumerate(runs.items()):
+        points = _pca(np.load(os.path.join(workdir, evaluate.EMBEDDINGS))[held])
+        for row, (values, label) in enumerate(colours):
+            ax = axes[row, column]
+            for ood, marker in ((False, "o"), (True, "x")):
+                chosen = is_ood == ood
+                scatter = ax.scatter(
+                    points[chosen, 0], points[chosen, 1], c=values[held][chosen], s=10, marker=marker,
+                    cmap="viridis", vmin=values[held].min(), vmax=values[held].max(),
+                )  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(encoder, fontsize=9)
+            if column == len(runs) - 1:
+                fig.colorbar(scatter, ax=ax, label=label)
+    fig.suptitle(f"{name}: embedding PCA of eval (o) and OOD (x) snapshots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, path: str) -> str | None:
+    probing = [e for e in ("noninteractive", "interactive") if e in runs]
+    if not probing:
+        return None
+    params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
+    fig, axes = plt.subplots(len(probing), len(snapshots), figsize=(3.6 * len(snapshots), 2.6 * len(probing)))
+    axes = np.asarray(axes).reshape(len(probing), len(snapshots))
+    for row, encoder in enumerate(probing):
+        model = train.load_model(runs[encoder])
+        inputs = np.asarray(model.encoder.probing_inputs(params))[:, :, 0]  # [steps, LSTMs, input] (first sequence)
+        for column, snapshot in enumerate(snapshots):
+            ax = axes[row, column]
+            if name == "formal_languages":
+                ax.imshow(inputs[:, column].T, aspect="auto", cmap="magma", vmin=0, vmax=1)
+                ax.set_yticks(range(len(TOKENS)), TOKENS)
+                ax.set_xlabel("probing step")
+            else:  # tiles side by side, 10 steps per row
+                tiles = inputs[:, column].reshape(-1, sequential_mnist.TILE, sequential_mnist.TILE)
+                rows = -(-len(tiles) // 10)
+                grid = np.zeros((rows * 10, sequential_mnist.TILE, sequential_mnist.TILE))
+                grid[: len(tiles)] = tiles
+                image = grid.reshape(rows, 10, 4, 4).transpose(0, 2, 1, 3).reshape(rows * 4, 40)
+                ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            task = {f: np.round(the_zoo.metadata[f][snapshot], 1).tolist() for f in family.split_fields}
+            ax.set_title(f"{encoder}, snapshot {snapshot} {json.dumps(task)}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: str) -> str:
+    model = train.load_model(workdir)
+    behaviour = jax.tree.map(lambda x: np.asarray(x)[snapshots, 0], the_zoo.behaviour)
+    data = family.emulation_data(behaviour)
+    params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
+    emulated = jax.nn.softmax(model(params, data["inputs"])[0], axis=-1)
+    original = jax.nn.softmax(data["targets"], axis=-1)
+    labels = TOKENS if name == "formal_languages" else [str(d) for d in range(sequential_mnist.NUM_CLASSES)]
+    fig, axes = plt.subplots(2, len(snapshots), figsize=(4.2 * len(snapshots), 4.6), squeeze=False)
+    for column, snapshot in enumerate(snapshots):
+        for row, (probabilities, title) in enumerate(((original, "original LSTM"), (emulated, "emulator | E(θ)"))):
+            ax = axes[row, column]
+            ax.imshow(np.asarray(probabilities[column]).T, aspect="auto", cmap="magma", vmin=0, vmax=1)
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+            ax.set_title(f"snapshot {snapshot}: {title}", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("time step")
+    fig.suptitle(f"{name}: next-step distributions on a stored sequence ({os.path.basename(os.path.dirname(workdir))})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(name: str, runs: dict[str, str], path: str) -> str:
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.0), squeeze=False, sharey=True)
+    for ax, (encoder, workdir) in zip(axes[0], runs.items(), strict=True):
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        for key in ("train_loss", "eval_loss", "ood_loss"):
+            points = [(r["step"], r[key]) for r in records if key in r]
+            ax.plot(*zip(*points, strict=True), label=key.removesuffix("_loss"))
+        ax.set_yscale("log")
+        ax.set_title(encoder, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0, 0].set_ylabel("loss")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{name}: training curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
+    """Every figure for the zoo `name` from `runs` ({encoder: workdir}, emulation runs); returns their paths."""
+    config = train.read_config(next(iter(runs.values())))
+    the_zoo = zoo.load(train.zoo_path(config))
+    family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+    split = train.task_split(config, the_zoo, family)
+    snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)
+    shown = "interactive" if "interactive" in runs else next(iter(runs))
+    paths = [
+        pca_figure(name, runs, the_zoo, family, split, os.path.join(outdir, f"pca_{name}.png")),
+        probing_figure(name, runs, the_zoo, family, snapshots, os.path.join(outdir, f"probing_{name}.png")),
+        emulation_figure(name, runs[shown], the_zoo, family, snapshots, os.path.join(outdir, f"emulation_{name}.png")),
+        curves_figure(name, runs, os.path.join(outdir, f"curves_{name}.png")),
+    ]
+    return [p for p in paths if p]

@@ -1,0 +1,265 @@
+"""The paper's results tables and figures, from (re)runs of every encoder.
+
+  python -m experiments.tables --preset=quick --dataset=formal_languages --seeds=1 --outdir=/tmp/tables
+
+Runs all six encoders x datasets x seeds (each run is `experiments.main`:
+training, then downstream evaluation) in `<outdir>/runs/<dataset>/<encoder>/seed<k>`,
+or reuses finished ones: an interrupted table resumes where it stopped, and a
+finished one is only re-aggregated. `--supervised_targets=task,performance`
+adds the supervised baselines (one run per encoder x target x seed, in
+`runs/<dataset>/supervised_<target>/...`). Writes into `outdir`:
+
+  tables.md       per dataset and split: rows = encoders (mechanistic, then
+                  functionalist), columns = targets, mean ± std over seeds,
+                  best per column in bold; with the command, machine and wall time
+  results.csv     every number of every run (long format)
+  results.json    the table cells (mean, std, n) behind tables.md
+  *.png           the figures (experiments/figures.py)
+"""
+
+import csv
+import importlib
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from weightspace import cli, files
+
+DATASETS = ("formal_languages", "sequential_mnist")
+MECHANISTIC = ("layerwise_statistics", "flat", "parameter_transformer", "dwsnet")
+FUNCTIONALIST = ("noninteractive", "interactive")
+ENCODERS = MECHANISTIC + FUNCTIONALIST
+SPLITS = ("ood", "eval")
+PREDICTORS = ("mlp", "linear")
+# Table columns per dataset: (metric in evaluation.json, header). Lower is better for errors and losses.
+COLUMNS = {
+    "formal_languages": (
+        ("task_accuracy", "task acc ↑"),
+        ("task_d1_accuracy", "d1 acc ↑"),
+        ("performance_r2", "performance R² ↑"),
+        ("performance_mae", "performance MAE ↓"),
+        ("step_accuracy", "step acc ↑"),
+        ("log_step_r2", "log step R² ↑"),
+        ("cloning", "cloning Δ ↓"),
+        ("loss", "emulation loss ↓"),
+    ),
+    "sequential_mnist": (
+        ("angle_error_degrees", "angle error ° ↓"),
+        ("accuracy_r2", "accuracy R² ↑"),
+        ("accuracy_mae", "accuracy MAE ↓"),
+        ("generalisation_gap_r2", "gen. gap R² ↑"),
+        ("step_accuracy", "step acc ↑"),
+        ("log_step_r2", "log step R² ↑"),
+        ("weight_decay_accuracy", "weight decay acc ↑"),
+        ("cloning", "cloning Δ ↓"),
+        ("loss", "emulation loss ↓"),
+    ),
+}
+LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
+
+
+def workdir(outdir: str, dataset: str, encoder: str, seed: int, supervised_target: str = "") -> str:
+    kind = f"supervised_{supervised_target}" if supervised_target else "emulation"
+    return os.path.join(outdir, "runs", dataset, kind, encoder, f"seed{seed}")
+
+
+def run_config(encoder: str, preset: str, dataset: str, seed: int, supervised_target: str = ""):
+    config = importlib.import_module(f"experiments.configs.{encoder}").get_config(preset)
+    config.zoo.dataset = dataset
+    config.seed = seed
+    config.supervised.target = supervised_target
+    return config
+
+
+def ensure_run(config, path: str) -> dict:
+    """Trains (or resumes) and evaluates one run, or returns its finished evaluation."""
+    from experiments import evaluate, train
+
+    if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON)):
+        start = time.time()
+        train.train_and_evaluate(config, path)
+        logging.info("Trained %s in %.0f s.", path, time.time() - start)
+    return evaluate.evaluate(path)
+
+
+def run_records(result: dict) -> list[dict]:
+    """The flat (split, predictor, metric, value) rows of one evaluation, losses and cloning included."""
+    rows = []
+    for predictor, by_split in result["probes"].items():
+        for split, metrics in by_split.items():
+            rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
+    for split in SPLITS:
+        rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
+        if "cloning" in result:
+            difference = result["cloning"][split]["abs_difference"]
+            rows.append(dict(split=split, predictor="", metric="cloning", value=difference))
+    return rows
+
+
+def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, split: str, predictor: str, metric: str):
+    """The values over seeds of one table cell. Supervised rows take each target from the run trained on it."""
+    values = []
+    for r in records:
+        if (r["dataset"], r["encoder"], r["split"], r["metric"]) != (dataset, encoder, split, metric):
+            continue
+        if (kind == "emulation" and r["kind"] == "emulation" and r["predictor"] in (predictor, "")) or (
+            kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == "head"
+        ):
+            values.append(r["value"])
+    return values
+
+
+def _format(values: list[float]) -> str:
+    if not values:
+        return "-"
+    values = np.asarray(values, np.float64)
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> tuple[str, dict]:
+    """Markdown tables (one per dataset, split and predictor) and their cells {key: {mean, std, n}}."""
+    kinds = ("emulation", "supervised") if supervised else ("emulation",)
+    lines, cells = [], {}
+    for dataset in datasets:
+        columns = COLUMNS[dataset]
+        for split in SPLITS:
+            for predictor in PREDICTORS:
+                rows = [(kind, e) for kind in kinds for e in encoders]
+                table = {
+                    (kind, e, metric): cell_values(records, dataset, e, kind, split, predictor, metric)
+                    for kind, e in rows
+                    for metric, _ in columns
+                }
+                best = {}
+                for metric, _ in columns:
+                    means = [
+                        np.mean(v) for (k, e, m), v in table.items() if m == metric and v and np.isfinite(np.mean(v))
+                    ]
+                    if means:
+                        best[metric] = min(means) if metric.endswith(LOWER_IS_BETTER) else max(means)
+                title = f"### {dataset}, {split.upper() if split == 'ood' else split} split, {predictor} probe"
+                lines += [title, "", "| group | encoder | " + " | ".join(h for _, h in columns) + " |"]
+                lines.append("|---|---|" + "---|" * len(columns))
+                for kind, e in rows:
+                    group = "mechanistic" if e in MECHANISTIC else "functionalist"
+                    group = group if kind == "emulation" else f"supervised, {group}"
+                    formatted = []
+                    for metric, _ in columns:
+                        values = table[(kind, e, metric)]
+                        text = _format(values)
+                        if values and metric in best and np.isclose(np.mean(values), best[metric]):
+                            text = f"**{text}**"
+                        formatted.append(text)
+                        if values:
+                            key = "/".join((dataset, split, predictor, kind, e, metric))
+                            cells[key] = {
+                                "mean": float(np.mean(values)),
+                                "std": float(np.std(values)),
+                                "n": len(values),
+                            }
+                    lines.append(f"| {group} | {e} | " + " | ".join(formatted) + " |")
+                lines.append("")
+    return "\n".join(lines), cells
+
+
+def _machine() -> str:
+    import jax
+
+    return (
+        f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
+        f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
+    )
+
+
+def make_tables(
+    outdir: str,
+    preset: str,
+    datasets: tuple[str, ...],
+    seeds: int,
+    encoders: tuple[str, ...] = ENCODERS,
+    supervised_targets: tuple[str, ...] = (),
+    command: str = "",
+) -> dict:
+    """Runs or reuses every run, then writes tables.md, results.csv, results.json and the figures."""
+    from experiments import figures
+
+    unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {DATASETS}.")
+    os.makedirs(outdir, exist_ok=True)
+    start = time.time()
+    records, runs = [], {}
+    for dataset in datasets:
+        for kind in ("", *supervised_targets):
+            for encoder in encoders:
+                for seed in range(seeds):
+                    path = workdir(outdir, dataset, encoder, seed, kind)
+                    result = ensure_run(run_config(encoder, preset, dataset, seed, kind), path)
+                    runs[(dataset, kind, encoder, seed)] = path
+                    kind_name = f"supervised_{kind}" if kind else "emulation"
+                    meta = dict(dataset=dataset, kind=kind_name, encoder=encoder, seed=seed)
+                    records += [{**meta, **row} for row in run_records(result)]
+    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets))
+    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])
+        writer.writeheader()
+        writer.writerows(records)
+    files.write_json(os.path.join(outdir, "results.json"), {"preset": preset, "seeds": seeds, "cells": cells})
+    figure_paths = []
+    for dataset in datasets:
+        family_runs = {e: runs[(dataset, "", e, 0)] for e in encoders}
+        figure_paths += figures.make_figures(dataset, family_runs, outdir)
+    wall = time.time() - start
+    header = [
+        "# Results",
+        "",
+        *([f"Command: `{command}`", ""] if command else []),
+        f"Preset: {preset}; seeds: {seeds}; machine: {_machine()}.",
+        f"Wall time of this invocation (the runs it had to do, their evaluation, the figures): {wall:.0f} s.",
+        "",
+        "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
+        "scored by their own head). Columns: downstream targets of LSTMs of held-out tasks, predicted from the "
+        "frozen embedding by the named probe fitted on the train split. Cloning Δ (mean |performance of the "
+        "original - performance of its clone|) and the emulation loss do not depend on the probe. "
+        "Mean ± std over seeds; best per column in bold.",
+        "",
+    ]
+    text = "\n".join(header) + "\n" + markdown
+    text += "\nFigures: " + ", ".join(os.path.basename(p) for p in figure_paths) + "\n"
+    files.write_text(os.path.join(outdir, "tables.md"), text)
+    logging.info("Wrote %s (%.0f s).", os.path.join(outdir, "tables.md"), wall)
+    return {"cells": cells, "wall_s": wall, "figures": figure_paths}
+
+
+def main(argv):
+    del argv
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    cli.quiet_library_logs()
+    names = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
+    make_tables(
+        flags.FLAGS.outdir,
+        flags.FLAGS.preset,
+        names,
+        flags.FLAGS.seeds,
+        tuple(flags.FLAGS.encoders),
+        tuple(flags.FLAGS.supervised_targets),
+        command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
+    )
+
+
+if __name__ == "__main__":
+    flags.DEFINE_enum("preset", "quick", ["paper", "quick", "smoke"], "Config preset of every run.")
+    flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to evaluate on.")
+    flags.DEFINE_integer("seeds", 3, "Seeds per encoder (config.seed = 0 .. seeds - 1).", lower_bound=1)
+    flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
+    flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
+    flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -1,0 +1,50 @@
+"""The results tables: every file from a smoke-preset run, reruns reuse finished work."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from experiments import tables, train
+from zoo_builder import build
+from zoo_builder.configs import formal_languages
+
+
+@pytest.mark.slow
+def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, monkeypatch):
+    zoos = tmp_path / "zoos"
+    build.build(formal_languages.get_config("smoke"), str(zoos / "formal_languages_smoke"))
+    monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(zoos))
+    encoders = ("layerwise_statistics", "noninteractive")
+    outdir = tmp_path / "tables"
+    result = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",))
+    names = {p.name for p in outdir.iterdir()}
+    expected = {f"{f}_formal_languages.png" for f in ("pca", "probing", "emulation", "curves")}
+    assert {"tables.md", "results.csv", "results.json", "runs"} | expected <= names
+    text = (outdir / "tables.md").read_text()
+    assert text.count("### formal_languages") == 4  # OOD / eval x MLP / linear
+    for encoder in encoders:
+        assert f"| mechanistic | {encoder} |" in text or f"| functionalist | {encoder} |" in text
+        assert "| supervised, " in text
+    # Cells are means over the two seeds of the runs' own evaluation files.
+    runs = [json.loads((outdir / "runs" / "formal_languages" / "emulation" / "noninteractive" / f"seed{s}" /
+                        "evaluation.json").read_text()) for s in range(2)]  # fmt: skip
+    cell = result["cells"]["formal_languages/ood/mlp/emulation/noninteractive/step_accuracy"]
+    assert cell["n"] == 2
+    assert cell["mean"] == pytest.approx(np.mean([r["probes"]["mlp"]["ood"]["step_accuracy"] for r in runs]))
+    supervised = result["cells"]["formal_languages/ood/mlp/supervised/noninteractive/performance_mae"]
+    assert supervised["n"] == 2
+    with open(outdir / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["kind"] for r in rows} == {"emulation", "supervised_performance"}
+
+    # A rerun trains nothing and only re-aggregates.
+    monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
+    again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",))
+    assert json.dumps(again["cells"]) == json.dumps(result["cells"])
+
+
+def test_unknown_encoder_is_named(tmp_path):
+    with pytest.raises(ValueError, match="dwsnett"):
+        tables.make_tables(str(tmp_path), "smoke", ("formal_languages",), 1, ("dwsnett",))
