@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import train
+from experiments import evaluate, train
 from weightspace import checkpointing, encoders, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -120,6 +120,14 @@ def test_sequential_mnist_zoo_trains(tmp_path):
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     model = train.load_model(str(tmp_path / "run"))
     assert model.encoder.probe_length == 50  # the dataset's probing defaults were applied
+    # Downstream evaluation of an MNIST zoo: its own targets, and clones scored on rotated eval images.
+    result = evaluate.evaluate(str(tmp_path / "run"))
+    assert {"angle_error_degrees", "accuracy_r2", "generalisation_gap_r2", "weight_decay_accuracy"} <= set(
+        result["probes"]["mlp"]["ood"]
+    )
+    assert 0.0 <= result["probes"]["mlp"]["ood"]["angle_error_degrees"] <= 180.0
+    cloning = result["cloning"]["eval"]
+    assert 0.0 <= cloning["clone"] <= 1.0 and cloning["original"] > 0.1  # the zoo's LSTMs are above chance
 
 
 @pytest.mark.slow
