@@ -160,7 +160,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
         if saved.get("checkpoint_step") == step:
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
-    the_zoo = zoo.load(train.zoo_path(config))
+    the_zoo = zoo.load(train.run_zoo_path(workdir))
     trainer = train.Trainer(config, the_zoo)
     embeddings = train.embed(model, the_zoo)
     if not np.all(np.isfinite(embeddings)):

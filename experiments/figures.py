@@ -156,8 +156,9 @@ def curves_figure(name: str, runs: dict[str, str], path: str) -> str:
 
 def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
     """Every figure for the zoo `name` from `runs` ({encoder: workdir}, emulation runs); returns their paths."""
-    config = train.read_config(next(iter(runs.values())))
-    the_zoo = zoo.load(train.zoo_path(config))
+    first = next(iter(runs.values()))
+    config = train.read_config(first)
+    the_zoo = zoo.load(train.run_zoo_path(first))
     family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
     split = train.task_split(config, the_zoo, family)
     snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)

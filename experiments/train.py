@@ -4,6 +4,7 @@
 
 Workdir layout:
   config.json              the run's config
+  zoo.json                 the path of the zoo it trains on
   split.json               the task split (tasks and sizes of train / eval / OOD)
   metrics.jsonl            one JSON object per log or eval step
   checkpoints/latest/      the latest training state (Orbax), for resuming
@@ -30,6 +31,8 @@ from weightspace import checkpointing, dataset, emulator, encoders, files, losse
 from weightspace.encoders import augment, base
 from weightspace.types import PyTree
 
+# The file in a workdir that records the zoo's path.
+RUN_ZOO = "zoo.json"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
 
 
@@ -89,6 +92,14 @@ def zoo_path(config: ml_collections.ConfigDict) -> str:
         return config.zoo.path
     cache = os.environ.get("WEIGHTSPACE_ZOOS", DEFAULT_ZOO_CACHE)
     return os.path.join(cache, f"{config.zoo.dataset}_{config.zoo.preset}", "zoo")
+
+
+def run_zoo_path(workdir: str) -> str:
+    """The zoo a run was trained on (recorded at its start, so a later WEIGHTSPACE_ZOOS does not matter)."""
+    path = os.path.join(workdir, RUN_ZOO)
+    if os.path.exists(path):
+        return files.read_json(path)["path"]
+    return zoo_path(read_config(workdir))
 
 
 def ensure_zoo(config: ml_collections.ConfigDict) -> str:
@@ -286,7 +297,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     _check_config(config, workdir)
-    the_zoo = zoo.load(ensure_zoo(config))
+    path = ensure_zoo(config)
+    files.write_json(os.path.join(workdir, RUN_ZOO), {"path": path})
+    the_zoo = zoo.load(path)
     trainer = Trainer(config, the_zoo)
     split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
@@ -386,7 +399,7 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     `SupervisedModel` (encoder and prediction head); both have `.encoder`.
     """
     config = read_config(workdir)
-    document = zoo.read_metadata(zoo_path(config))
+    document = zoo.read_metadata(run_zoo_path(workdir))
     family = tasks.make(document["family"], document.get("family_settings") or {})
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
     target = supervised_target(config, downstream_targets(metadata, family))

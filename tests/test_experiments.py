@@ -99,6 +99,7 @@ def test_typo_in_a_config_override_fails_clearly(tmp_path):
 
 def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
     train.train_and_evaluate(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
+    assert train.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
     the_zoo = zoo.load(smoke_zoo)
     embeddings = train.embed(str(tmp_path), the_zoo, batch_size=5)
     assert embeddings.shape == (len(the_zoo), 16)
