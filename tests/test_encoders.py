@@ -154,6 +154,53 @@ def test_parameter_transformer_tokens_and_dropout():
     np.testing.assert_array_equal(encoder(params), encoder(params))
 
 
+def test_parameter_transformer_layer_matches_pytorch():
+    """In evaluation mode a layer is `nn.TransformerEncoderLayer` (post-norm, ReLU); the last layer's
+    summary-only path gives the first token's output."""
+    torch = pytest.importorskip("torch")
+    width, heads, mlp = 16, 2, 32
+    layer = parameter_transformer.EncoderLayer(width, heads, mlp, 0.1, rngs=nnx.Rngs(0))
+    layer.eval()
+    x = np.array(jax.random.normal(jax.random.key(1), (BATCH, 7, width)))
+    reference = torch.nn.TransformerEncoderLayer(width, heads, mlp, dropout=0.1, batch_first=True).eval()
+    attention = layer.attention
+    in_proj = [
+        np.asarray(m.kernel[...]).reshape(width, width).T for m in (attention.query, attention.key, attention.value)
+    ]
+    in_bias = [np.asarray(m.bias[...]).reshape(width) for m in (attention.query, attention.key, attention.value)]
+    tensors = {
+        "self_attn.in_proj_weight": np.concatenate(in_proj),
+        "self_attn.in_proj_bias": np.concatenate(in_bias),
+        "self_attn.out_proj.weight": np.asarray(attention.out.kernel[...]).reshape(width, width).T,
+        "self_attn.out_proj.bias": attention.out.bias[...],
+        "linear1.weight": np.asarray(layer.mlp_in.kernel[...]).T,
+        "linear1.bias": layer.mlp_in.bias[...],
+        "linear2.weight": np.asarray(layer.mlp_out.kernel[...]).T,
+        "linear2.bias": layer.mlp_out.bias[...],
+        "norm1.weight": layer.attention_norm.scale[...],
+        "norm1.bias": layer.attention_norm.bias[...],
+        "norm2.weight": layer.mlp_norm.scale[...],
+        "norm2.bias": layer.mlp_norm.bias[...],
+    }
+    reference.load_state_dict({k: torch.from_numpy(np.array(v, np.float32)) for k, v in tensors.items()})
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer(jnp.asarray(x)), expected, atol=1e-5)
+    np.testing.assert_allclose(layer(jnp.asarray(x), num_outputs=1), expected[:, :1], atol=1e-5)
+
+
+def test_dropout_masks():
+    x = jnp.ones((64, 2, 100, 100))
+    dropped = np.asarray(parameter_transformer.dropout(x, 0.1, jax.random.key(0)))
+    # Inverted dropout: kept entries are scaled by 1 / (1 - rate); about 10% are dropped, independently per entry.
+    assert set(np.unique(dropped)) == {0.0, np.float32(1 / 0.9)}
+    assert abs(np.mean(dropped == 0) - 0.1) < 0.002
+    assert not np.array_equal(dropped[0] == 0, dropped[1] == 0)
+    assert not np.array_equal(dropped[:, 0] == 0, dropped[:, 1] == 0)
+    other = np.asarray(parameter_transformer.dropout(x, 0.1, jax.random.key(1)))
+    assert abs(np.mean((dropped == 0) & (other == 0)) - 0.01) < 0.001  # masks of two keys are unrelated
+
+
 def test_augment_keeps_the_function_and_differs_per_model():
     one = lstm.init(jax.random.key(0), SPEC)
     params = jax.tree.map(lambda x: jnp.broadcast_to(x, (BATCH, *x.shape)), one)
