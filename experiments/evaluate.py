@@ -152,7 +152,6 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     """Evaluates the run in `workdir` (or returns its saved evaluation of the same checkpoint)."""
     workdir = os.path.abspath(workdir)
     config = train.read_config(workdir)
-    model = train.load_model(workdir)
     step = train.checkpoint_step(workdir)
     path = os.path.join(workdir, EVALUATION_JSON)
     if os.path.exists(path) and not force:
@@ -160,6 +159,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
         if saved.get("checkpoint_step") == step:
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
+    model = train.load_model(workdir)
     the_zoo = zoo.load(train.run_zoo_path(workdir))
     trainer = train.Trainer(config, the_zoo)
     embeddings = train.embed(model, the_zoo)
