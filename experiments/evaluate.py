@@ -168,7 +168,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     seed = config.evaluate.seed
     arrays = trainer.device_arrays(the_zoo)
     losses = train.split_losses(
-        trainer, _state(model), arrays, train.fixed_batches(trainer, the_zoo, ("train", *HELD_OUT))
+        trainer, trainer.replicate(_state(model)), arrays, train.fixed_batches(trainer, the_zoo, ("train", *HELD_OUT))
     )
     result = {
         "checkpoint_step": step,

@@ -193,12 +193,16 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.P("data"))
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
+    def replicate(self, tree: PyTree) -> PyTree:
+        """`tree` placed on every device of the run's mesh (state and data that all steps read whole)."""
+        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.P()))
+
     def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
         """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...])."""
         arrays = dataset.device_zoo(the_zoo)
         if self.target is not None:
             arrays["target"] = jnp.asarray(self.target.encode())
-        return jax.device_put(arrays, jax.sharding.NamedSharding(self.mesh, jax.P()))
+        return self.replicate(arrays)
 
     def _loss(self, model: Model | SupervisedModel, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
         """The objective on a batch (mean over the snapshots where `mask` [B] is true): emulation or supervised."""
@@ -303,14 +307,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     trainer = Trainer(config, the_zoo)
     split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
-    replicated = jax.sharding.NamedSharding(trainer.mesh, jax.P())
     arrays = trainer.device_arrays(the_zoo)
-    train_indices = jax.device_put(jnp.asarray(split["train"], jnp.int32), replicated)
+    train_indices = trainer.replicate(jnp.asarray(split["train"], jnp.int32))
     eval_batches = fixed_batches(trainer, the_zoo, ("eval", "ood"))
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
     best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
-    state = jax.device_put(trainer.initial_state, replicated)
+    state = trainer.replicate(trainer.initial_state)
     if latest.latest_step() is not None:
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         state = latest.restore(latest.latest_step(), abstract)
@@ -347,7 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if is_eval:
                 last.update(split_losses(trainer, state, arrays, eval_batches))
                 if last["eval_loss"] < float(state["best_eval_loss"]):
-                    state["best_eval_loss"] = jax.device_put(jnp.float32(last["eval_loss"]), replicated)
+                    state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
                     best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
             _append_metrics(workdir, {**last, "steps_per_s": round(rate, 3), "time": time.time()})
             logging.info(

@@ -150,6 +150,10 @@ def test_data_parallel_matches_one_device(smoke_zoo, tmp_path):
     one, two = run(tmp_path / "one", 1, False), run(tmp_path / "two", 2, True)
     for x, y in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(two["params"]), strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5)
+    # experiments.main also evaluated both runs; the sharded evaluation gives the same losses.
+    losses = [json.loads((tmp_path / name / "evaluation.json").read_text())["loss"] for name in ("one", "two")]
+    for split in ("train", "eval", "ood"):
+        assert losses[0][split] == pytest.approx(losses[1][split], abs=1e-5)
 
 
 def test_token_loss_needs_token_targets(tmp_path):
