@@ -25,9 +25,11 @@ import shlex
 import sys
 import time
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 
+from experiments import evaluate, figures, train
 from weightspace import cli, files
 
 DATASETS = ("formal_languages", "sequential_mnist")
@@ -78,8 +80,6 @@ def run_config(encoder: str, preset: str, dataset: str, seed: int, supervised_ta
 
 def ensure_run(config, path: str) -> dict:
     """Trains (or resumes) and evaluates one run, or returns its finished evaluation."""
-    from experiments import evaluate, train
-
     if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON)):
         start = time.time()
         train.train_and_evaluate(config, path)
@@ -170,8 +170,6 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> t
 
 
 def _machine() -> str:
-    import jax
-
     return (
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
         f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
@@ -188,8 +186,6 @@ def make_tables(
     command: str = "",
 ) -> dict:
     """Runs or reuses every run, then writes tables.md, results.csv, results.json and the figures."""
-    from experiments import figures
-
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(DATASETS))
     if unknown:
         raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {DATASETS}.")
