@@ -107,17 +107,29 @@ def initial_state(spec: LSTMSpec) -> State:
     return zeros, zeros
 
 
+def _gate_scales(hidden: int, dtype) -> jax.Array:
+    """Per-gate scale s [4H]: 1/2 for the sigmoid gates i, f, o and 1 for the tanh gate g.
+
+    sigmoid(x) = tanh(x / 2) / 2 + 1 / 2, so every gate is `tanh(s * z) * s + (1 - s)`:
+    one tanh over all four gates instead of three sigmoids and a tanh, which
+    is a quarter less elementwise work in the cell and one fused kernel on CPUs.
+    """
+    half = jnp.full((hidden,), 0.5, dtype)
+    return jnp.concatenate([half, half, jnp.ones((hidden,), dtype), half])
+
+
 def _cell(pre_t: jax.Array, h: jax.Array, c: jax.Array, w_hh: jax.Array) -> tuple[jax.Array, ...]:
     """One cell update from the input projection (plus biases) `pre_t` [..., 4H] and state `h`, `c` [..., H].
 
     Returns:
-      (new h, new c, activated gates i, f, g, o concatenated [..., 4H], tanh of new c).
+      (new h, new c, t = tanh(s * pre-activations) [..., 4H] (see `_gate_scales`), tanh of new c).
     """
-    i, f, g, o = jnp.split(pre_t + h @ w_hh.T, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    scales = _gate_scales(h.shape[-1], pre_t.dtype)
+    t = jnp.tanh((pre_t + h @ w_hh.T) * scales)
+    i, f, g, o = jnp.split(t * scales + (1 - scales), 4, axis=-1)
     c = f * c + i * g
     tanh_c = jnp.tanh(c)
-    return o * tanh_c, c, jnp.concatenate([i, f, g, o], axis=-1), tanh_c
+    return o * tanh_c, c, t, tanh_c
 
 
 def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
@@ -182,13 +194,13 @@ def recurrence(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array) ->
 
 def _recurrence_forward(w_hh, pre, h0, c0):
     def body(carry, pre_t):
-        h, c, gates, tanh_c = _cell(pre_t, *carry, w_hh)
-        return (h, c), (h, c, gates, tanh_c)
+        h, c, t, tanh_c = _cell(pre_t, *carry, w_hh)
+        return (h, c), (h, c, t, tanh_c)
 
-    final, (hs, cs, gates, tanh_cs) = jax.lax.scan(body, (h0, c0), pre)
+    final, (hs, cs, ts, tanh_cs) = jax.lax.scan(body, (h0, c0), pre)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     c_prev = jnp.concatenate([c0[None], cs[:-1]])
-    return (hs, final), (w_hh, h_prev, c_prev, gates, tanh_cs)
+    return (hs, final), (w_hh, h_prev, c_prev, ts, tanh_cs)
 
 
 def _recurrence_backward(residuals, cotangents):
@@ -199,22 +211,23 @@ def _recurrence_backward(residuals, cotangents):
     large matmul over all steps afterwards, which is what makes zoo training
     fast on CPUs.
     """
-    w_hh, h_prev, c_prev, gates, tanh_cs = residuals
+    w_hh, h_prev, c_prev, ts, tanh_cs = residuals
     d_hs, (d_h_final, d_c_final) = cotangents
+
+    scales = _gate_scales(w_hh.shape[-1], w_hh.dtype)
 
     def body(carry, step):
         d_h, d_c = carry
-        d_h_t, c_prev_t, gates_t, tanh_c = step
-        i, f, g, o = jnp.split(gates_t, 4, axis=-1)
+        d_h_t, c_prev_t, t, tanh_c = step
+        i, f, g, o = jnp.split(t * scales + (1 - scales), 4, axis=-1)
         d_h = d_h + d_h_t
         d_c = d_c + d_h * o * (1 - tanh_c**2)
-        d_gates = jnp.concatenate(
-            [d_c * g * i * (1 - i), d_c * c_prev_t * f * (1 - f), d_c * i * (1 - g**2), d_h * tanh_c * o * (1 - o)],
-            axis=-1,
-        )
-        return (d_gates @ w_hh, d_c * f), d_gates
+        # Gate = tanh(s z) s + (1 - s), so d gate / d z = s^2 (1 - t^2).
+        d_gates = jnp.concatenate([d_c * g, d_c * c_prev_t, d_c * i, d_h * tanh_c], axis=-1)
+        d_pre_t = d_gates * scales**2 * (1 - t**2)
+        return (d_pre_t @ w_hh, d_c * f), d_pre_t
 
-    (d_h0, d_c0), d_pre = jax.lax.scan(body, (d_h_final, d_c_final), (d_hs, c_prev, gates, tanh_cs), reverse=True)
+    (d_h0, d_c0), d_pre = jax.lax.scan(body, (d_h_final, d_c_final), (d_hs, c_prev, ts, tanh_cs), reverse=True)
     d_w_hh = jnp.einsum("...g,...h->gh", d_pre, h_prev)
     return d_w_hh, d_pre, d_h0, d_c0
 
