@@ -19,6 +19,10 @@ sizes, loss, AdamW and clipping; with `torch` importable, or `--torch_python`
 naming an interpreter that has it): every paper-code train step contains that
 step, so ours divided by it is a lower bound on the speed-up over the paper
 code that does not depend on how busy the machine is.
+
+The same command runs unchanged on a GPU: the matmul rate is then measured
+8192 wide, memory is the device's peak, the PyTorch step runs on CUDA, and
+the paper code's (CPU) rates are not compared.
 """
 
 import json
@@ -59,8 +63,11 @@ _TORCH_EMULATOR = r"""
 import json, sys, time
 import torch
 from torch import nn
-seconds = float(sys.argv[1])
+seconds, device = float(sys.argv[1]), sys.argv[2]
+if device == "cuda" and not torch.cuda.is_available():
+    device = "cpu"
 torch.manual_seed(0)
+torch.set_default_device(device)
 batch, length, size, hidden, embedding_size = 64, 41, 6, 256, 16
 inputs = nn.functional.one_hot(torch.randint(0, size, (batch, length)), size).float()
 targets = torch.softmax(torch.randn(batch, length, size), -1)
@@ -77,19 +84,25 @@ def step():
     loss = 0.5 * (probs - targets).abs().sum(-1).mean()
     optimizer.zero_grad(); loss.backward()
     nn.utils.clip_grad_norm_(params, 0.1); optimizer.step()
+def sync():
+    if device == "cuda":
+        torch.cuda.synchronize()
 for _ in range(3):
     step()
+sync()
 steps, start = 0, time.perf_counter()
 while time.perf_counter() - start < seconds or steps < 3:
     step(); steps += 1
-print(json.dumps({"threads": torch.get_num_threads(), "steps_per_s": steps / (time.perf_counter() - start)}))
+    sync()
+rate = steps / (time.perf_counter() - start)
+print(json.dumps({"device": device, "threads": torch.get_num_threads(), "steps_per_s": rate}))
 """
 
 
-def _torch_emulator_rate(seconds: float) -> dict | None:
-    """The PyTorch emulator step's rate in this run (None without torch)."""
+def _torch_emulator_rate(seconds: float, device: str) -> dict | None:
+    """The PyTorch emulator step's rate in this run on `device` ('cpu' or 'cuda'; None without torch)."""
     python = _TORCH_PYTHON.value or sys.executable
-    result = subprocess.run([python, "-c", _TORCH_EMULATOR, str(seconds)], capture_output=True, text=True)
+    result = subprocess.run([python, "-c", _TORCH_EMULATOR, str(seconds), device], capture_output=True, text=True)
     if result.returncode:
         print(f"No PyTorch baseline (torch not importable by {python}?): pass --torch_python.", file=sys.stderr)
         return None
@@ -97,17 +110,28 @@ def _torch_emulator_rate(seconds: float) -> dict | None:
 
 
 def _matmul_flops_per_s(seconds: float = 3.0) -> float:
-    """This machine's float32 matmul rate (2048 x 2048), the practical peak for the ceiling."""
+    """This device's float32 matmul rate, the practical peak for the ceiling.
+
+    Square matmuls at the default precision, as in the train step: 2048 wide
+    on CPUs, 8192 on accelerators (smaller ones leave them idle).
+    """
     import jax
 
-    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    size = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.key(0), (size, size))
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         f(a).block_until_ready()
         calls += 1
-    return calls * 2 * 2048**3 / (time.perf_counter() - start)
+    return calls * 2 * size**3 / (time.perf_counter() - start)
+
+
+def _peak_device_mb(device) -> float | None:
+    """Peak accelerator memory in use (None on CPUs, whose memory is the process's RSS)."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    return round(stats["peak_bytes_in_use"] / 2**20, 1) if stats and "peak_bytes_in_use" in stats else None
 
 
 def matmul_flops(jaxpr) -> float:
@@ -169,6 +193,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
         "steps_per_s": round(rate, 3),
         "gflop_per_step": round(flops / 1e9, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_device_mb": _peak_device_mb(jax.devices()[0]),
         "matmul_gflop_per_s": round(_matmul_flops_per_s() / 1e9, 1),
     }
 
@@ -179,21 +204,27 @@ def main(argv):
         name, zoo_path = _WORKER.value.split(",", 1)
         print(json.dumps(_measure(name, zoo_path, _PRESET.value, _SECONDS.value)))
         return
+    import jax
+
     from zoo_builder import build
     from zoo_builder.configs import formal_languages
 
+    backend = jax.default_backend()
     with tempfile.TemporaryDirectory() as workdir:
         zoo_path = build.build(formal_languages.get_config("smoke"), workdir)
-        torch_rate = _torch_emulator_rate(_SECONDS.value) if _PRESET.value == "paper" else None
+        torch_device = "cuda" if backend == "gpu" else "cpu"
+        torch_rate = _torch_emulator_rate(_SECONDS.value, torch_device) if _PRESET.value == "paper" else None
         if torch_rate:
             print(
-                f"PyTorch emulator step alone (same run, {torch_rate['threads']} threads): "
+                f"PyTorch emulator step alone (same run, {torch_rate['device']}, {torch_rate['threads']} threads): "
                 f"{torch_rate['steps_per_s']:.3f} steps/s"
             )
+        memory = "peak RSS MB" if backend == "cpu" else "peak device MB"
         print(
-            "encoder                steps/s  paper code  ratio  compile s  GFLOP/step  ceiling  of ceiling  peak RSS MB"
+            f"encoder                steps/s  paper code  ratio  compile s  GFLOP/step  ceiling  of ceiling  {memory}"
             + ("  vs torch emulator" if torch_rate else "")
         )
+        row = None
         for name in _ENCODERS.value:
             command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
             command += [f"--preset={_PRESET.value}", f"--seconds={_SECONDS.value}"]
@@ -203,16 +234,20 @@ def main(argv):
                 continue
             row = json.loads(result.stdout.strip().splitlines()[-1])
             ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
-            paper = PAPER_CODE_STEPS_PER_S.get(name) if _PRESET.value == "paper" else None
+            # The paper code's rates are for a 2-core CPU: compared on CPUs only.
+            paper = PAPER_CODE_STEPS_PER_S.get(name) if _PRESET.value == "paper" and backend == "cpu" else None
             ratio = f"{row['steps_per_s'] / paper:5.2f}x" if paper else "     -"
+            peak_mb = row["peak_rss_mb"] if backend == "cpu" else row["peak_device_mb"] or float("nan")
             print(
                 f"{name:21s}  {row['steps_per_s']:7.3f}  {paper or float('nan'):10.3f}  {ratio}"
                 f"  {row['compile_s']:9.1f}"
                 f"  {row['gflop_per_step']:10.2f}  {ceiling:7.2f}  {row['steps_per_s'] / ceiling:10.0%}"
-                f"  {row['peak_rss_mb']:11.0f}"
+                f"  {peak_mb:{len(memory)}.0f}"
                 + (f"  {row['steps_per_s'] / torch_rate['steps_per_s']:17.2f}x" if torch_rate else ""),
                 flush=True,
             )
+        if row is None:
+            raise SystemExit("Every encoder failed; see the errors above.")
         print(
             f"backend: {row['backend']} ({row['device_kind']}), {os.cpu_count()} CPU cores; "
             f"float32 matmul rate {row['matmul_gflop_per_s']} GFLOP/s; ceiling = that rate / matmul FLOPs per step "
