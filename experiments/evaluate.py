@@ -112,6 +112,13 @@ def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[s
     return results
 
 
+def _cell(value: float | None) -> str:
+    """A metric in evaluation.md: blank where the predictor has none, n/a where it is undefined."""
+    if value is None:
+        return ""
+    return f"{value:.4f}" if np.isfinite(value) else "n/a"
+
+
 def _markdown(result: dict) -> str:
     lines = [
         f"# Evaluation: {result['encoder']} on {result['dataset']}"
@@ -132,7 +139,7 @@ def _markdown(result: dict) -> str:
         metrics += [m for m in result["probes"][p]["eval"] if m not in metrics]
     for metric in metrics:
         cells = [result["probes"][p][s].get(metric) for p in predictors for s in HELD_OUT]
-        lines.append(f"| {metric} | " + " | ".join("" if c is None else f"{c:.4f}" for c in cells) + " |")
+        lines.append(f"| {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
     if result.get("cloning"):
         lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
         lines += ["| split | original | clone | mean abs difference | snapshots |", "|---|---|---|---|---|"]
@@ -149,7 +156,11 @@ def _state(model) -> PyTree:
 
 
 def evaluate(workdir: str, *, force: bool = False) -> dict:
-    """Evaluates the run in `workdir` (or returns its saved evaluation of the same checkpoint)."""
+    """Evaluates the run in `workdir` (or reuses its saved evaluation of the same checkpoint).
+
+    Returns the evaluation as saved in evaluation.json: undefined metrics (the R² of a target that is
+    constant on a split) are None there.
+    """
     workdir = os.path.abspath(workdir)
     config = train.read_config(workdir)
     step = train.checkpoint_step(workdir)
@@ -188,7 +199,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))
     files.write_json(path, result)  # last: its presence marks a finished evaluation
     logging.info("Evaluation of %s:\n%s", workdir, _markdown(result))
-    return result
+    return files.read_json(path)  # as a reuse returns it: undefined metrics are None
 
 
 def main(argv):

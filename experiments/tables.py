@@ -110,7 +110,7 @@ def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, spli
         if (kind == "emulation" and r["kind"] == "emulation" and r["predictor"] in (predictor, "")) or (
             kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == "head"
         ):
-            values.append(r["value"])
+            values.append(float("nan") if r["value"] is None else r["value"])
     return values
 
 
@@ -118,6 +118,8 @@ def _format(values: list[float]) -> str:
     if not values:
         return "-"
     values = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(values)):
+        return "n/a"
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
@@ -224,7 +226,8 @@ def make_tables(
         "scored by their own head). Columns: downstream targets of LSTMs of held-out tasks, predicted from the "
         "frozen embedding by the named probe fitted on the train split. Cloning Δ (mean |performance of the "
         "original - performance of its clone|) and the emulation loss do not depend on the probe. "
-        "Mean ± std over seeds; best per column in bold.",
+        "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
+        "that is constant on the split).",
         "",
     ]
     text = "\n".join(header) + "\n" + markdown

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import tables, train
+from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
 
@@ -33,6 +34,9 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     cell = result["cells"]["formal_languages/ood/mlp/emulation/noninteractive/step_accuracy"]
     assert cell["n"] == 2
     assert cell["mean"] == pytest.approx(np.mean([r["probes"]["mlp"]["ood"]["step_accuracy"] for r in runs]))
+    # The smoke zoo's performance is constant, so its R² is undefined: n/a in the table, null in strict JSON.
+    assert "n/a" in text
+    json.loads((outdir / "results.json").read_text(), parse_constant=_reject)
     supervised = result["cells"]["formal_languages/ood/mlp/supervised/noninteractive/performance_mae"]
     assert supervised["n"] == 2
     with open(outdir / "results.csv") as f:
@@ -48,3 +52,19 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
 def test_unknown_encoder_is_named(tmp_path):
     with pytest.raises(ValueError, match="dwsnett"):
         tables.make_tables(str(tmp_path), "smoke", ("formal_languages",), 1, ("dwsnett",))
+
+
+def _reject(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def test_undefined_metrics_are_null_in_json_and_n_a_in_tables(tmp_path):
+    path = tmp_path / "metrics.json"
+    files.write_json(path, {"r2": float("nan"), "values": [1.0, float("inf")]})
+    json.loads(path.read_text(), parse_constant=_reject)
+    assert files.read_json(path) == {"r2": None, "values": [1.0, None]}
+    record = dict(dataset="d", encoder="e", kind="emulation", split="ood", predictor="mlp", metric="r2")
+    records = [dict(record, value=None), dict(record, value=0.5)]
+    values = tables.cell_values(records, "d", "e", "emulation", "ood", "mlp", "r2")
+    assert tables._format(values) == "n/a"
+    assert tables._format(values[1:]) == "0.500"

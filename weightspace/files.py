@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -45,10 +46,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.remove(temporary)
 
 
+def _strict(document: Any) -> Any:
+    """`document` with every non-finite float (an undefined metric) replaced by None."""
+    if isinstance(document, dict):
+        return {k: _strict(v) for k, v in document.items()}
+    if isinstance(document, list | tuple):
+        return [_strict(v) for v in document]
+    if isinstance(document, float) and not math.isfinite(document):
+        return None
+    return document
+
+
 def write_json(path: str | os.PathLike, document: Any) -> None:
-    """Writes JSON through a temporary file and a rename."""
+    """Writes strict JSON (NaN and infinities as null) through a temporary file and a rename."""
     with atomic_path(path) as temporary, open(temporary, "w") as f:
-        json.dump(document, f, indent=1)
+        json.dump(_strict(document), f, indent=1, allow_nan=False)
 
 
 def read_json(path: str | os.PathLike) -> Any:
