@@ -30,6 +30,10 @@ def _config(name, zoo_path, **overrides):
     return config
 
 
+def _reject_constant(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
 def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monkeypatch):
     train.train_and_evaluate(_config("interactive", smoke_zoo, **{"train.num_steps": 10}), str(tmp_path))
     result = evaluate.evaluate(str(tmp_path))
@@ -43,7 +47,9 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     for split in ("eval", "ood"):
         cloning = result["cloning"][split]
         assert cloning["abs_difference"] >= abs(cloning["original"] - cloning["clone"]) - 1e-9
-    assert json.loads((tmp_path / "evaluation.json").read_text())["probes"] == result["probes"]
+    # evaluation.json is strict JSON (no NaN constants), and evaluate() returns what it holds.
+    saved = json.loads((tmp_path / "evaluation.json").read_text(), parse_constant=_reject_constant)
+    assert saved["probes"] == result["probes"]
     assert "| task_accuracy |" in (tmp_path / "evaluation.md").read_text()
     # The smoke zoo's LSTMs never produce a correct word: R² of the constant performance is undefined.
     assert result["probes"]["mlp"]["ood"]["performance_r2"] is None
