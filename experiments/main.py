@@ -23,6 +23,7 @@ _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0:
 
 def main(argv):
     del argv
+    cli.reuse_freed_host_memory()
     cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
     cli.quiet_library_logs()
     from experiments import evaluate, train
