@@ -47,8 +47,8 @@ _PRESET = flags.DEFINE_string("preset", "paper", "Config preset whose sizes are 
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Steady-state measuring time per encoder (at least 2 steps).")
 _WORKER = flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
 _TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
-_REUSE_FREED_MEMORY = flags.DEFINE_bool(
-    "reuse_freed_memory", True, "Keep freed host memory for reuse, as training does (weightspace.cli)."
+_REUSE_STEP_MEMORY = flags.DEFINE_bool(
+    "reuse_step_memory", True, "Run steps on the calling thread and reuse their memory, as one-device training does."
 )
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
@@ -206,9 +206,9 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
 def main(argv):
     del argv
     if _WORKER.value:
-        reused = _REUSE_FREED_MEMORY.value and cli.reuse_freed_host_memory()
+        reused = _REUSE_STEP_MEMORY.value and cli.reuse_cpu_step_memory()
         name, zoo_path = _WORKER.value.split(",", 1)
-        print(json.dumps(_measure(name, zoo_path, _PRESET.value, _SECONDS.value) | {"reuses_freed_memory": reused}))
+        print(json.dumps(_measure(name, zoo_path, _PRESET.value, _SECONDS.value) | {"reuses_step_memory": reused}))
         return
     import jax
 
@@ -234,7 +234,7 @@ def main(argv):
         for name in _ENCODERS.value:
             command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
             command += [f"--preset={_PRESET.value}", f"--seconds={_SECONDS.value}"]
-            command += [f"--reuse_freed_memory={_REUSE_FREED_MEMORY.value}"]
+            command += [f"--reuse_step_memory={_REUSE_STEP_MEMORY.value}"]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
@@ -260,9 +260,7 @@ def main(argv):
             f"float32 matmul rate {row['matmul_gflop_per_s']} GFLOP/s; ceiling = that rate / matmul FLOPs per step "
             "(forward and backward, loops counted per step)."
         )
-        print(
-            f"freed host memory kept for reuse (weightspace.cli.reuse_freed_host_memory): {row['reuses_freed_memory']}"
-        )
+        print(f"step memory reused (weightspace.cli.reuse_cpu_step_memory): {row['reuses_step_memory']}")
         if torch_rate:
             print(
                 "vs torch emulator: steps/s over the PyTorch emulator step alone, measured in this run; every "

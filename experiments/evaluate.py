@@ -204,7 +204,6 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
 
 def main(argv):
     del argv
-    cli.reuse_freed_host_memory()
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
     evaluate(flags.FLAGS.workdir, force=flags.FLAGS.force)

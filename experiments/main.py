@@ -23,12 +23,13 @@ _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0:
 
 def main(argv):
     del argv
-    cli.reuse_freed_host_memory()
     cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
     cli.quiet_library_logs()
     from experiments import evaluate, train
 
     config = _CONFIG.value
+    if not config.train.data_parallel:
+        cli.reuse_cpu_step_memory()  # one device: its steps run on this thread and reuse their buffers
     train.train_and_evaluate(config, _WORKDIR.value)
     if config.evaluate.after_training:
         evaluate.evaluate(_WORKDIR.value)

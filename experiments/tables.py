@@ -239,7 +239,6 @@ def make_tables(
 
 def main(argv):
     del argv
-    cli.reuse_freed_host_memory()
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
     names = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)

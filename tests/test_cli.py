@@ -5,16 +5,13 @@ import platform
 import subprocess
 import sys
 
-import jax
 import pytest
-
-from weightspace import cli
 
 # A jitted function whose 128 MB temporary (tanh(x @ w), [8192, 4096] float32) is allocated on every call.
 _PAGE_FAULTS_PER_CALL = r"""
 import json, resource, sys
 from weightspace import cli
-took_effect = cli.reuse_freed_host_memory() if sys.argv[1] == "reuse" else False
+took_effect = cli.reuse_cpu_step_memory() if sys.argv[1] == "reuse" else False
 import jax, jax.numpy as jnp
 f = jax.jit(lambda x, w: jnp.tanh(x @ w) @ w.T)
 x, w = jnp.ones((8192, 64)), jnp.full((64, 4096), 1e-3)
@@ -36,15 +33,10 @@ def _page_faults_per_call(mode: str) -> dict:
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
-def test_reusing_freed_host_memory_stops_page_faults_on_every_call():
+def test_reusing_step_memory_stops_page_faults_on_every_call():
     default = _page_faults_per_call("default")
     if default["faults_per_call"] < _TEMPORARY_PAGES / 2:
         pytest.skip(f"this JAX and glibc already reuse the temporary ({default['faults_per_call']:.0f} faults/call)")
     reused = _page_faults_per_call("reuse")
     assert reused["took_effect"]
     assert reused["faults_per_call"] < _TEMPORARY_PAGES / 4, (default, reused)
-
-
-def test_reusing_freed_host_memory_refuses_once_backends_are_up():
-    jax.devices()
-    assert not cli.reuse_freed_host_memory()

@@ -22,17 +22,12 @@ import time
 
 from absl import app, flags
 
-from weightspace import cli
-
 _DEVICES = flags.DEFINE_list("devices", ["1", "2"], "Device counts (CPU: host devices; accelerators: at most all).")
 _RUNS_PER_DEVICE = flags.DEFINE_list("runs_per_device", ["1", "2", "8", "32"], "Runs per device per group.")
 _STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["50"], "Training steps per jitted call.")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
 _TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
 _ZOOS = flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
-_REUSE_FREED_MEMORY = flags.DEFINE_bool(
-    "reuse_freed_memory", True, "Keep freed host memory for reuse, as zoo building does (weightspace.cli)."
-)
 _WORKER = flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
 
 _TORCH_BASELINE = r"""
@@ -182,10 +177,7 @@ def main(argv):
     del argv
     if _WORKER.value:
         zoo_name, *layout = _WORKER.value.split(",")
-        reused = _REUSE_FREED_MEMORY.value and cli.reuse_freed_host_memory()
-        print(
-            json.dumps(_measure(zoo_name, *(int(x) for x in layout), _SECONDS.value) | {"reuses_freed_memory": reused})
-        )
+        print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), _SECONDS.value)))
         return
     baselines = _torch_baselines()
     best = max((b["model_steps_per_s"] for b in baselines), default=None)
@@ -204,14 +196,7 @@ def main(argv):
                 for steps in map(int, _STEPS_PER_CALL.value):
                     worker = f"--worker={zoo_name},{devices},{per_device},{steps}"
                     row = _subprocess_json(
-                        [
-                            sys.executable,
-                            "-m",
-                            "zoo_builder.benchmark",
-                            worker,
-                            f"--seconds={_SECONDS.value}",
-                            f"--reuse_freed_memory={_REUSE_FREED_MEMORY.value}",
-                        ]
+                        [sys.executable, "-m", "zoo_builder.benchmark", worker, f"--seconds={_SECONDS.value}"]
                     )
                     if row is None:
                         continue
@@ -225,10 +210,6 @@ def main(argv):
                     )
     if rows:
         print(f"backend: {rows[0]['backend']} ({rows[0]['device_kind']}), {os.cpu_count()} CPU cores")
-        print(
-            f"freed host memory kept for reuse (weightspace.cli.reuse_freed_host_memory): "
-            f"{rows[0]['reuses_freed_memory']}"
-        )
         print("batch share: time of making the batches (strings; MNIST rotation + tiling) / time of the whole step.")
 
 

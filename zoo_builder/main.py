@@ -22,7 +22,6 @@ def main(argv):
     del argv
     import jax
 
-    cli.reuse_freed_host_memory()
     cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
     cli.quiet_library_logs()
     if _CONFIG.value.layout.distributed:
