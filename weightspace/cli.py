@@ -49,7 +49,8 @@ def reuse_cpu_step_memory() -> bool:
     whole buffer anew (33,000 faults per step). Without asynchronous dispatch
     the computation runs on the calling thread, whose main heap can hold any
     block; with mmap and trimming off, glibc keeps the block there for the
-    next step (a handful of faults per step). The process keeps its peak
+    next step (a handful of faults per step): paper-size probing-encoder
+    steps ran 1.15-1.5x faster on a 2-core CPU. The process keeps its peak
     memory instead of returning it to the OS.
 
     For one device: with several, running on the calling thread gives up
