@@ -4,7 +4,9 @@
   python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20
 
 For each encoder (each in its own process): compile time, steady-state train
-steps per second of the real jitted train step (encoder + emulator + loss +
+steps per second of the real jitted train step (the median over five
+consecutive windows, with the slowest and fastest window, so that a busy
+spell on a shared machine moves the figure less) (encoder + emulator + loss +
 AdamW, batch 64 snapshots x 1 sequence of 41 steps at the paper's sizes),
 peak memory, the step's matmul FLOPs and the FLOP-bound ceiling on this
 machine (the float32 matmul rate measured in the same run, divided by the
@@ -29,27 +31,16 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 from absl import app, flags
 
 from weightspace import cli
-
-_ENCODERS = flags.DEFINE_list(
-    "encoders",
-    ["layerwise_statistics", "flat", "parameter_transformer", "dwsnet", "noninteractive", "interactive"],
-    "Encoders to measure.",
-)
-_PRESET = flags.DEFINE_string("preset", "paper", "Config preset whose sizes are measured (paper, quick, smoke).")
-_SECONDS = flags.DEFINE_float("seconds", 20.0, "Steady-state measuring time per encoder (at least 2 steps).")
-_WORKER = flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
-_TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
-_REUSE_STEP_MEMORY = flags.DEFINE_bool(
-    "reuse_step_memory", True, "Run steps on the calling thread and reuse their memory, as one-device training does."
-)
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
 PAPER_CODE_STEPS_PER_S = {
@@ -68,7 +59,7 @@ _TORCH_EMULATOR = r"""
 import json, sys, time
 import torch
 from torch import nn
-seconds, device = float(sys.argv[1]), sys.argv[2]
+seconds, device, windows = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if device == "cuda" and not torch.cuda.is_available():
     device = "cpu"
 torch.manual_seed(0)
@@ -95,23 +86,50 @@ def sync():
 for _ in range(3):
     step()
 sync()
-steps, start = 0, time.perf_counter()
-while time.perf_counter() - start < seconds or steps < 3:
-    step(); steps += 1
-    sync()
-rate = steps / (time.perf_counter() - start)
-print(json.dumps({"device": device, "threads": torch.get_num_threads(), "steps_per_s": rate}))
+rates = []
+for _ in range(windows):
+    steps, start = 0, time.perf_counter()
+    while steps < 1 or time.perf_counter() - start < seconds / windows:
+        step(); steps += 1
+        sync()
+    rates.append(steps / (time.perf_counter() - start))
+print(json.dumps({"device": device, "threads": torch.get_num_threads(), "window_rates": rates}))
 """
+
+# Consecutive measuring windows per rate; the reported rate is their median.
+_WINDOWS = 5
+
+
+def rate_summary(window_rates: list[float]) -> dict:
+    """Steps/s from per-window rates: the median, and the slowest and fastest window."""
+    return {
+        "steps_per_s": round(statistics.median(window_rates), 3),
+        "steps_per_s_range": [round(min(window_rates), 3), round(max(window_rates), 3)],
+    }
+
+
+def _window_rates(step: Callable[[], object], seconds: float) -> list[float]:
+    """Rates of `step` in `_WINDOWS` consecutive windows of `seconds / _WINDOWS` each (at least one step each)."""
+    rates = []
+    for _ in range(_WINDOWS):
+        steps, start = 0, time.perf_counter()
+        while steps < 1 or time.perf_counter() - start < seconds / _WINDOWS:
+            step()
+            steps += 1
+        rates.append(steps / (time.perf_counter() - start))
+    return rates
 
 
 def _torch_emulator_rate(seconds: float, device: str) -> dict | None:
     """The PyTorch emulator step's rate in this run on `device` ('cpu' or 'cuda'; None without torch)."""
-    python = _TORCH_PYTHON.value or sys.executable
-    result = subprocess.run([python, "-c", _TORCH_EMULATOR, str(seconds), device], capture_output=True, text=True)
+    python = flags.FLAGS.torch_python or sys.executable
+    command = [python, "-c", _TORCH_EMULATOR, str(seconds), device, str(_WINDOWS)]
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         print(f"No PyTorch baseline (torch not importable by {python}?): pass --torch_python.", file=sys.stderr)
         return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return measured | rate_summary(measured.pop("window_rates"))
 
 
 def _matmul_flops_per_s(seconds: float = 3.0) -> float:
@@ -183,19 +201,20 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     for _ in range(2):
         state, metrics = train_step(state, arrays, indices)
         jax.block_until_ready(metrics)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or steps < 2:
+
+    def step():
+        nonlocal state
         state, metrics = train_step(state, arrays, indices)
         jax.block_until_ready(metrics)
-        steps += 1
-    rate = steps / (time.perf_counter() - start)
+
+    rates = _window_rates(step, seconds)
     return {
         "encoder": name,
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
         "batch": config.train.batch_size,
         "compile_s": round(compile_s, 2),
-        "steps_per_s": round(rate, 3),
+        **rate_summary(rates),
         "gflop_per_step": round(flops / 1e9, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_device_mb": _peak_device_mb(jax.devices()[0]),
@@ -203,12 +222,19 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     }
 
 
+def _window_range(rate: dict) -> str:
+    """The slowest and fastest window of a `rate_summary`, as 'min-max'."""
+    low, high = rate["steps_per_s_range"]
+    return f"{low:.3g}-{high:.3g}"
+
+
 def main(argv):
     del argv
-    if _WORKER.value:
-        reused = _REUSE_STEP_MEMORY.value and cli.reuse_cpu_step_memory()
-        name, zoo_path = _WORKER.value.split(",", 1)
-        print(json.dumps(_measure(name, zoo_path, _PRESET.value, _SECONDS.value) | {"reuses_step_memory": reused}))
+    if flags.FLAGS.worker:
+        reused = flags.FLAGS.reuse_step_memory and cli.reuse_cpu_step_memory()
+        name, zoo_path = flags.FLAGS.worker.split(",", 1)
+        row = _measure(name, zoo_path, flags.FLAGS.preset, flags.FLAGS.seconds)
+        print(json.dumps(row | {"reuses_step_memory": reused}))
         return
     import jax
 
@@ -219,22 +245,22 @@ def main(argv):
     with tempfile.TemporaryDirectory() as workdir:
         zoo_path = build.build(formal_languages.get_config("smoke"), workdir)
         torch_device = "cuda" if backend == "gpu" else "cpu"
-        torch_rate = _torch_emulator_rate(_SECONDS.value, torch_device) if _PRESET.value == "paper" else None
+        torch_rate = _torch_emulator_rate(flags.FLAGS.seconds, torch_device) if flags.FLAGS.preset == "paper" else None
         if torch_rate:
             print(
                 f"PyTorch emulator step alone (same run, {torch_rate['device']}, {torch_rate['threads']} threads): "
-                f"{torch_rate['steps_per_s']:.3f} steps/s"
+                f"{torch_rate['steps_per_s']:.3f} steps/s ({_window_range(torch_rate)})"
             )
         memory = "peak RSS MB" if backend == "cpu" else "peak device MB"
         print(
-            f"encoder                steps/s  paper code  ratio  compile s  GFLOP/step  ceiling  of ceiling  {memory}"
-            + ("  vs torch emulator" if torch_rate else "")
+            "encoder                steps/s    window range  paper code  ratio  compile s  GFLOP/step  ceiling"
+            f"  of ceiling  {memory}" + ("  vs torch emulator" if torch_rate else "")
         )
         row = None
-        for name in _ENCODERS.value:
+        for name in flags.FLAGS.encoders:
             command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
-            command += [f"--preset={_PRESET.value}", f"--seconds={_SECONDS.value}"]
-            command += [f"--reuse_step_memory={_REUSE_STEP_MEMORY.value}"]
+            command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
+            command += [f"--reuse_step_memory={flags.FLAGS.reuse_step_memory}"]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
@@ -242,11 +268,12 @@ def main(argv):
             row = json.loads(result.stdout.strip().splitlines()[-1])
             ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
             # The paper code's rates are for a 2-core CPU: compared on CPUs only.
-            paper = PAPER_CODE_STEPS_PER_S.get(name) if _PRESET.value == "paper" and backend == "cpu" else None
+            paper = PAPER_CODE_STEPS_PER_S.get(name) if flags.FLAGS.preset == "paper" and backend == "cpu" else None
             ratio = f"{row['steps_per_s'] / paper:5.2f}x" if paper else "     -"
             peak_mb = row["peak_rss_mb"] if backend == "cpu" else row["peak_device_mb"] or float("nan")
             print(
-                f"{name:21s}  {row['steps_per_s']:7.3f}  {paper or float('nan'):10.3f}  {ratio}"
+                f"{name:21s}  {row['steps_per_s']:7.3f}  {_window_range(row):>14s}"
+                f"  {paper or float('nan'):10.3f}  {ratio}"
                 f"  {row['compile_s']:9.1f}"
                 f"  {row['gflop_per_step']:10.2f}  {ceiling:7.2f}  {row['steps_per_s'] / ceiling:10.0%}"
                 f"  {peak_mb:{len(memory)}.0f}"
@@ -260,6 +287,10 @@ def main(argv):
             f"float32 matmul rate {row['matmul_gflop_per_s']} GFLOP/s; ceiling = that rate / matmul FLOPs per step "
             "(forward and backward, loops counted per step)."
         )
+        print(
+            f"steps/s: median of {_WINDOWS} consecutive windows of {flags.FLAGS.seconds / _WINDOWS:g} s (at least "
+            "one step each); window range: the slowest and the fastest window. Ratios use the median."
+        )
         print(f"step memory reused (weightspace.cli.reuse_cpu_step_memory): {row['reuses_step_memory']}")
         if torch_rate:
             print(
@@ -269,4 +300,20 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_list(
+        "encoders",
+        ["layerwise_statistics", "flat", "parameter_transformer", "dwsnet", "noninteractive", "interactive"],
+        "Encoders to measure.",
+    )
+    flags.DEFINE_string("preset", "paper", "Config preset whose sizes are measured (paper, quick, smoke).")
+    flags.DEFINE_float(
+        "seconds", 20.0, "Steady-state measuring time per encoder, in 5 equal windows of at least one step each."
+    )
+    flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
+    flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
+    flags.DEFINE_bool(
+        "reuse_step_memory",
+        True,
+        "Run steps on the calling thread and reuse their memory, as one-device training does.",
+    )
     app.run(main)
