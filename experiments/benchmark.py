@@ -136,7 +136,9 @@ def _matmul_flops_per_s(seconds: float = 3.0) -> float:
     """This device's float32 matmul rate, the practical peak for the ceiling.
 
     Square matmuls at the default precision, as in the train step: 2048 wide
-    on CPUs, 8192 on accelerators (smaller ones leave them idle).
+    on CPUs, 8192 on accelerators (smaller ones leave them idle). The fastest
+    of the measuring windows: a busy spell would lower the rate, and a
+    ceiling from a lowered rate would flatter the train step.
     """
     import jax
 
@@ -144,11 +146,7 @@ def _matmul_flops_per_s(seconds: float = 3.0) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size))
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        f(a).block_until_ready()
-        calls += 1
-    return calls * 2 * size**3 / (time.perf_counter() - start)
+    return max(_window_rates(lambda: f(a).block_until_ready(), seconds)) * 2 * size**3
 
 
 def _peak_device_mb(device) -> float | None:
@@ -256,7 +254,7 @@ def main(argv):
             "encoder                steps/s    window range  paper code  ratio  compile s  GFLOP/step  ceiling"
             f"  of ceiling  {memory}" + ("  vs torch emulator" if torch_rate else "")
         )
-        row = None
+        row, matmul_rates = None, []
         for name in flags.FLAGS.encoders:
             command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
             command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
@@ -266,6 +264,7 @@ def main(argv):
                 print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
                 continue
             row = json.loads(result.stdout.strip().splitlines()[-1])
+            matmul_rates.append(row["matmul_gflop_per_s"])
             ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
             # The paper code's rates are for a 2-core CPU: compared on CPUs only.
             paper = PAPER_CODE_STEPS_PER_S.get(name) if flags.FLAGS.preset == "paper" and backend == "cpu" else None
@@ -284,8 +283,9 @@ def main(argv):
             raise SystemExit("Every encoder failed; see the errors above.")
         print(
             f"backend: {row['backend']} ({row['device_kind']}), {os.cpu_count()} CPU cores; "
-            f"float32 matmul rate {row['matmul_gflop_per_s']} GFLOP/s; ceiling = that rate / matmul FLOPs per step "
-            "(forward and backward, loops counted per step)."
+            f"float32 matmul rate {min(matmul_rates)}-{max(matmul_rates)} GFLOP/s (the fastest window, measured "
+            "after each encoder); ceiling = that rate / matmul FLOPs per step (forward and backward, loops counted "
+            "per step)."
         )
         print(
             f"steps/s: median of {_WINDOWS} consecutive windows of {flags.FLAGS.seconds / _WINDOWS:g} s (at least "
