@@ -4,10 +4,10 @@
   python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20
 
 For each encoder (each in its own process): compile time, steady-state train
-steps per second of the real jitted train step (the median over five
-consecutive windows, with the slowest and fastest window, so that a busy
-spell on a shared machine moves the figure less) (encoder + emulator + loss +
-AdamW, batch 64 snapshots x 1 sequence of 41 steps at the paper's sizes),
+steps per second of the real jitted train step (encoder + emulator + loss +
+AdamW, batch 64 snapshots x 1 sequence of 41 steps at the paper's sizes; the
+median over five consecutive windows, shown with the slowest and fastest, so
+that a busy spell on a shared machine moves the figure less),
 peak memory, the step's matmul FLOPs and the FLOP-bound ceiling on this
 machine (the float32 matmul rate measured in the same run, divided by the
 step's FLOPs). The FLOPs are counted on the traced train step (forward and
