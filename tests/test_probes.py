@@ -56,6 +56,19 @@ def test_values_outside_the_labels_are_rejected():
         targets.Classes.of("weight_decay", np.array([0.0, 0.5]), sequential_mnist.WEIGHT_DECAYS)
 
 
+def test_features_are_the_true_values_as_vectors():
+    """What an oracle embeds: one-hot classes per component, standardised values, (sin, cos) angles."""
+    task = targets.Classes("task", np.array([[0, 5, 3], [4, 4, 2]]), tuple(range(-3, 3)), ("d1", "d2", "d3"))
+    features = task.features()
+    assert features.shape == (2, 18) and features.dtype == np.float32
+    np.testing.assert_array_equal(features.reshape(2, 3, 6).argmax(-1), task.values)
+    np.testing.assert_array_equal(features.sum(1), [3, 3])
+    performance = targets.Regression("performance", np.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(performance.features()[:, 0], np.array([-1.0, 0.0, 1.0]) / np.sqrt(2 / 3), rtol=1e-6)
+    angle = targets.Angle("angle", np.array([0.0, 90.0, 210.0]))
+    np.testing.assert_allclose(angle.features(), [[0, 1], [1, 0], [-0.5, -np.sqrt(3) / 2]], atol=1e-6)
+
+
 def _planted(n=600, seed=0):
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(n, 8)).astype(np.float32)

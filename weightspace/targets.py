@@ -3,7 +3,9 @@
 A target holds one value per zoo snapshot and knows how a predictor's raw
 outputs are trained on it (`encode`, and `loss`, a static function of the
 outputs and encoded values only, so jitted training compiles once per kind),
-read back (`decode`) and scored (`metrics`). Three kinds cover the paper's tables:
+read back (`decode`) and scored (`metrics`); `features` gives its true values
+as real vectors, the input of the oracle baseline's embedding. Three kinds
+cover the paper's tables:
 
 * `Classes`: one or more categorical components, e.g. the formal-language task
   as (d1, d2, d3), each 6-way; scored by the accuracy of getting every
@@ -90,6 +92,10 @@ class Classes:
     def encode(self) -> np.ndarray:
         return self.values
 
+    def features(self) -> np.ndarray:
+        """Every component's class one-hot: [N, K * C] float32."""
+        return np.eye(len(self.labels), dtype=np.float32)[self.values].reshape(len(self.values), -1)
+
     @staticmethod
     def loss(outputs: jax.Array, encoded: jax.Array) -> jax.Array:
         """Cross-entropy averaged over components: outputs [B, K * C], encoded [B, K] -> [B]."""
@@ -127,6 +133,10 @@ class Regression:
     def encode(self) -> np.ndarray:
         return ((np.asarray(self.values, np.float32) - self.mean) / self.std)[:, None]
 
+    def features(self) -> np.ndarray:
+        """The values standardised over all snapshots: [N, 1] float32."""
+        return self.fitted(np.arange(len(self.values))).encode()
+
     loss = staticmethod(_squared_error)
 
     def decode(self, outputs: np.ndarray) -> np.ndarray:
@@ -151,6 +161,10 @@ class Angle:
     def encode(self) -> np.ndarray:
         radians = np.deg2rad(np.asarray(self.values, np.float64))
         return np.stack([np.sin(radians), np.cos(radians)], axis=-1).astype(np.float32)
+
+    def features(self) -> np.ndarray:
+        """(sin, cos) of each angle: [N, 2] float32."""
+        return self.encode()
 
     loss = staticmethod(_squared_error)
 
