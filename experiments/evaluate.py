@@ -120,8 +120,9 @@ def _cell(value: float | None) -> str:
 
 
 def _markdown(result: dict) -> str:
+    encoder = f"oracle of {result['oracle_target']}" if result["oracle_target"] else result["encoder"]
     lines = [
-        f"# Evaluation: {result['encoder']} on {result['dataset']}"
+        f"# Evaluation: {encoder} on {result['dataset']}"
         + (f", supervised on {result['supervised_target']}" if result["supervised_target"] else ""),
         "",
         f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/eval/OOD): "
@@ -186,6 +187,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
         "encoder": config.encoder.name,
         "dataset": the_zoo.family,
         "supervised_target": config.supervised.target,
+        "oracle_target": trainer.oracle.name if trainer.oracle is not None else "",
         "num_snapshots": {s: len(trainer.split[s]) for s in ("train", *HELD_OUT)},
         "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
         "probes": probe_scores(trainer.targets, embeddings, trainer.split, seed),

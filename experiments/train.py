@@ -12,6 +12,11 @@ Workdir layout:
 
 For notebooks: `load_model(workdir)` rebuilds the trained encoder and
 emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
+
+`config.oracle.target` (a downstream target's name) swaps the weight encoder
+for `TargetOracle`, an embedding of that target's true value: the same
+emulation training then shows what the emulator reaches when the embedding
+knows, say, the exact task.
 """
 
 import json
@@ -53,6 +58,22 @@ class Model(nnx.Module):
         return self.emulator(embedding, inputs), embedding
 
 
+class TargetOracle(nnx.Module):
+    """The oracle baseline's encoder: a learned linear map of a downstream target's true value, unit-normalised.
+
+    It stands where a weight encoder would, and bounds what emulation can
+    reach with an embedding that knows the target. Its input is
+    {"oracle": the target's features [B, F]} (`targets.*.features`) in place of zoo params.
+    """
+
+    def __init__(self, target_name: str, num_features: int, embedding_size: int, *, rngs: nnx.Rngs):
+        self.target_name = target_name
+        self.linear = nnx.Linear(num_features, embedding_size, rngs=rngs)
+
+    def __call__(self, inputs: dict[str, jax.Array]) -> jax.Array:
+        return base.unit_normalize(self.linear(inputs["oracle"]))
+
+
 class SupervisedModel(nnx.Module):
     """The supervised baseline: an encoder and an MLP head predicting one downstream target from its embedding."""
 
@@ -75,15 +96,45 @@ def downstream_targets(metadata: dict[str, np.ndarray], family: tasks.TaskFamily
     return [*family.downstream_targets(metadata), *targets.step_targets(metadata["step"])]
 
 
-def supervised_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
-    """The target of a supervised run (None when the run trains by emulation)."""
-    name = config.supervised.target
+def _named_target(field: str, name: str, all_targets: list[targets.Target]) -> targets.Target | None:
+    """The target called `name` (None for ""), or a clear error naming the config `field`."""
     if not name:
         return None
     by_name = {t.name: t for t in all_targets}
     if name not in by_name:
-        raise ValueError(f"Unknown supervised.target {name!r}; this zoo's targets are {sorted(by_name)}.")
+        raise ValueError(f"Unknown {field} {name!r}; this zoo's targets are {sorted(by_name)}.")
     return by_name[name]
+
+
+def supervised_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
+    """The target of a supervised run (None when the run trains by emulation)."""
+    return _named_target("supervised.target", config.supervised.target, all_targets)
+
+
+def oracle_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
+    """The target an oracle run embeds in place of encoding weights (None for a weight encoder).
+
+    Configs from before the oracle baseline have no `oracle` field: they are weight-encoder runs.
+    """
+    name = config.get("oracle", {}).get("target", "")
+    if name and config.supervised.target:
+        raise ValueError("oracle.target and supervised.target exclude each other: an oracle run trains by emulation.")
+    return _named_target("oracle.target", name, all_targets)
+
+
+def encoder_inputs(model: "Model | SupervisedModel", the_zoo: zoo.Zoo) -> PyTree:
+    """What the model's encoder reads for every snapshot: the zoo params, or an oracle's target features [N, F]."""
+    if not isinstance(model.encoder, TargetOracle):
+        return the_zoo.params
+    family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+    target = _named_target("oracle.target", model.encoder.target_name, downstream_targets(the_zoo.metadata, family))
+    features = target.features()
+    if features.shape[1] != model.encoder.linear.in_features:
+        raise ValueError(
+            f"The oracle reads {model.encoder.linear.in_features} features of {target.name!r}; "
+            f"this zoo gives {features.shape[1]} (another zoo's classes?)."
+        )
+    return {"oracle": features}
 
 
 def zoo_path(config: ml_collections.ConfigDict) -> str:
@@ -138,9 +189,17 @@ def make_model(
     family: tasks.TaskFamily,
     spec: lstm.LSTMSpec,
     target: targets.Target | None = None,
+    oracle: targets.Target | None = None,
 ) -> Model | SupervisedModel:
-    """The encoder with the emulator, or (supervised runs, given their `target`) with a prediction head."""
-    encoder = encoders.build(resolve_encoder_config(config.encoder, family), spec, seed=config.seed)
+    """The encoder with the emulator, or (supervised runs, given their `target`) with a prediction head.
+
+    An oracle run (given its `oracle` target) has a `TargetOracle` in place of the weight encoder.
+    """
+    if oracle is not None:
+        features = oracle.features().shape[1]
+        encoder = TargetOracle(oracle.name, features, config.encoder.embedding_size, rngs=nnx.Rngs(config.seed))
+    else:
+        encoder = encoders.build(resolve_encoder_config(config.encoder, family), spec, seed=config.seed)
     if target is not None:
         sizes = (config.encoder.embedding_size, *config.supervised.hidden_sizes, target.output_size)
         return SupervisedModel(encoder, base.MLP(sizes, rngs=nnx.Rngs(config.seed + 1)))
@@ -178,8 +237,10 @@ class Trainer:
         # Shapes only: does this family's emulation data have next-token targets?
         if self.token_loss and "tokens" not in jax.eval_shape(self.family.emulation_data, the_zoo.behaviour):
             raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {the_zoo.family} zoos do not have.")
-        self.augment = bool(config.encoder.augment)
-        model = make_model(config, self.family, self.spec, self.target)
+        self.oracle = oracle_target(config, self.targets)
+        # Augmentation permutes weights, which an oracle does not read.
+        self.augment = bool(config.encoder.augment) and self.oracle is None
+        model = make_model(config, self.family, self.spec, self.target, self.oracle)
         self.graphdef = nnx.graphdef(model)
         self.optimizer = make_optimizer(config)
         self.initial_state = _initial_state(model, self.optimizer)
@@ -198,8 +259,13 @@ class Trainer:
         return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.P()))
 
     def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
-        """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...])."""
+        """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...]).
+
+        An oracle run's "params" are its target's features {"oracle": [N, F]}, which its encoder reads.
+        """
         arrays = dataset.device_zoo(the_zoo)
+        if self.oracle is not None:
+            arrays["params"] = {"oracle": jnp.asarray(self.oracle.features())}
         if self.target is not None:
             arrays["target"] = jnp.asarray(self.target.encode())
         return self.replicate(arrays)
@@ -288,7 +354,8 @@ def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             saved = json.load(f)
         cadence = ("log_every_steps", "checkpoint_every_steps", "num_steps")
         strip = lambda c: {
-            **{k: v for k, v in c.items() if k != "evaluate"},  # downstream evaluation settings may change
+            # Downstream evaluation settings may change; configs from before the oracle baseline lack `oracle`.
+            **{k: v for k, v in c.items() if k != "evaluate" and not (k == "oracle" and not v["target"])},
             "train": {k: v for k, v in c["train"].items() if k not in cadence},
         }
         if strip(saved) != strip(current):
@@ -405,8 +472,9 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     document = zoo.read_metadata(run_zoo_path(workdir))
     family = tasks.make(document["family"], document.get("family_settings") or {})
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
-    target = supervised_target(config, downstream_targets(metadata, family))
-    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]), target)
+    all_targets = downstream_targets(metadata, family)
+    target, oracle = supervised_target(config, all_targets), oracle_target(config, all_targets)
+    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]), target, oracle)
     manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
     step = manager.latest_step()
     if step is None:
@@ -426,8 +494,9 @@ def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | st
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
     graphdef, state = nnx.split(model.encoder)
     encode = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
+    inputs = encoder_inputs(model, the_zoo)
     chunks = []
     for start in range(0, len(the_zoo), batch_size):
-        params = jax.tree.map(lambda x, start=start: x[start : start + batch_size], the_zoo.params)
+        params = jax.tree.map(lambda x, start=start: x[start : start + batch_size], inputs)
         chunks.append(np.asarray(encode(state, params)))
     return np.concatenate(chunks)

@@ -121,3 +121,31 @@ def test_supervised_baseline_learns_its_target_and_reports_its_head(smoke_zoo, t
     assert result["supervised_target"] == "log_step" and "cloning" not in result
     assert set(result["probes"]["head"]["eval"]) == {"log_step_r2", "log_step_mae"}
     assert os.path.exists(tmp_path / "evaluation.md")
+
+
+@pytest.mark.slow
+def test_task_oracle_embeds_the_task_and_is_evaluated_like_an_encoder(smoke_zoo, tmp_path):
+    config = _config("dwsnet", smoke_zoo, **{"oracle.target": "task", "train.num_steps": 40})
+    train.train_and_evaluate(config, str(tmp_path))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    model = train.load_model(str(tmp_path))
+    assert isinstance(model.encoder, train.TargetOracle) and isinstance(model, train.Model)
+    the_zoo = zoo.load(smoke_zoo)
+    embeddings = train.embed(model, the_zoo)
+    # One embedding per task: equal for the snapshots of a task, different across tasks.
+    task = np.asarray(the_zoo.metadata["task"])
+    _, first, which = np.unique(task, axis=0, return_index=True, return_inverse=True)
+    np.testing.assert_allclose(embeddings, embeddings[first][which.ravel()], atol=1e-6)
+    assert len(np.unique(embeddings[first].round(4), axis=0)) == len(first)
+    result = evaluate.evaluate(str(tmp_path))
+    assert result["oracle_target"] == "task" and "cloning" in result
+    assert (tmp_path / "evaluation.md").read_text().startswith("# Evaluation: oracle of task on formal_languages")
+
+
+def test_oracle_and_supervised_targets_exclude_each_other(smoke_zoo):
+    config = _config("flat", smoke_zoo, **{"oracle.target": "task", "supervised.target": "task"})
+    with pytest.raises(ValueError, match="exclude each other"):
+        train.Trainer(config, zoo.load(smoke_zoo))
+    with pytest.raises(ValueError, match=r"Unknown oracle\.target 'angle'"):
+        train.Trainer(_config("flat", smoke_zoo, **{"oracle.target": "angle"}), zoo.load(smoke_zoo))

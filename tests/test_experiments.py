@@ -86,6 +86,17 @@ def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
         train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_a_run_from_before_the_oracle_field_resumes_and_loads(smoke_zoo, tmp_path):
+    train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["oracle"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    final = train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=10), str(tmp_path))
+    assert final["step"] == 10
+    (tmp_path / "config.json").write_text(json.dumps(saved))  # the resumed run wrote today's config
+    assert not isinstance(train.load_model(str(tmp_path)).encoder, train.TargetOracle)
+
+
 def test_typo_in_a_config_override_fails_clearly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "experiments.main", "--config=configs/dwsnet.py:smoke", f"--workdir={tmp_path}",

@@ -58,6 +58,13 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # Hidden layer sizes of the supervised head (embedding -> ... -> target).
     config.supervised.hidden_sizes = (128,)
 
+    config.oracle = ml_collections.ConfigDict()
+    # "" embeds the LSTM's weights with the encoder. A downstream target's name (as for `supervised`)
+    # instead embeds that target's true value by a learned linear map (train.TargetOracle), trained by
+    # emulation like an encoder: an upper bound for what the emulator can do with an embedding that
+    # knows the target (e.g. the exact task). The encoder config is then unused but for embedding_size.
+    config.oracle.target = ""
+
     config.optim = ml_collections.ConfigDict()
     # AdamW learning rate and weight decay; gradients are clipped to this global norm.
     config.optim.lr = 1e-4
