@@ -7,7 +7,10 @@ training, then downstream evaluation) in `<outdir>/runs/<dataset>/<encoder>/seed
 or reuses finished ones: an interrupted table resumes where it stopped, and a
 finished one is only re-aggregated. `--supervised_targets=task,performance`
 adds the supervised baselines (one run per encoder x target x seed, in
-`runs/<dataset>/supervised_<target>/...`). Writes into `outdir`:
+`runs/<dataset>/supervised_<target>/...`); `--oracle` adds the task oracle
+(`train.TargetOracle` on each dataset's exact task, one run per seed, in
+`runs/<dataset>/oracle/<target>/...`), a row that bounds emulation and
+cloning. Writes into `outdir`:
 
   tables.md       per dataset and split: rows = encoders (mechanistic, then
                   functionalist), columns = targets, mean ± std over seeds,
@@ -63,6 +66,10 @@ COLUMNS = {
     ),
 }
 LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
+# The oracle row's target per dataset (its exact task), and the config whose emulator and training it uses
+# (they are the same in every encoder's config; the encoder itself is replaced).
+ORACLE_TARGETS = {"formal_languages": "task", "sequential_mnist": "angle"}
+ORACLE_HOST = "layerwise_statistics"
 
 
 def workdir(outdir: str, dataset: str, encoder: str, seed: int, supervised_target: str = "") -> str:
@@ -76,6 +83,13 @@ def run_config(encoder: str, preset: str, dataset: str, seed: int, supervised_ta
     config.seed = seed
     config.supervised.target = supervised_target
     return config
+
+
+def oracle_run(outdir: str, preset: str, dataset: str, seed: int) -> tuple:
+    """The task oracle's (config, workdir) for one dataset and seed."""
+    config = run_config(ORACLE_HOST, preset, dataset, seed)
+    config.oracle.target = ORACLE_TARGETS[dataset]
+    return config, os.path.join(outdir, "runs", dataset, "oracle", config.oracle.target, f"seed{seed}")
 
 
 def ensure_run(config, path: str) -> dict:
@@ -107,7 +121,7 @@ def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, spli
     for r in records:
         if (r["dataset"], r["encoder"], r["split"], r["metric"]) != (dataset, encoder, split, metric):
             continue
-        if (kind == "emulation" and r["kind"] == "emulation" and r["predictor"] in (predictor, "")) or (
+        if (kind in ("emulation", "oracle") and r["kind"] == kind and r["predictor"] in (predictor, "")) or (
             kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == "head"
         ):
             values.append(float("nan") if r["value"] is None else r["value"])
@@ -125,8 +139,11 @@ def _format(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> tuple[str, dict]:
-    """Markdown tables (one per dataset, split and predictor) and their cells {key: {mean, std, n}}."""
+def build_tables(records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False) -> tuple[str, dict]:
+    """Markdown tables (one per dataset, split and predictor) and their cells {key: {mean, std, n}}.
+
+    The oracle's row (last) is a bound, not a competitor: it is never the column's best.
+    """
     kinds = ("emulation", "supervised") if supervised else ("emulation",)
     lines, cells = [], {}
     for dataset in datasets:
@@ -134,6 +151,7 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> t
         for split in SPLITS:
             for predictor in PREDICTORS:
                 rows = [(kind, e) for kind in kinds for e in encoders]
+                rows += [("oracle", ORACLE_TARGETS[dataset])] if oracle else []
                 table = {
                     (kind, e, metric): cell_values(records, dataset, e, kind, split, predictor, metric)
                     for kind, e in rows
@@ -142,7 +160,9 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> t
                 best = {}
                 for metric, _ in columns:
                     means = [
-                        np.mean(v) for (k, e, m), v in table.items() if m == metric and v and np.isfinite(np.mean(v))
+                        np.mean(v)
+                        for (k, e, m), v in table.items()
+                        if m == metric and k != "oracle" and v and np.isfinite(np.mean(v))
                     ]
                     if means:
                         best[metric] = min(means) if metric.endswith(LOWER_IS_BETTER) else max(means)
@@ -151,12 +171,12 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool) -> t
                 lines.append("|---|---|" + "---|" * len(columns))
                 for kind, e in rows:
                     group = "mechanistic" if e in MECHANISTIC else "functionalist"
-                    group = group if kind == "emulation" else f"supervised, {group}"
+                    group = {"emulation": group, "supervised": f"supervised, {group}", "oracle": "oracle"}[kind]
                     formatted = []
                     for metric, _ in columns:
                         values = table[(kind, e, metric)]
                         text = _format(values)
-                        if values and metric in best and np.isclose(np.mean(values), best[metric]):
+                        if values and kind != "oracle" and metric in best and np.isclose(np.mean(values), best[metric]):
                             text = f"**{text}**"
                         formatted.append(text)
                         if values:
@@ -186,6 +206,7 @@ def make_tables(
     encoders: tuple[str, ...] = ENCODERS,
     supervised_targets: tuple[str, ...] = (),
     command: str = "",
+    oracle: bool = False,
 ) -> dict:
     """Runs or reuses every run, then writes tables.md, results.csv, results.json and the figures."""
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(DATASETS))
@@ -204,7 +225,11 @@ def make_tables(
                     kind_name = f"supervised_{kind}" if kind else "emulation"
                     meta = dict(dataset=dataset, kind=kind_name, encoder=encoder, seed=seed)
                     records += [{**meta, **row} for row in run_records(result)]
-    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets))
+        for seed in range(seeds if oracle else 0):
+            config, path = oracle_run(outdir, preset, dataset, seed)
+            meta = dict(dataset=dataset, kind="oracle", encoder=config.oracle.target, seed=seed)
+            records += [{**meta, **row} for row in run_records(ensure_run(config, path))]
+    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets), oracle)
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])
         writer.writeheader()
@@ -223,7 +248,9 @@ def make_tables(
         f"Wall time of this invocation (the runs it had to do, their evaluation, the figures): {wall:.0f} s.",
         "",
         "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
-        "scored by their own head). Columns: downstream targets of LSTMs of held-out tasks, predicted from the "
+        "scored by their own head; the oracle, an emulator conditioned on the exact task instead of an "
+        "encoder's embedding, bounds emulation and cloning and is never marked best). Columns: downstream "
+        "targets of LSTMs of held-out tasks, predicted from the "
         "frozen embedding by the named probe fitted on the train split. Cloning Δ (mean |performance of the "
         "original - performance of its clone|) and the emulation loss do not depend on the probe. "
         "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
@@ -250,6 +277,7 @@ def main(argv):
         tuple(flags.FLAGS.encoders),
         tuple(flags.FLAGS.supervised_targets),
         command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
+        oracle=flags.FLAGS.oracle,
     )
 
 
@@ -259,6 +287,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seeds", 3, "Seeds per encoder (config.seed = 0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
+    flags.DEFINE_bool("oracle", False, "Also run the task oracle (emulator given each dataset's exact task).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
     app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -19,7 +19,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(zoos))
     encoders = ("layerwise_statistics", "noninteractive")
     outdir = tmp_path / "tables"
-    result = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",))
+    result = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     names = {p.name for p in outdir.iterdir()}
     expected = {f"{f}_formal_languages.png" for f in ("pca", "probing", "emulation", "curves")}
     assert {"tables.md", "results.csv", "results.json", "runs"} | expected <= names
@@ -41,11 +41,15 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     assert supervised["n"] == 2
     with open(outdir / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["kind"] for r in rows} == {"emulation", "supervised_performance"}
+    assert {r["kind"] for r in rows} == {"emulation", "supervised_performance", "oracle"}
+    # The task oracle: its own row in every table, from its two seeds' runs, never marked best.
+    oracle_rows = [line for line in text.splitlines() if line.startswith("| oracle | task |")]
+    assert len(oracle_rows) == 4 and not any("**" in line for line in oracle_rows)
+    assert result["cells"]["formal_languages/ood/mlp/oracle/task/cloning"]["n"] == 2
 
     # A rerun trains nothing and only re-aggregates.
     monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
-    again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",))
+    again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
 
 
