@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from experiments import evaluate, train
-from weightspace import tasks, zoo
+from weightspace import zoo
 from weightspace.tasks import sequential_mnist
 
 # What colours the PCA panels: (label of the family's split score, metadata column of performance, its label).
@@ -159,7 +159,7 @@ def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
     first = next(iter(runs.values()))
     config = train.read_config(first)
     the_zoo = zoo.load(train.run_zoo_path(first))
-    family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+    family = train.zoo_family(the_zoo)
     split = train.task_split(config, the_zoo, family)
     snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)
     shown = "interactive" if "interactive" in runs else next(iter(runs))

@@ -86,6 +86,11 @@ class SupervisedModel(nnx.Module):
         return self.head(self.encoder(params))
 
 
+def zoo_family(the_zoo: zoo.Zoo) -> tasks.TaskFamily:
+    """The task family a zoo was built with, its settings included."""
+    return tasks.make(the_zoo.family, the_zoo.info.get("family_settings"))
+
+
 def task_split(config: ml_collections.ConfigDict, the_zoo: zoo.Zoo, family: tasks.TaskFamily) -> dict[str, np.ndarray]:
     """The run's train / eval / OOD snapshot indices (whole tasks, `config.split`)."""
     return dataset.task_split(the_zoo, family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction)
@@ -126,7 +131,7 @@ def encoder_inputs(model: "Model | SupervisedModel", the_zoo: zoo.Zoo) -> PyTree
     """What the model's encoder reads for every snapshot: the zoo params, or an oracle's target features [N, F]."""
     if not isinstance(model.encoder, TargetOracle):
         return the_zoo.params
-    family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+    family = zoo_family(the_zoo)
     target = _named_target("oracle.target", model.encoder.target_name, downstream_targets(the_zoo.metadata, family))
     features = target.features()
     if features.shape[1] != model.encoder.linear.in_features:
@@ -225,7 +230,7 @@ class Trainer:
 
     def __init__(self, config: ml_collections.ConfigDict, the_zoo: zoo.Zoo):
         self.config = config
-        self.family = tasks.make(the_zoo.family, the_zoo.info.get("family_settings") or {})
+        self.family = zoo_family(the_zoo)
         self.spec = the_zoo.spec
         self.split = task_split(config, the_zoo, self.family)
         self.targets = downstream_targets(the_zoo.metadata, self.family)
