@@ -5,18 +5,22 @@
 The encoder is frozen at its best checkpoint and embeds every snapshot of the
 zoo. For every downstream target (`weightspace.targets`) a linear and an MLP
 probe are fitted on the train split's embeddings (early stopping on a held-out
-part of them) and scored on the eval and OOD splits: LSTMs of tasks the
-encoder never saw. Also reported: the training objective's loss per split, a
-supervised run's own head on its target, and, for emulation runs, cloning --
-the emulator conditioned on E(θ) is scored on the task exactly like the
-original LSTM θ (`TaskFamily.performance`), for a seeded sample of eval and
-OOD snapshots, and the table gives mean |original - clone|.
+part of them) and scored on the eval and OOD splits, LSTMs of tasks the
+encoder never saw, and on their trained snapshots only (`SUBSETS`;
+`TaskFamily.trained_snapshots`: the later half of the snapshot steps), whose
+LSTMs have learnt their task. Also reported: the training objective's loss
+per split, a supervised run's own head on its target (on the same subsets),
+and, for emulation runs, cloning -- the emulator conditioned on E(θ) is
+scored on the task exactly like the original LSTM θ
+(`TaskFamily.performance`), for a seeded sample of eval and OOD snapshots,
+and the table gives mean |original - clone|.
 
 Writes into the workdir:
   evaluation.json   every number, with the checkpoint step they belong to
   evaluation.md     the same numbers as markdown tables
   embeddings.npy    embeddings [N, E] of every zoo snapshot (row i = snapshot i)
-Rerunning reuses evaluation.json while the best checkpoint is unchanged.
+Rerunning reuses evaluation.json while the best checkpoint is unchanged and
+it has every subset (older ones, without the trained subsets, are redone).
 `python -m experiments.main` runs this when training ends.
 """
 
@@ -35,35 +39,50 @@ from weightspace.types import PyTree
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 HELD_OUT = ("eval", "ood")
+# What scores are reported on: each held-out split, and its trained snapshots only.
+SUBSETS = (*HELD_OUT, *(f"{s}_trained" for s in HELD_OUT))
 
 
-def probe_scores(
-    all_targets: list, embeddings: np.ndarray, split: dict[str, np.ndarray], seed: int
-) -> dict[str, dict[str, dict[str, float]]]:
-    """{predictor: {split: {"<target>_<metric>": value}}} for the linear and MLP probes, fitted on train."""
-    scores = {name: {s: {} for s in HELD_OUT} for name in probes.PREDICTORS}
-    for target in all_targets:
-        for name, hidden_sizes in probes.PREDICTORS.items():
-            probe = probes.fit(target, embeddings, split["train"], hidden_sizes=hidden_sizes, seed=seed)
-            for s in HELD_OUT:
-                metrics = target.metrics(probe.predict(embeddings[split[s]]), target.values[split[s]])
-                scores[name][s].update({f"{target.name}_{k}": v for k, v in metrics.items()})
+def held_out_subsets(split: dict[str, np.ndarray], trained: np.ndarray) -> dict[str, np.ndarray]:
+    """Snapshot indices of every subset in `SUBSETS`, from the split and which snapshots are trained [N] (bool)."""
+    return {**{s: split[s] for s in HELD_OUT}, **{f"{s}_trained": split[s][trained[split[s]]] for s in HELD_OUT}}
+
+
+def subset_scores(target, predicted: np.ndarray, subsets: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{subset: {"<target>_<metric>": value}} of predictions for every snapshot [N, ...] (an empty subset: {})."""
+    scores = {}
+    for s, i in subsets.items():
+        metrics = target.metrics(predicted[i], target.values[i]) if len(i) else {}
+        scores[s] = {f"{target.name}_{k}": v for k, v in metrics.items()}
     return scores
 
 
-def head_scores(model, target, the_zoo: zoo.Zoo, split, batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """A supervised run's own head on its target: {split: {"<target>_<metric>": value}}."""
+def probe_scores(
+    all_targets: list, features: np.ndarray, train: np.ndarray, subsets: dict[str, np.ndarray], seed: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{predictor: {subset: {"<target>_<metric>": value}}} of the linear and MLP probes.
+
+    Each probe reads `features` [N, F] (an encoder's embeddings, or any other
+    features of every snapshot), is fitted on the snapshots `train` and scored on each subset.
+    """
+    scores = {name: {s: {} for s in subsets} for name in probes.PREDICTORS}
+    for target in all_targets:
+        for name, hidden_sizes in probes.PREDICTORS.items():
+            probe = probes.fit(target, features, train, hidden_sizes=hidden_sizes, seed=seed)
+            for s, values in subset_scores(target, probe.predict(features), subsets).items():
+                scores[name][s].update(values)
+    return scores
+
+
+def head_scores(model, target, the_zoo: zoo.Zoo, subsets, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """A supervised run's own head on its target: {subset: {"<target>_<metric>": value}}."""
     graphdef, state = nnx.split(model)
     predict = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
     outputs = np.concatenate([
         np.asarray(predict(state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], the_zoo.params)))
         for i in range(0, len(the_zoo), batch_size)
     ])  # fmt: skip
-    predicted = target.decode(outputs)
-    return {
-        s: {f"{target.name}_{k}": v for k, v in target.metrics(predicted[split[s]], target.values[split[s]]).items()}
-        for s in HELD_OUT
-    }
+    return subset_scores(target, target.decode(outputs), subsets)
 
 
 def clone_scores(
@@ -112,6 +131,11 @@ def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[s
     return results
 
 
+def has_subsets(scores: dict[str, dict]) -> bool:
+    """Whether scores {predictor: {subset: ...}} cover every subset (evaluations before the trained subsets do not)."""
+    return all(set(SUBSETS) <= set(by_subset) for by_subset in scores.values())
+
+
 def _cell(value: float | None) -> str:
     """A metric in evaluation.md: blank where the predictor has none, n/a where it is undefined."""
     if value is None:
@@ -125,21 +149,21 @@ def _markdown(result: dict) -> str:
         f"# Evaluation: {encoder} on {result['dataset']}"
         + (f", supervised on {result['supervised_target']}" if result["supervised_target"] else ""),
         "",
-        f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/eval/OOD): "
-        + "/".join(str(result["num_snapshots"][s]) for s in ("train", *HELD_OUT))
+        f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/{'/'.join(SUBSETS)}): "
+        + "/".join(str(result["num_snapshots"][s]) for s in ("train", *SUBSETS))
         + ".",
         "",
         "Loss of the training objective: " + ", ".join(f"{s} {v:.4f}" for s, v in result["loss"].items()) + ".",
         "",
     ]
     predictors = list(result["probes"])
-    header = [f"{p} {s}" for p in predictors for s in HELD_OUT]
+    header = [f"{p} {s}" for p in predictors for s in SUBSETS]
     lines += ["| metric | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     metrics = list(result["probes"][predictors[0]]["eval"])
     for p in predictors[1:]:
         metrics += [m for m in result["probes"][p]["eval"] if m not in metrics]
     for metric in metrics:
-        cells = [result["probes"][p][s].get(metric) for p in predictors for s in HELD_OUT]
+        cells = [result["probes"][p][s].get(metric) for p in predictors for s in SUBSETS]
         lines.append(f"| {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
     if result.get("cloning"):
         lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
@@ -168,7 +192,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     path = os.path.join(workdir, EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
-        if saved.get("checkpoint_step") == step:
+        if saved.get("checkpoint_step") == step and has_subsets(saved["probes"]):
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
     model = train.load_model(workdir)
@@ -178,6 +202,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     if not np.all(np.isfinite(embeddings)):
         raise train.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
     seed = config.evaluate.seed
+    subsets = held_out_subsets(trainer.split, trainer.family.trained_snapshots(the_zoo.metadata))
     arrays = trainer.device_arrays(the_zoo)
     losses = train.split_losses(
         trainer, trainer.replicate(_state(model)), arrays, train.fixed_batches(trainer, the_zoo, ("train", *HELD_OUT))
@@ -188,14 +213,14 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
         "dataset": the_zoo.family,
         "supervised_target": config.supervised.target,
         "oracle_target": trainer.oracle.name if trainer.oracle is not None else "",
-        "num_snapshots": {s: len(trainer.split[s]) for s in ("train", *HELD_OUT)},
+        "num_snapshots": {"train": len(trainer.split["train"]), **{s: len(i) for s, i in subsets.items()}},
         "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
-        "probes": probe_scores(trainer.targets, embeddings, trainer.split, seed),
+        "probes": probe_scores(trainer.targets, embeddings, trainer.split["train"], subsets, seed),
     }
     if trainer.target is None:
         result["cloning"] = _cloning(model, trainer, the_zoo, embeddings, seed, config.evaluate.num_cloned)
     else:
-        result["probes"]["head"] = head_scores(model, trainer.target, the_zoo, trainer.split)
+        result["probes"]["head"] = head_scores(model, trainer.target, the_zoo, subsets)
     with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
         np.save(temporary, embeddings)
     files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))

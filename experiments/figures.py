@@ -5,7 +5,8 @@
   split score (formal languages: task entropy; MNIST: angle) and by performance;
 * `probing_<dataset>.png`: the probing inputs the non-interactive and the
   interactive encoder give a few held-out LSTMs (token probabilities over
-  probing steps; MNIST: the probing tiles, step by step);
+  probing steps; MNIST: the probing tiles, step by step), with their probe
+  diversity (`ProbingEncoder.probe_diversity`: 0 when all get the same probes);
 * `emulation_<dataset>.png`: next-step distributions of a few held-out LSTMs
   on one stored sequence, and the emulator's, conditioned on their embedding;
 * `curves_<dataset>.png`: train / eval / OOD loss of every encoder.
@@ -87,6 +88,8 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
     for row, encoder in enumerate(probing):
         model = train.load_model(runs[encoder])
         inputs = np.asarray(model.encoder.probing_inputs(params))[:, :, 0]  # [steps, LSTMs, input] (first sequence)
+        # How differently the shown LSTMs are probed: 0 means every LSTM is asked the same questions.
+        diversity = float(model.encoder.probe_diversity(params))
         for column, snapshot in enumerate(snapshots):
             ax = axes[row, column]
             if name == "formal_languages":
@@ -103,7 +106,8 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
                 ax.set_xticks([])
                 ax.set_yticks([])
             task = {f: np.round(the_zoo.metadata[f][snapshot], 1).tolist() for f in family.split_fields}
-            ax.set_title(f"{encoder}, snapshot {snapshot} {json.dumps(task)}", fontsize=7)
+            title = f"{encoder}, snapshot {snapshot} {json.dumps(task)}"
+            ax.set_title(title + (f"\nprobe diversity {diversity:.3f}" if column == 0 else ""), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,9 +10,14 @@ adds the supervised baselines (one run per encoder x target x seed, in
 `runs/<dataset>/supervised_<target>/...`); `--oracle` adds the task oracle
 (`train.TargetOracle` on each dataset's exact task, one run per seed, in
 `runs/<dataset>/oracle/<target>/...`), a row that bounds emulation and
-cloning. Writes into `outdir`:
+cloning. `--references` (on by default) adds the reference rows
+(experiments/references.py: the readout of every target from the LSTM's
+behaviour, and the same probes on a fixed probing set's outputs; one per
+seed, in `runs/<dataset>/reference/seed<k>`), which need no learned encoder.
+Writes into `outdir`:
 
-  tables.md       per dataset and split: rows = encoders (mechanistic, then
+  tables.md       per dataset, subset (OOD, eval, and each on its trained
+                  snapshots only) and probe: rows = encoders (mechanistic, then
                   functionalist), columns = targets, mean ± std over seeds,
                   best per column in bold; with the command, machine and wall time
   results.csv     every number of every run (long format)
@@ -32,26 +37,30 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, train
+from experiments import evaluate, figures, references, train
+from experiments.configs import common as config_common
 from weightspace import cli, files
 
 DATASETS = ("formal_languages", "sequential_mnist")
 MECHANISTIC = ("layerwise_statistics", "flat", "parameter_transformer", "dwsnet")
 FUNCTIONALIST = ("noninteractive", "interactive")
 ENCODERS = MECHANISTIC + FUNCTIONALIST
-SPLITS = ("ood", "eval")
+SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
 PREDICTORS = ("mlp", "linear")
 # Table columns per dataset: (metric in evaluation.json, header). Lower is better for errors and losses.
 COLUMNS = {
     "formal_languages": (
         ("task_accuracy", "task acc ↑"),
         ("task_d1_accuracy", "d1 acc ↑"),
+        ("task_d2_accuracy", "d2 acc ↑"),
+        ("task_d3_accuracy", "d3 acc ↑"),
         ("performance_r2", "performance R² ↑"),
         ("performance_mae", "performance MAE ↓"),
         ("step_accuracy", "step acc ↑"),
         ("log_step_r2", "log step R² ↑"),
         ("cloning", "cloning Δ ↓"),
         ("loss", "emulation loss ↓"),
+        ("boundary_loss", "boundary loss ↓"),
     ),
     "sequential_mnist": (
         ("angle_error_degrees", "angle error ° ↓"),
@@ -66,6 +75,10 @@ COLUMNS = {
     ),
 }
 LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
+# Row kinds whose records come from one run each (the others: supervised rows, one run per target).
+UNSUPERVISED = ("emulation", "reference", "oracle")
+# Rows that are bounds or references, not competitors: never a column's best.
+NOT_COMPETING = ("reference", "oracle")
 # The oracle row's target per dataset (its exact task), and the config whose emulator and training it uses
 # (they are the same in every encoder's config; the encoder itself is replaced).
 ORACLE_TARGETS = {"formal_languages": "task", "sequential_mnist": "angle"}
@@ -107,8 +120,11 @@ def run_records(result: dict) -> list[dict]:
     for predictor, by_split in result["probes"].items():
         for split, metrics in by_split.items():
             rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
-    for split in SPLITS:
+    for split in evaluate.HELD_OUT:
         rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
+        boundary = result["loss"].get(f"{split}_boundary")  # runs evaluated before the boundary loss have none
+        if boundary is not None:
+            rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
         if "cloning" in result:
             difference = result["cloning"][split]["abs_difference"]
             rows.append(dict(split=split, predictor="", metric="cloning", value=difference))
@@ -116,12 +132,15 @@ def run_records(result: dict) -> list[dict]:
 
 
 def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, split: str, predictor: str, metric: str):
-    """The values over seeds of one table cell. Supervised rows take each target from the run trained on it."""
+    """The values over seeds of one table cell. Supervised rows take each target from the run trained on it.
+
+    A value whose predictor is "" (losses, cloning, the readout) belongs to every predictor's table.
+    """
     values = []
     for r in records:
         if (r["dataset"], r["encoder"], r["split"], r["metric"]) != (dataset, encoder, split, metric):
             continue
-        if (kind in ("emulation", "oracle") and r["kind"] == kind and r["predictor"] in (predictor, "")) or (
+        if (kind in UNSUPERVISED and r["kind"] == kind and r["predictor"] in (predictor, "")) or (
             kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == "head"
         ):
             values.append(float("nan") if r["value"] is None else r["value"])
@@ -139,10 +158,20 @@ def _format(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def build_tables(records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False) -> tuple[str, dict]:
+def _title(dataset: str, split: str, predictor: str) -> str:
+    """E.g. "formal_languages, OOD split, trained snapshots, mlp probe"."""
+    held_out, trained = split.removesuffix("_trained"), split.endswith("_trained")
+    name = "OOD" if held_out == "ood" else held_out
+    return f"{dataset}, {name} split{', trained snapshots' if trained else ''}, {predictor} probe"
+
+
+def build_tables(
+    records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False, with_references: bool = False
+) -> tuple[str, dict]:
     """Markdown tables (one per dataset, split and predictor) and their cells {key: {mean, std, n}}.
 
-    The oracle's row (last) is a bound, not a competitor: it is never the column's best.
+    The reference rows (readout, fixed probe) and the oracle's row (last) are
+    references and bounds, not competitors: they are never the column's best.
     """
     kinds = ("emulation", "supervised") if supervised else ("emulation",)
     lines, cells = [], {}
@@ -151,6 +180,7 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool, orac
         for split in SPLITS:
             for predictor in PREDICTORS:
                 rows = [(kind, e) for kind in kinds for e in encoders]
+                rows += [("reference", row) for row in references.ROWS] if with_references else []
                 rows += [("oracle", ORACLE_TARGETS[dataset])] if oracle else []
                 table = {
                     (kind, e, metric): cell_values(records, dataset, e, kind, split, predictor, metric)
@@ -162,21 +192,21 @@ def build_tables(records: list[dict], datasets, encoders, supervised: bool, orac
                     means = [
                         np.mean(v)
                         for (k, e, m), v in table.items()
-                        if m == metric and k != "oracle" and v and np.isfinite(np.mean(v))
+                        if m == metric and k not in NOT_COMPETING and v and np.isfinite(np.mean(v))
                     ]
                     if means:
                         best[metric] = min(means) if metric.endswith(LOWER_IS_BETTER) else max(means)
-                title = f"### {dataset}, {split.upper() if split == 'ood' else split} split, {predictor} probe"
-                lines += [title, "", "| group | encoder | " + " | ".join(h for _, h in columns) + " |"]
+                lines += [f"### {_title(dataset, split, predictor)}", ""]
+                lines.append("| group | encoder | " + " | ".join(h for _, h in columns) + " |")
                 lines.append("|---|---|" + "---|" * len(columns))
                 for kind, e in rows:
                     group = "mechanistic" if e in MECHANISTIC else "functionalist"
-                    group = {"emulation": group, "supervised": f"supervised, {group}", "oracle": "oracle"}[kind]
-                    formatted = []
+                    group = {"emulation": group, "supervised": f"supervised, {group}"}.get(kind, kind)
+                    formatted, competing = [], kind not in NOT_COMPETING
                     for metric, _ in columns:
                         values = table[(kind, e, metric)]
                         text = _format(values)
-                        if values and kind != "oracle" and metric in best and np.isclose(np.mean(values), best[metric]):
+                        if values and competing and metric in best and np.isclose(np.mean(values), best[metric]):
                             text = f"**{text}**"
                         formatted.append(text)
                         if values:
@@ -207,11 +237,13 @@ def make_tables(
     supervised_targets: tuple[str, ...] = (),
     command: str = "",
     oracle: bool = False,
+    with_references: bool = True,
 ) -> dict:
-    """Runs or reuses every run, then writes tables.md, results.csv, results.json and the figures."""
+    """Runs or reuses every run and reference row, then writes tables.md, results.csv, results.json and figures."""
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(DATASETS))
     if unknown:
         raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {DATASETS}.")
+    config_common.parse_arg(preset)  # a bad preset or variant fails here, before any run
     os.makedirs(outdir, exist_ok=True)
     start = time.time()
     records, runs = [], {}
@@ -229,7 +261,10 @@ def make_tables(
             config, path = oracle_run(outdir, preset, dataset, seed)
             meta = dict(dataset=dataset, kind="oracle", encoder=config.oracle.target, seed=seed)
             records += [{**meta, **row} for row in run_records(ensure_run(config, path))]
-    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets), oracle)
+        for seed in range(seeds if with_references else 0):
+            meta = dict(dataset=dataset, kind="reference", seed=seed)
+            records += [{**meta, **row} for row in references.records(references.ensure(outdir, dataset, preset, seed))]
+    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets), oracle, with_references)
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])
         writer.writeheader()
@@ -249,9 +284,13 @@ def make_tables(
         "",
         "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
         "scored by their own head; the oracle, an emulator conditioned on the exact task instead of an "
-        "encoder's embedding, bounds emulation and cloning and is never marked best). Columns: downstream "
+        "encoder's embedding, bounds emulation and cloning and is never marked best). Reference rows, never "
+        "marked best, need no learned encoder: readout reads each target off the LSTM's behaviour by its "
+        "definition (no learning, the same in every probe's table; '-' where a target has none), fixed_probe "
+        "is the named probe on the LSTM's outputs along a fixed, hand-written probing set. Columns: downstream "
         "targets of LSTMs of held-out tasks, predicted from the "
-        "frozen embedding by the named probe fitted on the train split. Cloning Δ (mean |performance of the "
+        "frozen embedding by the named probe fitted on the train split; the trained-snapshot tables score the "
+        "same probes on the later half of the snapshot steps only. Cloning Δ (mean |performance of the "
         "original - performance of its clone|) and the emulation loss do not depend on the probe. "
         "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
         "that is constant on the split).",
@@ -278,16 +317,23 @@ def main(argv):
         tuple(flags.FLAGS.supervised_targets),
         command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
         oracle=flags.FLAGS.oracle,
+        with_references=flags.FLAGS.references,
     )
 
 
 if __name__ == "__main__":
-    flags.DEFINE_enum("preset", "quick", ["paper", "quick", "smoke"], "Config preset of every run.")
+    flags.DEFINE_string(
+        "preset",
+        "quick",
+        "Config argument of every run: a preset (paper, medium, quick, smoke), then optionally comma-separated "
+        "variants (experiments/configs/common.py VARIANTS), e.g. quick,condition_every,probe_prior.",
+    )
     flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to evaluate on.")
     flags.DEFINE_integer("seeds", 3, "Seeds per encoder (config.seed = 0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
     flags.DEFINE_bool("oracle", False, "Also run the task oracle (emulator given each dataset's exact task).")
+    flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
     app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

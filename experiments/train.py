@@ -39,6 +39,8 @@ from weightspace.types import PyTree
 # The file in a workdir that records the zoo's path.
 RUN_ZOO = "zoo.json"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
+# The oracle target that embeds nothing about the LSTM (see `_oracle_choices`).
+CONSTANT_ORACLE = "constant"
 
 
 class TrainingError(RuntimeError):
@@ -117,14 +119,21 @@ def supervised_target(config: ml_collections.ConfigDict, all_targets: list[targe
 
 
 def oracle_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
-    """The target an oracle run embeds in place of encoding weights (None for a weight encoder).
-
-    Configs from before the oracle baseline have no `oracle` field: they are weight-encoder runs.
-    """
-    name = config.get("oracle", {}).get("target", "")
+    """The target an oracle run embeds in place of encoding weights (None for a weight encoder)."""
+    name = config.oracle.target
     if name and config.supervised.target:
         raise ValueError("oracle.target and supervised.target exclude each other: an oracle run trains by emulation.")
-    return _named_target("oracle.target", name, all_targets)
+    return _named_target("oracle.target", name, _oracle_choices(all_targets))
+
+
+def _oracle_choices(all_targets: list[targets.Target]) -> list[targets.Target]:
+    """What an oracle may embed: any downstream target, or `CONSTANT_ORACLE` (one class for every snapshot).
+
+    The constant oracle's embedding is a learned constant: the emulator knows nothing of the LSTM it
+    emulates, which is the level an embedding must beat to matter at all.
+    """
+    constant = targets.Classes.of(CONSTANT_ORACLE, np.zeros(len(all_targets[0].values)), (0,))
+    return [*all_targets, constant]
 
 
 def encoder_inputs(model: "Model | SupervisedModel", the_zoo: zoo.Zoo) -> PyTree:
@@ -132,7 +141,8 @@ def encoder_inputs(model: "Model | SupervisedModel", the_zoo: zoo.Zoo) -> PyTree
     if not isinstance(model.encoder, TargetOracle):
         return the_zoo.params
     family = zoo_family(the_zoo)
-    target = _named_target("oracle.target", model.encoder.target_name, downstream_targets(the_zoo.metadata, family))
+    choices = _oracle_choices(downstream_targets(the_zoo.metadata, family))
+    target = _named_target("oracle.target", model.encoder.target_name, choices)
     features = target.features()
     if features.shape[1] != model.encoder.linear.in_features:
         raise ValueError(
@@ -204,7 +214,11 @@ def make_model(
         features = oracle.features().shape[1]
         encoder = TargetOracle(oracle.name, features, config.encoder.embedding_size, rngs=nnx.Rngs(config.seed))
     else:
-        encoder = encoders.build(resolve_encoder_config(config.encoder, family), spec, seed=config.seed)
+        resolved = resolve_encoder_config(config.encoder, family)
+        data = {}
+        if resolved.get("prior_scale"):
+            data["probe_prior"] = family.probe_prior(resolved.probe_length, resolved.num_parallel)
+        encoder = encoders.build(resolved, spec, seed=config.seed, **data)
     if target is not None:
         sizes = (config.encoder.embedding_size, *config.supervised.hidden_sizes, target.output_size)
         return SupervisedModel(encoder, base.MLP(sizes, rngs=nnx.Rngs(config.seed + 1)))
@@ -233,6 +247,11 @@ class Trainer:
         self.family = zoo_family(the_zoo)
         self.spec = the_zoo.spec
         self.split = task_split(config, the_zoo, self.family)
+        # The snapshots training draws from: the train split's, from step `train.min_step` on.
+        train_steps = np.asarray(the_zoo.metadata["step"])[self.split["train"]]
+        self.train_snapshots = self.split["train"][train_steps >= config.train.min_step]
+        if not len(self.train_snapshots):
+            raise ValueError(f"No training snapshot has a step >= train.min_step={config.train.min_step}.")
         self.targets = downstream_targets(the_zoo.metadata, self.family)
         # Supervised runs: the target, standardised on the train split.
         target = supervised_target(config, self.targets)
@@ -311,12 +330,28 @@ class Trainer:
         }
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    def _eval_step(self, state: PyTree, arrays: PyTree, snapshots, sequences, mask) -> jax.Array:
-        """Loss on a fixed batch, summed over its valid entries (the model in eval mode: no dropout)."""
+    def _eval_step(self, state: PyTree, arrays: PyTree, snapshots, sequences, mask) -> dict[str, tuple]:
+        """Sums of the loss over a fixed batch's valid entries (the model in eval mode: no dropout).
+
+        Returns:
+          {"loss": (sum over snapshots of their mean loss, snapshots)} and, for emulation runs,
+          {"boundary_loss": (sum over task-dependent positions, those positions)}
+          (`TaskFamily.task_positions`: where the emulated outputs depend on the task).
+        """
         model = nnx.merge(self.graphdef, state["params"], state["other"])
         model.eval()
         batch = self._shard_batch(dataset.gather(arrays, self.family, snapshots, sequences))
-        return self._loss(model, batch, mask) * jnp.sum(mask)
+        count = jnp.sum(mask)
+        if self.target is not None:
+            return {"loss": (self._loss(model, batch, mask) * count, count)}
+        logits, _ = model(batch["params"], batch["inputs"])
+        target = batch["tokens"] if self.token_loss else batch["targets"]
+        time_mask = jnp.broadcast_to(mask[:, None], logits.shape[:2])
+        boundary = time_mask & self.family.task_positions(batch)
+        return {
+            "loss": (self.loss_fn(logits, target, time_mask) * count, count),
+            "boundary_loss": (self.loss_fn(logits, target, boundary) * jnp.sum(boundary), jnp.sum(boundary)),
+        }
 
     def model(self, state: PyTree) -> Model | SupervisedModel:
         """The model of a training state, in eval mode."""
@@ -326,12 +361,14 @@ class Trainer:
 
 
 def split_losses(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:
-    """The objective's mean loss over each split's fixed batches: {"<split>_loss": float}."""
-    totals = {}
+    """The mean losses over each split's fixed batches: {"<split>_loss": float[, "<split>_boundary_loss": float]}."""
+    means = {}
     for name, batches in eval_batches.items():
-        total = sum(trainer.eval_step(state, arrays, *map(jnp.asarray, b)) for b in batches)
-        totals[f"{name}_loss"] = float(total) / max(1, sum(int(b[2].sum()) for b in batches))
-    return totals
+        sums = jax.device_get([trainer.eval_step(state, arrays, *map(jnp.asarray, b)) for b in batches])
+        for kind in sums[0]:
+            total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))
+            means[f"{name}_{kind}"] = total / max(1.0, count)
+    return means
 
 
 def fixed_batches(trainer: Trainer, the_zoo: zoo.Zoo, names: tuple[str, ...]) -> dict[str, list]:
@@ -350,17 +387,35 @@ def _append_metrics(workdir: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+# Config fields added after runs were saved, with the value such runs had in effect: a saved config that
+# lacks one gets this value (and encoder fields their paper default), so older runs resume and load.
+ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0}
+
+
+def _with_added_fields(saved: dict) -> dict:
+    """A saved config (as JSON) with the fields added since, at the values in effect before them."""
+    saved = json.loads(json.dumps(saved))
+    for path, value in ADDED_FIELDS.items():
+        node = saved
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1], value)
+    for key, value in encoders.default_config(saved["encoder"]["name"]).to_dict().items():
+        saved["encoder"].setdefault(key, value)
+    return saved
+
+
 def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Records the config; a resumed run must have the same one (up to logging/eval cadence)."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
         with open(path) as f:
-            saved = json.load(f)
+            saved = _with_added_fields(json.load(f))
         cadence = ("log_every_steps", "checkpoint_every_steps", "num_steps")
         strip = lambda c: {
-            # Downstream evaluation settings may change; configs from before the oracle baseline lack `oracle`.
-            **{k: v for k, v in c.items() if k != "evaluate" and not (k == "oracle" and not v["target"])},
+            # Downstream evaluation settings may change.
+            **{k: v for k, v in c.items() if k != "evaluate"},
             "train": {k: v for k, v in c["train"].items() if k not in cadence},
         }
         if strip(saved) != strip(current):
@@ -380,7 +435,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
     arrays = trainer.device_arrays(the_zoo)
-    train_indices = trainer.replicate(jnp.asarray(split["train"], jnp.int32))
+    train_indices = trainer.replicate(jnp.asarray(trainer.train_snapshots, jnp.int32))
     eval_batches = fixed_batches(trainer, the_zoo, ("eval", "ood"))
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
@@ -454,7 +509,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(_with_added_fields(json.load(f)))
 
 
 def checkpoint_step(workdir: str, which: str = "best") -> int:

@@ -45,11 +45,15 @@ def _permute_each_model(params, seed=5):
     return _augment(jax.random.key(seed), params, lstm.spec_of(params))
 
 
-def _build(name, spec=SPEC, seed=0, **overrides):
+def _config(name, **overrides):
     config = encoders.default_config(name)
     config.update(TINY[name])
     config.update(overrides)
-    return encoders.build(config, spec, seed=seed)
+    return config
+
+
+def _build(name, spec=SPEC, seed=0, **overrides):
+    return encoders.build(_config(name, **overrides), spec, seed=seed)
 
 
 def test_registry_and_default_configs():
@@ -275,3 +279,55 @@ def test_probing_inputs(name, activation):
     assert np.all((probes > 0) & (probes < 1))
     np.testing.assert_array_equal(probes[0, 1:], probes[0, :-1])
     assert np.allclose(probes[1:, 1:], probes[1:, :-1]) == (name == "noninteractive")
+
+
+def _prior(num_parallel=2, length=3):
+    """One-hot strings [length, parallel, 6]: token (t + p) mod 6 at step t of parallel sequence p."""
+    tokens = (np.arange(length)[:, None] + np.arange(num_parallel)[None]) % SPEC.input_size
+    return np.eye(SPEC.input_size, dtype=np.float32)[tokens]
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_straight_through_probes_are_tokens_with_softmax_gradients(name):
+    encoder = _build(name, probe_activation="straight_through")
+    params = _params()
+    probes = np.asarray(encoder.probing_inputs(params))
+    np.testing.assert_array_equal(probes.sum(-1), 1.0)
+    np.testing.assert_array_equal(probes.max(-1), 1.0)
+    graphdef, weights = nnx.split(encoder)
+    grads = jax.grad(lambda w: jnp.sum(nnx.merge(graphdef, w)(params) ** 3))(weights)
+    # The argmax has no gradient: the probe MLP learns only through the softmax's.
+    assert np.any(np.asarray(grads["probe_mlp"]["layers"][0]["kernel"][...]) != 0)
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_probes_start_on_the_prior_strings(name):
+    prior = _prior()
+    encoder = encoders.build(
+        _config(name, probe_activation="straight_through", prior_scale=50.0), SPEC, probe_prior=prior
+    )
+    probes = np.asarray(encoder.probing_inputs(_params()))  # [time, batch, parallel, input]
+    np.testing.assert_array_equal(probes, np.broadcast_to(prior[:, None], probes.shape))
+    with pytest.raises(ValueError, match="probe_prior of shape"):
+        encoders.build(_config(name, prior_scale=1.0), SPEC, probe_prior=prior[:2])
+
+
+@pytest.mark.parametrize("answers", ["logits", "log_softmax"])
+def test_log_softmax_answers_ignore_a_shift_of_every_logit(answers):
+    """Adding a constant to every readout logit leaves the LSTM's distributions, and log-softmax answers, unchanged."""
+    encoder = _build("interactive", answers=answers)
+    params = _params()
+    shifted = {**params, "bias_out": params["bias_out"] + 3.0}
+    same = np.allclose(encoder(params), encoder(shifted), atol=1e-5)
+    assert same == (answers == "log_softmax")
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_probe_diversity(name):
+    encoder = _build(name)
+    params = _params()
+    probes = np.asarray(encoder.probing_inputs(params))
+    pairs = [(i, j) for i in range(BATCH) for j in range(BATCH) if i != j]
+    expected = np.mean([0.5 * np.abs(probes[:, i] - probes[:, j]).sum(-1).mean() for i, j in pairs])
+    np.testing.assert_allclose(encoder.probe_diversity(params), expected, rtol=1e-5, atol=1e-7)
+    assert (expected == 0) == (name == "noninteractive")

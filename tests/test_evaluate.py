@@ -40,9 +40,13 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     metrics = {"task_accuracy", "task_d1_accuracy", "task_d2_accuracy", "task_d3_accuracy", "performance_r2",
                "performance_mae", "step_accuracy", "log_step_r2", "log_step_mae"}  # fmt: skip
     for predictor in probes.PREDICTORS:
-        for split in ("eval", "ood"):
+        for split in evaluate.SUBSETS:  # eval, OOD, and each on its trained snapshots only
             assert set(result["probes"][predictor][split]) == metrics
-    assert set(result["loss"]) == {"train", "eval", "ood"} and all(np.isfinite(list(result["loss"].values())))
+    trained = result["num_snapshots"]["ood_trained"]
+    assert 0 < trained < result["num_snapshots"]["ood"] and trained == result["num_snapshots"]["eval_trained"]
+    splits = {"train", "eval", "ood"}
+    assert set(result["loss"]) == splits | {f"{s}_boundary" for s in splits}
+    assert all(np.isfinite(list(result["loss"].values())))
     assert result["checkpoint_step"] == train.checkpoint_step(str(tmp_path))
     for split in ("eval", "ood"):
         cloning = result["cloning"][split]
@@ -60,6 +64,12 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     # Same checkpoint: nothing is refitted.
     monkeypatch.setattr(probes, "fit", lambda *a, **k: pytest.fail("refitted a probe"))
     assert json.dumps(evaluate.evaluate(str(tmp_path))["probes"]) == json.dumps(result["probes"])
+    # An evaluation from before the trained subsets is done again.
+    for by_subset in saved["probes"].values():
+        del by_subset["eval_trained"], by_subset["ood_trained"]
+    (tmp_path / "evaluation.json").write_text(json.dumps(saved))
+    with pytest.raises(pytest.fail.Exception, match="refitted a probe"):
+        evaluate.evaluate(str(tmp_path))
 
 
 def _exact_emulator(params: dict, embedding_size: int) -> emulator.Emulator:

@@ -86,15 +86,21 @@ def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
         train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_a_run_from_before_the_oracle_field_resumes_and_loads(smoke_zoo, tmp_path):
-    train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
+def test_a_run_from_before_the_added_fields_resumes_and_loads(smoke_zoo, tmp_path):
+    train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=5), str(tmp_path))
     saved = json.loads((tmp_path / "config.json").read_text())
-    del saved["oracle"]
+    del saved["oracle"], saved["train"]["min_step"]
+    for added in ("answers", "prior_scale"):
+        del saved["encoder"][added]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    final = train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=10), str(tmp_path))
+    final = train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path))
     assert final["step"] == 10
     (tmp_path / "config.json").write_text(json.dumps(saved))  # the resumed run wrote today's config
     assert not isinstance(train.load_model(str(tmp_path)).encoder, train.TargetOracle)
+    changed = _config("noninteractive", smoke_zoo, num_steps=15)
+    changed.encoder.prior_scale = 2.0
+    with pytest.raises(train.TrainingError, match="another config"):
+        train.train_and_evaluate(changed, str(tmp_path))
 
 
 def test_typo_in_a_config_override_fails_clearly(tmp_path):
@@ -177,3 +183,30 @@ def test_token_loss_needs_token_targets(tmp_path):
     config.loss = "cross_entropy"
     with pytest.raises(ValueError, match="next-token targets"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
+    config = _config("layerwise_statistics", smoke_zoo, num_steps=10, min_step=10)
+    the_zoo = zoo.load(smoke_zoo)
+    trainer = train.Trainer(config, the_zoo)
+    steps = np.asarray(the_zoo.metadata["step"])
+    assert set(steps[trainer.train_snapshots]) == {10, 20}
+    assert set(trainer.train_snapshots) == {i for i in trainer.split["train"] if steps[i] >= 10}
+    final = train.train_and_evaluate(config, str(tmp_path / "boundary"))
+    assert 0 < final["eval_boundary_loss"] <= 1 and final["eval_boundary_loss"] != final["eval_loss"]
+    config.oracle.target = "constant"
+    train.train_and_evaluate(config, str(tmp_path / "constant"))
+    embeddings = train.embed(str(tmp_path / "constant"), the_zoo)
+    np.testing.assert_allclose(embeddings, np.broadcast_to(embeddings[0], embeddings.shape), atol=1e-6)
+
+
+def test_presets_and_variants_in_the_config_argument():
+    paper = importlib.import_module("experiments.configs.interactive").get_config()
+    config = importlib.import_module("experiments.configs.interactive").get_config("medium,probe_prior,condition_every")
+    assert (config.zoo.preset, config.train.num_steps, config.emulator.condition) == ("medium", 6000, "every")
+    assert (config.encoder.prior_scale, paper.encoder.prior_scale, paper.emulator.condition) == (3.0, 0.0, "first")
+    mechanistic = importlib.import_module("experiments.configs.dwsnet").get_config("quick,probe_prior")
+    assert mechanistic.encoder == importlib.import_module("experiments.configs.dwsnet").get_config("quick").encoder
+    for bad in ("quick,smoke", "quick,no_such_variant"):
+        with pytest.raises(ValueError, match="at most one preset"):
+            importlib.import_module("experiments.configs.dwsnet").get_config(bad)

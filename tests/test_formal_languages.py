@@ -126,3 +126,12 @@ def test_snapshot_scores_a_perfect_sampler():
 def test_unknown_family_is_named():
     with pytest.raises(ValueError, match="formal_languages"):
         tasks.make("regular_languages")
+
+
+def test_task_positions_are_block_boundaries_and_the_end():
+    family = tasks.make("formal_languages")
+    sequence = jnp.array(_seq(2, (0, -1, 1, 0), 12))  # B a a b c c c d d E E E
+    data = family.emulation_data({"sequences": sequence, "log_probs": jnp.zeros((11, fl.VOCAB_SIZE))})
+    # Inputs B a a b c c c d d E E predict a a b c c c d d E E E: new blocks after a, b, c and the end after d.
+    expected = [False, False, True, True, False, False, True, False, True, False, False]
+    np.testing.assert_array_equal(family.task_positions(data), expected)

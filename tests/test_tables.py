@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import tables, train
+from experiments import references, tables, train
 from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -24,7 +24,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     expected = {f"{f}_formal_languages.png" for f in ("pca", "probing", "emulation", "curves")}
     assert {"tables.md", "results.csv", "results.json", "runs"} | expected <= names
     text = (outdir / "tables.md").read_text()
-    assert text.count("### formal_languages") == 4  # OOD / eval x MLP / linear
+    assert text.count("### formal_languages") == 8  # OOD / eval, all / trained snapshots x MLP / linear
     for encoder in encoders:
         assert f"| mechanistic | {encoder} |" in text or f"| functionalist | {encoder} |" in text
         assert "| supervised, " in text
@@ -41,14 +41,21 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     assert supervised["n"] == 2
     with open(outdir / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["kind"] for r in rows} == {"emulation", "supervised_performance", "oracle"}
+    assert {r["kind"] for r in rows} == {"emulation", "supervised_performance", "oracle", "reference"}
     # The task oracle: its own row in every table, from its two seeds' runs, never marked best.
     oracle_rows = [line for line in text.splitlines() if line.startswith("| oracle | task |")]
-    assert len(oracle_rows) == 4 and not any("**" in line for line in oracle_rows)
+    assert len(oracle_rows) == 8 and not any("**" in line for line in oracle_rows)
     assert result["cells"]["formal_languages/ood/mlp/oracle/task/cloning"]["n"] == 2
+    # The reference rows: one evaluation per seed, in every table (trained snapshots too), never marked best.
+    for row in ("readout", "fixed_probe"):
+        lines = [line for line in text.splitlines() if line.startswith(f"| reference | {row} |")]
+        assert len(lines) == 8 and not any("**" in line for line in lines)
+    assert result["cells"]["formal_languages/ood_trained/linear/reference/fixed_probe/step_accuracy"]["n"] == 2
+    assert (outdir / "runs" / "formal_languages" / "reference" / "seed1" / "evaluation.json").exists()
 
     # A rerun trains nothing and only re-aggregates.
     monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
 

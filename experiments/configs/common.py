@@ -2,8 +2,10 @@
 
 An experiment file calls `get_config(encoder, arg, quick=..., smoke=...)`
 with the encoder's size overrides for the two small presets; everything else
-is common. Presets: "paper" (default), "quick" (a few CPU minutes), "smoke"
-(seconds, tests).
+is common. Presets: "paper" (default), "medium" (the quick sizes, 6,000 steps,
+on the medium zoo: the paper's comparison at a scale a CPU runs in hours),
+"quick" (a few CPU minutes), "smoke" (seconds, tests); named variants
+(`VARIANTS`, departures from the paper) may follow the preset, comma-separated.
 
 How "quick" differs from the paper setting, for every encoder: the quick
 formal-language zoo (128 runs, 5 snapshots up to step 1000; see
@@ -24,7 +26,7 @@ PRESETS = zoo_common.PRESETS
 
 
 def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_collections.ConfigDict:
-    preset = zoo_common.parse_preset(arg)
+    preset, variants = parse_arg(arg)
     config = ml_collections.ConfigDict()
     # Seeds the encoder and emulator init and every batch.
     config.seed = 0
@@ -63,6 +65,7 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # instead embeds that target's true value by a learned linear map (train.TargetOracle), trained by
     # emulation like an encoder: an upper bound for what the emulator can do with an embedding that
     # knows the target (e.g. the exact task). The encoder config is then unused but for embedding_size.
+    # "constant" embeds nothing (a learned constant): the level an embedding must beat to matter at all.
     config.oracle.target = ""
 
     config.optim = ml_collections.ConfigDict()
@@ -79,6 +82,9 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.train.log_every_steps = 100
     # Save the latest state every this many steps.
     config.train.checkpoint_every_steps = 1000
+    # Train only on snapshots from this training step on (0: all, the paper). Early snapshots have not
+    # learned their task yet, so their behaviour carries none of it.
+    config.train.min_step = 0
     # Shard the batch over all devices (data parallel); same result as one device up to rounding.
     config.train.data_parallel = False
 
@@ -102,15 +108,15 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.split.ood_fraction = 0.15
     config.split.eval_fraction = 0.15
 
-    if preset == "quick":
+    if preset in ("quick", "medium"):
         config.encoder.update(quick)
         config.emulator.hidden_size = 64
         config.optim.lr = 1e-3
-        config.train.num_steps = 2000
+        config.train.num_steps = 2000 if preset == "quick" else 6000
         config.train.batch_size = 32
         config.train.log_every_steps = 50
         config.train.checkpoint_every_steps = 500
-        config.eval.every_steps = 250
+        config.eval.every_steps = 250 if preset == "quick" else 500
     elif preset == "smoke":
         config.encoder.update(smoke)
         config.emulator.hidden_size = 8
@@ -124,4 +130,36 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
         config.eval.batch_size = 8
         config.supervised.hidden_sizes = (8,)
         config.evaluate.num_cloned = 4
+    for variant in variants:
+        VARIANTS[variant](config)
     return config
+
+
+def _condition_every(config: ml_collections.ConfigDict) -> None:
+    config.emulator.condition = "every"
+
+
+def _probe_prior(config: ml_collections.ConfigDict) -> None:
+    if "probe_length" in config.encoder:  # the probing encoders; the others are unchanged
+        config.encoder.prior_scale = 3.0
+
+
+# Named departures from the paper, added to a preset in the config argument
+# (`configs/interactive.py:quick,condition_every,probe_prior`); README "What it takes to read the task":
+# * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
+# * probe_prior (formal languages): the probing encoders' probes start on the family's real strings
+#   (`prior_scale` 3) instead of random token mixtures.
+VARIANTS = {"condition_every": _condition_every, "probe_prior": _probe_prior}
+
+
+def parse_arg(arg: str | None) -> tuple[str, tuple[str, ...]]:
+    """(preset, variants) from a config argument such as "quick" or "quick,condition_every,probe_prior"."""
+    parts = [part for part in (arg or "").split(",") if part]
+    presets = [part for part in parts if part in PRESETS]
+    variants = tuple(part for part in parts if part not in PRESETS)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or len(presets) > 1:
+        raise ValueError(
+            f"Config argument {arg!r}: at most one preset of {PRESETS}, then variants of {sorted(VARIANTS)}."
+        )
+    return zoo_common.parse_preset(presets[0] if presets else None), variants

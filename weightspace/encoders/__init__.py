@@ -59,13 +59,14 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     return _lookup(name)[1]()
 
 
-def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, *, seed: int = 0) -> Encoder:
+def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, *, seed: int = 0, **data) -> Encoder:
     """An initialised encoder for zoo LSTMs of `spec`.
 
     Args:
       name_or_config: a registry name (paper setting) or a config from `default_config`.
       spec: sizes of the LSTMs to encode.
       seed: initialisation (and dropout) seed.
+      **data: arrays an encoder's config asks for, not settings (the probing encoders' `probe_prior`).
 
     Returns:
       A module mapping params (every tensor [batch, ...]) to [batch, embedding_size].
@@ -77,7 +78,7 @@ def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, 
     if set(fields) != expected:
         raise ValueError(f"Config of encoder {config.name!r} has fields {sorted(fields)}, expected {sorted(expected)}.")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k not in _NOT_MODULE_FIELDS}
-    return cls(spec, **kwargs, rngs=nnx.Rngs(seed))
+    return cls(spec, **kwargs, **data, rngs=nnx.Rngs(seed))
 
 
 __all__ = ["NAMES", "Encoder", "build", "default_config"]

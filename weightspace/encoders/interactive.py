@@ -42,15 +42,15 @@ class Interactive(probing.ProbingEncoder):
             lambda x: jnp.broadcast_to(x, (batch, self.num_parallel, *x.shape)), lstm.initial_state(self.spec)
         )
 
-        def probing_step(carry, _):
+        def probing_step(carry, step):
             x, state, probed_state = carry
             ys, state = self.lstm(x[None], state)
-            probes = self.probes(ys[0])
+            probes = self.probes(ys[0], step)
             answers, probed_state = _batched_step(params, probes, probed_state)
             return (self.read_answers(answers), state, probed_state), probes
 
         start = (self.start(batch), self.lstm.initial_state(batch), probed_state)
-        (x, state, _), probes = jax.lax.scan(probing_step, start, length=self.probe_length)
+        (x, state, _), probes = jax.lax.scan(probing_step, start, jnp.arange(self.probe_length))
         return probes, x, state
 
     def probing_inputs(self, params: Params) -> jax.Array:

@@ -33,7 +33,7 @@ class NonInteractive(probing.ProbingEncoder):
 
     def _fixed_probes(self) -> jax.Array:
         """The probing inputs, the same for every LSTM: [time, parallel, input]."""
-        return self.probes(self.step_vectors[...])
+        return self.probes(self.step_vectors[...], slice(None))
 
     def probing_inputs(self, params: Params) -> jax.Array:
         probes = self._fixed_probes()

@@ -38,7 +38,11 @@ from weightspace import lstm
 from weightspace.encoders import base
 from weightspace.types import Params
 
-PROBE_ACTIVATIONS = ("softmax", "sigmoid")
+# How a probing input is made from the probe MLP's output: a token distribution ("softmax"), values in
+# (0, 1) ("sigmoid"), or a one-hot token whose gradient is the softmax's ("straight_through").
+PROBE_ACTIVATIONS = ("softmax", "sigmoid", "straight_through")
+# How the probed LSTM's readout is read: as it is ("logits"), or normalised ("log_softmax").
+ANSWERS = ("logits", "log_softmax")
 
 
 def default_config(name: str) -> ml_collections.ConfigDict:
@@ -61,8 +65,17 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         probe_length=22,
         # Probing sequences run in parallel (the paper uses 1, 2, 4 or 8).
         num_parallel=1,
-        # 'softmax': probing inputs are token distributions; 'sigmoid': values in (0, 1).
+        # 'softmax': probing inputs are token distributions (the paper); 'sigmoid': values in (0, 1) (the
+        # paper, MNIST); 'straight_through': one-hot tokens (the softmax's argmax) with the softmax's gradient.
+        # The zoo LSTMs only ever saw one-hot tokens: they answer soft mixtures much less clearly.
         probe_activation="softmax",
+        # 'logits': the encoder reads the probed LSTM's raw readout (the paper); 'log_softmax': its
+        # log-probabilities, free of the per-position offset that raw logits carry.
+        answers="logits",
+        # Learned offsets added to every probing step's logits, started at `prior_scale` times the one-hot
+        # inputs that `encoders.build(..., probe_prior=...)` is given (a task family's hand-written probing
+        # strings): probes start on real strings and training moves them from there. 0 (the paper): none.
+        prior_scale=0.0,
     )
 
 
@@ -128,16 +141,33 @@ class ProbingEncoder(base.Encoder):
         probe_length: int,
         num_parallel: int,
         probe_activation: str,
+        answers: str,
+        prior_scale: float,
         rngs: nnx.Rngs,
+        probe_prior: jax.Array | None = None,
     ):
+        """Modules of the paper's sizes (fields of `default_config`).
+
+        Args:
+          probe_prior: inputs [probe_length, num_parallel, input_size] the probes start near when
+            `prior_scale` > 0 (e.g. one-hot strings of the task family).
+        """
         super().__init__(spec, embedding_size=embedding_size, normalize=normalize)
         if probe_activation not in PROBE_ACTIVATIONS:
             raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {probe_activation!r}.")
+        if answers not in ANSWERS:
+            raise ValueError(f"answers must be one of {ANSWERS}, got {answers!r}.")
         if probe_length < 1 or num_parallel < 1:
             raise ValueError(f"probe_length and num_parallel must be positive, got {probe_length}, {num_parallel}.")
         self.probe_length = probe_length
         self.num_parallel = num_parallel
         self.probe_activation = probe_activation
+        self.answers = answers
+        expected = (probe_length, num_parallel, spec.input_size)
+        if prior_scale and (probe_prior is None or tuple(probe_prior.shape) != expected):
+            shape = None if probe_prior is None else tuple(probe_prior.shape)
+            raise ValueError(f"prior_scale={prior_scale} needs probe_prior of shape {expected}, got {shape}.")
+        self.prior = nnx.Param(prior_scale * jnp.asarray(probe_prior, jnp.float32)) if prior_scale else None
         self.code = nnx.Linear(lstm_size, num_parallel * code_size, rngs=rngs)
         self.probe_mlp = base.MLP([code_size, *probe_hidden_sizes, spec.input_size], rngs=rngs)
         self.read = nnx.Linear(num_parallel * spec.output_size, lstm_size, rngs=rngs)
@@ -150,14 +180,41 @@ class ProbingEncoder(base.Encoder):
         """The probing inputs each LSTM is given: [probe_length, batch, num_parallel, input_size]."""
         raise NotImplementedError
 
-    def probes(self, x: jax.Array) -> jax.Array:
-        """Probing inputs from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size]."""
+    def probe_diversity(self, params: Params) -> jax.Array:
+        """How differently the LSTMs of a batch are probed: a scalar in [0, 1], 0 when all get the same probes.
+
+        The distance between two LSTMs' probing inputs, averaged over steps, parallel sequences and all pairs
+        of LSTMs in `params` (batch >= 2): total variation for token distributions, the mean absolute
+        difference for sigmoid values. A non-interactive encoder's is 0 by construction.
+        """
+        probes = self.probing_inputs(params)  # [time, batch, parallel, input]
+        difference = jnp.abs(probes[:, :, None] - probes[:, None, :])  # [time, batch, batch, parallel, input]
+        distance = 0.5 * difference.sum(-1) if self.probe_activation != "sigmoid" else difference.mean(-1)
+        batch = probes.shape[1]
+        return distance.mean((0, 3)).sum() / (batch * (batch - 1))
+
+    def probes(self, x: jax.Array, step: jax.Array | slice) -> jax.Array:
+        """Probing inputs from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size].
+
+        `step` selects the probing step(s) of the learned prior offsets: an index, or a slice when `x` is
+        [probe_length, lstm_size] (all steps at once).
+        """
         codes = nnx.relu(self.code(x)).reshape(*x.shape[:-1], self.num_parallel, -1)
         logits = self.probe_mlp(codes)
-        return jax.nn.softmax(logits) if self.probe_activation == "softmax" else jax.nn.sigmoid(logits)
+        if self.prior is not None:
+            logits = logits + self.prior[step]
+        if self.probe_activation == "sigmoid":
+            return jax.nn.sigmoid(logits)
+        soft = jax.nn.softmax(logits)
+        if self.probe_activation == "softmax":
+            return soft
+        hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=soft.dtype)
+        return soft + jax.lax.stop_gradient(hard - soft)
 
     def read_answers(self, outputs: jax.Array) -> jax.Array:
         """Encoder-LSTM inputs from the probed LSTM's readouts: [..., num_parallel, output_size] -> [..., lstm_size]."""
+        if self.answers == "log_softmax":
+            outputs = jax.nn.log_softmax(outputs)
         return jax.nn.sigmoid(self.read(outputs.reshape(*outputs.shape[:-2], -1)))
 
     def start(self, batch: int) -> jax.Array:

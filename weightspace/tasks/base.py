@@ -23,7 +23,9 @@ interface, vmapped over the runs of a group:
 For encoder training on a finished zoo, a family also says
 
 * `probe_length` and `probe_activation`: the probing encoders' defaults for
-  this family (22 softmax token distributions; 50 sigmoid tiles);
+  this family (22 softmax token distributions; 50 sigmoid tiles), and
+  `probe_prior(probe_length, num_parallel)`: real inputs the probes may start
+  from (formal languages: one-hot strings; a family without raises);
 * `split_fields` and `split_score(tasks)` (host): which task fields identify a
   task for the train / eval / OOD split, and the score whose highest values are
   out of distribution (formal languages: the entropy criterion; MNIST: angle);
@@ -31,6 +33,9 @@ For encoder training on a finished zoo, a family also says
   emulator's inputs [..., time, input_size], the targets (log-probs or logits,
   [..., time, output_size]) and, where the outputs predict the next input
   token, those tokens [..., time].
+  `task_positions(data)` marks the positions of that data whose targets
+  depend on the task (formal languages: block boundaries and EOS), where the
+  evaluation also reports the emulation loss alone ("boundary loss");
 
 For downstream evaluation (design §5), a family also says
 
@@ -40,10 +45,25 @@ For downstream evaluation (design §5), a family also says
   (formal languages: fraction of sampled sequences that are correct; MNIST:
   eval accuracy) for any `SequenceModel` -- the zoo LSTM itself
   (`lstm.Bound`) or an emulator conditioned on its embedding, which is how
-  cloning is scored exactly like the original.
+  cloning is scored exactly like the original;
+* `trained_snapshots(metadata)` (host): which snapshots count as trained, for
+  the scores reported on trained snapshots only (both families: `later_half`,
+  the later half of the snapshot steps);
 
-Everything but `sample_tasks`, `data`, `split_score` and `downstream_targets` must be jittable and is written for
-one run. Every task field becomes a per-snapshot metadata column of the zoo.
+and for the reference rows of the results tables (`experiments/references.py`),
+which need no learned encoder:
+
+* `readout(key, model, task, data)`: the downstream targets read off the
+  model's behaviour by their definition, with no learning (formal languages:
+  the task from the words it writes greedily; MNIST: the angle at which it
+  classifies best); a target without such a definition (the training step)
+  has no readout;
+* `fixed_probe_features(model, data)`: the model's outputs on a fixed,
+  hand-written set of probing inputs, as features for the same downstream
+  probes that read the encoders' embeddings.
+
+Everything but `sample_tasks`, `data`, `split_score`, `downstream_targets` and `trained_snapshots` must be
+jittable and is written for one run. Every task field becomes a per-snapshot metadata column of the zoo.
 """
 
 from typing import Any, Protocol
@@ -55,6 +75,19 @@ from weightspace import targets
 from weightspace.types import Params, PRNGKey, PyTree
 
 Task = dict[str, jax.Array]
+
+
+def later_half(steps: np.ndarray) -> np.ndarray:
+    """Whether each snapshot's step [N] is in the later half of the zoo's distinct snapshot steps: [N] bool.
+
+    Of K distinct steps the last max(1, K // 2) count: the quick zoos' 500 and
+    1000 of 0/100/200/500/1000, the paper zoos' 2000 to 20000. Early snapshots
+    (random init, the first few hundred steps) have not learnt their task yet,
+    so a readout of the task is not defined by their behaviour.
+    """
+    steps = np.asarray(steps)
+    unique = np.unique(steps)
+    return np.isin(steps, unique[len(unique) - max(1, len(unique) // 2) :])
 
 
 class SequenceModel(Protocol):
@@ -96,8 +129,16 @@ class TaskFamily(Protocol):
         """Score [num_tasks] of unique tasks (`split_fields`, leading axis [num_tasks]); the highest are OOD."""
         ...
 
+    def probe_prior(self, probe_length: int, num_parallel: int) -> np.ndarray:
+        """Real probing inputs [probe_length, num_parallel, input_size] for probes to start from."""
+        ...
+
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """{"inputs", "targets"[, "tokens"]} for the emulator from stored behaviour."""
+        ...
+
+    def task_positions(self, data: dict[str, jax.Array]) -> jax.Array:
+        """[..., time] bool: where `emulation_data`'s targets depend on the task (the "boundary loss")."""
         ...
 
     def weight_decay(self, task: Task) -> jax.Array:
@@ -124,4 +165,20 @@ class TaskFamily(Protocol):
 
     def performance(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> jax.Array:
         """The model's score on the task, a scalar (the snapshot metric the family records)."""
+        ...
+
+    def trained_snapshots(self, metadata: dict[str, np.ndarray]) -> np.ndarray:
+        """Which snapshots [N] count as trained (bool), from the zoo's metadata columns."""
+        ...
+
+    def readout(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> dict[str, jax.Array]:
+        """Targets read off the model's behaviour without learning: {target name: prediction}.
+
+        Predictions are what the target's `decode` gives (class indices [K], -1 for none; a real; degrees).
+        `task` may be used only where a target's definition needs it (e.g. performance on the run's task).
+        """
+        ...
+
+    def fixed_probe_features(self, model: SequenceModel, data: PyTree) -> jax.Array:
+        """The model's outputs on the family's fixed probing inputs, as features [F]."""
         ...

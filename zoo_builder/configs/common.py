@@ -1,14 +1,15 @@
 """Settings shared by every zoo: training schedule, snapshots, device layout.
 
 A zoo config file calls `base_config(preset)` and fills in `config.task`.
-Presets: "paper" (the default), "quick" (a few CPU minutes), "smoke" (seconds).
+Presets: "paper" (the default), "medium" (an hour or two of CPU: enough LSTMs per task,
+trained long enough, for the paper's comparison to show), "quick" (a few CPU minutes), "smoke" (seconds).
 """
 
 import dataclasses
 
 import ml_collections
 
-PRESETS = ("paper", "quick", "smoke")
+PRESETS = ("paper", "medium", "quick", "smoke")
 PAPER_SNAPSHOT_STEPS = (0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
 
@@ -65,7 +66,11 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
     # Seconds between progress lines.
     config.log_every_seconds = 10.0
 
-    if preset == "quick":
+    if preset == "medium":
+        config.num_runs = 648
+        config.train.snapshot_steps = (0, 100, 200, 500, 1000, 2000)
+        config.train.checkpoint_every_steps = 500
+    elif preset == "quick":
         config.num_runs = 128
         config.train.snapshot_steps = (0, 100, 200, 500, 1000)
         config.train.checkpoint_every_steps = 200

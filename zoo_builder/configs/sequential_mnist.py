@@ -6,6 +6,9 @@ snapshot; for accelerators, with TFDS MNIST prepared):
 Quick CPU preset (64 runs, 1000 steps, snapshots at 0/100/200/500/1000, same
 schedule and batch; a few minutes on 2 cores):
   python -m zoo_builder.main --config=configs/sequential_mnist.py:quick --workdir=/tmp/zoo_mnist_quick
+Medium CPU preset (256 runs, 2000 steps, snapshots at 0/100/200/500/1000/2000; a few hours
+on 2 cores, resumable):
+  python -m zoo_builder.main --config=configs/sequential_mnist.py:medium --workdir=/tmp/zoo_mnist_medium
 Smoke preset (4 runs, 100 steps, 64 scored images; seconds, for tests):
   python -m zoo_builder.main --config=configs/sequential_mnist.py:smoke --workdir=/tmp/zoo_mnist_smoke
 
@@ -25,6 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config(preset)
     config.task.name = SequentialMnist.name
     if preset == "paper":
+        config.task.settings = common.family_settings(SequentialMnist)
+    elif preset == "medium":
+        config.num_runs = 256
         config.task.settings = common.family_settings(SequentialMnist)
     elif preset == "quick":
         config.num_runs = 64

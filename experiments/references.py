@@ -1,0 +1,223 @@
+"""The reference rows of the results tables: what an LSTM's behaviour reveals with no learned encoder.
+
+  python -m experiments.references --dataset=formal_languages --preset=quick --outdir=/tmp/references
+
+Two rows per dataset, beside the encoders (never marked best):
+
+* `readout`: every downstream target that has a definition in terms of
+  behaviour, read off each snapshot by that definition with no learning at all
+  (`TaskFamily.readout`). Formal languages: the task from the words the LSTM
+  writes greedily after BOS a^n (n = 3, 4, 5, majority vote), the performance
+  by sampling; MNIST: the angle as the rotation of a 10° grid at which the LSTM
+  classifies 200 fixed eval digits best, the accuracy and generalisation gap
+  on the run's own angle. Targets without such a definition (training step,
+  weight decay) have no readout ("-" in the tables). A ceiling: what running
+  the LSTM on its task shows.
+* `fixed_probe`: the LSTM run on its family's fixed, hand-written probing
+  inputs (`TaskFamily.fixed_probe_features`: formal languages' one-hot
+  strings, MNIST's unrotated digits), its outputs along them as features, read
+  by the same linear and MLP probes that read the encoders' embeddings
+  (`evaluate.probe_scores`, fitted on the train split). What a fixed probing
+  set gives without learning to probe.
+
+Both use the zoo and split of the experiment configs (`config.split`
+defaults) and are scored on the same subsets as a run's evaluation: eval and
+OOD, each also on its trained snapshots only (`evaluate.SUBSETS`). The probe
+seed is the table's seed. Results are saved like a run's evaluation, in
+`<outdir>/runs/<dataset>/reference/seed<k>/evaluation.json` (and .md), and
+reused when present. Every snapshot is run in one jitted `lax.map`, `CHUNK`
+snapshots vmapped at a time.
+"""
+
+import functools
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import evaluate, train
+from experiments.configs import common
+from weightspace import cli, files, lstm, tasks, zoo
+from weightspace.types import PyTree
+
+DATASETS = tuple(tasks.FAMILIES)
+# The rows, as the tables name them (their "encoder").
+ROWS = ("readout", "fixed_probe")
+# Snapshots vmapped at once (bounds memory: an MNIST readout runs 200 images at 36 angles per snapshot).
+CHUNK = 8
+# The experiment config the zoo and split come from (every encoder's config has the same ones).
+CONFIG_HOST = "layerwise_statistics"
+
+
+def reference_config(dataset: str, preset: str) -> ml_collections.ConfigDict:
+    """The experiment config of `dataset` and `preset` whose zoo and split the references use."""
+    config = importlib.import_module(f"experiments.configs.{CONFIG_HOST}").get_config(preset)
+    config.zoo.dataset = dataset
+    return config
+
+
+def workdir(outdir: str, dataset: str, seed: int) -> str:
+    return os.path.join(outdir, "runs", dataset, "reference", f"seed{seed}")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def map_snapshots(fn: Callable, family: tasks.TaskFamily, params: PyTree, per_snapshot: PyTree, data: PyTree):
+    """`fn(family, lstm.Bound(params[i]), per_snapshot[i], data)` for every snapshot i: [N, ...].
+
+    One jitted `lax.map` over the snapshots (leading axis [N] of `params` and
+    `per_snapshot`), `CHUNK` of them vmapped at a time; `data` (the family's,
+    e.g. images) is passed whole to every call. `fn` and `family` are static:
+    module-level functions and frozen families compile once per zoo shape.
+    """
+    one = lambda inputs: fn(family, lstm.Bound(inputs[0]), inputs[1], data)
+    return jax.lax.map(one, (params, per_snapshot), batch_size=CHUNK)
+
+
+def _readout(family: tasks.TaskFamily, model: lstm.Bound, task_and_key: tuple, data: PyTree) -> dict:
+    task, key = task_and_key
+    return family.readout(key, model, task, data)
+
+
+def _fixed_probe_features(family: tasks.TaskFamily, model: lstm.Bound, _, data: PyTree) -> jax.Array:
+    return family.fixed_probe_features(model, data)
+
+
+def readouts(family: tasks.TaskFamily, the_zoo: zoo.Zoo, data: PyTree, seed: int) -> dict[str, np.ndarray]:
+    """Every snapshot's readout (`TaskFamily.readout`): {target name: predictions [N, ...]}.
+
+    Snapshot i gets key `split(key(seed), N)[i]` and its run's task (the `split_fields`).
+    """
+    task = {f: np.asarray(the_zoo.metadata[f]) for f in family.split_fields}
+    keys = jax.random.split(jax.random.key(seed), len(the_zoo))
+    return jax.device_get(map_snapshots(_readout, family, the_zoo.params, (task, keys), data))
+
+
+def fixed_probe_features(family: tasks.TaskFamily, the_zoo: zoo.Zoo, data: PyTree) -> np.ndarray:
+    """Every snapshot's outputs on the family's fixed probing inputs: features [N, F]."""
+    return np.asarray(map_snapshots(_fixed_probe_features, family, the_zoo.params, None, data))
+
+
+def readout_scores(
+    all_targets: list, predictions: dict[str, np.ndarray], subsets: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
+    """{subset: {"<target>_<metric>": value}} of the readout, for the targets it reads."""
+    scores = {s: {} for s in subsets}
+    for target in all_targets:
+        if target.name in predictions:
+            for s, values in evaluate.subset_scores(target, predictions[target.name], subsets).items():
+                scores[s].update(values)
+    return scores
+
+
+def compute(config: ml_collections.ConfigDict, seed: int) -> dict:
+    """The reference rows of one seed on the zoo and split of `config` (the zoo is built if missing)."""
+    path = train.ensure_zoo(config)
+    the_zoo = zoo.load(path)
+    family = train.zoo_family(the_zoo)
+    split = train.task_split(config, the_zoo, family)
+    subsets = evaluate.held_out_subsets(split, family.trained_snapshots(the_zoo.metadata))
+    all_targets = train.downstream_targets(the_zoo.metadata, family)
+    data = jax.device_put(family.data()[0])
+    start = time.time()
+    predictions = readouts(family, the_zoo, data, seed)
+    readout_s, start = time.time() - start, time.time()
+    features = fixed_probe_features(family, the_zoo, data)
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"The fixed probe gives non-finite features on the zoo at {path}.")
+    probe = evaluate.probe_scores(all_targets, features, split["train"], subsets, seed)
+    return {
+        "dataset": the_zoo.family,
+        "zoo": path,
+        "seed": seed,
+        "split": config.split.to_dict(),
+        "num_snapshots": {"train": len(split["train"]), **{s: len(i) for s, i in subsets.items()}},
+        "readout": readout_scores(all_targets, predictions, subsets),
+        "fixed_probe": probe,
+        "num_features": int(features.shape[1]),
+        "wall_s": {"readout": readout_s, "fixed_probe": time.time() - start},
+    }
+
+
+def ensure(outdir: str, dataset: str, preset: str, seed: int) -> dict:
+    """The reference rows of one dataset and seed: computed and saved, or reused from a saved evaluation.json."""
+    directory = workdir(outdir, dataset, seed)
+    path = os.path.join(directory, evaluate.EVALUATION_JSON)
+    if os.path.exists(path):
+        saved = files.read_json(path)
+        if evaluate.has_subsets({"readout": saved["readout"], **saved["fixed_probe"]}):
+            return saved
+    result = compute(reference_config(dataset, preset), seed)
+    os.makedirs(directory, exist_ok=True)
+    files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), markdown(result))
+    files.write_json(path, result)  # last: its presence marks a finished evaluation
+    logging.info("Reference rows of %s, seed %d: %s", dataset, seed, path)
+    return files.read_json(path)  # as a reuse returns it: undefined metrics are None
+
+
+def records(result: dict) -> list[dict]:
+    """The flat (encoder, split, predictor, metric, value) rows of a reference evaluation, for the tables.
+
+    The encoder is the row ("readout" or "fixed_probe"); the readout's predictor
+    is "", as it is the same in every probe's table.
+    """
+    by_row = dict(zip(ROWS, ({"": result["readout"]}, result["fixed_probe"]), strict=True))
+    return [
+        dict(encoder=row, split=s, predictor=p, metric=m, value=v)
+        for row, by_predictor in by_row.items()
+        for p, by_subset in by_predictor.items()
+        for s, metrics in by_subset.items()
+        for m, v in metrics.items()
+    ]
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}"
+
+
+def markdown(result: dict) -> str:
+    """One table per subset: rows readout, fixed_probe (linear), fixed_probe (MLP); columns every metric."""
+    rows = records(result)
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    kinds = [("readout", ""), *(("fixed_probe", p) for p in result["fixed_probe"])]
+    lines = [
+        f"# Reference rows: {result['dataset']}, seed {result['seed']}",
+        "",
+        "Snapshots: " + ", ".join(f"{s} {n}" for s, n in result["num_snapshots"].items()) + ". "
+        f"Fixed-probe features: {result['num_features']}.",
+        "",
+    ]
+    for subset in evaluate.SUBSETS:
+        values = {(r["encoder"], r["predictor"], r["metric"]): r["value"] for r in rows if r["split"] == subset}
+        lines += [f"## {subset}", "", "| row | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for row, predictor in kinds:
+            cells = [_cell(values[key]) if (key := (row, predictor, m)) in values else "-" for m in metrics]
+            lines.append(f"| {row}{f' ({predictor})' if predictor else ''} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    cli.quiet_library_logs()
+    datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
+    for dataset in datasets:
+        for seed in range(flags.FLAGS.seeds):
+            print(markdown(ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, seed)))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_enum("preset", "quick", list(common.PRESETS), "Config preset (which zoo).")
+    flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to read.")
+    flags.DEFINE_integer("seeds", 1, "Probe seeds (0 .. seeds - 1).", lower_bound=1)
+    flags.DEFINE_string("outdir", None, "Where runs/<dataset>/reference/seed<k> go.", required=True)
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
