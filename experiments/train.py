@@ -4,9 +4,10 @@
 
 Workdir layout:
   config.json              the run's config
-  zoo.json                 the path of the zoo it trains on
+  zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
   split.json               the task split (tasks and sizes of train / eval / OOD)
-  metrics.jsonl            one JSON object per log or eval step
+  metrics.jsonl            one JSON object per log or eval step (a resume drops the rows it replays)
+  .lock                    held by the process training in the workdir (`files.workdir_lock`)
   checkpoints/latest/      the latest training state (Orbax), for resuming
   checkpoints/best/        the state with the lowest eval loss so far
 
@@ -19,6 +20,7 @@ emulation training then shows what the emulator reaches when the embedding
 knows, say, the exact task.
 """
 
+import hashlib
 import json
 import os
 import time
@@ -36,8 +38,9 @@ from weightspace import checkpointing, dataset, emulator, encoders, files, losse
 from weightspace.encoders import augment, base
 from weightspace.types import PyTree
 
-# The file in a workdir that records the zoo's path.
+# The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
 RUN_ZOO = "zoo.json"
+METRICS = "metrics.jsonl"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
 # The oracle target that embeds nothing about the LSTM (see `_oracle_choices`).
 CONSTANT_ORACLE = "constant"
@@ -166,6 +169,59 @@ def run_zoo_path(workdir: str) -> str:
     if os.path.exists(path):
         return files.read_json(path)["path"]
     return zoo_path(read_config(workdir))
+
+
+def zoo_identity(path: str) -> dict[str, Any]:
+    """What a run records of its zoo: absolute path, family, LSTM spec, snapshot count, metadata checksum.
+
+    The checksum is the SHA-256 of the zoo's metadata document (`zoo.read_metadata`, keys sorted): it
+    covers the build config and every snapshot's run, step, task and metrics, so a zoo rebuilt
+    differently at the same path is told apart without reading its arrays.
+    """
+    document = zoo.read_metadata(path)
+    return {
+        "path": os.path.abspath(path),
+        "family": document.get("family"),
+        "spec": document.get("spec"),
+        "num_snapshots": document.get("num_snapshots"),
+        "metadata_sha256": hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
+    }
+
+
+def _check_zoo(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """The identity of the run's zoo (built first if missing); a resumed run must have the recorded zoo.
+
+    Runs recorded before identities were (zoo.json with only a path) are checked on the path alone.
+    """
+    record = os.path.join(workdir, RUN_ZOO)
+    recorded = files.read_json(record) if os.path.exists(record) else None
+    path = os.path.abspath(zoo_path(config))
+    if recorded is not None and os.path.abspath(recorded["path"]) != path:
+        # Refused before the other zoo is built: it may not exist yet.
+        current = zoo_identity(path) if zoo.is_complete(path) else {"path": path}
+        raise _zoo_mismatch(workdir, recorded, current)
+    identity = zoo_identity(ensure_zoo(config))
+    if recorded is not None and any(recorded[key] != identity.get(key) for key in recorded if key != "path"):
+        raise _zoo_mismatch(workdir, recorded, identity)
+    return identity
+
+
+def _zoo_mismatch(workdir: str, recorded: dict[str, Any], current: dict[str, Any]) -> "TrainingError":
+    """The error for a resume on another zoo than the recorded one (`current` is only {"path"} when no zoo is there)."""
+    differences = [] if os.path.abspath(recorded["path"]) == current["path"] else ["path"]
+    if len(current) == 1:
+        differences.append("no complete zoo is there")
+    else:
+        differences += [
+            f"{key} {recorded[key]!r} -> {current.get(key)!r}"
+            for key in recorded
+            if key != "path" and recorded[key] != current.get(key)
+        ]
+    return TrainingError(
+        f"{workdir} was trained on the zoo at {recorded['path']} (recorded in {os.path.join(workdir, RUN_ZOO)}), "
+        f"but this run would use the zoo at {current['path']}; they differ in: {'; '.join(differences)}. "
+        "Resume with the recorded zoo (--config.zoo.path or WEIGHTSPACE_ZOOS), or use a new workdir."
+    )
 
 
 def ensure_zoo(config: ml_collections.ConfigDict) -> str:
@@ -383,8 +439,37 @@ def fixed_batches(trainer: Trainer, the_zoo: zoo.Zoo, names: tuple[str, ...]) ->
 
 
 def _append_metrics(workdir: str, record: dict) -> None:
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+    with open(os.path.join(workdir, METRICS), "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _drop_metrics_after(workdir: str, step: int) -> None:
+    """Rewrites metrics.jsonl without its rows beyond `step`: a run resumed from that step logs them again.
+
+    A last line cut short (a run killed while writing it) is dropped with a warning; a bad line before
+    the last is an error.
+    """
+    path = os.path.join(workdir, METRICS)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise TrainingError(f"{path} line {number} is not JSON ({error}); fix or remove it.") from None
+            logging.warning("Dropping the last line of %s, cut short (the run was killed writing it).", path)
+            continue
+        if row["step"] <= step:
+            kept.append(line)
+    if len(kept) < len(lines):
+        logging.info(
+            "Dropping %d rows of %s beyond step %d, where the run resumes.", len(lines) - len(kept), path, step
+        )
+        files.write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 # Config fields added after runs were saved, with the value such runs had in effect: a saved config that
@@ -405,32 +490,108 @@ def _with_added_fields(saved: dict) -> dict:
     return saved
 
 
-def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Records the config; a resumed run must have the same one (up to logging/eval cadence)."""
+# Config keys (and sub-configs) that a resumed run may change: logging and checkpoint cadence, the
+# length of the run, and the downstream evaluation that follows it.
+_RESUMABLE_KEYS = ("train.log_every_steps", "train.checkpoint_every_steps", "train.num_steps", "evaluate")
+_ABSENT = "(absent)"
+
+
+def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Refuses an empty workdir and every out-of-range config value, all in one error naming key and range.
+
+    `train_and_evaluate` calls it before anything is written, so a bad value neither starts a run nor
+    fails one late.
+    """
+    problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
+    at_least = {
+        "train.num_steps": 1,
+        "train.batch_size": 1,
+        "train.log_every_steps": 1,
+        "train.checkpoint_every_steps": 1,
+        "train.min_step": 0,
+        "eval.every_steps": 1,
+        "eval.batch_size": 1,
+        "evaluate.num_cloned": 0,
+        "encoder.embedding_size": 1,
+        "optim.weight_decay": 0,
+    }
+    for key, low in at_least.items():
+        if not config[key] >= low:  # also refuses NaN
+            problems.append(f"{key}={config[key]!r} must be >= {low}")
+    for key in ("optim.lr", "optim.clip_norm"):
+        if not config[key] > 0:
+            problems.append(f"{key}={config[key]!r} must be > 0")
+    fractions = ("split.ood_fraction", "split.eval_fraction")
+    for key in fractions:
+        if not 0 <= config[key] < 1:
+            problems.append(f"{key}={config[key]!r} must be in [0, 1)")
+    total = sum(config[key] for key in fractions)
+    if not total < 1:
+        problems.append(
+            f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"
+        )
+    if problems:
+        raise ValueError(f"Bad training settings: {'; '.join(problems)}.")
+
+
+def _check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The config to record (as JSON); a resumed run must have the recorded one, up to `_RESUMABLE_KEYS`."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
-        with open(path) as f:
-            saved = _with_added_fields(json.load(f))
-        cadence = ("log_every_steps", "checkpoint_every_steps", "num_steps")
-        strip = lambda c: {
-            # Downstream evaluation settings may change.
-            **{k: v for k, v in c.items() if k != "evaluate"},
-            "train": {k: v for k, v in c["train"].items() if k not in cadence},
-        }
-        if strip(saved) != strip(current):
-            raise TrainingError(f"{workdir} holds a run with another config ({path}); use a new workdir.")
-    files.write_json(path, current)
+        saved, now = files.flatten(_with_added_fields(files.read_json(path))), files.flatten(current)
+        changed = [
+            f"{key}: {saved.get(key, _ABSENT)!r} -> {now.get(key, _ABSENT)!r}"
+            for key in sorted(set(saved) | set(now))
+            if saved.get(key, _ABSENT) != now.get(key, _ABSENT)
+            and not any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS)
+        ]
+        if changed:
+            raise TrainingError(
+                f"{workdir} holds a run with another config ({path}); it differs in {'; '.join(changed)}. "
+                "Use a new workdir, or the recorded values."
+            )
+    return current
+
+
+def _resumed_step(workdir: str) -> int | None:
+    """The step of the latest checkpoint a run in `workdir` would resume from (None: a first start)."""
+    directory = os.path.join(workdir, "checkpoints", "latest")
+    if not os.path.isdir(directory):
+        return None
+    manager = checkpointing.CheckpointManager(directory)
+    step = manager.latest_step()
+    manager.close()
+    return step
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics."""
+    """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics.
+
+    One process at a time trains in a workdir (`files.workdir_lock`; a second fails at once). Before
+    anything is written, the config is validated and, on a resume, checked against the recorded
+    config, zoo and latest checkpoint.
+    """
+    validate(config, workdir)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    _check_config(config, workdir)
-    path = ensure_zoo(config)
-    files.write_json(os.path.join(workdir, RUN_ZOO), {"path": path})
-    the_zoo = zoo.load(path)
+    with files.workdir_lock(workdir, "training run", TrainingError):
+        return _train_locked(config, workdir)
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    recorded_config = _check_config(config, workdir)
+    resumed = _resumed_step(workdir)
+    num_steps = config.train.num_steps
+    if resumed is not None and resumed > num_steps:
+        raise TrainingError(
+            f"{workdir}'s latest checkpoint is at step {resumed}, beyond train.num_steps={num_steps}: a run "
+            f"cannot go back. Give --config.train.num_steps={resumed} or more, or use a new workdir."
+        )
+    identity = _check_zoo(config, workdir)
+    files.write_json(os.path.join(workdir, "config.json"), recorded_config)
+    files.write_json(os.path.join(workdir, RUN_ZOO), identity)
+    the_zoo = zoo.load(identity["path"])
     trainer = Trainer(config, the_zoo)
     split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
@@ -446,7 +607,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = latest.restore(latest.latest_step(), abstract)
         logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
     step = int(state["step"])
-    num_steps = config.train.num_steps
+    _drop_metrics_after(workdir, step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,8 +141,26 @@ def test_finished_build_is_not_redone(reference_zoo):
 
 
 def test_second_builder_on_a_busy_workdir(tmp_path):
-    with build.workdir_lock(str(tmp_path)), pytest.raises(build.BuildError, match="Another zoo builder"):
+    busy = rf"Another zoo builder \(pid {os.getpid()}\) is writing {re.escape(str(tmp_path))}"
+    with build.workdir_lock(str(tmp_path)), pytest.raises(build.BuildError, match=busy):
         build.build(_config(), str(tmp_path))
+    assert not os.path.exists(tmp_path / "build_config.json")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("num_runs", 0), ("train.steps_per_call", 0), ("train.checkpoint_every_steps", -1)]
+)
+def test_bad_values_are_refused_before_anything_is_written(key, value, tmp_path):
+    config = _config()
+    config.update_from_flattened_dict({key: value})
+    with pytest.raises(build.BuildError, match=rf"{key}={value} must be >= 1"):
+        build.build(config, str(tmp_path / "build"))
+    assert not os.path.exists(tmp_path / "build")
+
+
+def test_an_empty_workdir_is_refused():
+    with pytest.raises(build.BuildError, match="the workdir is empty"):
+        build.build(_config(), "")
 
 
 def test_changed_config_on_resume_is_refused(tmp_path):

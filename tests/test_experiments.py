@@ -3,6 +3,9 @@
 import importlib
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluate, train
-from weightspace import checkpointing, encoders, zoo
+from weightspace import checkpointing, encoders, files, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
 
@@ -80,10 +83,141 @@ def test_non_finite_loss_stops_with_a_clear_message(smoke_zoo, tmp_path):
 
 def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
     train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
+    before = {name: (tmp_path / name).read_text() for name in ("config.json", "zoo.json", "metrics.jsonl")}
     config = _config("layerwise_statistics", smoke_zoo, num_steps=10)
     config.optim.lr = 0.5
-    with pytest.raises(train.TrainingError, match="another config"):
+    config.encoder.embedding_size = 8
+    changed = r"another config .*differs in encoder\.embedding_size: 16 -> 8; optim\.lr: 0\.003 -> 0\.5\."
+    with pytest.raises(train.TrainingError, match=changed):
         train.train_and_evaluate(config, str(tmp_path))
+    # A shorter run than its checkpoint cannot resume: refused, not a silent success.
+    with pytest.raises(train.TrainingError, match=r"checkpoint is at step 5, beyond train\.num_steps=3"):
+        train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=3), str(tmp_path))
+    assert {name: (tmp_path / name).read_text() for name in before} == before
+
+
+def _zoo_cache(root, the_zoo):
+    """A zoo cache (WEIGHTSPACE_ZOOS) at `root` holding `the_zoo` as the formal-language smoke zoo."""
+    path = root / "formal_languages_smoke" / "zoo"
+    zoo.save(path, the_zoo.params, the_zoo.behaviour, the_zoo.metadata, the_zoo.spec, the_zoo.info)
+    return str(path)
+
+
+def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
+    good = zoo.load(smoke_zoo)
+    other = zoo.Zoo(
+        good.params, good.behaviour, {**good.metadata, "step": good.metadata["step"] + 1}, good.spec, good.info
+    )
+    zoo_a, zoo_b = _zoo_cache(tmp_path / "a", good), _zoo_cache(tmp_path / "b", other)
+    workdir = tmp_path / "run"
+    config = _config("layerwise_statistics", "", num_steps=5)
+    monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
+    train.train_and_evaluate(config, str(workdir))
+    recorded = json.loads((workdir / "zoo.json").read_text())
+    assert recorded == train.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
+    before = {name: (workdir / name).read_text() for name in ("zoo.json", "split.json", "metrics.jsonl")}
+
+    monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "b"))
+    config.train.num_steps = 10
+    switched = (
+        rf"trained on the zoo at {re.escape(zoo_a)} .* would use the zoo at {re.escape(zoo_b)}; "
+        "they differ in: path; metadata_sha256"
+    )
+    with pytest.raises(train.TrainingError, match=switched):
+        train.train_and_evaluate(config, str(workdir))
+    # A cache without the zoo: refused before the zoo is built there.
+    monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "c"))
+    with pytest.raises(train.TrainingError, match=r"they differ in: path; no complete zoo is there\."):
+        train.train_and_evaluate(config, str(workdir))
+    assert not os.path.exists(tmp_path / "c")
+    assert {name: (workdir / name).read_text() for name in before} == before
+    assert train.checkpoint_step(str(workdir), "latest") == 5
+
+    # A workdir from before zoo identities (only the path) resumes on its zoo, and records the identity.
+    files.write_json(workdir / "zoo.json", {"path": zoo_a})
+    monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
+    assert train.train_and_evaluate(config, str(workdir))["step"] == 10
+    assert json.loads((workdir / "zoo.json").read_text()) == recorded
+    assert train.run_zoo_path(str(workdir)) == zoo_a
+
+    # Another zoo at the recorded path (rebuilt with other contents) is refused too.
+    shutil.rmtree(zoo_a)
+    _zoo_cache(tmp_path / "a", other)
+    config.train.num_steps = 15
+    with pytest.raises(train.TrainingError, match=r"they differ in: metadata_sha256 '[0-9a-f]+' -> '[0-9a-f]+'\."):
+        train.train_and_evaluate(config, str(workdir))
+
+
+def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from weightspace import files\n"
+         "with files.workdir_lock(sys.argv[1], 'training run'):\n print('held', flush=True); time.sleep(120)",
+         str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"Another training run \(pid {holder.pid}\) is writing {re.escape(str(tmp_path))}"
+        with pytest.raises(train.TrainingError, match=busy):
+            train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert os.listdir(tmp_path) == [".lock"]
+    # The killed holder's lock is taken over: the run gets as far as its (missing) zoo.
+    with pytest.raises(FileNotFoundError, match="/no/such/zoo"):
+        train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
+
+
+BAD_VALUES = [
+    ("train.num_steps", 0, ">= 1"),
+    ("train.batch_size", 0, ">= 1"),
+    ("train.log_every_steps", 0, ">= 1"),
+    ("train.checkpoint_every_steps", -5, ">= 1"),
+    ("train.min_step", -1, ">= 0"),
+    ("eval.every_steps", 0, ">= 1"),
+    ("eval.batch_size", 0, ">= 1"),
+    ("evaluate.num_cloned", -1, ">= 0"),
+    ("encoder.embedding_size", 0, ">= 1"),
+    ("optim.lr", 0.0, "> 0"),
+    ("optim.lr", float("nan"), "> 0"),
+    ("optim.clip_norm", -0.1, "> 0"),
+    ("optim.weight_decay", -0.01, ">= 0"),
+    ("split.ood_fraction", 1.0, "in [0, 1)"),
+    ("split.eval_fraction", -0.1, "in [0, 1)"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES)
+def test_bad_values_are_named_before_anything_is_written(key, value, allowed, tmp_path):
+    config = _config("flat", "/no/such/zoo")
+    config.update_from_flattened_dict({key: value})
+    with pytest.raises(ValueError, match=rf"Bad training settings: {key}={value!r} must be {re.escape(allowed)}[;.]"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_every_bad_value_is_named_at_once_and_an_empty_workdir_is_refused():
+    config = _config("flat", "/no/such/zoo")
+    config.optim.lr, config.split.ood_fraction, config.split.eval_fraction = -1.0, 0.6, 0.5
+    with pytest.raises(ValueError) as error:
+        train.train_and_evaluate(config, "")
+    assert str(error.value) == (
+        "Bad training settings: the workdir is empty (give --workdir=DIR); optim.lr=-1.0 must be > 0; "
+        "split.ood_fraction + split.eval_fraction = 1.1 must be < 1 (tasks must be left to train on)."
+    )
+
+
+def test_a_resume_drops_the_metrics_it_replays(smoke_zoo, tmp_path):
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(tmp_path))
+    assert [r["step"] for r in _metrics(tmp_path)] == [5, 10]
+    # Rows logged after the checkpoint at step 10 by a run that then died (the last one cut short).
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 15, "fake": true}\n{"step": 20, "fake": true}\n{"step": 2')
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(tmp_path))
+    records = _metrics(tmp_path)
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert not any("fake" in r for r in records)
 
 
 def test_a_run_from_before_the_added_fields_resumes_and_loads(smoke_zoo, tmp_path):

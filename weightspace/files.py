@@ -1,6 +1,7 @@
 """Writing files and directories so that nothing half-written looks complete."""
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -8,6 +9,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another live process holds a workdir's lock."""
 
 
 @contextlib.contextmanager
@@ -72,3 +79,53 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Writes text through a temporary file and a rename."""
     with atomic_path(path) as temporary, open(temporary, "w") as f:
         f.write(text)
+
+
+def flatten(document: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested JSON object as {dotted path: leaf value}, e.g. {"optim.lr": 1e-4}."""
+    flat = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike, holder: str, error: type[Exception] = WorkdirBusyError) -> Iterator[None]:
+    """Holds an exclusive lock on `workdir` (its `.lock` file) while the block runs.
+
+    The lock is an `flock`, which the OS drops when its holder exits or is
+    killed, so a lock left behind by a dead process is simply taken over. The
+    holder writes its pid into the file, so that a refused process can say who
+    holds it.
+
+    Args:
+      workdir: an existing directory.
+      holder: what takes the lock, for the message ("zoo builder", "training run").
+      error: the exception raised when another process holds the lock.
+
+    Raises:
+      error: naming the workdir and the holder's pid, at once (no waiting).
+    """
+    path = os.path.join(os.fspath(workdir), LOCK_FILE)
+    # Opened without truncation: the holder's pid must stay readable to a refused process.
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = handle.read().strip() or "unknown"
+            raise error(
+                f"Another {holder} (pid {pid}) is writing {workdir} (it holds {path}); "
+                "wait for it to finish or stop it."
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate(0)

@@ -12,13 +12,11 @@ Workdir layout:
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import platform
 import shutil
 import time
-from collections.abc import Iterator
 from importlib import metadata as importlib_metadata
 
 import jax
@@ -40,27 +38,9 @@ class BuildError(RuntimeError):
     """The build cannot start or continue (bad config, busy or mismatched workdir)."""
 
 
-@contextlib.contextmanager
-def workdir_lock(workdir: str) -> Iterator[None]:
-    """Holds an exclusive lock on the workdir; the OS releases it if the process dies."""
-    path = os.path.join(workdir, ".lock")
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BuildError(f"Another zoo builder is writing {workdir} (it holds {path}).") from None
-        yield
-
-
-def _flatten(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
+def workdir_lock(workdir: str) -> contextlib.AbstractContextManager[None]:
+    """Holds the workdir's lock (`files.workdir_lock`): a second builder fails at once, naming the holder."""
+    return files.workdir_lock(workdir, "zoo builder", BuildError)
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -72,11 +52,11 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
         return
     with open(path) as f:
         saved = json.load(f)
+    saved, current = files.flatten(saved), files.flatten(current)
     changed = sorted(
         key
-        for key in set(_flatten(saved)) | set(_flatten(current))
-        if _flatten(saved).get(key) != _flatten(current).get(key)
-        and not any(key == k or key.startswith(k + ".") for k in _EXECUTION_KEYS)
+        for key in set(saved) | set(current)
+        if saved.get(key) != current.get(key) and not any(key == k or key.startswith(k + ".") for k in _EXECUTION_KEYS)
     )
     if changed:
         raise BuildError(
@@ -152,8 +132,20 @@ class _Progress:
             logging.warning("%d runs of group %d have a non-finite loss at step %d.", losses[1], group, step)
 
 
+def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Refuses an empty workdir and out-of-range config values, naming each key and its allowed range."""
+    problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
+    for key in ("num_runs", "train.steps_per_call", "train.checkpoint_every_steps"):
+        value = config[key]
+        if not value >= 1:
+            problems.append(f"{key}={value!r} must be >= 1")
+    if problems:
+        raise BuildError(f"Bad zoo build settings: {'; '.join(problems)}.")
+
+
 def build(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Builds (or finishes, or finds) the zoo of `config` in `workdir`; returns the zoo's path."""
+    validate(config, workdir)
     workdir = os.path.abspath(workdir)
     zoo_path = os.path.join(workdir, "zoo")
     if zoo.is_complete(zoo_path):
