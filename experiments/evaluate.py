@@ -39,6 +39,9 @@ from weightspace.types import PyTree
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 HELD_OUT = ("eval", "ood")
+# A model "does its task" at this performance or above (formal languages: fraction of sampled words that
+# are correct; MNIST: eval accuracy), for the cloning report's good originals and clones.
+GOOD_PERFORMANCE = 0.5
 # What scores are reported on: each held-out split, and its trained snapshots only.
 SUBSETS = (*HELD_OUT, *(f"{s}_trained" for s in HELD_OUT))
 
@@ -122,13 +125,26 @@ def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[s
         indices = trainer.split[s]
         snapshots = np.sort(rng.choice(indices, min(num, len(indices)), replace=False))
         original, clone = clone_scores(model, trainer.family, the_zoo, snapshots, embeddings, seed)
-        results[s] = {
-            "original": float(original.mean()),
-            "clone": float(clone.mean()),
-            "abs_difference": float(np.mean(np.abs(original - clone))),
-            "num_snapshots": len(snapshots),
-        }
+        results[s] = cloning_summary(original, clone)
     return results
+
+
+def cloning_summary(original: np.ndarray, clone: np.ndarray) -> dict[str, float | int | None]:
+    """The cloning report of originals' and their clones' task performances ([n] each).
+
+    Besides the means and the mean |original - clone|: of the originals that do their task (performance
+    >= `GOOD_PERFORMANCE`; formal languages: most sampled words correct), how many there are and the
+    fraction whose clone does too (None when no original does).
+    """
+    good = original >= GOOD_PERFORMANCE
+    return {
+        "original": float(original.mean()),
+        "clone": float(clone.mean()),
+        "abs_difference": float(np.mean(np.abs(original - clone))),
+        "num_snapshots": len(original),
+        "num_good_originals": int(good.sum()),
+        "good_clones": float(np.mean(clone[good] >= GOOD_PERFORMANCE)) if good.any() else None,
+    }
 
 
 def has_subsets(scores: dict[str, dict]) -> bool:
@@ -167,10 +183,15 @@ def _markdown(result: dict) -> str:
         lines.append(f"| {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
     if result.get("cloning"):
         lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
-        lines += ["| split | original | clone | mean abs difference | snapshots |", "|---|---|---|---|---|"]
+        lines += [
+            f"| split | original | clone | mean abs difference | snapshots | originals >= {GOOD_PERFORMANCE} "
+            "| of those, clones too |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for s, c in result["cloning"].items():
             lines.append(
-                f"| {s} | {c['original']:.4f} | {c['clone']:.4f} | {c['abs_difference']:.4f} | {c['num_snapshots']} |"
+                f"| {s} | {c['original']:.4f} | {c['clone']:.4f} | {c['abs_difference']:.4f} | {c['num_snapshots']} "
+                f"| {c.get('num_good_originals', '')} | {_cell(c.get('good_clones'))} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -59,6 +59,7 @@ COLUMNS = {
         ("step_accuracy", "step acc ↑"),
         ("log_step_r2", "log step R² ↑"),
         ("cloning", "cloning Δ ↓"),
+        ("good_clones", "good clones ↑"),
         ("loss", "emulation loss ↓"),
         ("boundary_loss", "boundary loss ↓"),
     ),
@@ -126,8 +127,10 @@ def run_records(result: dict) -> list[dict]:
         if boundary is not None:
             rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
         if "cloning" in result:
-            difference = result["cloning"][split]["abs_difference"]
-            rows.append(dict(split=split, predictor="", metric="cloning", value=difference))
+            cloning = result["cloning"][split]
+            rows.append(dict(split=split, predictor="", metric="cloning", value=cloning["abs_difference"]))
+            if "good_clones" in cloning:  # evaluations before it have none; None: no good original sampled
+                rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
     return rows
 
 
@@ -291,7 +294,9 @@ def make_tables(
         "targets of LSTMs of held-out tasks, predicted from the "
         "frozen embedding by the named probe fitted on the train split; the trained-snapshot tables score the "
         "same probes on the later half of the snapshot steps only. Cloning Δ (mean |performance of the "
-        "original - performance of its clone|) and the emulation loss do not depend on the probe. "
+        "original - performance of its clone|), good clones (of the cloned snapshots whose original does its "
+        "task, performance >= 0.5, the fraction whose clone does too), the emulation loss and the boundary loss "
+        "(on the positions where the task shows) do not depend on the probe. "
         "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
         "that is constant on the split).",
         "",

@@ -159,3 +159,10 @@ def test_oracle_and_supervised_targets_exclude_each_other(smoke_zoo):
         train.Trainer(config, zoo.load(smoke_zoo))
     with pytest.raises(ValueError, match=r"Unknown oracle\.target 'angle'"):
         train.Trainer(_config("flat", smoke_zoo, **{"oracle.target": "angle"}), zoo.load(smoke_zoo))
+
+
+def test_cloning_summary_counts_the_clones_of_originals_that_do_their_task():
+    summary = evaluate.cloning_summary(np.array([0.9, 0.2, 0.7, 0.5]), np.array([0.6, 0.9, 0.1, 0.5]))
+    assert summary["num_good_originals"] == 3 and summary["good_clones"] == 2 / 3
+    np.testing.assert_allclose(summary["abs_difference"], np.mean([0.3, 0.7, 0.6, 0.0]))
+    assert evaluate.cloning_summary(np.zeros(3), np.ones(3))["good_clones"] is None
