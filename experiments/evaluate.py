@@ -208,6 +208,11 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     constant on a split) are None there.
     """
     workdir = os.path.abspath(workdir)
+    with files.workdir_lock(workdir, "training or evaluation run", train.TrainingError):
+        return _evaluate_locked(workdir, force)
+
+
+def _evaluate_locked(workdir: str, force: bool) -> dict:
     config = train.read_config(workdir)
     step = train.checkpoint_step(workdir)
     path = os.path.join(workdir, EVALUATION_JSON)

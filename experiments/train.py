@@ -164,11 +164,20 @@ def zoo_path(config: ml_collections.ConfigDict) -> str:
 
 
 def run_zoo_path(workdir: str) -> str:
-    """The zoo a run was trained on (recorded at its start, so a later WEIGHTSPACE_ZOOS does not matter)."""
+    """The zoo a run was trained on (recorded at its start, so a later WEIGHTSPACE_ZOOS does not matter).
+
+    Raises:
+      TrainingError: when the zoo at the recorded path is no longer the one the run was trained on.
+    """
     path = os.path.join(workdir, RUN_ZOO)
-    if os.path.exists(path):
-        return files.read_json(path)["path"]
-    return zoo_path(read_config(workdir))
+    if not os.path.exists(path):
+        return zoo_path(read_config(workdir))
+    recorded = files.read_json(path)
+    if len(recorded) > 1:  # runs from before identities were recorded only have the path
+        current = zoo_identity(recorded["path"]) if zoo.is_complete(recorded["path"]) else {"path": recorded["path"]}
+        if current != recorded:
+            raise _zoo_mismatch(workdir, recorded, current)
+    return recorded["path"]
 
 
 def zoo_identity(path: str) -> dict[str, Any]:
@@ -201,6 +210,11 @@ def _check_zoo(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any
         current = zoo_identity(path) if zoo.is_complete(path) else {"path": path}
         raise _zoo_mismatch(workdir, recorded, current)
     identity = zoo_identity(ensure_zoo(config))
+    if identity["family"] != config.zoo.dataset:
+        raise TrainingError(
+            f"The zoo at {identity['path']} is a {identity['family']} zoo, but the config trains on "
+            f"zoo.dataset={config.zoo.dataset!r}; give a {config.zoo.dataset} zoo or the matching config."
+        )
     if recorded is not None and any(recorded[key] != identity.get(key) for key in recorded if key != "path"):
         raise _zoo_mismatch(workdir, recorded, identity)
     return identity
@@ -575,7 +589,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validate(config, workdir)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with files.workdir_lock(workdir, "training run", TrainingError):
+    with files.workdir_lock(workdir, "training or evaluation run", TrainingError):
         return _train_locked(config, workdir)
 
 
@@ -589,9 +603,9 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             f"cannot go back. Give --config.train.num_steps={resumed} or more, or use a new workdir."
         )
     identity = _check_zoo(config, workdir)
+    the_zoo = zoo.load(identity["path"])  # refuses a corrupt or non-finite zoo before the run writes anything
     files.write_json(os.path.join(workdir, "config.json"), recorded_config)
     files.write_json(os.path.join(workdir, RUN_ZOO), identity)
-    the_zoo = zoo.load(identity["path"])
     trainer = Trainer(config, the_zoo)
     split = trainer.split
     files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
@@ -626,8 +640,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             if not all(np.all(np.isfinite(v)) for v in values.values()):
                 raise TrainingError(
                     f"Non-finite training loss or gradient norm before step {step} "
-                    f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); "
-                    f"the last good checkpoint is in {os.path.join(workdir, 'checkpoints')}."
+                    f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); {_last_good(latest)}"
                 )
             last = {
                 "step": step,
@@ -637,6 +650,9 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             rate = (step - start_step) / (time.time() - start)
             if is_eval:
                 last.update(split_losses(trainer, state, arrays, eval_batches))
+                non_finite = [k for k, v in last.items() if not np.isfinite(v)]
+                if non_finite:
+                    raise TrainingError(f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}")
                 if last["eval_loss"] < float(state["best_eval_loss"]):
                     state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
                     best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
@@ -651,6 +667,15 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     latest.close()
     best.close()
     return last
+
+
+def _last_good(latest: checkpointing.CheckpointManager) -> str:
+    """Where a stopped run can resume from: the latest checkpoint that exists, or that none does."""
+    latest.wait()
+    step = latest.latest_step()
+    if step is None:
+        return f"no checkpoint was saved yet ({latest.directory} is empty): rerun from the start."
+    return f"the last good checkpoint is step {step} in {latest.directory}."
 
 
 def _initial_state(model: Model, optimizer: optax.GradientTransformation) -> PyTree:

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from weightspace import lstm, tasks, zoo
 from zoo_builder import build, train
-from zoo_builder.configs import formal_languages
+from zoo_builder.configs import formal_languages, sequential_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Smoke preset with 6 runs and a few more steps, so an interrupted build has something left to do.
@@ -90,7 +91,7 @@ def test_zoo_contents(reference_zoo):
     summary = json.loads((workdir / "zoo.json").read_text())
     assert summary["num_snapshots"] == 24 and summary["num_distinct_tasks"] == 6
     assert set(summary["mean_metrics_per_step"]["correct"]) == {"0", "10", "20", "30"}
-    assert not os.path.exists(workdir / "parts") and not os.listdir(workdir / "checkpoints")
+    assert not os.path.exists(workdir / "parts") and not os.path.exists(workdir / "checkpoints")
 
 
 @pytest.mark.slow
@@ -140,6 +141,55 @@ def test_finished_build_is_not_redone(reference_zoo):
     assert build.build(_config(), str(workdir)) == str(workdir / "zoo")
 
 
+def _contents(workdir):
+    return {
+        os.path.relpath(os.path.join(root, name), workdir): os.path.getmtime(os.path.join(root, name))
+        for root, _, names in os.walk(workdir)
+        for name in names
+        if name != ".lock"
+    }
+
+
+@pytest.mark.parametrize("preset", ["other_seed", "other_runs", "mnist"])
+def test_a_finished_workdir_refuses_another_config(preset, reference_zoo):
+    _, workdir = reference_zoo
+    config = _config()
+    if preset == "other_seed":
+        config.seed = 7
+    elif preset == "other_runs":
+        config.num_runs = 8
+    else:
+        config = sequential_mnist.get_config("smoke")
+    before = _contents(workdir)
+    with pytest.raises(build.BuildError, match=r"holds a build with another config \(differs in \[.*'(seed|num_runs)'"):
+        build.build(config, str(workdir))
+    assert _contents(workdir) == before
+
+
+def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_zoo, tmp_path):
+    """Killed between renaming the zoo into place and writing zoo.json: the rerun writes it and cleans up."""
+    _, reference = reference_zoo
+    workdir = tmp_path / "build"
+    shutil.copytree(reference, workdir)
+    summary = json.loads((workdir / "zoo.json").read_text())
+    (workdir / "zoo.json").unlink()
+    (workdir / "parts" / "group_00000" / "step_00000010").mkdir(parents=True)
+    (workdir / ".zoo.partial-x1y2z3").mkdir()
+    build.build(_config(), str(workdir))
+    rewritten = json.loads((workdir / "zoo.json").read_text())
+    del summary["wall_time_s"]  # the interrupted build's wall time is lost with it
+    assert rewritten == {**summary, "zoo": str(workdir / "zoo")}
+    assert sorted(os.listdir(workdir)) == [".lock", "build_config.json", "layout.json", "zoo", "zoo.json"]
+
+
+def test_diverged_runs_stop_the_build_naming_them(tmp_path):
+    config = _config()
+    config.train.lr_points = ((0, 1e30),)
+    with pytest.raises(build.BuildError, match=r"Runs \[0\] diverged .* by step 10"):
+        build.build(config, str(tmp_path))
+    assert not zoo.is_complete(tmp_path / "zoo")
+
+
 def test_second_builder_on_a_busy_workdir(tmp_path):
     busy = rf"Another zoo builder \(pid {os.getpid()}\) is writing {re.escape(str(tmp_path))}"
     with build.workdir_lock(str(tmp_path)), pytest.raises(build.BuildError, match=busy):
@@ -154,6 +204,14 @@ def test_bad_values_are_refused_before_anything_is_written(key, value, tmp_path)
     config = _config()
     config.update_from_flattened_dict({key: value})
     with pytest.raises(build.BuildError, match=rf"{key}={value} must be >= 1"):
+        build.build(config, str(tmp_path / "build"))
+    assert not os.path.exists(tmp_path / "build")
+
+
+def test_an_unknown_family_is_refused_before_anything_is_written(tmp_path):
+    config = _config()
+    config.task.name = "parity"
+    with pytest.raises(build.BuildError, match=r"task.name='parity' must be one of \['formal_languages', "):
         build.build(config, str(tmp_path / "build"))
     assert not os.path.exists(tmp_path / "build")
 

@@ -71,14 +71,37 @@ def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_non_finite_loss_stops_with_a_clear_message(smoke_zoo, tmp_path):
+def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
+    config = _config("layerwise_statistics", smoke_zoo, checkpoint_every_steps=1, log_every_steps=1)
+    config.optim.lr = 1e30
+    with pytest.raises(train.TrainingError, match=r"Non-finite .* the last good checkpoint is step \d+ in .*latest"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    config.train.checkpoint_every_steps = 1000
+    with pytest.raises(train.TrainingError, match=r"Non-finite .* no checkpoint was saved yet"):
+        train.train_and_evaluate(config, str(tmp_path / "other"))
+
+
+@pytest.mark.parametrize("split", ["train", "eval", "ood"])
+def test_a_non_finite_snapshot_is_refused_before_the_run_writes_anything(split, smoke_zoo, tmp_path, monkeypatch):
     good = zoo.load(smoke_zoo)
+    chosen = train.Trainer(_config("layerwise_statistics", smoke_zoo), good).split[split][0]
     params = {k: v.copy() for k, v in good.params.items()}
-    params["weight_hh_l0"][:] = np.nan
+    params["weight_hh_l0"][chosen] = np.nan
     broken = str(tmp_path / "broken_zoo")
-    zoo.save(broken, params, good.behaviour, good.metadata, good.spec, good.info)
-    with pytest.raises(train.TrainingError, match="Non-finite training loss"):
+    with monkeypatch.context() as patch:  # written as an older zoo writer would have, without the check
+        patch.setattr(zoo, "check_finite", lambda arrays, where: None)
+        zoo.save(broken, params, good.behaviour, good.metadata, good.spec, good.info)
+    with pytest.raises(zoo.ZooError, match=rf"snapshots {chosen} have NaN or infinite values"):
         train.train_and_evaluate(_config("layerwise_statistics", broken), str(tmp_path / "run"))
+    assert os.listdir(tmp_path / "run") == [".lock"]
+
+
+def test_a_zoo_of_another_family_is_refused(smoke_zoo, tmp_path):
+    config = importlib.import_module("experiments.configs.layerwise_statistics").get_config("smoke")
+    config.zoo.dataset, config.zoo.path = "sequential_mnist", smoke_zoo
+    with pytest.raises(train.TrainingError, match="is a formal_languages zoo, but the config trains on"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert os.listdir(tmp_path / "run") == [".lock"]
 
 
 def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
@@ -157,9 +180,11 @@ def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        busy = rf"Another training run \(pid {holder.pid}\) is writing {re.escape(str(tmp_path))}"
+        busy = rf"Another training or evaluation run \(pid {holder.pid}\) is writing {re.escape(str(tmp_path))}"
         with pytest.raises(train.TrainingError, match=busy):
             train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
+        with pytest.raises(train.TrainingError, match=busy):
+            evaluate.evaluate(str(tmp_path))
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -266,6 +291,7 @@ def test_sequential_mnist_zoo_trains(tmp_path):
     zoo_config.num_runs = 8  # 8 angles: 6 train, 1 eval, 1 OOD
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     config = _config("interactive", path)
+    config.zoo.dataset = "sequential_mnist"
     final = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert np.isfinite(final["eval_loss"]) and np.isfinite(final["ood_loss"])
     records = _metrics(tmp_path / "run")
@@ -314,6 +340,7 @@ def test_token_loss_needs_token_targets(tmp_path):
     zoo_config.train.snapshot_steps = (0,)
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     config = _config("flat", path)
+    config.zoo.dataset = "sequential_mnist"
     config.loss = "cross_entropy"
     with pytest.raises(ValueError, match="next-token targets"):
         train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
+from unittest import mock
 
 import jax
 import numpy as np
 import pytest
 
-from weightspace import lstm, zoo
+from weightspace import checkpointing, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)
 
@@ -100,17 +102,75 @@ def test_row_count_mismatch(tmp_path):
         zoo.load(tmp_path / "zoo")
 
 
-def test_truncated_array_file(tmp_path):
+def _data_files(path):
+    """The files holding a zoo's array data (Orbax/TensorStore chunk files), largest first."""
+    names = [os.path.join(root, name) for root, _, names in os.walk(path / "arrays") for name in names]
+    return sorted((name for name in names if "/d/" in name), key=os.path.getsize, reverse=True)
+
+
+@pytest.mark.parametrize("size", ["half", "empty"])
+def test_truncated_array_files(size, tmp_path):
     _write(tmp_path / "zoo")
-    data_files = [
-        os.path.join(root, name)
-        for root, _, names in os.walk(tmp_path / "zoo" / "arrays")
-        for name in names
-        if "/d/" in os.path.join(root, name)
-    ]
-    assert data_files
-    for name in data_files:
+    for name in _data_files(tmp_path / "zoo"):
         with open(name, "r+b") as f:
-            f.truncate(os.path.getsize(name) // 2)
+            f.truncate(os.path.getsize(name) // 2 if size == "half" else 0)
     with pytest.raises(zoo.ZooError, match="arrays"):
         zoo.load(tmp_path / "zoo")
+
+
+def test_flipped_bytes_are_refused(tmp_path):
+    _write(tmp_path / "zoo", num=200)
+    largest = _data_files(tmp_path / "zoo")[0]
+    with open(largest, "r+b") as f:
+        f.seek(os.path.getsize(largest) // 2)
+        data = f.read(400)
+        f.seek(os.path.getsize(largest) // 2)
+        f.write(bytes(b ^ 0x5A for b in data))
+    with pytest.raises(zoo.ZooError, match=r"Zoo at|Cannot read"):
+        zoo.load(tmp_path / "zoo")
+
+
+def test_arrays_that_differ_from_the_manifest_are_refused(tmp_path):
+    """Well-formed arrays with other values (a damaged copy that still parses) fail the checksum."""
+    params, behaviour, _ = _write(tmp_path / "zoo")
+    params = {**params, "weight_out": params["weight_out"] + 1e-6}
+    shutil.rmtree(tmp_path / "zoo" / "arrays")
+    checkpointing.save_pytree(tmp_path / "zoo" / "arrays", {"params": params, "behaviour": behaviour})
+    with pytest.raises(zoo.ZooError, match=r"'params/weight_out' does not match metadata.json \(sha256"):
+        zoo.load(tmp_path / "zoo")
+    assert len(zoo.load(tmp_path / "zoo", verify=False)) == 3  # the trusted fast path skips only the hashes
+
+
+def test_non_finite_params_are_refused_at_save_and_load(tmp_path, monkeypatch):
+    params, behaviour, metadata = _write(tmp_path / "good")
+    params = {**params, "weight_hh_l1": params["weight_hh_l1"].copy()}
+    params["weight_hh_l1"][2, 0, 0] = np.nan
+    message = r"snapshots 2 have NaN or infinite values \(in params/weight_hh_l1\)"
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.save(tmp_path / "bad", params, behaviour, metadata, SPEC, {})
+    assert not os.path.exists(tmp_path / "bad")
+    # A zoo written without the check (an older writer) is refused on load, naming the snapshot.
+    monkeypatch.setattr(zoo, "check_finite", lambda arrays, where: None)
+    zoo.save(tmp_path / "bad", params, behaviour, metadata, SPEC, {})
+    monkeypatch.undo()
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.load(tmp_path / "bad")
+
+
+def test_a_zoo_without_a_manifest_loads_with_a_warning(tmp_path):
+    _write(tmp_path / "zoo")
+    path = tmp_path / "zoo" / "metadata.json"
+    document = json.loads(path.read_text())
+    del document["arrays"]
+    document["version"] = 1
+    path.write_text(json.dumps(document))
+    with mock.patch.object(zoo.logging, "warning") as warning:
+        assert len(zoo.load(tmp_path / "zoo")) == 3
+    assert "no manifest" in warning.call_args[0][0]
+
+
+def test_orphaned_partial_directories_are_removed_by_the_next_save(tmp_path):
+    orphan = tmp_path / ".zoo.partial-abc123"
+    orphan.mkdir()
+    _write(tmp_path / "zoo")
+    assert sorted(os.listdir(tmp_path)) == ["zoo"]

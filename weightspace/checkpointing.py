@@ -49,10 +49,19 @@ def restore_pytree(path: str | os.PathLike, abstract: PyTree | None = None) -> P
             abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
             return jax.tree.map(np.asarray, checkpointer.restore(path, abstract))
         return checkpointer.restore(path, abstract)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise CorruptFileError(f"Cannot read the checkpoint at {path}: {error}") from error
+    except CorruptFileError:
+        raise
+    except Exception as error:  # TensorStore raises bare Exceptions for damaged files
+        raise CorruptFileError(f"Cannot read the checkpoint at {path}: {_cause(error)}") from error
     finally:
         checkpointer.close()
+
+
+def _cause(error: Exception) -> str:
+    """The first line of an Orbax/TensorStore error (their messages go on with a dump of the array spec)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text.split(" See full TensorStore details")[0]
+    return f"the files are truncated, damaged or missing ({text[:300]})"
 
 
 class CheckpointManager:
@@ -60,8 +69,14 @@ class CheckpointManager:
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+            os.path.abspath(directory),
+            # A save cut short by a kill leaves a temporary directory; the next start removes it.
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True),
         )
+
+    @property
+    def directory(self) -> str:
+        return os.fspath(self._manager.directory)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -74,9 +89,9 @@ class CheckpointManager:
         """Restores `step` onto the shardings given in `abstract`."""
         try:
             return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        except Exception as error:  # as in `restore_pytree`
             raise CorruptFileError(
-                f"Cannot restore checkpoint step {step} in {self._manager.directory}: {error}"
+                f"Cannot restore checkpoint step {step} in {self.directory}: {_cause(error)}"
             ) from error
 
     def wait(self) -> None:

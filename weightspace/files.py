@@ -17,19 +17,35 @@ class WorkdirBusyError(RuntimeError):
     """Another live process holds a workdir's lock."""
 
 
+def _partial_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}.partial-"
+
+
+def remove_partials(path: str | os.PathLike) -> None:
+    """Removes the temporary siblings that `staged_directory(path)` left when its process was killed."""
+    path = os.path.abspath(path)
+    parent, prefix = os.path.dirname(path), _partial_prefix(path)
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if name.startswith(prefix):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary sibling directory that becomes `path` when the block succeeds.
 
     `path` must not exist. If the block raises, the temporary directory is
-    removed and `path` is never created.
+    removed and `path` is never created; one left by a killed process is
+    removed by the next call (the caller holds the workdir, e.g. its lock).
     """
     path = os.path.abspath(path)
     if os.path.exists(path):
         raise FileExistsError(f"Refusing to overwrite {path}: a directory or file is already there.")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.partial-", dir=parent)
+    remove_partials(path)
+    staging = tempfile.mkdtemp(prefix=_partial_prefix(path), dir=parent)
     try:
         yield staging
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the result is meant to be shared

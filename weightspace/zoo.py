@@ -7,26 +7,33 @@ A zoo directory holds
   of their behaviour (formal languages: `sequences` int16 [N, 100, 42] and
   `log_probs` float16 [N, 100, 41, 6]);
 * `metadata.json`: readable without JAX -- the LSTM spec, the task family and
-  its settings, the build config, and per-snapshot columns (`run`, `step`,
-  the task's fields, the metrics);
+  its settings, the build config, per-snapshot columns (`run`, `step`, the
+  task's fields, the metrics) and the manifest of `arrays/`: shape, dtype and
+  SHA-256 of every stored array;
 * `COMPLETE`: written last. A directory without it is not a zoo.
+
+Loading checks every array against the manifest and refuses non-finite
+values, so a corrupt, truncated or diverged zoo is never used silently.
 
 Zoos are written into a temporary sibling directory that is renamed into
 place once complete, so nothing half-written ever sits at the zoo's path.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any
 
+import jax
 import numpy as np
+from absl import logging
 
 from weightspace import checkpointing, files, lstm
 from weightspace.types import Params
 
 FORMAT = "weightspace-zoo"
-VERSION = 1
+VERSION = 2  # 2 added the manifest; version 1 zoos load without checksums (with a warning)
 _ARRAYS, _METADATA, _COMPLETE = "arrays", "metadata.json", "COMPLETE"
 
 
@@ -73,6 +80,42 @@ def is_complete(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(path, _COMPLETE))
 
 
+def _named(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a nested dict by path, e.g. {"params/weight_hh_l0": ...}."""
+    return {
+        jax.tree_util.keystr(key, simple=True, separator="/"): np.asarray(array)
+        for key, array in jax.tree_util.tree_leaves_with_path(arrays)
+    }
+
+
+def manifest(arrays: dict[str, Any], hashes: bool = True) -> dict[str, dict[str, Any]]:
+    """Shape, dtype and SHA-256 (None without `hashes`) of every array in `arrays`, by path."""
+    return {
+        name: {
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            "sha256": hashlib.sha256(np.ascontiguousarray(array).data).hexdigest() if hashes else None,
+        }
+        for name, array in _named(arrays).items()
+    }
+
+
+def check_finite(arrays: dict[str, Any], where: str) -> None:
+    """Raises ZooError naming the snapshots (leading axis) and arrays with NaN or infinite values."""
+    bad_rows, bad_arrays = set(), []
+    for name, array in _named(arrays).items():
+        if array.dtype.kind != "f":
+            continue
+        rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+        if len(rows):
+            bad_rows.update(rows.tolist())
+            bad_arrays.append(name)
+    if bad_rows:
+        rows = sorted(bad_rows)
+        shown = ", ".join(map(str, rows[:20])) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
+        raise ZooError(f"{where}: snapshots {shown} have NaN or infinite values (in {', '.join(bad_arrays)}).")
+
+
 def save(
     path: str | os.PathLike,
     params: Params,
@@ -89,14 +132,17 @@ def save(
     for name, column in {**behaviour, **metadata}.items():
         if len(column) != num:
             raise ZooError(f"Column {name!r} has {len(column)} rows, expected {num}.")
+    arrays = {"params": params, "behaviour": behaviour}
+    check_finite(arrays, f"Refusing to save the zoo at {path}")
     with files.staged_directory(path) as staging:
-        checkpointing.save_pytree(os.path.join(staging, _ARRAYS), {"params": params, "behaviour": behaviour})
+        checkpointing.save_pytree(os.path.join(staging, _ARRAYS), arrays)
         document = {
             "format": FORMAT,
             "version": VERSION,
             "num_snapshots": num,
             "spec": spec.to_dict(),
             **info,
+            "arrays": manifest(arrays),
             "snapshots": {name: np.asarray(column).tolist() for name, column in metadata.items()},
         }
         files.write_json(os.path.join(staging, _METADATA), document)
@@ -124,13 +170,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return document
 
 
-def load(path: str | os.PathLike) -> Zoo:
+def load(path: str | os.PathLike, verify: bool = True) -> Zoo:
     """Loads a complete zoo into host memory (NumPy arrays).
+
+    Args:
+      path: the zoo directory.
+      verify: check every array's SHA-256 against the manifest (about a quarter
+        of the load time); False skips only the hashes, for a trusted local zoo.
 
     Raises:
       ZooError: naming the file or field, when the directory is not a complete,
-        consistent zoo (missing, unfinished, corrupt, or params that do not
-        match the declared LSTM).
+        consistent zoo (missing, unfinished, corrupt or truncated arrays, params
+        that do not match the declared LSTM, NaN or infinite values).
     """
     document = read_metadata(path)
     try:
@@ -144,6 +195,8 @@ def load(path: str | os.PathLike) -> Zoo:
         arrays = checkpointing.restore_pytree(os.path.join(path, _ARRAYS))
     except checkpointing.CorruptFileError as error:
         raise ZooError(str(error)) from error
+    _check_manifest(path, document, arrays, verify)
+    check_finite(arrays, f"Zoo at {path}")
     params = arrays["params"]
     try:
         batch = lstm.check_params(params, spec)
@@ -154,5 +207,27 @@ def load(path: str | os.PathLike) -> Zoo:
     for name, count in rows.items():
         if count != num:
             raise ZooError(f"Zoo at {path}: {name!r} has {count} rows, but metadata.json declares {num} snapshots.")
-    info = {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec")}
+    info = {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
     return Zoo(params=params, behaviour=arrays["behaviour"], metadata=metadata, spec=spec, info=info)
+
+
+def _check_manifest(path: str | os.PathLike, document: dict[str, Any], arrays: dict[str, Any], verify: bool) -> None:
+    """Refuses arrays that differ from the manifest in metadata.json (names, shapes, dtypes, and hashes if `verify`)."""
+    if "arrays" not in document:
+        logging.warning("The zoo at %s has no manifest (format version 1): its arrays cannot be verified.", path)
+        return
+    expected = document["arrays"]
+    found = manifest(arrays, hashes=verify)
+    if set(found) != set(expected):
+        raise ZooError(
+            f"Zoo at {path}: the stored arrays {sorted(found)} are not those in metadata.json's manifest "
+            f"{sorted(expected)}."
+        )
+    for name, entry in expected.items():
+        for field in ("shape", "dtype", "sha256"):
+            if found[name][field] is not None and found[name][field] != entry[field]:
+                raise ZooError(
+                    f"Zoo at {path}: the stored array {name!r} does not match metadata.json ({field} "
+                    f"{found[name][field]} != {entry[field]}); the files in {os.path.join(path, _ARRAYS)} are "
+                    "corrupt. Re-copy or rebuild the zoo."
+                )

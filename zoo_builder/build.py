@@ -44,14 +44,20 @@ def workdir_lock(workdir: str) -> contextlib.AbstractContextManager[None]:
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Records the config on the first start; on a resume, refuses a changed one."""
+    """Records the config on the first start; on a resume or a finished build, refuses a changed one.
+
+    The recorded config is `build_config.json`, or for a finished zoo without it, the zoo's own.
+    """
     path = os.path.join(workdir, "build_config.json")
     current = json.loads(config.to_json())
-    if not os.path.exists(path):
+    zoo_path = os.path.join(workdir, "zoo")
+    if os.path.exists(path):
+        saved = files.read_json(path)
+    elif zoo.is_complete(zoo_path):
+        saved, path = zoo.read_metadata(zoo_path)["build_config"], os.path.join(zoo_path, "metadata.json")
+    else:
         _write_json(path, current)
         return
-    with open(path) as f:
-        saved = json.load(f)
     saved, current = files.flatten(saved), files.flatten(current)
     changed = sorted(
         key
@@ -61,7 +67,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     if changed:
         raise BuildError(
             f"{workdir} holds a build with another config (differs in {changed}); "
-            "use a new workdir or the config in build_config.json."
+            f"use a new workdir or the config recorded in {path}."
         )
 
 
@@ -139,26 +145,61 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         value = config[key]
         if not value >= 1:
             problems.append(f"{key}={value!r} must be >= 1")
+    if config.task.name not in tasks.FAMILIES:
+        problems.append(f"task.name={config.task.name!r} must be one of {sorted(tasks.FAMILIES)}")
+    else:
+        try:
+            tasks.make(config.task.name, config.task.settings)
+        except (TypeError, ValueError) as error:
+            problems.append(f"task.settings do not fit {config.task.name}: {error}")
     if problems:
         raise BuildError(f"Bad zoo build settings: {'; '.join(problems)}.")
 
 
 def build(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Builds (or finishes, or finds) the zoo of `config` in `workdir`; returns the zoo's path."""
+    """Builds (or finishes, or finds) the zoo of `config` in `workdir`; returns the zoo's path.
+
+    A finished workdir is checked against the config like an unfinished one, and what a kill after
+    the zoo was renamed into place left undone (`zoo.json`, removing `parts/`) is finished.
+    """
     validate(config, workdir)
     workdir = os.path.abspath(workdir)
     zoo_path = os.path.join(workdir, "zoo")
-    if zoo.is_complete(zoo_path):
-        logging.info("The zoo in %s is complete; nothing to do.", zoo_path)
-        return zoo_path
     os.makedirs(workdir, exist_ok=True)
     with workdir_lock(workdir):
-        return _build_locked(config, workdir, zoo_path)
+        check_config(config, workdir)
+        if not zoo.is_complete(zoo_path):
+            _build_locked(config, workdir, zoo_path)
+        elif jax.process_index() == 0:
+            logging.info("The zoo in %s is complete; nothing to do.", zoo_path)
+        _finish(workdir, zoo_path)
+    return zoo_path
 
 
-def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str) -> str:
+def _finish(workdir: str, zoo_path: str) -> None:
+    """Writes `zoo.json` if it is missing and removes the build's intermediate files."""
+    if jax.process_index() != 0:
+        return
+    summary_path = os.path.join(workdir, "zoo.json")
+    if not os.path.exists(summary_path):
+        files.write_json(summary_path, summarize(zoo_path))
+    for name in ("parts", "checkpoints"):
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+    files.remove_partials(zoo_path)
+
+
+def _refuse_diverged(finite: jax.Array, run_ids: np.ndarray, num_runs: int, step: int) -> None:
+    """Stops the build, naming the runs, when a run's params are no longer finite (a zoo cannot hold them)."""
+    finite = np.asarray(jax.device_get(finite)) | (run_ids >= num_runs)  # the last group's padding does not count
+    if not finite.all():
+        raise BuildError(
+            f"Runs {run_ids[~finite].tolist()} diverged (NaN or infinite params) by step {step}; a zoo cannot "
+            "hold them. Lower the learning rate (train.lr_points) or change the seed, in a new workdir."
+        )
+
+
+def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str) -> None:
     start = time.time()
-    check_config(config, workdir)
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     snapshot_steps = _check_snapshot_steps(config.train.snapshot_steps)
@@ -173,13 +214,17 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     schedule = train.learning_rate_schedule(config.train.lr_points)
     init_fn, train_fn, snapshot_fn = train.compile_fns(family, schedule, mesh)
     keys_fn = jax.jit(lambda ids: train.run_keys(config.seed, ids), out_shardings=runs_sharding)
+    replicated = jax.sharding.NamedSharding(mesh, jax.P())
+    finite_fn = jax.jit(
+        lambda params: jnp.all(jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(1) for x in params.values()]), 0),
+        out_shardings=replicated,
+    )  # [runs] whether every param of a run is finite
     logging.info(
         "Building a %s zoo of %d runs (%s, %d params each) in %d groups of %d on %d %s device(s); workdir %s",
         family.name, config.num_runs, spec, spec.num_params, len(groups), size, mesh.size, jax.default_backend(),
         workdir,
     )  # fmt: skip
     progress = _Progress(len(groups) * size * last_step, config.log_every_seconds)
-    replicated = jax.sharding.NamedSharding(mesh, jax.P())
     host_data, data_info = family.data()
     data = jax.tree.map(lambda x: _global(np.asarray(x), replicated), host_data)
 
@@ -205,6 +250,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         progress.done += size * step
         while True:
             if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
+                _refuse_diverged(finite_fn(state["params"]), run_ids, config.num_runs, step)
                 behaviour, metrics = snapshot_fn(state["params"], keys, task, data, jnp.int32(step))
                 part = {"params": state["params"], "behaviour": behaviour, "metrics": metrics, "run": ids, "task": task}
                 checkpointing.save_pytree(_part_path(workdir, g, step), part)
@@ -221,17 +267,15 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     if jax.process_index() == 0:
-        summary = assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
-        summary["wall_time_s"] = round(time.time() - start, 2)
-        _write_json(os.path.join(workdir, "zoo.json"), summary)
-        logging.info(
-            "Zoo complete: %s (%d snapshots, %.0f s)", zoo_path, summary["num_snapshots"], summary["wall_time_s"]
+        assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
+        files.write_json(
+            os.path.join(workdir, "zoo.json"), {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2)}
         )
-    return zoo_path
+        logging.info("Zoo complete: %s (%.0f s)", zoo_path, time.time() - start)
 
 
-def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info) -> dict:
-    """Gathers the parts into the final zoo (run-major, then step) and returns its summary."""
+def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info) -> None:
+    """Gathers the parts into the final zoo (run-major, then step)."""
     per_group = []
     for g in range(len(groups)):
         parts = [checkpointing.restore_pytree(_part_path(workdir, g, s)) for s in snapshot_steps]
@@ -240,10 +284,9 @@ def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, da
     stacked = jax.tree.map(lambda *xs: np.concatenate(xs), *per_group)
     keep = stacked["run"][:, 0] < config.num_runs  # drop the padding of the last group
     flat = jax.tree.map(lambda x: x[keep].reshape(-1, *x.shape[2:]), stacked)
-    num_runs, num_steps = int(keep.sum()), len(snapshot_steps)
     metadata = {
         "run": flat["run"].astype(np.int64),
-        "step": np.tile(np.asarray(snapshot_steps, np.int64), num_runs),
+        "step": np.tile(np.asarray(snapshot_steps, np.int64), int(keep.sum())),
         **{name: np.asarray(v) for name, v in flat["task"].items()},
         **{name: np.asarray(v) for name, v in flat["metrics"].items()},
     }
@@ -253,31 +296,38 @@ def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, da
         "build_config": json.loads(config.to_json()),
         "snapshot_steps": list(snapshot_steps),
         "data": data_info,
+        "built_with": {
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "versions": {
+                "python": platform.python_version(),
+                **{p: importlib_metadata.version(p) for p in ("jax", "jaxlib", "optax", "orbax-checkpoint", "numpy")},
+            },
+        },
     }
     zoo.save(zoo_path, flat["params"], flat["behaviour"], metadata, spec, info)
-    shutil.rmtree(os.path.join(workdir, "parts"), ignore_errors=True)
 
-    task_rows = np.concatenate([v.reshape(num_runs * num_steps, -1) for v in flat["task"].values()], axis=1)
-    per_step = {
-        name: {
-            str(s): round(float(np.mean(values.reshape(num_runs, num_steps)[:, i])), 6)
-            for i, s in enumerate(snapshot_steps)
-        }
-        for name, values in flat["metrics"].items()
-    }
+
+def summarize(zoo_path: str) -> dict:
+    """The summary written to `zoo.json`, from the zoo's metadata alone: sizes, tasks, mean metrics per step."""
+    document = zoo.read_metadata(zoo_path)
+    family = tasks.make(document["family"], document.get("family_settings"))
+    columns = {name: np.asarray(values) for name, values in document["snapshots"].items()}
+    task_fields = list(family.sample_tasks(0, np.zeros(1, np.uint32)))
+    metric_fields = [name for name in columns if name not in ("run", "step", *task_fields)]
+    steps = document["snapshot_steps"]
+    task_rows = np.concatenate([columns[name].reshape(len(columns["run"]), -1) for name in task_fields], axis=1)
     return {
         "zoo": zoo_path,
         "family": family.name,
-        "num_runs": num_runs,
-        "num_snapshots": num_runs * num_steps,
-        "snapshot_steps": list(snapshot_steps),
+        "num_runs": len(np.unique(columns["run"])),
+        "num_snapshots": document["num_snapshots"],
+        "snapshot_steps": steps,
         "num_distinct_tasks": len(np.unique(task_rows, axis=0)),
-        "data": data_info,
-        "mean_metrics_per_step": per_step,
-        "spec": spec.to_dict(),
-        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-        "versions": {
-            "python": platform.python_version(),
-            **{p: importlib_metadata.version(p) for p in ("jax", "jaxlib", "optax", "orbax-checkpoint", "numpy")},
+        "data": document.get("data"),
+        "mean_metrics_per_step": {
+            name: {str(s): round(float(np.mean(columns[name][columns["step"] == s])), 6) for s in steps}
+            for name in metric_fields
         },
+        "spec": document["spec"],
+        **document.get("built_with", {}),
     }
