@@ -1,6 +1,7 @@
 """The six weight encoders: shapes, gradients, jitting, and the hidden-neuron symmetry."""
 
 import functools
+import pathlib
 
 import chex
 import jax
@@ -159,38 +160,34 @@ def test_parameter_transformer_tokens_and_dropout():
 
 
 def test_parameter_transformer_layer_matches_pytorch():
-    """In evaluation mode a layer is `nn.TransformerEncoderLayer` (post-norm, ReLU); the last layer's
-    summary-only path gives the first token's output."""
-    torch = pytest.importorskip("torch")
-    width, heads, mlp = 16, 2, 32
-    layer = parameter_transformer.EncoderLayer(width, heads, mlp, 0.1, rngs=nnx.Rngs(0))
+    """In evaluation mode a layer is `nn.TransformerEncoderLayer` (post-norm, ReLU), whose outputs
+    tests/torch_reference/make.py stored; the last layer's summary-only path gives the first token's output."""
+    case = np.load(pathlib.Path(__file__).parent / "torch_reference" / "transformer_layer.npz")
+    width, heads = 16, 2
+    layer = parameter_transformer.EncoderLayer(width, heads, 32, 0.1, rngs=nnx.Rngs(0))
     layer.eval()
-    x = np.array(jax.random.normal(jax.random.key(1), (BATCH, 7, width)))
-    reference = torch.nn.TransformerEncoderLayer(width, heads, mlp, dropout=0.1, batch_first=True).eval()
     attention = layer.attention
-    in_proj = [
-        np.asarray(m.kernel[...]).reshape(width, width).T for m in (attention.query, attention.key, attention.value)
-    ]
-    in_bias = [np.asarray(m.bias[...]).reshape(width) for m in (attention.query, attention.key, attention.value)]
-    tensors = {
-        "self_attn.in_proj_weight": np.concatenate(in_proj),
-        "self_attn.in_proj_bias": np.concatenate(in_bias),
-        "self_attn.out_proj.weight": np.asarray(attention.out.kernel[...]).reshape(width, width).T,
-        "self_attn.out_proj.bias": attention.out.bias[...],
-        "linear1.weight": np.asarray(layer.mlp_in.kernel[...]).T,
-        "linear1.bias": layer.mlp_in.bias[...],
-        "linear2.weight": np.asarray(layer.mlp_out.kernel[...]).T,
-        "linear2.bias": layer.mlp_out.bias[...],
-        "norm1.weight": layer.attention_norm.scale[...],
-        "norm1.bias": layer.attention_norm.bias[...],
-        "norm2.weight": layer.mlp_norm.scale[...],
-        "norm2.bias": layer.mlp_norm.bias[...],
-    }
-    reference.load_state_dict({k: torch.from_numpy(np.array(v, np.float32)) for k, v in tensors.items()})
-    with torch.no_grad():
-        expected = reference(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(layer(jnp.asarray(x)), expected, atol=1e-5)
-    np.testing.assert_allclose(layer(jnp.asarray(x), num_outputs=1), expected[:, :1], atol=1e-5)
+    q, k, v = np.split(case["param/self_attn.in_proj_weight"], 3)
+    q_bias, k_bias, v_bias = np.split(case["param/self_attn.in_proj_bias"], 3)
+    # PyTorch's Linear weights are [out, in]; Flax kernels [in, out], split into heads.
+    for module, weight, bias in (
+        (attention.query, q, q_bias),
+        (attention.key, k, k_bias),
+        (attention.value, v, v_bias),
+    ):
+        module.kernel[...] = weight.T.reshape(width, heads, width // heads)
+        module.bias[...] = bias.reshape(heads, width // heads)
+    attention.out.kernel[...] = case["param/self_attn.out_proj.weight"].T.reshape(heads, width // heads, width)
+    attention.out.bias[...] = case["param/self_attn.out_proj.bias"]
+    for module, name in ((layer.mlp_in, "linear1"), (layer.mlp_out, "linear2")):
+        module.kernel[...] = case[f"param/{name}.weight"].T
+        module.bias[...] = case[f"param/{name}.bias"]
+    for module, name in ((layer.attention_norm, "norm1"), (layer.mlp_norm, "norm2")):
+        module.scale[...] = case[f"param/{name}.weight"]
+        module.bias[...] = case[f"param/{name}.bias"]
+    x, expected = jnp.asarray(case["x"]), case["outputs"]
+    np.testing.assert_allclose(layer(x), expected, atol=1e-5)
+    np.testing.assert_allclose(layer(x, num_outputs=1), expected[:, :1], atol=1e-5)
 
 
 def test_dropout_masks():

@@ -1,5 +1,7 @@
 """The zoo LSTM: semantics, flat layout and the hidden-neuron symmetry."""
 
+import pathlib
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 from weightspace import lstm
 
 SPEC = lstm.LSTMSpec(input_size=6, hidden_size=32, num_layers=2, output_size=6)
+TORCH_REFERENCE = pathlib.Path(__file__).parent / "torch_reference"
 
 
 def _params(seed=0, spec=SPEC):
@@ -156,26 +159,16 @@ def test_vmap_over_models_equals_a_loop():
 
 
 def test_matches_torch_lstm():
-    torch = pytest.importorskip("torch")
-    params, inputs = _params(), _inputs()
-    module = torch.nn.LSTM(6, 32, 2)
-    readout = torch.nn.Linear(32, 6)
-    with torch.no_grad():
-        for name, tensor in module.named_parameters():
-            tensor.copy_(torch.from_numpy(np.array(params[name])))
-        readout.weight.copy_(torch.from_numpy(np.array(params["weight_out"])))
-        readout.bias.copy_(torch.from_numpy(np.array(params["bias_out"])))
-        hidden, (h, c) = module(torch.from_numpy(np.array(inputs))[:, None, :])
-        expected = readout(hidden)[:, 0].numpy()
-    outputs, (h_ours, c_ours) = lstm.apply(params, inputs)
-    np.testing.assert_allclose(outputs, expected, atol=1e-5)
-    np.testing.assert_allclose(h_ours, h[:, 0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(c_ours, c[:, 0].numpy(), atol=1e-5)
-    # The flat layout is PyTorch's named_parameters() order.
-    torch_flat = np.concatenate(
-        [t.detach().numpy().ravel() for _, t in module.named_parameters()]
-        + [readout.weight.detach().numpy().ravel(), readout.bias.detach().numpy()]
-    )
+    """Against `nn.LSTM` + `nn.Linear` outputs stored by tests/torch_reference/make.py (PyTorch's names and order)."""
+    case = np.load(TORCH_REFERENCE / "lstm.npz")
+    names = [str(name) for name in case["names"]]
+    params = {name: jnp.asarray(case[f"param/{name}"]) for name in names}
+    outputs, (h, c) = lstm.apply(params, jnp.asarray(case["inputs"]))
+    np.testing.assert_allclose(outputs, case["outputs"], atol=1e-5)
+    np.testing.assert_allclose(h, case["h"], atol=1e-5)
+    np.testing.assert_allclose(c, case["c"], atol=1e-5)
+    # The flat layout is PyTorch's named_parameters() order, then the readout.
+    torch_flat = np.concatenate([case[f"param/{name}"].ravel() for name in names])
     np.testing.assert_array_equal(np.asarray(lstm.to_flat(params)), torch_flat)
 
 
