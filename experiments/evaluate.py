@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments import train
+from experiments import runs, train
 from weightspace import cli, files, lstm, probes, tasks, zoo
 from weightspace.types import PyTree
 
@@ -208,25 +208,25 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     constant on a split) are None there.
     """
     workdir = os.path.abspath(workdir)
-    with files.workdir_lock(workdir, "training or evaluation run", train.TrainingError):
+    with files.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
         return _evaluate_locked(workdir, force)
 
 
 def _evaluate_locked(workdir: str, force: bool) -> dict:
-    config = train.read_config(workdir)
-    step = train.checkpoint_step(workdir)
+    config = runs.read_config(workdir)
+    step = runs.checkpoint_step(workdir)
     path = os.path.join(workdir, EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
         if saved.get("checkpoint_step") == step and has_subsets(saved["probes"]):
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
-    model = train.load_model(workdir)
-    the_zoo = zoo.load(train.run_zoo_path(workdir))
+    model = runs.load_model(workdir)
+    the_zoo = zoo.load(runs.run_zoo_path(workdir))
     trainer = train.Trainer(config, the_zoo)
-    embeddings = train.embed(model, the_zoo)
+    embeddings = runs.embed(model, the_zoo)
     if not np.all(np.isfinite(embeddings)):
-        raise train.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
+        raise runs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
     seed = config.evaluate.seed
     subsets = held_out_subsets(trainer.split, trainer.family.trained_snapshots(the_zoo.metadata))
     arrays = trainer.device_arrays(the_zoo)

@@ -22,7 +22,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from experiments import evaluate, train
+from experiments import context, evaluate
+from experiments import runs as workdirs  # `runs` names the {encoder: workdir} maps here
 from weightspace import zoo
 from weightspace.tasks import sequential_mnist
 
@@ -86,7 +87,7 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
     fig, axes = plt.subplots(len(probing), len(snapshots), figsize=(3.6 * len(snapshots), 2.6 * len(probing)))
     axes = np.asarray(axes).reshape(len(probing), len(snapshots))
     for row, encoder in enumerate(probing):
-        model = train.load_model(runs[encoder])
+        model = workdirs.load_model(runs[encoder])
         inputs = np.asarray(model.encoder.probing_inputs(params))[:, :, 0]  # [steps, LSTMs, input] (first sequence)
         # How differently the shown LSTMs are probed: 0 means every LSTM is asked the same questions.
         diversity = float(model.encoder.probe_diversity(params))
@@ -115,7 +116,7 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
 
 
 def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: str) -> str:
-    model = train.load_model(workdir)
+    model = workdirs.load_model(workdir)
     behaviour = jax.tree.map(lambda x: np.asarray(x)[snapshots, 0], the_zoo.behaviour)
     data = family.emulation_data(behaviour)
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
@@ -161,10 +162,10 @@ def curves_figure(name: str, runs: dict[str, str], path: str) -> str:
 def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
     """Every figure for the zoo `name` from `runs` ({encoder: workdir}, emulation runs); returns their paths."""
     first = next(iter(runs.values()))
-    config = train.read_config(first)
-    the_zoo = zoo.load(train.run_zoo_path(first))
-    family = train.zoo_family(the_zoo)
-    split = train.task_split(config, the_zoo, family)
+    config = workdirs.read_config(first)
+    the_zoo = zoo.load(workdirs.run_zoo_path(first))
+    family = context.zoo_family(the_zoo)
+    split = context.task_split(config, the_zoo, family)
     snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)
     shown = "interactive" if "interactive" in runs else next(iter(runs))
     paths = [

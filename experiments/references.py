@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, train
+from experiments import context, evaluate, runs
 from experiments.configs import common
 from weightspace import cli, files, lstm, tasks, zoo
 from weightspace.types import PyTree
@@ -117,12 +117,12 @@ def readout_scores(
 
 def compute(config: ml_collections.ConfigDict, seed: int) -> dict:
     """The reference rows of one seed on the zoo and split of `config` (the zoo is built if missing)."""
-    path = train.ensure_zoo(config)
+    path = runs.ensure_zoo(config)
     the_zoo = zoo.load(path)
-    family = train.zoo_family(the_zoo)
-    split = train.task_split(config, the_zoo, family)
+    family = context.zoo_family(the_zoo)
+    split = context.task_split(config, the_zoo, family)
     subsets = evaluate.held_out_subsets(split, family.trained_snapshots(the_zoo.metadata))
-    all_targets = train.downstream_targets(the_zoo.metadata, family)
+    all_targets = context.downstream_targets(the_zoo.metadata, family)
     data = jax.device_put(family.data()[0])
     start = time.time()
     predictions = readouts(family, the_zoo, data, seed)

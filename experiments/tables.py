@@ -8,7 +8,7 @@ or reuses finished ones: an interrupted table resumes where it stopped, and a
 finished one is only re-aggregated. `--supervised_targets=task,performance`
 adds the supervised baselines (one run per encoder x target x seed, in
 `runs/<dataset>/supervised_<target>/...`); `--oracle` adds the task oracle
-(`train.TargetOracle` on each dataset's exact task, one run per seed, in
+(`model.TargetOracle` on each dataset's exact task, one run per seed, in
 `runs/<dataset>/oracle/<target>/...`), a row that bounds emulation and
 cloning. `--references` (on by default) adds the reference rows
 (experiments/references.py: the readout of every target from the LSTM's

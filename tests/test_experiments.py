@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluate, train
+from experiments import evaluate, runs, train
+from experiments.model import TargetOracle
 from weightspace import checkpointing, encoders, files, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -74,10 +75,10 @@ def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
 def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, checkpoint_every_steps=1, log_every_steps=1)
     config.optim.lr = 1e30
-    with pytest.raises(train.TrainingError, match=r"Non-finite .* the last good checkpoint is step \d+ in .*latest"):
+    with pytest.raises(runs.TrainingError, match=r"Non-finite .* the last good checkpoint is step \d+ in .*latest"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
     config.train.checkpoint_every_steps = 1000
-    with pytest.raises(train.TrainingError, match=r"Non-finite .* no checkpoint was saved yet"):
+    with pytest.raises(runs.TrainingError, match=r"Non-finite .* no checkpoint was saved yet"):
         train.train_and_evaluate(config, str(tmp_path / "other"))
 
 
@@ -99,7 +100,7 @@ def test_a_non_finite_snapshot_is_refused_before_the_run_writes_anything(split, 
 def test_a_zoo_of_another_family_is_refused(smoke_zoo, tmp_path):
     config = importlib.import_module("experiments.configs.layerwise_statistics").get_config("smoke")
     config.zoo.dataset, config.zoo.path = "sequential_mnist", smoke_zoo
-    with pytest.raises(train.TrainingError, match="is a formal_languages zoo, but the config trains on"):
+    with pytest.raises(runs.TrainingError, match="is a formal_languages zoo, but the config trains on"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
     assert os.listdir(tmp_path / "run") == [".lock"]
 
@@ -111,10 +112,10 @@ def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
     config.optim.lr = 0.5
     config.encoder.embedding_size = 8
     changed = r"another config .*differs in encoder\.embedding_size: 16 -> 8; optim\.lr: 0\.003 -> 0\.5\."
-    with pytest.raises(train.TrainingError, match=changed):
+    with pytest.raises(runs.TrainingError, match=changed):
         train.train_and_evaluate(config, str(tmp_path))
     # A shorter run than its checkpoint cannot resume: refused, not a silent success.
-    with pytest.raises(train.TrainingError, match=r"checkpoint is at step 5, beyond train\.num_steps=3"):
+    with pytest.raises(runs.TrainingError, match=r"checkpoint is at step 5, beyond train\.num_steps=3"):
         train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=3), str(tmp_path))
     assert {name: (tmp_path / name).read_text() for name in before} == before
 
@@ -137,7 +138,7 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     train.train_and_evaluate(config, str(workdir))
     recorded = json.loads((workdir / "zoo.json").read_text())
-    assert recorded == train.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
+    assert recorded == runs.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
     before = {name: (workdir / name).read_text() for name in ("zoo.json", "split.json", "metrics.jsonl")}
 
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "b"))
@@ -146,28 +147,28 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
         rf"trained on the zoo at {re.escape(zoo_a)} .* would use the zoo at {re.escape(zoo_b)}; "
         "they differ in: path; metadata_sha256"
     )
-    with pytest.raises(train.TrainingError, match=switched):
+    with pytest.raises(runs.TrainingError, match=switched):
         train.train_and_evaluate(config, str(workdir))
     # A cache without the zoo: refused before the zoo is built there.
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "c"))
-    with pytest.raises(train.TrainingError, match=r"they differ in: path; no complete zoo is there\."):
+    with pytest.raises(runs.TrainingError, match=r"they differ in: path; no complete zoo is there\."):
         train.train_and_evaluate(config, str(workdir))
     assert not os.path.exists(tmp_path / "c")
     assert {name: (workdir / name).read_text() for name in before} == before
-    assert train.checkpoint_step(str(workdir), "latest") == 5
+    assert runs.checkpoint_step(str(workdir), "latest") == 5
 
     # A workdir from before zoo identities (only the path) resumes on its zoo, and records the identity.
     files.write_json(workdir / "zoo.json", {"path": zoo_a})
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     assert train.train_and_evaluate(config, str(workdir))["step"] == 10
     assert json.loads((workdir / "zoo.json").read_text()) == recorded
-    assert train.run_zoo_path(str(workdir)) == zoo_a
+    assert runs.run_zoo_path(str(workdir)) == zoo_a
 
     # Another zoo at the recorded path (rebuilt with other contents) is refused too.
     shutil.rmtree(zoo_a)
     _zoo_cache(tmp_path / "a", other)
     config.train.num_steps = 15
-    with pytest.raises(train.TrainingError, match=r"they differ in: metadata_sha256 '[0-9a-f]+' -> '[0-9a-f]+'\."):
+    with pytest.raises(runs.TrainingError, match=r"they differ in: metadata_sha256 '[0-9a-f]+' -> '[0-9a-f]+'\."):
         train.train_and_evaluate(config, str(workdir))
 
 
@@ -181,9 +182,9 @@ def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = rf"Another training or evaluation run \(pid {holder.pid}\) is writing {re.escape(str(tmp_path))}"
-        with pytest.raises(train.TrainingError, match=busy):
+        with pytest.raises(runs.TrainingError, match=busy):
             train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
-        with pytest.raises(train.TrainingError, match=busy):
+        with pytest.raises(runs.TrainingError, match=busy):
             evaluate.evaluate(str(tmp_path))
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -255,10 +256,10 @@ def test_a_run_from_before_the_added_fields_resumes_and_loads(smoke_zoo, tmp_pat
     final = train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path))
     assert final["step"] == 10
     (tmp_path / "config.json").write_text(json.dumps(saved))  # the resumed run wrote today's config
-    assert not isinstance(train.load_model(str(tmp_path)).encoder, train.TargetOracle)
+    assert not isinstance(runs.load_model(str(tmp_path)).encoder, TargetOracle)
     changed = _config("noninteractive", smoke_zoo, num_steps=15)
     changed.encoder.prior_scale = 2.0
-    with pytest.raises(train.TrainingError, match="another config"):
+    with pytest.raises(runs.TrainingError, match="another config"):
         train.train_and_evaluate(changed, str(tmp_path))
 
 
@@ -275,12 +276,12 @@ def test_typo_in_a_config_override_fails_clearly(tmp_path):
 
 def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
     train.train_and_evaluate(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
-    assert train.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
+    assert runs.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
     the_zoo = zoo.load(smoke_zoo)
-    embeddings = train.embed(str(tmp_path), the_zoo, batch_size=5)
+    embeddings = runs.embed(str(tmp_path), the_zoo, batch_size=5)
     assert embeddings.shape == (len(the_zoo), 16)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
-    model = train.load_model(str(tmp_path))
+    model = runs.load_model(str(tmp_path))
     np.testing.assert_allclose(model.encoder(jax.tree.map(lambda x: x[:3], the_zoo.params)), embeddings[:3], atol=1e-5)
 
 
@@ -296,7 +297,7 @@ def test_sequential_mnist_zoo_trains(tmp_path):
     assert np.isfinite(final["eval_loss"]) and np.isfinite(final["ood_loss"])
     records = _metrics(tmp_path / "run")
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    model = train.load_model(str(tmp_path / "run"))
+    model = runs.load_model(str(tmp_path / "run"))
     assert model.encoder.probe_length == 50  # the dataset's probing defaults were applied
     # Downstream evaluation of an MNIST zoo: its own targets, and clones scored on rotated eval images.
     result = evaluate.evaluate(str(tmp_path / "run"))
@@ -357,7 +358,7 @@ def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
     assert 0 < final["eval_boundary_loss"] <= 1 and final["eval_boundary_loss"] != final["eval_loss"]
     config.oracle.target = "constant"
     train.train_and_evaluate(config, str(tmp_path / "constant"))
-    embeddings = train.embed(str(tmp_path / "constant"), the_zoo)
+    embeddings = runs.embed(str(tmp_path / "constant"), the_zoo)
     np.testing.assert_allclose(embeddings, np.broadcast_to(embeddings[0], embeddings.shape), atol=1e-6)
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import evaluate, references, tables, train
+from experiments import context, evaluate, references, tables
 from weightspace import zoo
 from weightspace.tasks import base
 from weightspace.tasks import formal_languages as fl
@@ -169,9 +169,9 @@ def test_reference_rows_on_the_smoke_zoo_are_saved_and_reused(tmp_path, monkeypa
     assert result["num_features"] == len(fl.FIXED_PROBE_BLOCKS) * fl.FIXED_PROBE_LENGTH * fl.VOCAB_SIZE
     # The readout's task accuracy is the readout of each snapshot, scored against the true task.
     the_zoo = zoo.load(path)
-    family = train.zoo_family(the_zoo)
+    family = context.zoo_family(the_zoo)
     predicted = references.readouts(family, the_zoo, {}, seed=1)["task"]
-    split = train.task_split(references.reference_config("formal_languages", "smoke"), the_zoo, family)
+    split = context.task_split(references.reference_config("formal_languages", "smoke"), the_zoo, family)
     true = np.asarray(the_zoo.metadata["task"])[:, 1:] - fl.DIFFERENCES[0]
     accuracy = np.mean(np.all(predicted[split["ood"]] == true[split["ood"]], axis=1))
     assert result["readout"]["ood"]["task_accuracy"] == pytest.approx(accuracy)

@@ -62,7 +62,7 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
 
     config.oracle = ml_collections.ConfigDict()
     # "" embeds the LSTM's weights with the encoder. A downstream target's name (as for `supervised`)
-    # instead embeds that target's true value by a learned linear map (train.TargetOracle), trained by
+    # instead embeds that target's true value by a learned linear map (model.TargetOracle), trained by
     # emulation like an encoder: an upper bound for what the emulator can do with an embedding that
     # knows the target (e.g. the exact task). The encoder config is then unused but for embedding_size.
     # "constant" embeds nothing (a learned constant): the level an embedding must beat to matter at all.

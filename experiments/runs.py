@@ -1,0 +1,291 @@
+"""A run's workdir: its config, its zoo, its checkpoints and metrics, and the trained model it holds.
+
+Workdir layout:
+  config.json              the run's config
+  zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
+  split.json               the task split (tasks and sizes of train / eval / OOD)
+  metrics.jsonl            one JSON object per log or eval step (a resume drops the rows it replays)
+  .lock                    held by the process training or evaluating in the workdir (`files.workdir_lock`)
+  checkpoints/latest/      the latest training state (Orbax), for resuming
+  checkpoints/best/        the state with the lowest eval loss so far
+  evaluation.json/.md      the downstream evaluation (`experiments.evaluate`), and embeddings.npy
+
+For notebooks: `load_model(workdir)` rebuilds the trained encoder and
+emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from experiments import context
+from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
+from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
+
+# The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
+RUN_ZOO = "zoo.json"
+METRICS = "metrics.jsonl"
+DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss or gradients, mismatched workdir)."""
+
+
+def zoo_path(config: ml_collections.ConfigDict) -> str:
+    """The configured zoo path, or its default location in the zoo cache."""
+    if config.zoo.path:
+        return config.zoo.path
+    cache = os.environ.get("WEIGHTSPACE_ZOOS", DEFAULT_ZOO_CACHE)
+    return os.path.join(cache, f"{config.zoo.dataset}_{config.zoo.preset}", "zoo")
+
+
+def run_zoo_path(workdir: str) -> str:
+    """The zoo a run was trained on (recorded at its start, so a later WEIGHTSPACE_ZOOS does not matter).
+
+    Raises:
+      TrainingError: when the zoo at the recorded path is no longer the one the run was trained on.
+    """
+    path = os.path.join(workdir, RUN_ZOO)
+    if not os.path.exists(path):
+        return zoo_path(read_config(workdir))
+    recorded = files.read_json(path)
+    if len(recorded) > 1:  # runs from before identities were recorded only have the path
+        current = zoo_identity(recorded["path"]) if zoo.is_complete(recorded["path"]) else {"path": recorded["path"]}
+        if current != recorded:
+            raise _zoo_mismatch(workdir, recorded, current)
+    return recorded["path"]
+
+
+def zoo_identity(path: str) -> dict[str, Any]:
+    """What a run records of its zoo: absolute path, family, LSTM spec, snapshot count, metadata checksum.
+
+    The checksum is the SHA-256 of the zoo's metadata document (`zoo.read_metadata`, keys sorted): it
+    covers the build config and every snapshot's run, step, task and metrics, so a zoo rebuilt
+    differently at the same path is told apart without reading its arrays.
+    """
+    document = zoo.read_metadata(path)
+    return {
+        "path": os.path.abspath(path),
+        "family": document.get("family"),
+        "spec": document.get("spec"),
+        "num_snapshots": document.get("num_snapshots"),
+        "metadata_sha256": hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
+    }
+
+
+def check_zoo(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """The identity of the run's zoo (built first if missing); a resumed run must have the recorded zoo.
+
+    Runs recorded before identities were (zoo.json with only a path) are checked on the path alone.
+    """
+    record = os.path.join(workdir, RUN_ZOO)
+    recorded = files.read_json(record) if os.path.exists(record) else None
+    path = os.path.abspath(zoo_path(config))
+    if recorded is not None and os.path.abspath(recorded["path"]) != path:
+        # Refused before the other zoo is built: it may not exist yet.
+        current = zoo_identity(path) if zoo.is_complete(path) else {"path": path}
+        raise _zoo_mismatch(workdir, recorded, current)
+    identity = zoo_identity(ensure_zoo(config))
+    if identity["family"] != config.zoo.dataset:
+        raise TrainingError(
+            f"The zoo at {identity['path']} is a {identity['family']} zoo, but the config trains on "
+            f"zoo.dataset={config.zoo.dataset!r}; give a {config.zoo.dataset} zoo or the matching config."
+        )
+    if recorded is not None and any(recorded[key] != identity.get(key) for key in recorded if key != "path"):
+        raise _zoo_mismatch(workdir, recorded, identity)
+    return identity
+
+
+def _zoo_mismatch(workdir: str, recorded: dict[str, Any], current: dict[str, Any]) -> "TrainingError":
+    """The error for a resume on another zoo than the recorded one (`current` is only {"path"} when no zoo is there)."""
+    differences = [] if os.path.abspath(recorded["path"]) == current["path"] else ["path"]
+    if len(current) == 1:
+        differences.append("no complete zoo is there")
+    else:
+        differences += [
+            f"{key} {recorded[key]!r} -> {current.get(key)!r}"
+            for key in recorded
+            if key != "path" and recorded[key] != current.get(key)
+        ]
+    return TrainingError(
+        f"{workdir} was trained on the zoo at {recorded['path']} (recorded in {os.path.join(workdir, RUN_ZOO)}), "
+        f"but this run would use the zoo at {current['path']}; they differ in: {'; '.join(differences)}. "
+        "Resume with the recorded zoo (--config.zoo.path or WEIGHTSPACE_ZOOS), or use a new workdir."
+    )
+
+
+def ensure_zoo(config: ml_collections.ConfigDict) -> str:
+    """Returns the zoo's path, building the zoo first (zoo builder, matching preset) if it is missing."""
+    path = zoo_path(config)
+    if zoo.is_complete(path):
+        return path
+    if config.zoo.path:
+        raise FileNotFoundError(f"No complete zoo at zoo.path={path!r}.")
+    import importlib
+
+    from zoo_builder import build
+
+    zoo_config = importlib.import_module(f"zoo_builder.configs.{config.zoo.dataset}").get_config(config.zoo.preset)
+    logging.info(
+        "No %s zoo at %s yet: building it with the zoo builder's %r preset.",
+        config.zoo.dataset,
+        path,
+        config.zoo.preset,
+    )
+    return build.build(zoo_config, os.path.dirname(path))
+
+
+def append_metrics(workdir: str, record: dict) -> None:
+    with open(os.path.join(workdir, METRICS), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def drop_metrics_after(workdir: str, step: int) -> None:
+    """Rewrites metrics.jsonl without its rows beyond `step`: a run resumed from that step logs them again.
+
+    A last line cut short (a run killed while writing it) is dropped with a warning; a bad line before
+    the last is an error.
+    """
+    path = os.path.join(workdir, METRICS)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise TrainingError(f"{path} line {number} is not JSON ({error}); fix or remove it.") from None
+            logging.warning("Dropping the last line of %s, cut short (the run was killed writing it).", path)
+            continue
+        if row["step"] <= step:
+            kept.append(line)
+    if len(kept) < len(lines):
+        logging.info(
+            "Dropping %d rows of %s beyond step %d, where the run resumes.", len(lines) - len(kept), path, step
+        )
+        files.write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+# Config fields added after runs were saved, with the value such runs had in effect: a saved config that
+# lacks one gets this value (and encoder fields their paper default), so older runs resume and load.
+ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0}
+
+
+def _with_added_fields(saved: dict) -> dict:
+    """A saved config (as JSON) with the fields added since, at the values in effect before them."""
+    saved = json.loads(json.dumps(saved))
+    for path, value in ADDED_FIELDS.items():
+        node = saved
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1], value)
+    for key, value in encoders.default_config(saved["encoder"]["name"]).to_dict().items():
+        saved["encoder"].setdefault(key, value)
+    return saved
+
+
+# Config keys (and sub-configs) that a resumed run may change: logging and checkpoint cadence, the
+# length of the run, and the downstream evaluation that follows it.
+_RESUMABLE_KEYS = ("train.log_every_steps", "train.checkpoint_every_steps", "train.num_steps", "evaluate")
+_ABSENT = "(absent)"
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The config to record (as JSON); a resumed run must have the recorded one, up to `_RESUMABLE_KEYS`."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        saved, now = files.flatten(_with_added_fields(files.read_json(path))), files.flatten(current)
+        changed = [
+            f"{key}: {saved.get(key, _ABSENT)!r} -> {now.get(key, _ABSENT)!r}"
+            for key in sorted(set(saved) | set(now))
+            if saved.get(key, _ABSENT) != now.get(key, _ABSENT)
+            and not any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS)
+        ]
+        if changed:
+            raise TrainingError(
+                f"{workdir} holds a run with another config ({path}); it differs in {'; '.join(changed)}. "
+                "Use a new workdir, or the recorded values."
+            )
+    return current
+
+
+def resumed_step(workdir: str) -> int | None:
+    """The step of the latest checkpoint a run in `workdir` would resume from (None: a first start)."""
+    directory = os.path.join(workdir, "checkpoints", "latest")
+    if not os.path.isdir(directory):
+        return None
+    manager = checkpointing.CheckpointManager(directory)
+    step = manager.latest_step()
+    manager.close()
+    return step
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a training workdir was run with."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
+    with open(path) as f:
+        return ml_collections.ConfigDict(_with_added_fields(json.load(f)))
+
+
+def checkpoint_step(workdir: str, which: str = "best") -> int:
+    """The step of a run's best (or latest) checkpoint."""
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    step = manager.latest_step()
+    manager.close()
+    if step is None:
+        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
+    return step
+
+
+def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
+    """The trained model of a run (`which`: "best" by eval loss, or "latest"), in eval mode.
+
+    A `Model` (encoder and emulator), or for a supervised run a
+    `SupervisedModel` (encoder and prediction head); both have `.encoder`.
+    """
+    config = read_config(workdir)
+    document = zoo.read_metadata(run_zoo_path(workdir))
+    family = tasks.make(document["family"], document.get("family_settings") or {})
+    metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
+    all_targets = context.downstream_targets(metadata, family)
+    target, oracle = context.supervised_target(config, all_targets), context.oracle_target(config, all_targets)
+    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]), target, oracle)
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
+    template = initial_state(model, make_optimizer(config))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
+    state = manager.restore(step, abstract)
+    manager.close()
+    nnx.update(model, state["params"], state["other"])
+    model.eval()
+    return model
+
+
+def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
+    """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
+    model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
+    the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
+    graphdef, state = nnx.split(model.encoder)
+    encode = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
+    inputs = context.encoder_inputs(model, the_zoo)
+    chunks = []
+    for start in range(0, len(the_zoo), batch_size):
+        params = jax.tree.map(lambda x, start=start: x[start : start + batch_size], inputs)
+        chunks.append(np.asarray(encode(state, params)))
+    return np.concatenate(chunks)
