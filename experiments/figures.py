@@ -24,15 +24,8 @@ import matplotlib.pyplot as plt
 
 from experiments import context, evaluate
 from experiments import runs as workdirs  # `runs` names the {encoder: workdir} maps here
-from weightspace import zoo
-from weightspace.tasks import sequential_mnist
+from weightspace import encoders, zoo
 
-# What colours the PCA panels: (label of the family's split score, metadata column of performance, its label).
-COLOURS = {
-    "formal_languages": ("task entropy", "correct", "fraction correct"),
-    "sequential_mnist": ("angle (degrees)", "accuracy", "eval accuracy"),
-}
-TOKENS = ("a", "b", "c", "d", "BOS", "EOS")
 NUM_SHOWN = 3
 
 
@@ -52,7 +45,7 @@ def _pca(embeddings: np.ndarray) -> np.ndarray:
 def pca_figure(name: str, runs: dict[str, str], the_zoo, family, split, path: str) -> str:
     held = np.concatenate([split["eval"], split["ood"]])
     is_ood = np.isin(held, split["ood"])
-    score_label, performance_column, performance_label = COLOURS[name]
+    score_label, performance_column, performance_label = family.pca_colours
     score = family.split_score({f: np.asarray(the_zoo.metadata[f]) for f in family.split_fields})
     colours = ((score, score_label), (np.asarray(the_zoo.metadata[performance_column]), performance_label))
     fig, axes = plt.subplots(2, len(runs), figsize=(3.2 * len(runs), 6.2), squeeze=False)
@@ -80,7 +73,7 @@ def pca_figure(name: str, runs: dict[str, str], the_zoo, family, split, path: st
 
 
 def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, path: str) -> str | None:
-    probing = [e for e in ("noninteractive", "interactive") if e in runs]
+    probing = [e for e in runs if encoders.GROUPS.get(e) == "functionalist"]  # the probing encoders
     if not probing:
         return None
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
@@ -93,17 +86,14 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
         diversity = float(model.encoder.probe_diversity(params))
         for column, snapshot in enumerate(snapshots):
             ax = axes[row, column]
-            if name == "formal_languages":
-                ax.imshow(inputs[:, column].T, aspect="auto", cmap="magma", vmin=0, vmax=1)
-                ax.set_yticks(range(len(TOKENS)), TOKENS)
+            image, row_labels = family.probe_image(inputs[:, column])
+            ax.imshow(
+                image, aspect="auto" if row_labels else "equal", cmap="magma" if row_labels else "gray", vmin=0, vmax=1
+            )
+            if row_labels:
+                ax.set_yticks(range(len(row_labels)), row_labels)
                 ax.set_xlabel("probing step")
-            else:  # tiles side by side, 10 steps per row
-                tiles = inputs[:, column].reshape(-1, sequential_mnist.TILE, sequential_mnist.TILE)
-                rows = -(-len(tiles) // 10)
-                grid = np.zeros((rows * 10, sequential_mnist.TILE, sequential_mnist.TILE))
-                grid[: len(tiles)] = tiles
-                image = grid.reshape(rows, 10, 4, 4).transpose(0, 2, 1, 3).reshape(rows * 4, 40)
-                ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+            else:
                 ax.set_xticks([])
                 ax.set_yticks([])
             task = {f: np.round(the_zoo.metadata[f][snapshot], 1).tolist() for f in family.split_fields}
@@ -122,7 +112,7 @@ def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: 
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
     emulated = jax.nn.softmax(model(params, data["inputs"])[0], axis=-1)
     original = jax.nn.softmax(data["targets"], axis=-1)
-    labels = TOKENS if name == "formal_languages" else [str(d) for d in range(sequential_mnist.NUM_CLASSES)]
+    labels = family.output_labels
     fig, axes = plt.subplots(2, len(snapshots), figsize=(4.2 * len(snapshots), 4.6), squeeze=False)
     for column, snapshot in enumerate(snapshots):
         for row, (probabilities, title) in enumerate(((original, "original LSTM"), (emulated, "emulator | E(θ)"))):

@@ -1,6 +1,6 @@
 """The paper's results tables and figures, from (re)runs of every encoder.
 
-  python -m experiments.tables --preset=quick --dataset=formal_languages --seeds=1 --outdir=/tmp/tables
+  python -m experiments.tables --preset=quick --dataset=all --seeds=1 --outdir=/tmp/tables
 
 Runs all six encoders x datasets x seeds (each run is `experiments.main`:
 training, then downstream evaluation) in `<outdir>/runs/<dataset>/<encoder>/seed<k>`,
@@ -39,50 +39,21 @@ from absl import app, flags, logging
 
 from experiments import evaluate, figures, references, train
 from experiments.configs import common as config_common
-from weightspace import cli, files
+from weightspace import cli, encoders, files, tasks
 
-DATASETS = ("formal_languages", "sequential_mnist")
-MECHANISTIC = ("layerwise_statistics", "flat", "parameter_transformer", "dwsnet")
-FUNCTIONALIST = ("noninteractive", "interactive")
-ENCODERS = MECHANISTIC + FUNCTIONALIST
+DATASETS = tuple(tasks.FAMILIES)
+# Encoders in registry order (mechanistic first), and their groups (each module declares its own).
+ENCODERS, GROUPS = encoders.NAMES, encoders.GROUPS
 SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
 PREDICTORS = ("mlp", "linear")
-# Table columns per dataset: (metric in evaluation.json, header). Lower is better for errors and losses.
-COLUMNS = {
-    "formal_languages": (
-        ("task_accuracy", "task acc ↑"),
-        ("task_d1_accuracy", "d1 acc ↑"),
-        ("task_d2_accuracy", "d2 acc ↑"),
-        ("task_d3_accuracy", "d3 acc ↑"),
-        ("performance_r2", "performance R² ↑"),
-        ("performance_mae", "performance MAE ↓"),
-        ("step_accuracy", "step acc ↑"),
-        ("log_step_r2", "log step R² ↑"),
-        ("cloning", "cloning Δ ↓"),
-        ("good_clones", "good clones ↑"),
-        ("loss", "emulation loss ↓"),
-        ("boundary_loss", "boundary loss ↓"),
-    ),
-    "sequential_mnist": (
-        ("angle_error_degrees", "angle error ° ↓"),
-        ("accuracy_r2", "accuracy R² ↑"),
-        ("accuracy_mae", "accuracy MAE ↓"),
-        ("generalisation_gap_r2", "gen. gap R² ↑"),
-        ("step_accuracy", "step acc ↑"),
-        ("log_step_r2", "log step R² ↑"),
-        ("weight_decay_accuracy", "weight decay acc ↑"),
-        ("cloning", "cloning Δ ↓"),
-        ("loss", "emulation loss ↓"),
-    ),
-}
+# Each family declares its columns (`TaskFamily.table_columns`) and its oracle target. Lower is better for:
 LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
 # Row kinds whose records come from one run each (the others: supervised rows, one run per target).
 UNSUPERVISED = ("emulation", "reference", "oracle")
 # Rows that are bounds or references, not competitors: never a column's best.
 NOT_COMPETING = ("reference", "oracle")
-# The oracle row's target per dataset (its exact task), and the config whose emulator and training it uses
-# (they are the same in every encoder's config; the encoder itself is replaced).
-ORACLE_TARGETS = {"formal_languages": "task", "sequential_mnist": "angle"}
+# The config whose emulator and training the oracle row uses (the same in every encoder's config; the encoder
+# itself is replaced by the oracle of the family's `oracle_target`).
 ORACLE_HOST = "layerwise_statistics"
 
 
@@ -102,7 +73,7 @@ def run_config(encoder: str, preset: str, dataset: str, seed: int, supervised_ta
 def oracle_run(outdir: str, preset: str, dataset: str, seed: int) -> tuple:
     """The task oracle's (config, workdir) for one dataset and seed."""
     config = run_config(ORACLE_HOST, preset, dataset, seed)
-    config.oracle.target = ORACLE_TARGETS[dataset]
+    config.oracle.target = tasks.FAMILIES[dataset].oracle_target
     return config, os.path.join(outdir, "runs", dataset, "oracle", config.oracle.target, f"seed{seed}")
 
 
@@ -162,7 +133,7 @@ def _format(values: list[float]) -> str:
 
 
 def _title(dataset: str, split: str, predictor: str) -> str:
-    """E.g. "formal_languages, OOD split, trained snapshots, mlp probe"."""
+    """E.g. "<dataset>, OOD split, trained snapshots, mlp probe"."""
     held_out, trained = split.removesuffix("_trained"), split.endswith("_trained")
     name = "OOD" if held_out == "ood" else held_out
     return f"{dataset}, {name} split{', trained snapshots' if trained else ''}, {predictor} probe"
@@ -179,12 +150,12 @@ def build_tables(
     kinds = ("emulation", "supervised") if supervised else ("emulation",)
     lines, cells = [], {}
     for dataset in datasets:
-        columns = COLUMNS[dataset]
+        columns = tasks.FAMILIES[dataset].table_columns
         for split in SPLITS:
             for predictor in PREDICTORS:
                 rows = [(kind, e) for kind in kinds for e in encoders]
                 rows += [("reference", row) for row in references.ROWS] if with_references else []
-                rows += [("oracle", ORACLE_TARGETS[dataset])] if oracle else []
+                rows += [("oracle", tasks.FAMILIES[dataset].oracle_target)] if oracle else []
                 table = {
                     (kind, e, metric): cell_values(records, dataset, e, kind, split, predictor, metric)
                     for kind, e in rows
@@ -203,7 +174,7 @@ def build_tables(
                 lines.append("| group | encoder | " + " | ".join(h for _, h in columns) + " |")
                 lines.append("|---|---|" + "---|" * len(columns))
                 for kind, e in rows:
-                    group = "mechanistic" if e in MECHANISTIC else "functionalist"
+                    group = GROUPS.get(e, "")
                     group = {"emulation": group, "supervised": f"supervised, {group}"}.get(kind, kind)
                     formatted, competing = [], kind not in NOT_COMPETING
                     for metric, _ in columns:
@@ -333,7 +304,7 @@ if __name__ == "__main__":
         "Config argument of every run: a preset (paper, medium, quick, smoke), then optionally comma-separated "
         "variants (experiments/configs/common.py VARIANTS), e.g. quick,condition_every,probe_prior.",
     )
-    flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to evaluate on.")
+    flags.DEFINE_enum("dataset", DATASETS[0], [*DATASETS, "all"], "Zoo(s) to evaluate on.")
     flags.DEFINE_integer("seeds", 3, "Seeds per encoder (config.seed = 0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")

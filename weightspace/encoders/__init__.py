@@ -44,6 +44,11 @@ _ENCODERS: dict[str, tuple[type[Encoder], Callable[[], ml_collections.ConfigDict
 }
 # Registry names, mechanistic encoders first.
 NAMES = tuple(_ENCODERS)
+# Each encoder's group: "mechanistic" (reads the weights) or "functionalist" (reads the LSTM's behaviour).
+GROUPS = {
+    module.NAME: module.GROUP
+    for module in (layerwise_statistics, flat, parameter_transformer, dwsnet, noninteractive, interactive)
+}
 # Config fields that are not constructor arguments.
 _NOT_MODULE_FIELDS = ("name", "augment")
 
@@ -81,4 +86,4 @@ def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, 
     return cls(spec, **kwargs, **data, rngs=nnx.Rngs(seed))
 
 
-__all__ = ["NAMES", "Encoder", "build", "default_config"]
+__all__ = ["GROUPS", "NAMES", "Encoder", "build", "default_config"]

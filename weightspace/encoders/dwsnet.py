@@ -52,6 +52,7 @@ from weightspace.encoders import base
 from weightspace.types import Params
 
 NAME = "dwsnet"
+GROUP = "mechanistic"  # reads the weights themselves
 # The LSTM's gate blocks become the input channels.
 GATES = 4
 INPUT = "input"

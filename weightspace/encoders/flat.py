@@ -16,6 +16,7 @@ from weightspace.encoders import base
 from weightspace.types import Params
 
 NAME = "flat"
+GROUP = "mechanistic"  # reads the weights themselves
 
 
 def default_config() -> ml_collections.ConfigDict:

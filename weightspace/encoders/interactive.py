@@ -17,6 +17,7 @@ from weightspace.encoders import probing
 from weightspace.types import Params
 
 NAME = "interactive"
+GROUP = "functionalist"  # reads what the LSTM does on probing inputs
 
 # One probing step of a batch of LSTMs, each on its `num_parallel` sequences:
 # params [batch, ...], inputs [batch, parallel, in], state of [batch, parallel, layers, H].

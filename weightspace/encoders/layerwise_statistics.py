@@ -19,6 +19,7 @@ from weightspace.encoders import base
 from weightspace.types import Params
 
 NAME = "layerwise_statistics"
+GROUP = "mechanistic"  # reads the weights themselves
 
 
 def default_config() -> ml_collections.ConfigDict:

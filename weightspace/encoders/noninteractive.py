@@ -17,6 +17,7 @@ from weightspace.encoders import probing
 from weightspace.types import Params
 
 NAME = "noninteractive"
+GROUP = "functionalist"  # reads what the LSTM does on probing inputs
 
 
 def default_config() -> ml_collections.ConfigDict:

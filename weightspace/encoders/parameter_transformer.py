@@ -29,6 +29,7 @@ from weightspace.encoders import base
 from weightspace.types import Params
 
 NAME = "parameter_transformer"
+GROUP = "mechanistic"  # reads the weights themselves
 # PyTorch's LayerNorm epsilon.
 _LAYER_NORM_EPSILON = 1e-5
 

@@ -62,8 +62,21 @@ which need no learned encoder:
   hand-written set of probing inputs, as features for the same downstream
   probes that read the encoders' embeddings.
 
-Everything but `sample_tasks`, `data`, `split_score`, `downstream_targets` and `trained_snapshots` must be
-jittable and is written for one run. Every task field becomes a per-snapshot metadata column of the zoo.
+For the results tables and figures (`experiments/tables.py`, `figures.py`),
+which name no family, a family also says
+
+* `table_columns`: the evaluation metrics shown as table columns,
+  (metric in evaluation.json, header), errors and losses marked ↓;
+* `oracle_target`: the downstream target the task oracle embeds (its exact task);
+* `pca_colours`: (label of `split_score`, metadata column of performance,
+  its label), the two colourings of the embedding PCA;
+* `output_labels`: a name per LSTM output (tokens, digits);
+* `probe_image(inputs)`: a probing input sequence [probe_length, input_size]
+  as an image, with a label per image row (None for none).
+
+Everything but `sample_tasks`, `data`, `split_score`, `downstream_targets`, `trained_snapshots` and
+`probe_image` must be jittable and is written for one run. Every task field becomes a per-snapshot
+metadata column of the zoo.
 """
 
 from typing import Any, Protocol
@@ -181,4 +194,13 @@ class TaskFamily(Protocol):
 
     def fixed_probe_features(self, model: SequenceModel, data: PyTree) -> jax.Array:
         """The model's outputs on the family's fixed probing inputs, as features [F]."""
+        ...
+
+    table_columns: tuple[tuple[str, str], ...]
+    oracle_target: str
+    pca_colours: tuple[str, str, str]
+    output_labels: tuple[str, ...]
+
+    def probe_image(self, inputs: np.ndarray) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """A probing input sequence [probe_length, input_size] as an image [rows, columns] and its row labels."""
         ...

@@ -24,6 +24,7 @@ NUM_LETTERS = 4
 BOS = 4
 EOS = 5
 VOCAB_SIZE = 6
+TOKEN_NAMES = ("a", "b", "c", "d", "BOS", "EOS")
 DIFFERENCES = tuple(range(-3, 3))
 # All 216 tasks, [216, 4], in lexicographic order of (d1, d2, d3).
 ALL_TASKS = np.array([(0, *d) for d in itertools.product(DIFFERENCES, repeat=3)], np.int32)
@@ -204,6 +205,28 @@ class FormalLanguages:
     # Probing encoders: probing steps, and how a probing input is made (a distribution over tokens).
     probe_length = 22
     probe_activation = "softmax"
+    # Results tables and figures.
+    table_columns = (
+        ("task_accuracy", "task acc ↑"),
+        ("task_d1_accuracy", "d1 acc ↑"),
+        ("task_d2_accuracy", "d2 acc ↑"),
+        ("task_d3_accuracy", "d3 acc ↑"),
+        ("performance_r2", "performance R² ↑"),
+        ("performance_mae", "performance MAE ↓"),
+        ("step_accuracy", "step acc ↑"),
+        ("log_step_r2", "log step R² ↑"),
+        ("cloning", "cloning Δ ↓"),
+        ("good_clones", "good clones ↑"),
+        ("loss", "emulation loss ↓"),
+        ("boundary_loss", "boundary loss ↓"),
+    )
+    oracle_target = "task"
+    pca_colours = ("task entropy", "correct", "fraction correct")
+    output_labels = TOKEN_NAMES
+
+    def probe_image(self, inputs: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Token probabilities [tokens, probing steps], a row per token."""
+        return np.asarray(inputs).T, TOKEN_NAMES
 
     def __post_init__(self):
         if self.num_stored_sequences > self.num_scored_sequences:

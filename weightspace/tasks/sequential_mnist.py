@@ -126,6 +126,29 @@ class SequentialMnist:
     # Probing encoders: probing steps, and how a probing input is made (tile values in (0, 1)).
     probe_length = 50
     probe_activation = "sigmoid"
+    # Results tables and figures.
+    table_columns = (
+        ("angle_error_degrees", "angle error ° ↓"),
+        ("accuracy_r2", "accuracy R² ↑"),
+        ("accuracy_mae", "accuracy MAE ↓"),
+        ("generalisation_gap_r2", "gen. gap R² ↑"),
+        ("step_accuracy", "step acc ↑"),
+        ("log_step_r2", "log step R² ↑"),
+        ("weight_decay_accuracy", "weight decay acc ↑"),
+        ("cloning", "cloning Δ ↓"),
+        ("loss", "emulation loss ↓"),
+    )
+    oracle_target = "angle"
+    pca_colours = ("angle (degrees)", "accuracy", "eval accuracy")
+    output_labels = tuple(str(digit) for digit in range(NUM_CLASSES))
+
+    def probe_image(self, inputs: np.ndarray, per_row: int = 10) -> tuple[np.ndarray, None]:
+        """The probing tiles side by side, `per_row` steps per row of tiles."""
+        tiles = np.asarray(inputs).reshape(-1, TILE, TILE)
+        rows = -(-len(tiles) // per_row)
+        grid = np.zeros((rows * per_row, TILE, TILE))
+        grid[: len(tiles)] = tiles
+        return grid.reshape(rows, per_row, TILE, TILE).transpose(0, 2, 1, 3).reshape(rows * TILE, per_row * TILE), None
 
     def __post_init__(self):
         if self.source not in mnist_data.SOURCES:
