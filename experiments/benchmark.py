@@ -181,7 +181,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     import jax
 
     from experiments import train
-    from weightspace import dataset, zoo
+    from weightspace import dataset, sharding, zoo
 
     config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
     config.zoo.path = zoo_path
@@ -190,7 +190,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     arrays = dataset.device_zoo(the_zoo)
     indices = jax.numpy.arange(len(the_zoo))
     # Placed as in training: an uncommitted state would make the second call compile again.
-    replicated = jax.sharding.NamedSharding(trainer.mesh, jax.P())
+    replicated = sharding.replicated(trainer.mesh)
     state, arrays, indices = jax.device_put((trainer.initial_state, arrays, indices), replicated)
     flops = matmul_flops(jax.make_jaxpr(trainer.train_step)(state, arrays, indices).jaxpr)
     start = time.perf_counter()
@@ -236,12 +236,11 @@ def main(argv):
         return
     import jax
 
-    from zoo_builder import build
-    from zoo_builder.configs import formal_languages
+    import zoo_builder
 
     backend = jax.default_backend()
     with tempfile.TemporaryDirectory() as workdir:
-        zoo_path = build.build(formal_languages.get_config("smoke"), workdir)
+        zoo_path = zoo_builder.build_zoo("formal_languages", "smoke", workdir)
         torch_device = "cuda" if backend == "gpu" else "cpu"
         torch_rate = _torch_emulator_rate(flags.FLAGS.seconds, torch_device) if flags.FLAGS.preset == "paper" else None
         if torch_rate:

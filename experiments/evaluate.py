@@ -24,6 +24,7 @@ it has every subset (older ones, without the trained subsets, are redone).
 `python -m experiments.main` runs this when training ends.
 """
 
+import functools
 import os
 import sys
 
@@ -79,12 +80,7 @@ def probe_scores(
 
 def head_scores(model, target, the_zoo: zoo.Zoo, subsets, batch_size: int = 256) -> dict[str, dict[str, float]]:
     """A supervised run's own head on its target: {subset: {"<target>_<metric>": value}}."""
-    graphdef, state = nnx.split(model)
-    predict = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
-    outputs = np.concatenate([
-        np.asarray(predict(state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], the_zoo.params)))
-        for i in range(0, len(the_zoo), batch_size)
-    ])  # fmt: skip
+    outputs = runs.apply_in_batches(model, the_zoo.params, batch_size)
     return subset_scores(target, target.decode(outputs), subsets)
 
 
@@ -98,24 +94,26 @@ def clone_scores(
     """
     data = jax.device_put(family.data()[0])
     graphdef, state = nnx.split(model.emulator)
-
-    @jax.jit
-    def score(state, data, params, embeddings, task, keys):
-        emulator_module = nnx.merge(graphdef, state)
-
-        def one(args):
-            params, embedding, task, key = args
-            original = family.performance(key, lstm.Bound(params), task, data)
-            clone = family.performance(key, emulator_module.conditioned(embedding), task, data)
-            return original, clone
-
-        return jax.lax.map(one, (params, embeddings, task, keys))  # one snapshot at a time bounds memory
-
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
     task = {f: np.asarray(the_zoo.metadata[f])[snapshots] for f in family.split_fields}
     keys = jax.random.split(jax.random.key(seed), len(snapshots))
-    original, clone = score(state, data, params, jnp.asarray(embeddings[snapshots]), task, keys)
+    original, clone = _clone_scores(
+        family, graphdef, state, data, params, jnp.asarray(embeddings[snapshots]), task, keys
+    )
     return np.asarray(original), np.asarray(clone)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _clone_scores(family, graphdef, state, data, params, embeddings, task, keys) -> tuple[jax.Array, jax.Array]:
+    emulator_module = nnx.merge(graphdef, state)
+
+    def one(args):
+        params, embedding, task, key = args
+        original = family.performance(key, lstm.Bound(params), task, data)
+        clone = family.performance(key, emulator_module.conditioned(embedding), task, data)
+        return original, clone
+
+    return jax.lax.map(one, (params, embeddings, task, keys))  # one snapshot at a time bounds memory
 
 
 def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[str, dict[str, float]]:

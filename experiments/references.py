@@ -42,8 +42,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import context, evaluate, runs
-from experiments.configs import common
-from weightspace import cli, files, lstm, tasks, zoo
+from weightspace import cli, files, lstm, presets, tasks, zoo
 from weightspace.types import PyTree
 
 DATASETS = tuple(tasks.FAMILIES)
@@ -215,7 +214,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_enum("preset", "quick", list(common.PRESETS), "Config preset (which zoo).")
+    flags.DEFINE_enum("preset", "quick", list(presets.PRESETS), "Config preset (which zoo).")
     flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to read.")
     flags.DEFINE_integer("seeds", 1, "Probe seeds (0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_string("outdir", None, "Where runs/<dataset>/reference/seed<k> go.", required=True)

@@ -14,6 +14,7 @@ For notebooks: `load_model(workdir)` rebuilds the trained encoder and
 emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from flax import nnx
 from experiments import context
 from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
 from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
+from weightspace.types import PyTree
 
 # The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
 RUN_ZOO = "zoo.json"
@@ -129,18 +131,15 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
         return path
     if config.zoo.path:
         raise FileNotFoundError(f"No complete zoo at zoo.path={path!r}.")
-    import importlib
+    import zoo_builder
 
-    from zoo_builder import build
-
-    zoo_config = importlib.import_module(f"zoo_builder.configs.{config.zoo.dataset}").get_config(config.zoo.preset)
     logging.info(
         "No %s zoo at %s yet: building it with the zoo builder's %r preset.",
         config.zoo.dataset,
         path,
         config.zoo.preset,
     )
-    return build.build(zoo_config, os.path.dirname(path))
+    return zoo_builder.build_zoo(config.zoo.dataset, config.zoo.preset, os.path.dirname(path))
 
 
 def append_metrics(workdir: str, record: dict) -> None:
@@ -198,7 +197,6 @@ def _with_added_fields(saved: dict) -> dict:
 # Config keys (and sub-configs) that a resumed run may change: logging and checkpoint cadence, the
 # length of the run, and the downstream evaluation that follows it.
 _RESUMABLE_KEYS = ("train.log_every_steps", "train.checkpoint_every_steps", "train.num_steps", "evaluate")
-_ABSENT = "(absent)"
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -206,13 +204,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
-        saved, now = files.flatten(_with_added_fields(files.read_json(path))), files.flatten(current)
-        changed = [
-            f"{key}: {saved.get(key, _ABSENT)!r} -> {now.get(key, _ABSENT)!r}"
-            for key in sorted(set(saved) | set(now))
-            if saved.get(key, _ABSENT) != now.get(key, _ABSENT)
-            and not any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS)
-        ]
+        changed = files.config_changes(_with_added_fields(files.read_json(path)), current, _RESUMABLE_KEYS)
         if changed:
             raise TrainingError(
                 f"{workdir} holds a run with another config ({path}); it differs in {'; '.join(changed)}. "
@@ -269,8 +261,7 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     if step is None:
         raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
     template = initial_state(model, make_optimizer(config))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
-    state = manager.restore(step, abstract)
+    state = manager.restore(step, checkpointing.abstract_of(template))
     manager.close()
     nnx.update(model, state["params"], state["other"])
     model.eval()
@@ -281,11 +272,19 @@ def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | st
     """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
     model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
-    graphdef, state = nnx.split(model.encoder)
-    encode = jax.jit(lambda state, params: nnx.merge(graphdef, state)(params))
-    inputs = context.encoder_inputs(model, the_zoo)
-    chunks = []
-    for start in range(0, len(the_zoo), batch_size):
-        params = jax.tree.map(lambda x, start=start: x[start : start + batch_size], inputs)
-        chunks.append(np.asarray(encode(state, params)))
-    return np.concatenate(chunks)
+    return apply_in_batches(model.encoder, context.encoder_inputs(model, the_zoo), batch_size)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: PyTree) -> jax.Array:
+    return nnx.merge(graphdef, state)(inputs)
+
+
+def apply_in_batches(module: nnx.Module, inputs: PyTree, batch_size: int = 256) -> np.ndarray:
+    """`module(inputs)` [N, ...] for inputs with a leading axis [N, ...], `batch_size` at a time (one compile)."""
+    graphdef, state = nnx.split(module)
+    num = len(jax.tree.leaves(inputs)[0])
+    return np.concatenate([
+        np.asarray(_apply(graphdef, state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], inputs)))
+        for i in range(0, num, batch_size)
+    ])  # fmt: skip

@@ -20,7 +20,7 @@ from flax import nnx
 
 from experiments import context, runs
 from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
-from weightspace import checkpointing, dataset, files, losses, zoo
+from weightspace import checkpointing, dataset, files, losses, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -56,17 +56,17 @@ class Trainer:
         self.initial_state = initial_state(model, self.optimizer)
         self.key = jax.random.key(config.seed)
         devices = jax.devices() if config.train.data_parallel else jax.devices()[:1]
-        self.mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+        self.mesh = sharding.mesh("data", devices)
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
         self.eval_step = jax.jit(self._eval_step)
 
     def _shard_batch(self, batch: PyTree) -> PyTree:
-        sharding = jax.sharding.NamedSharding(self.mesh, jax.P("data"))
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+        split = sharding.split(self.mesh)
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, split), batch)
 
     def replicate(self, tree: PyTree) -> PyTree:
         """`tree` placed on every device of the run's mesh (state and data that all steps read whole)."""
-        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.P()))
+        return jax.device_put(tree, sharding.replicated(self.mesh))
 
     def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
         """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...]).
@@ -244,8 +244,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
     state = trainer.replicate(trainer.initial_state)
     if latest.latest_step() is not None:
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-        state = latest.restore(latest.latest_step(), abstract)
+        state = latest.restore(latest.latest_step(), checkpointing.abstract_of(state))
         logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
     step = int(state["step"])
     runs.drop_metrics_after(workdir, step)

@@ -18,6 +18,15 @@ class CorruptFileError(ValueError):
     """A stored file or checkpoint is missing, truncated or unreadable."""
 
 
+def abstract_of(tree: PyTree, sharding: jax.sharding.Sharding | None = None) -> PyTree:
+    """`tree` as `jax.ShapeDtypeStruct`s to restore onto: on `sharding`, or where each leaf now lives."""
+
+    def struct(x):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if sharding is None else sharding)
+
+    return jax.tree.map(struct, tree)
+
+
 def save_pytree(path: str | os.PathLike, tree: PyTree) -> None:
     """Saves `tree` at `path` (which must not exist yet) and waits until it is written."""
     checkpointer = ocp.StandardCheckpointer()
@@ -46,8 +55,7 @@ def restore_pytree(path: str | os.PathLike, abstract: PyTree | None = None) -> P
                 raise CorruptFileError(f"Cannot read the checkpoint at {path}: its metadata is missing or unreadable.")
             metadata = metadata.tree
             device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-            abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
-            return jax.tree.map(np.asarray, checkpointer.restore(path, abstract))
+            return jax.tree.map(np.asarray, checkpointer.restore(path, abstract_of(metadata, device)))
         return checkpointer.restore(path, abstract)
     except CorruptFileError:
         raise

@@ -109,6 +109,23 @@ def flatten(document: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+_ABSENT = "(absent)"
+
+
+def config_changes(saved: dict, current: dict, may_change: tuple[str, ...] = ()) -> list[str]:
+    """How a recorded config (as JSON) differs from the current one: ["key: old -> new", ...], sorted.
+
+    Keys in `may_change`, and everything under them (a key names a sub-config), are not compared.
+    """
+    saved, current = flatten(saved), flatten(current)
+    return [
+        f"{key}: {saved.get(key, _ABSENT)!r} -> {current.get(key, _ABSENT)!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key, _ABSENT) != current.get(key, _ABSENT)
+        and not any(key == k or key.startswith(k + ".") for k in may_change)
+    ]
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str | os.PathLike, holder: str, error: type[Exception] = WorkdirBusyError) -> Iterator[None]:
     """Holds an exclusive lock on `workdir` (its `.lock` file) while the block runs.

@@ -99,21 +99,21 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
     import jax.numpy as jnp
     import numpy as np
 
-    from weightspace import lstm, tasks
+    from weightspace import lstm, sharding, tasks
     from zoo_builder import train
 
     config = importlib.import_module(f"zoo_builder.configs.{zoo_name}").get_config()
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
-    mesh = train.make_mesh(jax.devices()[:devices])
+    mesh = sharding.mesh("models", jax.devices()[:devices])
     devices = mesh.size  # an accelerator host may have fewer devices than asked for
     init, train_fn, _ = train.compile_fns(family, train.learning_rate_schedule(config.train.lr_points), mesh)
     runs = devices * runs_per_device
-    sharding = jax.sharding.NamedSharding(mesh, jax.P("models"))
-    ids = jax.device_put(np.arange(runs, dtype=np.uint32), sharding)
-    keys = jax.jit(lambda i: train.run_keys(0, i), out_shardings=sharding)(ids)
-    task = {k: jax.device_put(v, sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
-    data = jax.device_put(family.data()[0], jax.sharding.NamedSharding(mesh, jax.P()))
+    runs_sharding = sharding.split(mesh)
+    ids = jax.device_put(np.arange(runs, dtype=np.uint32), runs_sharding)
+    keys = jax.jit(lambda i: train.run_keys(0, i), out_shardings=runs_sharding)(ids)
+    task = {k: jax.device_put(v, runs_sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
+    data = jax.device_put(family.data()[0], sharding.replicated(mesh))
     state = init(spec, keys, task)
     steps = jnp.arange(steps_per_call)
     model_steps = runs * steps_per_call

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from weightspace import checkpointing, files, lstm, tasks, zoo
+from weightspace import checkpointing, files, lstm, sharding, tasks, zoo
 from zoo_builder import train
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
@@ -58,16 +58,11 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     else:
         _write_json(path, current)
         return
-    saved, current = files.flatten(saved), files.flatten(current)
-    changed = sorted(
-        key
-        for key in set(saved) | set(current)
-        if saved.get(key) != current.get(key) and not any(key == k or key.startswith(k + ".") for k in _EXECUTION_KEYS)
-    )
+    changed = files.config_changes(saved, current, _EXECUTION_KEYS)
     if changed:
         raise BuildError(
-            f"{workdir} holds a build with another config (differs in {changed}); "
-            f"use a new workdir or the config recorded in {path}."
+            f"{workdir} holds a build with another config; it differs in {'; '.join(changed)}. "
+            f"Use a new workdir, or the config recorded in {path}."
         )
 
 
@@ -207,14 +202,14 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     every = int(config.train.checkpoint_every_steps)
     boundaries = sorted(set(snapshot_steps) | set(range(every, last_step, every)))
 
-    mesh = train.make_mesh()
+    mesh = sharding.mesh("models")
     size = group_size(config, workdir, mesh.size)
     groups = [np.arange(first, first + size) for first in range(0, config.num_runs, size)]
-    runs_sharding = jax.sharding.NamedSharding(mesh, jax.P("models"))
+    runs_sharding = sharding.split(mesh)
     schedule = train.learning_rate_schedule(config.train.lr_points)
     init_fn, train_fn, snapshot_fn = train.compile_fns(family, schedule, mesh)
     keys_fn = jax.jit(lambda ids: train.run_keys(config.seed, ids), out_shardings=runs_sharding)
-    replicated = jax.sharding.NamedSharding(mesh, jax.P())
+    replicated = sharding.replicated(mesh)
     finite_fn = jax.jit(
         lambda params: jnp.all(jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(1) for x in params.values()]), 0),
         out_shardings=replicated,
@@ -241,10 +236,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         if step is None:
             step, state = 0, init_fn(spec, keys, task)
         else:
-            abstract = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs_sharding),
-                jax.eval_shape(init_fn, spec, keys, task),
-            )
+            abstract = checkpointing.abstract_of(jax.eval_shape(init_fn, spec, keys, task), runs_sharding)
             state = manager.restore(step, abstract)
             logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
         progress.done += size * step

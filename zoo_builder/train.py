@@ -97,12 +97,6 @@ def snapshot(family: TaskFamily, params: Params, keys: jax.Array, tasks: Task, d
     return jax.vmap(one)(params, keys, tasks)
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 1-d mesh over all (or the given) devices, axis 'models'."""
-    devices = list(devices) if devices is not None else jax.devices()
-    return jax.sharding.Mesh(np.array(devices), ("models",))
-
-
 def compile_fns(family: TaskFamily, schedule, mesh: jax.sharding.Mesh):
     """Jitted init / train / snapshot functions with the run axis sharded over `mesh`.
 

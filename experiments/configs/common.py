@@ -20,9 +20,7 @@ MNIST zoo (64 runs) is used the same way.
 import ml_collections
 
 from weightspace import emulator, encoders
-from zoo_builder.configs import common as zoo_common
-
-PRESETS = zoo_common.PRESETS
+from weightspace.presets import PRESETS, parse_preset
 
 
 def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_collections.ConfigDict:
@@ -162,4 +160,4 @@ def parse_arg(arg: str | None) -> tuple[str, tuple[str, ...]]:
         raise ValueError(
             f"Config argument {arg!r}: at most one preset of {PRESETS}, then variants of {sorted(VARIANTS)}."
         )
-    return zoo_common.parse_preset(presets[0] if presets else None), variants
+    return parse_preset(presets[0] if presets else None), variants

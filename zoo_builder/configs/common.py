@@ -1,23 +1,14 @@
 """Settings shared by every zoo: training schedule, snapshots, device layout.
 
-A zoo config file calls `base_config(preset)` and fills in `config.task`.
-Presets: "paper" (the default), "medium" (an hour or two of CPU: enough LSTMs per task,
-trained long enough, for the paper's comparison to show), "quick" (a few CPU minutes), "smoke" (seconds).
+A zoo config file parses its preset (`weightspace.presets`: paper, medium, quick, smoke),
+calls `base_config(preset)` and fills in `config.task`.
 """
 
 import dataclasses
 
 import ml_collections
 
-PRESETS = ("paper", "medium", "quick", "smoke")
 PAPER_SNAPSHOT_STEPS = (0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
-
-
-def parse_preset(arg: str | None) -> str:
-    preset = arg or "paper"
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {PRESETS}.")
-    return preset
 
 
 def family_settings(family_class: type, **overrides) -> ml_collections.ConfigDict:

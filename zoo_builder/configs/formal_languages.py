@@ -14,12 +14,13 @@ Smoke preset (4 runs, 20 steps, small batches; seconds, for tests):
 
 import ml_collections
 
+from weightspace import presets
 from weightspace.tasks.formal_languages import FormalLanguages
 from zoo_builder.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = common.parse_preset(arg)
+    preset = presets.parse_preset(arg)
     config = common.base_config(preset)
     config.task.name = FormalLanguages.name
     if preset == "paper":

