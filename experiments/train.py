@@ -20,7 +20,7 @@ from flax import nnx
 
 from experiments import context, runs
 from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
-from weightspace import checkpointing, dataset, files, losses, sharding, zoo
+from weightspace import checkpointing, dataset, files, losses, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -253,10 +253,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
         config.encoder.name, the_zoo.family, sizes, num_steps, workdir,
     )  # fmt: skip
-    pending, start, start_step, last = [], time.time(), step, {}
+    pending, last, steps = [], {}, progress.Progress(num_steps, done_before=step)
     while step < num_steps:
         state, metrics = trainer.train_step(state, arrays, train_indices)
         step += 1
+        steps.advance(1)
         pending.append(metrics)
         is_eval = step % config.eval.every_steps == 0 or step == num_steps
         if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
@@ -273,7 +274,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                 "train_loss": float(values["loss"].mean()),
                 "grad_norm": float(values["grad_norm"].mean()),
             }
-            rate = (step - start_step) / (time.time() - start)
+            rate = steps.rate  # before the evaluation below
             if is_eval:
                 last.update(split_losses(trainer, state, arrays, eval_batches))
                 non_finite = [k for k, v in last.items() if not np.isfinite(v)]
@@ -285,7 +286,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             runs.append_metrics(workdir, {**last, "steps_per_s": round(rate, 3), "time": time.time()})
             logging.info(
                 "step %d/%d | %.2f steps/s | ETA %s | %s",
-                step, num_steps, rate, time.strftime("%H:%M:%S", time.gmtime((num_steps - step) / max(rate, 1e-9))),
+                step, num_steps, rate, steps.eta(),
                 " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"),
             )  # fmt: skip
             if step % config.train.checkpoint_every_steps == 0 or step == num_steps:

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from weightspace import checkpointing, files, lstm, sharding, tasks, zoo
+from weightspace import checkpointing, files, lstm, progress, sharding, tasks, zoo
 from zoo_builder import train
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
@@ -108,26 +108,21 @@ def _part_path(workdir: str, group: int, step: int) -> str:
     return os.path.join(workdir, "parts", f"group_{group:05d}", f"step_{step:08d}")
 
 
-class _Progress:
-    """Prints rate, loss and ETA at most every `every` seconds."""
+class _Log:
+    """Logs rate, loss and ETA (`progress.Progress` of model-steps) at most every `every` seconds."""
 
     def __init__(self, total_model_steps: int, every: float):
-        self.total, self.every = total_model_steps, every
-        self.start = self.last = time.time()
-        self.done = 0
+        self.progress, self.every, self.last = progress.Progress(total_model_steps), every, time.time()
 
     def update(self, model_steps: int, group: int, num_groups: int, step: int, last_step: int, losses) -> None:
-        self.done += model_steps
-        now = time.time()
-        if now - self.last < self.every and step != last_step:
+        self.progress.advance(model_steps)
+        if time.time() - self.last < self.every and step != last_step:
             return
-        self.last = now
+        self.last = time.time()
         losses = np.asarray(jax.device_get(jnp.stack([jnp.mean(losses[-1]), jnp.sum(~jnp.isfinite(losses[-1]))])))
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / max(rate, 1e-9)
         logging.info(
             "group %d/%d step %d/%d | %.0f model-steps/s | mean loss %.4f | ETA %s",
-            group + 1, num_groups, step, last_step, rate, losses[0], time.strftime("%H:%M:%S", time.gmtime(eta)),
+            group + 1, num_groups, step, last_step, self.progress.rate, losses[0], self.progress.eta(),
         )  # fmt: skip
         if losses[1]:
             logging.warning("%d runs of group %d have a non-finite loss at step %d.", losses[1], group, step)
@@ -219,13 +214,13 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         family.name, config.num_runs, spec, spec.num_params, len(groups), size, mesh.size, jax.default_backend(),
         workdir,
     )  # fmt: skip
-    progress = _Progress(len(groups) * size * last_step, config.log_every_seconds)
+    log = _Log(len(groups) * size * last_step, config.log_every_seconds)
     host_data, data_info = family.data()
     data = jax.tree.map(lambda x: _global(np.asarray(x), replicated), host_data)
 
     for g, run_ids in enumerate(groups):
         if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
-            progress.done += size * last_step
+            log.progress.skip(size * last_step)
             continue
         ids = _global(run_ids.astype(np.uint32), runs_sharding)
         task = {k: _global(v, runs_sharding) for k, v in family.sample_tasks(config.seed, run_ids).items()}
@@ -239,7 +234,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
             abstract = checkpointing.abstract_of(jax.eval_shape(init_fn, spec, keys, task), runs_sharding)
             state = manager.restore(step, abstract)
             logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
-        progress.done += size * step
+        log.progress.skip(size * step)
         while True:
             if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
                 _refuse_diverged(finite_fn(state["params"]), run_ids, config.num_runs, step)
@@ -251,7 +246,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
             num_steps = min(config.train.steps_per_call, next(b for b in boundaries if b > step) - step)
             state, losses = train_fn(state, keys, task, data, jnp.int32(step), num_steps)
             step += num_steps
-            progress.update(size * num_steps, g, len(groups), step, last_step, losses)
+            log.update(size * num_steps, g, len(groups), step, last_step, losses)
             if step % every == 0 and step != last_step:
                 manager.save(step, state)
         manager.close()
