@@ -5,8 +5,8 @@ linearly to the hidden width; the projected embedding is added to the
 projected input at the first time step (or, optionally, at every step); a
 stacked LSTM follows, then a linear readout to the output size. The LSTM
 layers use PyTorch's `nn.LSTM` layout and init, and run through
-`weightspace.lstm.recurrence`, so the emulator shares the zoo LSTM's fast
-hand-written backward pass.
+`weightspace.lstm.run_layers` / `step_layers`, the zoo LSTM's own code (with
+its fast hand-written backward pass).
 """
 
 import dataclasses
@@ -68,21 +68,14 @@ class LSTMLayer(nnx.Module):
         self.bias_ih = nnx.Param(init(rngs.params(), (4 * hidden_size,)))
         self.bias_hh = nnx.Param(init(rngs.params(), (4 * hidden_size,)))
 
-    def __call__(self, xs: jax.Array) -> jax.Array:
-        """Runs the layer over time-major inputs `xs` [time, ..., in] -> hidden states [time, ..., H]."""
-        # All steps' input projections at once: one large matmul outside the recurrence.
-        return self.recur(xs @ self.weight_ih[...].T + self.bias)
-
     @property
     def bias(self) -> jax.Array:
         """Both biases summed, [4H] (they only ever appear together)."""
         return self.bias_ih[...] + self.bias_hh[...]
 
-    def recur(self, pre: jax.Array) -> jax.Array:
-        """The recurrence from precomputed input projections plus biases `pre` [time, ..., 4H] -> [time, ..., H]."""
-        zeros = jnp.zeros((*pre.shape[1:-1], self.hidden_size), pre.dtype)
-        hs, _ = lstm.recurrence(self.weight_hh[...], pre, zeros, zeros)
-        return hs
+    def weights(self) -> lstm.Layer:
+        """The layer in `weightspace.lstm`'s form: (W_ih, W_hh, (summed bias,))."""
+        return self.weight_ih[...], self.weight_hh[...], (self.bias,)
 
 
 class Emulator(nnx.Module):
@@ -135,10 +128,13 @@ class Emulator(nnx.Module):
         pre = jnp.moveaxis(inputs, -2, 0) @ w_in + b_in  # [time, batch, 4H]
         conditioning = self._conditioning(embedding)  # [batch, 4H]
         pre = pre.at[0].add(conditioning) if self.condition == "first" else pre + conditioning
-        hs = self.layers[0].recur(pre)
-        for layer in self.layers[1:]:
-            hs = layer(hs)
+        zeros = jnp.zeros((len(self.layers), *pre.shape[1:-1], self.layers[0].hidden_size), pre.dtype)
+        hs, _ = lstm.run_layers(self.weights(), None, (zeros, zeros), first_pre=pre)
         return jnp.moveaxis(self.output_projection(hs), 0, -2)
+
+    def weights(self) -> list[lstm.Layer]:
+        """The LSTM layers in `weightspace.lstm`'s form."""
+        return [layer.weights() for layer in self.layers]
 
     def _input_map(self) -> tuple[jax.Array, jax.Array]:
         """The input projection composed with layer 0's `W_ih` and biases: ([input_size, 4H], [4H]).
@@ -185,16 +181,9 @@ class Conditioned:
         conditioning = self.emulator._conditioning(self.embedding)
         if self.emulator.condition == "first":
             conditioning = jnp.where(started, 0.0, conditioning)
-        pre = x @ w_in + b_in + conditioning  # [4H]
-        new_h, new_c = [], []
-        for index, layer in enumerate(self.emulator.layers):
-            if index:
-                pre = x @ layer.weight_ih[...].T + layer.bias
-            _, (h_l, c_l) = lstm.recurrence(layer.weight_hh[...], pre[None], h[index], c[index])
-            new_h.append(h_l)
-            new_c.append(c_l)
-            x = h_l
-        return self.emulator.output_projection(x), (jnp.stack(new_h), jnp.stack(new_c), jnp.array(True))
+        first_pre = x @ w_in + b_in + conditioning  # [4H]
+        x, (h, c) = lstm.step_layers(self.emulator.weights(), x, (h, c), first_pre=first_pre)
+        return self.emulator.output_projection(x), (h, c, jnp.array(True))
 
     def apply(self, inputs: jax.Array) -> jax.Array:
         """Logits [..., time, output_size] on `inputs` [..., time, input_size]."""

@@ -133,17 +133,77 @@ def _cell(pre_t: jax.Array, h: jax.Array, c: jax.Array, w_hh: jax.Array) -> tupl
     return o * tanh_c, c, t, tanh_c
 
 
-def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
-    """One time step: input `x` [in] -> (readout logits [out], new state)."""
-    h_all, c_all = state
+# One layer's weights: (W_ih [4H, in], W_hh [4H, H], biases), the biases a tuple of [4H] vectors added
+# to the input projection: PyTorch's (b_ih, b_hh), or a single one. Every LSTM stack in the codebase --
+# the zoo LSTM, the emulator, the probing encoders' LSTM -- runs through `run_layers` / `step_layers`.
+Layer = tuple[jax.Array, jax.Array, tuple[jax.Array, ...]]
+
+
+def layers_of(params: Params) -> list[Layer]:
+    """The zoo LSTM's layers, from its params dict."""
+    num_layers = sum(1 for name in params if name.startswith("weight_hh_l"))
+    return [
+        (params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], (params[f"bias_ih_l{k}"], params[f"bias_hh_l{k}"]))
+        for k in range(num_layers)
+    ]
+
+
+def step_layers(
+    layers: list[Layer], x: jax.Array, state: State, first_pre: jax.Array | None = None
+) -> tuple[jax.Array, State]:
+    """One time step of stacked layers: input `x` [..., in] -> (last layer's h [..., H], new state).
+
+    Args:
+      state: `(h, c)`, each [num_layers, ..., H].
+      first_pre: layer 0's input projection plus bias, [..., 4H], when the caller computes it (then
+        layer 0's W_ih is not used).
+    """
     new_h, new_c = [], []
-    for layer in range(h_all.shape[0]):
-        pre = params[f"weight_ih_l{layer}"] @ x + params[f"bias_ih_l{layer}"] + params[f"bias_hh_l{layer}"]
-        x, c, _, _ = _cell(pre, h_all[layer], c_all[layer], params[f"weight_hh_l{layer}"])
+    for index, (w_ih, w_hh, biases) in enumerate(layers):
+        if index == 0 and first_pre is not None:
+            pre = first_pre
+        else:
+            pre = x @ w_ih.T
+            for bias in biases:  # one at a time, as PyTorch's step adds them
+                pre = pre + bias
+        x, c, _, _ = _cell(pre, state[0][index], state[1][index], w_hh)
         new_h.append(x)
         new_c.append(c)
-    output = params["weight_out"] @ x + params["bias_out"]
-    return output, (jnp.stack(new_h), jnp.stack(new_c))
+    return x, (jnp.stack(new_h), jnp.stack(new_c))
+
+
+def run_layers(
+    layers: list[Layer],
+    xs: jax.Array | None,
+    state: State,
+    first_pre: jax.Array | None = None,
+    residual: bool = False,
+) -> tuple[jax.Array, State]:
+    """Stacked layers over a sequence: time-major `xs` [time, ..., in] -> (last layer's h [time, ..., H], final state).
+
+    Each layer's input projection (plus its biases, summed first) is one matmul over all time steps;
+    only the recurrent matmul stays inside the scan (`recurrence`, with its fast backward pass).
+
+    Args:
+      state: initial `(h, c)`, each [num_layers, ..., H].
+      first_pre: layer 0's input projection plus bias [time, ..., 4H], when the caller computes it
+        (then `xs` is not read and may be None).
+      residual: add each layer's input to its output (layers of equal width).
+    """
+    final_h, final_c = [], []
+    for index, (w_ih, w_hh, biases) in enumerate(layers):
+        pre = first_pre if index == 0 and first_pre is not None else xs @ w_ih.T + sum(biases[1:], biases[0])
+        hs, (h, c) = recurrence(w_hh, pre, state[0][index], state[1][index])
+        xs = hs + xs if residual else hs
+        final_h.append(h)
+        final_c.append(c)
+    return xs, (jnp.stack(final_h), jnp.stack(final_c))
+
+
+def step(params: Params, x: jax.Array, state: State) -> tuple[jax.Array, State]:
+    """One time step: input `x` [in] -> (readout logits [out], new state)."""
+    h, state = step_layers(layers_of(params), x, state)
+    return params["weight_out"] @ h + params["bias_out"], state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,11 +297,7 @@ recurrence.defvjp(_recurrence_forward, _recurrence_backward)
 
 
 def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tuple[jax.Array, State]:
-    """Runs the LSTM over a sequence (or a batch of sequences).
-
-    Layer by layer: each layer's input projection is one matmul over all time
-    steps, and only the recurrent matmul stays inside the `lax.scan` (also in
-    the hand-written backward pass).
+    """Runs the LSTM over a sequence (or a batch of sequences), layer by layer (`run_layers`).
 
     Args:
       params: one model's params (vmap for many models).
@@ -251,19 +307,12 @@ def apply(params: Params, inputs: jax.Array, state: State | None = None) -> tupl
     Returns:
       (readout logits [..., time, output_size], final state).
     """
-    num_layers = sum(1 for name in params if name.startswith("weight_hh_l"))
-    hidden = params["weight_hh_l0"].shape[-1]
+    layers = layers_of(params)
     if state is None:
-        state = (jnp.zeros((num_layers, *inputs.shape[:-2], hidden), inputs.dtype),) * 2
-    xs = jnp.moveaxis(inputs, -2, 0)  # [time, ..., features]
-    final_h, final_c = [], []
-    for layer in range(num_layers):
-        pre = xs @ params[f"weight_ih_l{layer}"].T + (params[f"bias_ih_l{layer}"] + params[f"bias_hh_l{layer}"])
-        xs, (h, c) = recurrence(params[f"weight_hh_l{layer}"], pre, state[0][layer], state[1][layer])
-        final_h.append(h)
-        final_c.append(c)
-    outputs = xs @ params["weight_out"].T + params["bias_out"]
-    return jnp.moveaxis(outputs, 0, -2), (jnp.stack(final_h), jnp.stack(final_c))
+        state = (jnp.zeros((len(layers), *inputs.shape[:-2], layers[0][1].shape[-1]), inputs.dtype),) * 2
+    hs, final = run_layers(layers, jnp.moveaxis(inputs, -2, 0), state)
+    outputs = hs @ params["weight_out"].T + params["bias_out"]
+    return jnp.moveaxis(outputs, 0, -2), final
 
 
 def to_flat(params: Params) -> jax.Array:

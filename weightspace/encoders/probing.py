@@ -82,7 +82,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
 class EncoderLSTM(nnx.Module):
     """A stacked LSTM of one width, gate order i, f, g, o, optionally residual.
 
-    It runs through `lstm.recurrence` (with its fast backward pass) over a
+    It runs through `lstm.run_layers` (the zoo LSTM's code, with its fast backward pass) over a
     whole sequence; stepping it one step at a time is a sequence of length 1.
     """
 
@@ -113,14 +113,8 @@ class EncoderLSTM(nnx.Module):
         Returns:
           (last layer's outputs [time, batch, size], final state).
         """
-        final_h, final_c = [], []
-        for layer in range(self.w_hh.shape[0]):
-            pre = xs @ self.w_ih[layer].T + self.bias[layer]
-            hs, (h, c) = lstm.recurrence(self.w_hh[layer], pre, state[0][layer], state[1][layer])
-            xs = hs + xs if self.residual else hs
-            final_h.append(h)
-            final_c.append(c)
-        return xs, (jnp.stack(final_h), jnp.stack(final_c))
+        layers = [(self.w_ih[k], self.w_hh[k], (self.bias[k],)) for k in range(self.w_hh.shape[0])]
+        return lstm.run_layers(layers, xs, state, residual=self.residual)
 
 
 class ProbingEncoder(base.Encoder):
