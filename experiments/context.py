@@ -1,16 +1,16 @@
-"""What a run reads from its zoo besides the arrays: the task family, the task split, the downstream
-targets, and the target that a supervised run predicts or an oracle run embeds.
+"""What a run knows besides its arrays, built once from (config, zoo) and shared by training, evaluation,
+the reference rows and the figures: the task family, the LSTM spec, the task split, the downstream
+targets and the objective (`experiments.objectives`).
 """
 
+import dataclasses
+
+import jax
 import ml_collections
 import numpy as np
 
-from experiments.model import Model, SupervisedModel, TargetOracle
-from weightspace import dataset, targets, tasks, zoo
-from weightspace.types import PyTree
-
-# The oracle target that embeds nothing about the LSTM (see `_oracle_choices`).
-CONSTANT_ORACLE = "constant"
+from experiments import objectives
+from weightspace import dataset, lstm, sharding, targets, tasks, zoo
 
 
 def zoo_family(the_zoo: zoo.Zoo) -> tasks.TaskFamily:
@@ -28,50 +28,37 @@ def downstream_targets(metadata: dict[str, np.ndarray], family: tasks.TaskFamily
     return [*family.downstream_targets(metadata), *targets.step_targets(metadata["step"])]
 
 
-def _named_target(field: str, name: str, all_targets: list[targets.Target]) -> targets.Target | None:
-    """The target called `name` (None for ""), or a clear error naming the config `field`."""
-    if not name:
-        return None
-    by_name = {t.name: t for t in all_targets}
-    if name not in by_name:
-        raise ValueError(f"Unknown {field} {name!r}; this zoo's targets are {sorted(by_name)}.")
-    return by_name[name]
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunContext:
+    """A run's fixed facts about its zoo (see the module docstring).
 
-
-def supervised_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
-    """The target of a supervised run (None when the run trains by emulation)."""
-    return _named_target("supervised.target", config.supervised.target, all_targets)
-
-
-def oracle_target(config: ml_collections.ConfigDict, all_targets: list[targets.Target]) -> targets.Target | None:
-    """The target an oracle run embeds in place of encoding weights (None for a weight encoder)."""
-    name = config.oracle.target
-    if name and config.supervised.target:
-        raise ValueError("oracle.target and supervised.target exclude each other: an oracle run trains by emulation.")
-    return _named_target("oracle.target", name, _oracle_choices(all_targets))
-
-
-def _oracle_choices(all_targets: list[targets.Target]) -> list[targets.Target]:
-    """What an oracle may embed: any downstream target, or `CONSTANT_ORACLE` (one class for every snapshot).
-
-    The constant oracle's embedding is a learned constant: the emulator knows nothing of the LSTM it
-    emulates, which is the level an embedding must beat to matter at all.
+    Attributes:
+      train_snapshots: the snapshots training draws from, the train split's from step `train.min_step` on.
     """
-    constant = targets.Classes.of(CONSTANT_ORACLE, np.zeros(len(all_targets[0].values)), (0,))
-    return [*all_targets, constant]
 
+    config: ml_collections.ConfigDict
+    family: tasks.TaskFamily
+    spec: lstm.LSTMSpec
+    split: dict[str, np.ndarray]
+    train_snapshots: np.ndarray
+    targets: list[targets.Target]
+    objective: objectives.Objective
 
-def encoder_inputs(model: "Model | SupervisedModel", the_zoo: zoo.Zoo) -> PyTree:
-    """What the model's encoder reads for every snapshot: the zoo params, or an oracle's target features [N, F]."""
-    if not isinstance(model.encoder, TargetOracle):
-        return the_zoo.params
-    family = zoo_family(the_zoo)
-    choices = _oracle_choices(downstream_targets(the_zoo.metadata, family))
-    target = _named_target("oracle.target", model.encoder.target_name, choices)
-    features = target.features()
-    if features.shape[1] != model.encoder.linear.in_features:
-        raise ValueError(
-            f"The oracle reads {model.encoder.linear.in_features} features of {target.name!r}; "
-            f"this zoo gives {features.shape[1]} (another zoo's classes?)."
-        )
-    return {"oracle": features}
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict, the_zoo: zoo.Zoo) -> "RunContext":
+        """The context of the run of `config` on `the_zoo` (a clear error for a config that does not fit it)."""
+        family = zoo_family(the_zoo)
+        split = task_split(config, the_zoo, family)
+        steps = np.asarray(the_zoo.metadata["step"])[split["train"]]
+        train_snapshots = split["train"][steps >= config.train.min_step]
+        if not len(train_snapshots):
+            raise ValueError(f"No training snapshot has a step >= train.min_step={config.train.min_step}.")
+        all_targets = downstream_targets(the_zoo.metadata, family)
+        # Shapes only: does this family's emulation data have next-token targets?
+        has_tokens = "tokens" in jax.eval_shape(family.emulation_data, the_zoo.behaviour)
+        objective = objectives.make(config, family, all_targets, split["train"], has_tokens)
+        return cls(config, family, the_zoo.spec, split, train_snapshots, all_targets, objective)
+
+    def mesh(self) -> jax.sharding.Mesh:
+        """The mesh a batch is split over: every device with `train.data_parallel`, else the first one."""
+        return sharding.mesh("data", jax.devices() if self.config.train.data_parallel else jax.devices()[:1])

@@ -9,11 +9,11 @@ part of them) and scored on the eval and OOD splits, LSTMs of tasks the
 encoder never saw, and on their trained snapshots only (`SUBSETS`;
 `TaskFamily.trained_snapshots`: the later half of the snapshot steps), whose
 LSTMs have learnt their task. Also reported: the training objective's loss
-per split, a supervised run's own head on its target (on the same subsets),
-and, for emulation runs, cloning -- the emulator conditioned on E(θ) is
-scored on the task exactly like the original LSTM θ
-(`TaskFamily.performance`), for a seeded sample of eval and OOD snapshots,
-and the table gives mean |original - clone|.
+per split, and what the objective adds (`Objective.evaluation`): a
+supervised run's own head on its target (on the same subsets), and for
+emulation and oracle runs, cloning (`experiments.cloning`: the emulator
+conditioned on E(θ), scored on the task exactly like the original LSTM θ,
+for a seeded sample of eval and OOD snapshots).
 
 Writes into the workdir:
   evaluation.json   every number, with the checkpoint step they belong to
@@ -24,25 +24,19 @@ it has every subset (older ones, without the trained subsets, are redone).
 `python -m experiments.main` runs this when training ends.
 """
 
-import functools
 import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments import runs, train
-from weightspace import cli, files, lstm, probes, tasks, zoo
-from weightspace.types import PyTree
+from experiments import cloning, context, objectives, runs
+from weightspace import cli, dataset, files, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
-HELD_OUT = ("eval", "ood")
-# A model "does its task" at this performance or above (formal languages: fraction of sampled words that
-# are correct; MNIST: eval accuracy), for the cloning report's good originals and clones.
-GOOD_PERFORMANCE = 0.5
+HELD_OUT = dataset.HELD_OUT
 # What scores are reported on: each held-out split, and its trained snapshots only.
 SUBSETS = (*HELD_OUT, *(f"{s}_trained" for s in HELD_OUT))
 
@@ -50,15 +44,6 @@ SUBSETS = (*HELD_OUT, *(f"{s}_trained" for s in HELD_OUT))
 def held_out_subsets(split: dict[str, np.ndarray], trained: np.ndarray) -> dict[str, np.ndarray]:
     """Snapshot indices of every subset in `SUBSETS`, from the split and which snapshots are trained [N] (bool)."""
     return {**{s: split[s] for s in HELD_OUT}, **{f"{s}_trained": split[s][trained[split[s]]] for s in HELD_OUT}}
-
-
-def subset_scores(target, predicted: np.ndarray, subsets: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """{subset: {"<target>_<metric>": value}} of predictions for every snapshot [N, ...] (an empty subset: {})."""
-    scores = {}
-    for s, i in subsets.items():
-        metrics = target.metrics(predicted[i], target.values[i]) if len(i) else {}
-        scores[s] = {f"{target.name}_{k}": v for k, v in metrics.items()}
-    return scores
 
 
 def probe_scores(
@@ -73,81 +58,33 @@ def probe_scores(
     for target in all_targets:
         for name, hidden_sizes in probes.PREDICTORS.items():
             probe = probes.fit(target, features, train, hidden_sizes=hidden_sizes, seed=seed)
-            for s, values in subset_scores(target, probe.predict(features), subsets).items():
+            for s, values in targets.subset_scores(target, probe.predict(features), subsets).items():
                 scores[name][s].update(values)
     return scores
-
-
-def head_scores(model, target, the_zoo: zoo.Zoo, subsets, batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """A supervised run's own head on its target: {subset: {"<target>_<metric>": value}}."""
-    outputs = runs.apply_in_batches(model, the_zoo.params, batch_size)
-    return subset_scores(target, target.decode(outputs), subsets)
-
-
-def clone_scores(
-    model, family: tasks.TaskFamily, the_zoo: zoo.Zoo, snapshots: np.ndarray, embeddings: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Task performance of the original LSTMs and of their emulator clones: ([n], [n]) for `snapshots` [n].
-
-    Both are scored by `family.performance` with the same key per snapshot;
-    the clone is the emulator conditioned on the snapshot's embedding.
-    """
-    data = jax.device_put(family.data()[0])
-    graphdef, state = nnx.split(model.emulator)
-    params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
-    task = {f: np.asarray(the_zoo.metadata[f])[snapshots] for f in family.split_fields}
-    keys = jax.random.split(jax.random.key(seed), len(snapshots))
-    original, clone = _clone_scores(
-        family, graphdef, state, data, params, jnp.asarray(embeddings[snapshots]), task, keys
-    )
-    return np.asarray(original), np.asarray(clone)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _clone_scores(family, graphdef, state, data, params, embeddings, task, keys) -> tuple[jax.Array, jax.Array]:
-    emulator_module = nnx.merge(graphdef, state)
-
-    def one(args):
-        params, embedding, task, key = args
-        original = family.performance(key, lstm.Bound(params), task, data)
-        clone = family.performance(key, emulator_module.conditioned(embedding), task, data)
-        return original, clone
-
-    return jax.lax.map(one, (params, embeddings, task, keys))  # one snapshot at a time bounds memory
-
-
-def _cloning(model, trainer, the_zoo, embeddings, seed: int, num: int) -> dict[str, dict[str, float]]:
-    rng = np.random.default_rng(seed)
-    results = {}
-    for s in HELD_OUT:
-        indices = trainer.split[s]
-        snapshots = np.sort(rng.choice(indices, min(num, len(indices)), replace=False))
-        original, clone = clone_scores(model, trainer.family, the_zoo, snapshots, embeddings, seed)
-        results[s] = cloning_summary(original, clone)
-    return results
-
-
-def cloning_summary(original: np.ndarray, clone: np.ndarray) -> dict[str, float | int | None]:
-    """The cloning report of originals' and their clones' task performances ([n] each).
-
-    Besides the means and the mean |original - clone|: of the originals that do their task (performance
-    >= `GOOD_PERFORMANCE`; formal languages: most sampled words correct), how many there are and the
-    fraction whose clone does too (None when no original does).
-    """
-    good = original >= GOOD_PERFORMANCE
-    return {
-        "original": float(original.mean()),
-        "clone": float(clone.mean()),
-        "abs_difference": float(np.mean(np.abs(original - clone))),
-        "num_snapshots": len(original),
-        "num_good_originals": int(good.sum()),
-        "good_clones": float(np.mean(clone[good] >= GOOD_PERFORMANCE)) if good.any() else None,
-    }
 
 
 def has_subsets(scores: dict[str, dict]) -> bool:
     """Whether scores {predictor: {subset: ...}} cover every subset (evaluations before the trained subsets do not)."""
     return all(set(SUBSETS) <= set(by_subset) for by_subset in scores.values())
+
+
+def records(result: dict) -> list[dict]:
+    """The flat (split, predictor, metric, value) rows of one evaluation, losses and cloning included."""
+    rows = []
+    for predictor, by_split in result["probes"].items():
+        for split, metrics in by_split.items():
+            rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
+    for split in HELD_OUT:
+        rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
+        boundary = result["loss"].get(f"{split}_boundary")  # runs evaluated before the boundary loss have none
+        if boundary is not None:
+            rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
+        if "cloning" in result:
+            cloning = result["cloning"][split]
+            rows.append(dict(split=split, predictor="", metric="cloning", value=cloning["abs_difference"]))
+            if "good_clones" in cloning:  # evaluations before it have none; None: no good original sampled
+                rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
+    return rows
 
 
 def _cell(value: float | None) -> str:
@@ -182,7 +119,7 @@ def _markdown(result: dict) -> str:
     if result.get("cloning"):
         lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
         lines += [
-            f"| split | original | clone | mean abs difference | snapshots | originals >= {GOOD_PERFORMANCE} "
+            f"| split | original | clone | mean abs difference | snapshots | originals >= {cloning.GOOD_PERFORMANCE} "
             "| of those, clones too |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -192,11 +129,6 @@ def _markdown(result: dict) -> str:
                 f"| {c.get('num_good_originals', '')} | {_cell(c.get('good_clones'))} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def _state(model) -> PyTree:
-    _, params, other = nnx.split(model, nnx.Param, ...)
-    return {"params": params, "other": other}
 
 
 def evaluate(workdir: str, *, force: bool = False) -> dict:
@@ -221,30 +153,32 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
             return saved
     model = runs.load_model(workdir)
     the_zoo = zoo.load(runs.run_zoo_path(workdir))
-    trainer = train.Trainer(config, the_zoo)
+    run = context.RunContext.of(config, the_zoo)
     embeddings = runs.embed(model, the_zoo)
     if not np.all(np.isfinite(embeddings)):
         raise runs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
-    seed = config.evaluate.seed
-    subsets = held_out_subsets(trainer.split, trainer.family.trained_snapshots(the_zoo.metadata))
-    arrays = trainer.device_arrays(the_zoo)
-    losses = train.split_losses(
-        trainer, trainer.replicate(_state(model)), arrays, train.fixed_batches(trainer, the_zoo, ("train", *HELD_OUT))
+    subsets = held_out_subsets(run.split, run.family.trained_snapshots(the_zoo.metadata))
+    mesh = run.mesh()
+    graphdef, params, other = nnx.split(model, nnx.Param, ...)
+    state, arrays = jax.device_put(
+        ({"params": params, "other": other}, run.objective.device_arrays(dataset.device_zoo(the_zoo))),
+        sharding.replicated(mesh),
     )
+    batches = objectives.fixed_batches(run, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
+    losses = objectives.split_losses(run, graphdef, mesh, state, arrays, batches)
     result = {
         "checkpoint_step": step,
         "encoder": config.encoder.name,
         "dataset": the_zoo.family,
         "supervised_target": config.supervised.target,
-        "oracle_target": trainer.oracle.name if trainer.oracle is not None else "",
-        "num_snapshots": {"train": len(trainer.split["train"]), **{s: len(i) for s, i in subsets.items()}},
+        "oracle_target": config.oracle.target,
+        "num_snapshots": {"train": len(run.split["train"]), **{s: len(i) for s, i in subsets.items()}},
         "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
-        "probes": probe_scores(trainer.targets, embeddings, trainer.split["train"], subsets, seed),
+        "probes": probe_scores(run.targets, embeddings, run.split["train"], subsets, config.evaluate.seed),
     }
-    if trainer.target is None:
-        result["cloning"] = _cloning(model, trainer, the_zoo, embeddings, seed, config.evaluate.num_cloned)
-    else:
-        result["probes"]["head"] = head_scores(model, trainer.target, the_zoo, subsets)
+    extras = run.objective.evaluation(model, run, the_zoo, embeddings, subsets)
+    result["probes"].update(extras.pop("probes", {}))
+    result.update(extras)
     with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
         np.save(temporary, embeddings)
     files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))

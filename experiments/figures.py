@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 
 from experiments import context, evaluate
 from experiments import runs as workdirs  # `runs` names the {encoder: workdir} maps here
-from weightspace import encoders, zoo
+from weightspace import encoders, metrics, zoo
 
 NUM_SHOWN = 3
 
@@ -132,8 +132,7 @@ def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: 
 def curves_figure(name: str, runs: dict[str, str], path: str) -> str:
     fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.0), squeeze=False, sharey=True)
     for ax, (encoder, workdir) in zip(axes[0], runs.items(), strict=True):
-        with open(os.path.join(workdir, "metrics.jsonl")) as f:
-            records = [json.loads(line) for line in f]
+        records = metrics.read(os.path.join(workdir, workdirs.METRICS))
         for key in ("train_loss", "eval_loss", "ood_loss"):
             points = [(r["step"], r[key]) for r in records if key in r]
             ax.plot(*zip(*points, strict=True), label=key.removesuffix("_loss"))
@@ -154,8 +153,8 @@ def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
     first = next(iter(runs.values()))
     config = workdirs.read_config(first)
     the_zoo = zoo.load(workdirs.run_zoo_path(first))
-    family = context.zoo_family(the_zoo)
-    split = context.task_split(config, the_zoo, family)
+    run = context.RunContext.of(config, the_zoo)
+    family, split = run.family, run.split
     snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)
     shown = "interactive" if "interactive" in runs else next(iter(runs))
     paths = [

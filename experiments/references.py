@@ -42,7 +42,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import context, evaluate, runs
-from weightspace import cli, files, lstm, presets, tasks, zoo
+from weightspace import cli, files, lstm, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
 DATASETS = tuple(tasks.FAMILIES)
@@ -109,7 +109,7 @@ def readout_scores(
     scores = {s: {} for s in subsets}
     for target in all_targets:
         if target.name in predictions:
-            for s, values in evaluate.subset_scores(target, predictions[target.name], subsets).items():
+            for s, values in targets.subset_scores(target, predictions[target.name], subsets).items():
                 scores[s].update(values)
     return scores
 
@@ -118,10 +118,9 @@ def compute(config: ml_collections.ConfigDict, seed: int) -> dict:
     """The reference rows of one seed on the zoo and split of `config` (the zoo is built if missing)."""
     path = runs.ensure_zoo(config)
     the_zoo = zoo.load(path)
-    family = context.zoo_family(the_zoo)
-    split = context.task_split(config, the_zoo, family)
+    run = context.RunContext.of(config, the_zoo)
+    family, split, all_targets = run.family, run.split, run.targets
     subsets = evaluate.held_out_subsets(split, family.trained_snapshots(the_zoo.metadata))
-    all_targets = context.downstream_targets(the_zoo.metadata, family)
     data = jax.device_put(family.data()[0])
     start = time.time()
     predictions = readouts(family, the_zoo, data, seed)

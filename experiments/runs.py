@@ -14,20 +14,18 @@ For notebooks: `load_model(workdir)` rebuilds the trained encoder and
 emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
 """
 
-import functools
 import hashlib
 import json
 import os
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import context
-from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
+from experiments import context, objectives
+from experiments.model import Model, SupervisedModel, TargetOracle, initial_state, make_optimizer
 from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
 from weightspace.types import PyTree
 
@@ -142,40 +140,6 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
     return zoo_builder.build_zoo(config.zoo.dataset, config.zoo.preset, os.path.dirname(path))
 
 
-def append_metrics(workdir: str, record: dict) -> None:
-    with open(os.path.join(workdir, METRICS), "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def drop_metrics_after(workdir: str, step: int) -> None:
-    """Rewrites metrics.jsonl without its rows beyond `step`: a run resumed from that step logs them again.
-
-    A last line cut short (a run killed while writing it) is dropped with a warning; a bad line before
-    the last is an error.
-    """
-    path = os.path.join(workdir, METRICS)
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
-    kept = []
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number < len(lines):
-                raise TrainingError(f"{path} line {number} is not JSON ({error}); fix or remove it.") from None
-            logging.warning("Dropping the last line of %s, cut short (the run was killed writing it).", path)
-            continue
-        if row["step"] <= step:
-            kept.append(line)
-    if len(kept) < len(lines):
-        logging.info(
-            "Dropping %d rows of %s beyond step %d, where the run resumes.", len(lines) - len(kept), path, step
-        )
-        files.write_text(path, "".join(f"{line}\n" for line in kept))
-
-
 # Config fields added after runs were saved, with the value such runs had in effect: a saved config that
 # lacks one gets this value (and encoder fields their paper default), so older runs resume and load.
 ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0}
@@ -253,9 +217,8 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     document = zoo.read_metadata(run_zoo_path(workdir))
     family = tasks.make(document["family"], document.get("family_settings") or {})
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
-    all_targets = context.downstream_targets(metadata, family)
-    target, oracle = context.supervised_target(config, all_targets), context.oracle_target(config, all_targets)
-    model = make_model(config, family, lstm.LSTMSpec(**document["spec"]), target, oracle)
+    objective = objectives.make(config, family, context.downstream_targets(metadata, family))
+    model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
     manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
     step = manager.latest_step()
     if step is None:
@@ -272,19 +235,22 @@ def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | st
     """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
     model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
-    return apply_in_batches(model.encoder, context.encoder_inputs(model, the_zoo), batch_size)
+    return objectives.apply_in_batches(model.encoder, encoder_inputs(model, the_zoo), batch_size)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: PyTree) -> jax.Array:
-    return nnx.merge(graphdef, state)(inputs)
+def encoder_inputs(model: Model | SupervisedModel, the_zoo: zoo.Zoo) -> PyTree:
+    """What a trained model's encoder reads for every snapshot of `the_zoo` (any zoo of its family).
 
-
-def apply_in_batches(module: nnx.Module, inputs: PyTree, batch_size: int = 256) -> np.ndarray:
-    """`module(inputs)` [N, ...] for inputs with a leading axis [N, ...], `batch_size` at a time (one compile)."""
-    graphdef, state = nnx.split(module)
-    num = len(jax.tree.leaves(inputs)[0])
-    return np.concatenate([
-        np.asarray(_apply(graphdef, state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], inputs)))
-        for i in range(0, num, batch_size)
-    ])  # fmt: skip
+    The zoo params, or for an oracle its target's features [N, F], computed from this zoo's metadata.
+    """
+    if not isinstance(model.encoder, TargetOracle):
+        return the_zoo.params
+    all_targets = context.downstream_targets(the_zoo.metadata, context.zoo_family(the_zoo))
+    target = objectives.named_target("oracle.target", model.encoder.target_name, objectives.oracle_choices(all_targets))
+    features = target.features()
+    if features.shape[1] != model.encoder.linear.in_features:
+        raise ValueError(
+            f"The oracle reads {model.encoder.linear.in_features} features of {target.name!r}; "
+            f"this zoo gives {features.shape[1]} (another zoo's classes?)."
+        )
+    return {"oracle": features}

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, references, train
+from experiments import evaluate, figures, objectives, references, train
 from experiments.configs import common as config_common
 from weightspace import cli, encoders, files, tasks
 
@@ -86,25 +86,6 @@ def ensure_run(config, path: str) -> dict:
     return evaluate.evaluate(path)
 
 
-def run_records(result: dict) -> list[dict]:
-    """The flat (split, predictor, metric, value) rows of one evaluation, losses and cloning included."""
-    rows = []
-    for predictor, by_split in result["probes"].items():
-        for split, metrics in by_split.items():
-            rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
-    for split in evaluate.HELD_OUT:
-        rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
-        boundary = result["loss"].get(f"{split}_boundary")  # runs evaluated before the boundary loss have none
-        if boundary is not None:
-            rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
-        if "cloning" in result:
-            cloning = result["cloning"][split]
-            rows.append(dict(split=split, predictor="", metric="cloning", value=cloning["abs_difference"]))
-            if "good_clones" in cloning:  # evaluations before it have none; None: no good original sampled
-                rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
-    return rows
-
-
 def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, split: str, predictor: str, metric: str):
     """The values over seeds of one table cell. Supervised rows take each target from the run trained on it.
 
@@ -115,7 +96,7 @@ def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, spli
         if (r["dataset"], r["encoder"], r["split"], r["metric"]) != (dataset, encoder, split, metric):
             continue
         if (kind in UNSUPERVISED and r["kind"] == kind and r["predictor"] in (predictor, "")) or (
-            kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == "head"
+            kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == objectives.HEAD
         ):
             values.append(float("nan") if r["value"] is None else r["value"])
     return values
@@ -214,9 +195,10 @@ def make_tables(
     with_references: bool = True,
 ) -> dict:
     """Runs or reuses every run and reference row, then writes tables.md, results.csv, results.json and figures."""
-    unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(DATASETS))
+    families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
+    unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
-        raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {DATASETS}.")
+        raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {families}.")
     config_common.parse_arg(preset)  # a bad preset or variant fails here, before any run
     os.makedirs(outdir, exist_ok=True)
     start = time.time()
@@ -230,11 +212,11 @@ def make_tables(
                     runs[(dataset, kind, encoder, seed)] = path
                     kind_name = f"supervised_{kind}" if kind else "emulation"
                     meta = dict(dataset=dataset, kind=kind_name, encoder=encoder, seed=seed)
-                    records += [{**meta, **row} for row in run_records(result)]
+                    records += [{**meta, **row} for row in evaluate.records(result)]
         for seed in range(seeds if oracle else 0):
             config, path = oracle_run(outdir, preset, dataset, seed)
             meta = dict(dataset=dataset, kind="oracle", encoder=config.oracle.target, seed=seed)
-            records += [{**meta, **row} for row in run_records(ensure_run(config, path))]
+            records += [{**meta, **row} for row in evaluate.records(ensure_run(config, path))]
         for seed in range(seeds if with_references else 0):
             meta = dict(dataset=dataset, kind="reference", seed=seed)
             records += [{**meta, **row} for row in references.records(references.ensure(outdir, dataset, preset, seed))]

@@ -18,91 +18,50 @@ import optax
 from absl import logging
 from flax import nnx
 
-from experiments import context, runs
-from experiments.model import Model, SupervisedModel, initial_state, make_model, make_optimizer
-from weightspace import checkpointing, dataset, files, losses, progress, sharding, zoo
+from experiments import context, objectives, runs
+from experiments.model import initial_state, make_optimizer
+from weightspace import checkpointing, dataset, files, metrics, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
 
 class Trainer:
-    """The static parts of a run (model structure, data, loss) and its jitted steps."""
+    """A run's jitted training step, over its context (`context.RunContext`: family, split, objective)."""
 
     def __init__(self, config: ml_collections.ConfigDict, the_zoo: zoo.Zoo):
         self.config = config
-        self.family = context.zoo_family(the_zoo)
-        self.spec = the_zoo.spec
-        self.split = context.task_split(config, the_zoo, self.family)
-        # The snapshots training draws from: the train split's, from step `train.min_step` on.
-        train_steps = np.asarray(the_zoo.metadata["step"])[self.split["train"]]
-        self.train_snapshots = self.split["train"][train_steps >= config.train.min_step]
-        if not len(self.train_snapshots):
-            raise ValueError(f"No training snapshot has a step >= train.min_step={config.train.min_step}.")
-        self.targets = context.downstream_targets(the_zoo.metadata, self.family)
-        # Supervised runs: the target, standardised on the train split.
-        target = context.supervised_target(config, self.targets)
-        self.target = None if target is None else target.fitted(self.split["train"])
-        self.loss_fn = losses.get(config.loss)
-        self.token_loss = config.loss in losses.TOKEN_LOSSES and self.target is None
-        # Shapes only: does this family's emulation data have next-token targets?
-        if self.token_loss and "tokens" not in jax.eval_shape(self.family.emulation_data, the_zoo.behaviour):
-            raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {the_zoo.family} zoos do not have.")
-        self.oracle = context.oracle_target(config, self.targets)
-        # Augmentation permutes weights, which an oracle does not read.
-        self.augment = bool(config.encoder.augment) and self.oracle is None
-        model = make_model(config, self.family, self.spec, self.target, self.oracle)
+        self.run = context.RunContext.of(config, the_zoo)
+        self.objective = self.run.objective
+        self.augment = bool(config.encoder.augment) and self.objective.augments
+        model = self.objective.make_model(config, self.run.spec)
         self.graphdef = nnx.graphdef(model)
         self.optimizer = make_optimizer(config)
         self.initial_state = initial_state(model, self.optimizer)
         self.key = jax.random.key(config.seed)
-        devices = jax.devices() if config.train.data_parallel else jax.devices()[:1]
-        self.mesh = sharding.mesh("data", devices)
+        self.mesh = self.run.mesh()
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
-        self.eval_step = jax.jit(self._eval_step)
-
-    def _shard_batch(self, batch: PyTree) -> PyTree:
-        split = sharding.split(self.mesh)
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, split), batch)
 
     def replicate(self, tree: PyTree) -> PyTree:
         """`tree` placed on every device of the run's mesh (state and data that all steps read whole)."""
         return jax.device_put(tree, sharding.replicated(self.mesh))
 
     def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
-        """What the jitted steps read, placed once: the zoo (and a supervised run's encoded target [N, ...]).
-
-        An oracle run's "params" are its target's features {"oracle": [N, F]}, which its encoder reads.
-        """
-        arrays = dataset.device_zoo(the_zoo)
-        if self.oracle is not None:
-            arrays["params"] = {"oracle": jnp.asarray(self.oracle.features())}
-        if self.target is not None:
-            arrays["target"] = jnp.asarray(self.target.encode())
-        return self.replicate(arrays)
-
-    def _loss(self, model: Model | SupervisedModel, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
-        """The objective on a batch (mean over the snapshots where `mask` [B] is true): emulation or supervised."""
-        if self.target is not None:
-            per_snapshot = self.target.loss(model(batch["params"]), batch["target"])
-            weights = jnp.ones_like(per_snapshot) if mask is None else mask.astype(per_snapshot.dtype)
-            return jnp.sum(per_snapshot * weights) / jnp.sum(weights)
-        logits, _ = model(batch["params"], batch["inputs"])
-        time_mask = None if mask is None else jnp.broadcast_to(mask[:, None], logits.shape[:2])
-        return self.loss_fn(logits, batch["tokens"] if self.token_loss else batch["targets"], time_mask)
+        """What the steps read, placed once: the zoo and what the objective adds (`Objective.device_arrays`)."""
+        return self.replicate(self.objective.device_arrays(dataset.device_zoo(the_zoo)))
 
     def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
         # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
         model = nnx.merge(self.graphdef, params, other, copy=True)
-        return self._loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+        return self.objective.loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
 
     def _train_step(self, state: PyTree, arrays: PyTree, indices: jax.Array) -> tuple[PyTree, dict]:
         """One optimisation step; its batch and augmentation come from `fold_in(key, step)`."""
         step_key = jax.random.fold_in(self.key, state["step"])
         batch_key, augment_key = jax.random.split(step_key)
-        batch = dataset.sample_batch(batch_key, arrays, self.family, indices, self.config.train.batch_size)
+        batch = dataset.sample_batch(batch_key, arrays, self.run.family, indices, self.config.train.batch_size)
         if self.augment:
-            batch["params"] = augment.augment(augment_key, batch["params"], self.spec)
-        batch = self._shard_batch(batch)
+            batch["params"] = augment.augment(augment_key, batch["params"], self.run.spec)
+        batch = sharding.constrain(batch, sharding.split(self.mesh))
         (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
             state["params"], state["other"], batch
         )
@@ -116,56 +75,9 @@ class Trainer:
         }
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    def _eval_step(self, state: PyTree, arrays: PyTree, snapshots, sequences, mask) -> dict[str, tuple]:
-        """Sums of the loss over a fixed batch's valid entries (the model in eval mode: no dropout).
-
-        Returns:
-          {"loss": (sum over snapshots of their mean loss, snapshots)} and, for emulation runs,
-          {"boundary_loss": (sum over task-dependent positions, those positions)}
-          (`TaskFamily.task_positions`: where the emulated outputs depend on the task).
-        """
-        model = nnx.merge(self.graphdef, state["params"], state["other"])
-        model.eval()
-        batch = self._shard_batch(dataset.gather(arrays, self.family, snapshots, sequences))
-        count = jnp.sum(mask)
-        if self.target is not None:
-            return {"loss": (self._loss(model, batch, mask) * count, count)}
-        logits, _ = model(batch["params"], batch["inputs"])
-        target = batch["tokens"] if self.token_loss else batch["targets"]
-        time_mask = jnp.broadcast_to(mask[:, None], logits.shape[:2])
-        boundary = time_mask & self.family.task_positions(batch)
-        return {
-            "loss": (self.loss_fn(logits, target, time_mask) * count, count),
-            "boundary_loss": (self.loss_fn(logits, target, boundary) * jnp.sum(boundary), jnp.sum(boundary)),
-        }
-
-    def model(self, state: PyTree) -> Model | SupervisedModel:
-        """The model of a training state, in eval mode."""
-        model = nnx.merge(self.graphdef, state["params"], state["other"])
-        model.eval()
-        return model
-
-
-def split_losses(trainer: Trainer, state, arrays, eval_batches: dict[str, list]) -> dict[str, float]:
-    """The mean losses over each split's fixed batches: {"<split>_loss": float[, "<split>_boundary_loss": float]}."""
-    means = {}
-    for name, batches in eval_batches.items():
-        sums = jax.device_get([trainer.eval_step(state, arrays, *map(jnp.asarray, b)) for b in batches])
-        for kind in sums[0]:
-            total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))
-            means[f"{name}_{kind}"] = total / max(1.0, count)
-    return means
-
-
-def fixed_batches(trainer: Trainer, the_zoo: zoo.Zoo, names: tuple[str, ...]) -> dict[str, list]:
-    """Deterministic evaluation batches covering every snapshot of the named splits once."""
-    num_sequences = the_zoo.sequences.shape[1]
-    return {
-        name: dataset.fixed_batches(
-            trainer.split[name], trainer.config.eval.batch_size, num_sequences, seed=trainer.config.split.seed
-        )
-        for name in names
-    }
+    def split_losses(self, state: PyTree, arrays: PyTree, batches: dict[str, list]) -> dict[str, float]:
+        """The objective's mean losses over each split's fixed batches (`objectives.split_losses`)."""
+        return objectives.split_losses(self.run, self.graphdef, self.mesh, state, arrays, batches)
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -234,11 +146,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     files.write_json(os.path.join(workdir, "config.json"), recorded_config)
     files.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
     trainer = Trainer(config, the_zoo)
-    split = trainer.split
-    files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.family, split))
+    split = trainer.run.split
+    files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.run.family, split))
     arrays = trainer.device_arrays(the_zoo)
-    train_indices = trainer.replicate(jnp.asarray(trainer.train_snapshots, jnp.int32))
-    eval_batches = fixed_batches(trainer, the_zoo, ("eval", "ood"))
+    train_indices = trainer.replicate(jnp.asarray(trainer.run.train_snapshots, jnp.int32))
+    eval_batches = objectives.fixed_batches(trainer.run, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
     best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
@@ -247,7 +159,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         state = latest.restore(latest.latest_step(), checkpointing.abstract_of(state))
         logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
     step = int(state["step"])
-    runs.drop_metrics_after(workdir, step)
+    metrics.drop_after(os.path.join(workdir, runs.METRICS), step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
@@ -255,10 +167,10 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     )  # fmt: skip
     pending, last, steps = [], {}, progress.Progress(num_steps, done_before=step)
     while step < num_steps:
-        state, metrics = trainer.train_step(state, arrays, train_indices)
+        state, step_metrics = trainer.train_step(state, arrays, train_indices)
         step += 1
         steps.advance(1)
-        pending.append(metrics)
+        pending.append(step_metrics)
         is_eval = step % config.eval.every_steps == 0 or step == num_steps
         if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
             fetched = jax.device_get(pending)
@@ -276,14 +188,15 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             }
             rate = steps.rate  # before the evaluation below
             if is_eval:
-                last.update(split_losses(trainer, state, arrays, eval_batches))
+                last.update(trainer.split_losses(state, arrays, eval_batches))
                 non_finite = [k for k, v in last.items() if not np.isfinite(v)]
                 if non_finite:
                     raise runs.TrainingError(f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}")
                 if last["eval_loss"] < float(state["best_eval_loss"]):
                     state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
                     best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
-            runs.append_metrics(workdir, {**last, "steps_per_s": round(rate, 3), "time": time.time()})
+            row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
+            metrics.append(os.path.join(workdir, runs.METRICS), row)
             logging.info(
                 "step %d/%d | %.2f steps/s | ETA %s | %s",
                 step, num_steps, rate, steps.eta(),

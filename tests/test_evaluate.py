@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import evaluate, runs, train
+from experiments import cloning, context, evaluate, runs, train
 from experiments.model import Model, SupervisedModel, TargetOracle
 from weightspace import emulator, lstm, probes, zoo
 from weightspace.tasks import formal_languages as fl
@@ -108,7 +108,7 @@ def test_an_exact_clone_scores_like_the_original():
         one = jax.tree.map(lambda x, index=index: x[index], params)
         model = types.SimpleNamespace(emulator=_exact_emulator(one, embedding_size=4))
         embeddings = np.random.default_rng(index).normal(size=(3, 4))
-        scores[index] = evaluate.clone_scores(model, family, the_zoo, np.array([index]), embeddings, seed=5)
+        scores[index] = cloning.clone_scores(model, family, the_zoo, np.array([index]), embeddings, seed=5)
     original = np.array([scores[i][0][0] for i in range(3)])
     clone = np.array([scores[i][1][0] for i in range(3)])
     assert np.all(original[:2] > 0.1)  # a meaningful score, not 0 = 0
@@ -157,13 +157,29 @@ def test_task_oracle_embeds_the_task_and_is_evaluated_like_an_encoder(smoke_zoo,
 def test_oracle_and_supervised_targets_exclude_each_other(smoke_zoo):
     config = _config("flat", smoke_zoo, **{"oracle.target": "task", "supervised.target": "task"})
     with pytest.raises(ValueError, match="exclude each other"):
-        train.Trainer(config, zoo.load(smoke_zoo))
+        context.RunContext.of(config, zoo.load(smoke_zoo))
     with pytest.raises(ValueError, match=r"Unknown oracle\.target 'angle'"):
-        train.Trainer(_config("flat", smoke_zoo, **{"oracle.target": "angle"}), zoo.load(smoke_zoo))
+        context.RunContext.of(_config("flat", smoke_zoo, **{"oracle.target": "angle"}), zoo.load(smoke_zoo))
+
+
+@pytest.mark.parametrize(
+    "overrides, kind, augments",
+    [
+        ({}, "emulation", True),
+        ({"supervised.target": "task"}, "supervised", True),
+        ({"oracle.target": "task"}, "oracle", False),
+    ],
+)
+def test_the_config_picks_one_objective(overrides, kind, augments, smoke_zoo):
+    run = context.RunContext.of(_config("flat", smoke_zoo, **overrides), zoo.load(smoke_zoo))
+    assert (run.objective.name, run.objective.augments) == (kind, augments)
+    model = run.objective.make_model(run.config, run.spec)
+    assert isinstance(model, SupervisedModel if kind == "supervised" else Model)
+    assert isinstance(model.encoder, TargetOracle) == (kind == "oracle")
 
 
 def test_cloning_summary_counts_the_clones_of_originals_that_do_their_task():
-    summary = evaluate.cloning_summary(np.array([0.9, 0.2, 0.7, 0.5]), np.array([0.6, 0.9, 0.1, 0.5]))
+    summary = cloning.summary(np.array([0.9, 0.2, 0.7, 0.5]), np.array([0.6, 0.9, 0.1, 0.5]))
     assert summary["num_good_originals"] == 3 and summary["good_clones"] == 2 / 3
     np.testing.assert_allclose(summary["abs_difference"], np.mean([0.3, 0.7, 0.6, 0.0]))
-    assert evaluate.cloning_summary(np.zeros(3), np.ones(3))["good_clones"] is None
+    assert cloning.summary(np.zeros(3), np.ones(3))["good_clones"] is None

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluate, runs, train
+from experiments import context, evaluate, runs, train
 from experiments.model import TargetOracle
 from weightspace import checkpointing, encoders, files, zoo
 from zoo_builder import build
@@ -85,7 +85,7 @@ def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
 @pytest.mark.parametrize("split", ["train", "eval", "ood"])
 def test_a_non_finite_snapshot_is_refused_before_the_run_writes_anything(split, smoke_zoo, tmp_path, monkeypatch):
     good = zoo.load(smoke_zoo)
-    chosen = train.Trainer(_config("layerwise_statistics", smoke_zoo), good).split[split][0]
+    chosen = context.RunContext.of(_config("layerwise_statistics", smoke_zoo), good).split[split][0]
     params = {k: v.copy() for k, v in good.params.items()}
     params["weight_hh_l0"][chosen] = np.nan
     broken = str(tmp_path / "broken_zoo")
@@ -350,10 +350,10 @@ def test_token_loss_needs_token_targets(tmp_path):
 def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, num_steps=10, min_step=10)
     the_zoo = zoo.load(smoke_zoo)
-    trainer = train.Trainer(config, the_zoo)
+    run = context.RunContext.of(config, the_zoo)
     steps = np.asarray(the_zoo.metadata["step"])
-    assert set(steps[trainer.train_snapshots]) == {10, 20}
-    assert set(trainer.train_snapshots) == {i for i in trainer.split["train"] if steps[i] >= 10}
+    assert set(steps[run.train_snapshots]) == {10, 20}
+    assert set(run.train_snapshots) == {i for i in run.split["train"] if steps[i] >= 10}
     final = train.train_and_evaluate(config, str(tmp_path / "boundary"))
     assert 0 < final["eval_boundary_loss"] <= 1 and final["eval_boundary_loss"] != final["eval_loss"]
     config.oracle.target = "constant"

@@ -1,4 +1,4 @@
-"""Workdir locks and JSON helpers (weightspace.files)."""
+"""Workdir locks, JSON helpers and metrics files (weightspace.files, weightspace.metrics)."""
 
 import os
 import re
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from weightspace import files
+from weightspace import files, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Holds the lock of the workdir given as argv[1], says so, then waits to be killed.
@@ -64,3 +64,18 @@ def test_a_lock_of_another_process_refuses_and_is_taken_over_once_it_is_killed(t
 
 def test_flatten_gives_dotted_paths():
     assert files.flatten({"a": 1, "b": {"c": [1, 2], "d": {"e": None}}}) == {"a": 1, "b.c": [1, 2], "b.d.e": None}
+
+
+def test_metrics_files_survive_a_kill_mid_line_and_a_resume_drops_what_it_replays(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    for step in (5, 10, 15):
+        metrics.append(path, {"step": step, "loss": 1.0 / step})
+    with open(path, "a") as f:
+        f.write('{"step": 2')  # killed while writing
+    assert [r["step"] for r in metrics.read(path)] == [5, 10, 15]
+    metrics.drop_after(path, 10)
+    assert path.read_text().splitlines() == ['{"step": 5, "loss": 0.2}', '{"step": 10, "loss": 0.1}']
+    path.write_text('{"step": 5}\nnot json\n{"step": 10}\n')
+    with pytest.raises(metrics.MetricsError, match="line 2 is not JSON"):
+        metrics.read(path)
+    assert metrics.read(tmp_path / "missing.jsonl") == []

@@ -18,6 +18,8 @@ from weightspace.tasks import TaskFamily, splits
 from weightspace.types import PRNGKey, PyTree
 
 SPLITS = ("train", "eval", "ood")
+# The splits of tasks training never sees.
+HELD_OUT = ("eval", "ood")
 
 
 def task_split(

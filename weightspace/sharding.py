@@ -24,3 +24,8 @@ def replicated(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
 def split(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     """The leading axis split over the mesh's one axis."""
     return jax.sharding.NamedSharding(on, jax.P(on.axis_names[0]))
+
+
+def constrain(tree, sharding: jax.sharding.NamedSharding):
+    """Every leaf of `tree` constrained to `sharding` (inside jit: e.g. a batch split over the mesh)."""
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)

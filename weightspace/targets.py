@@ -186,3 +186,12 @@ def step_targets(steps: np.ndarray) -> list[Target]:
         Classes.of("step", steps, np.unique(steps)),
         Regression("log_step", np.log1p(steps.astype(np.float64))),
     ]
+
+
+def subset_scores(target: Target, predicted: np.ndarray, subsets: dict[str, np.ndarray]) -> dict[str, dict]:
+    """{subset: {"<target>_<metric>": value}} of predictions for every snapshot [N, ...] (an empty subset: {})."""
+    scores = {}
+    for s, i in subsets.items():
+        metrics = target.metrics(predicted[i], target.values[i]) if len(i) else {}
+        scores[s] = {f"{target.name}_{k}": v for k, v in metrics.items()}
+    return scores
