@@ -28,19 +28,15 @@ the paper code's (CPU) rates are not compared.
 """
 
 import json
-import math
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 
 from absl import app, flags
 
-from weightspace import cli
+from weightspace import benchmarking, cli
+from weightspace.benchmarking import WINDOWS
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
 PAPER_CODE_STEPS_PER_S = {
@@ -96,40 +92,12 @@ for _ in range(windows):
 print(json.dumps({"device": device, "threads": torch.get_num_threads(), "window_rates": rates}))
 """
 
-# Consecutive measuring windows per rate; the reported rate is their median.
-_WINDOWS = 5
-
-
-def rate_summary(window_rates: list[float]) -> dict:
-    """Steps/s from per-window rates: the median, and the slowest and fastest window."""
-    return {
-        "steps_per_s": round(statistics.median(window_rates), 3),
-        "steps_per_s_range": [round(min(window_rates), 3), round(max(window_rates), 3)],
-    }
-
-
-def _window_rates(step: Callable[[], object], seconds: float) -> list[float]:
-    """Rates of `step` in `_WINDOWS` consecutive windows of `seconds / _WINDOWS` each (at least one step each)."""
-    rates = []
-    for _ in range(_WINDOWS):
-        steps, start = 0, time.perf_counter()
-        while steps < 1 or time.perf_counter() - start < seconds / _WINDOWS:
-            step()
-            steps += 1
-        rates.append(steps / (time.perf_counter() - start))
-    return rates
-
 
 def _torch_emulator_rate(seconds: float, device: str) -> dict | None:
     """The PyTorch emulator step's rate in this run on `device` ('cpu' or 'cuda'; None without torch)."""
-    python = flags.FLAGS.torch_python or sys.executable
-    command = [python, "-c", _TORCH_EMULATOR, str(seconds), device, str(_WINDOWS)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        print(f"No PyTorch baseline (torch not importable by {python}?): pass --torch_python.", file=sys.stderr)
-        return None
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return measured | rate_summary(measured.pop("window_rates"))
+    python = benchmarking.torch_python(flags.FLAGS.torch_python)
+    measured = python and benchmarking.run_json([python, "-c", _TORCH_EMULATOR, str(seconds), device, str(WINDOWS)])
+    return measured and measured | benchmarking.rate_summary(measured.pop("window_rates"))
 
 
 def _matmul_flops_per_s(seconds: float = 3.0) -> float:
@@ -146,33 +114,13 @@ def _matmul_flops_per_s(seconds: float = 3.0) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size))
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
-    return max(_window_rates(lambda: f(a).block_until_ready(), seconds)) * 2 * size**3
+    return max(benchmarking.window_rates(lambda: f(a).block_until_ready(), seconds)) * 2 * size**3
 
 
 def _peak_device_mb(device) -> float | None:
     """Peak accelerator memory in use (None on CPUs, whose memory is the process's RSS)."""
     stats = device.memory_stats() if device.platform != "cpu" else None
     return round(stats["peak_bytes_in_use"] / 2**20, 1) if stats and "peak_bytes_in_use" in stats else None
-
-
-def matmul_flops(jaxpr) -> float:
-    """FLOPs of the matmuls (`dot_general`) in a jaxpr, with every `scan` body counted once per step.
-
-    Elementwise work is left out: the count is what a matmul-bound step
-    costs. A `while` loop's body (unknown trip count) is counted once; the
-    train steps have none.
-    """
-    from jax.extend import core
-
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            (contracting, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contracting)
-        steps = eqn.params["length"] if eqn.primitive.name == "scan" else 1
-        total += steps * sum(matmul_flops(sub) for sub in core.jaxprs_in_params(eqn.params))
-    return total
 
 
 def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
@@ -192,7 +140,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     # Placed as in training: an uncommitted state would make the second call compile again.
     replicated = sharding.replicated(trainer.mesh)
     state, arrays, indices = jax.device_put((trainer.initial_state, arrays, indices), replicated)
-    flops = matmul_flops(jax.make_jaxpr(trainer.train_step)(state, arrays, indices).jaxpr)
+    flops = benchmarking.matmul_flops(jax.make_jaxpr(trainer.train_step)(state, arrays, indices).jaxpr)
     start = time.perf_counter()
     train_step = trainer.train_step.lower(state, arrays, indices).compile()
     compile_s = time.perf_counter() - start
@@ -205,25 +153,19 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
         state, metrics = train_step(state, arrays, indices)
         jax.block_until_ready(metrics)
 
-    rates = _window_rates(step, seconds)
+    rates = benchmarking.window_rates(step, seconds)
     return {
         "encoder": name,
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
         "batch": config.train.batch_size,
         "compile_s": round(compile_s, 2),
-        **rate_summary(rates),
+        **benchmarking.rate_summary(rates),
         "gflop_per_step": round(flops / 1e9, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": benchmarking.peak_rss_mb(),
         "peak_device_mb": _peak_device_mb(jax.devices()[0]),
         "matmul_gflop_per_s": round(_matmul_flops_per_s() / 1e9, 1),
     }
-
-
-def _window_range(rate: dict) -> str:
-    """The slowest and fastest window of a `rate_summary`, as 'min-max'."""
-    low, high = rate["steps_per_s_range"]
-    return f"{low:.3g}-{high:.3g}"
 
 
 def main(argv):
@@ -246,7 +188,7 @@ def main(argv):
         if torch_rate:
             print(
                 f"PyTorch emulator step alone (same run, {torch_rate['device']}, {torch_rate['threads']} threads): "
-                f"{torch_rate['steps_per_s']:.3f} steps/s ({_window_range(torch_rate)})"
+                f"{torch_rate['steps_per_s']:.3f} steps/s ({benchmarking.window_range(torch_rate)})"
             )
         memory = "peak RSS MB" if backend == "cpu" else "peak device MB"
         print(
@@ -258,11 +200,10 @@ def main(argv):
             command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
             command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
             command += [f"--reuse_step_memory={flags.FLAGS.reuse_step_memory}"]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode:
-                print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+            measured = benchmarking.run_json(command)
+            if measured is None:
                 continue
-            row = json.loads(result.stdout.strip().splitlines()[-1])
+            row = measured
             matmul_rates.append(row["matmul_gflop_per_s"])
             ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
             # The paper code's rates are for a 2-core CPU: compared on CPUs only.
@@ -270,7 +211,7 @@ def main(argv):
             ratio = f"{row['steps_per_s'] / paper:5.2f}x" if paper else "     -"
             peak_mb = row["peak_rss_mb"] if backend == "cpu" else row["peak_device_mb"] or float("nan")
             print(
-                f"{name:21s}  {row['steps_per_s']:7.3f}  {_window_range(row):>14s}"
+                f"{name:21s}  {row['steps_per_s']:7.3f}  {benchmarking.window_range(row):>14s}"
                 f"  {paper or float('nan'):10.3f}  {ratio}"
                 f"  {row['compile_s']:9.1f}"
                 f"  {row['gflop_per_step']:10.2f}  {ceiling:7.2f}  {row['steps_per_s'] / ceiling:10.0%}"
@@ -287,7 +228,7 @@ def main(argv):
             "per step)."
         )
         print(
-            f"steps/s: median of {_WINDOWS} consecutive windows of {flags.FLAGS.seconds / _WINDOWS:g} s (at least "
+            f"steps/s: median of {WINDOWS} consecutive windows of {flags.FLAGS.seconds / WINDOWS:g} s (at least "
             "one step each); window range: the slowest and the fastest window. Ratios use the median."
         )
         print(f"step memory reused (weightspace.cli.reuse_cpu_step_memory): {row['reuses_step_memory']}")

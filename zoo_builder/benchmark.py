@@ -5,7 +5,8 @@
 
 Each zoo and layout (devices x runs per device x steps per call) runs in its
 own process (the CPU device count is fixed at start-up) and reports compile
-time, steady-state model-steps/s of the real training step (formal languages:
+time, steady-state model-steps/s of the real training step (the median of
+consecutive windows, `weightspace.benchmarking`; formal languages:
 batch 32 x 42 tokens; sequential MNIST: batch 32 x 50 tiles, rotated on
 device; AdamW), the share of the step spent making batches, and the process's
 peak memory. With `torch` importable
@@ -15,20 +16,12 @@ training one model at a time is measured in the same run as the baseline.
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
 from absl import app, flags
 
-_DEVICES = flags.DEFINE_list("devices", ["1", "2"], "Device counts (CPU: host devices; accelerators: at most all).")
-_RUNS_PER_DEVICE = flags.DEFINE_list("runs_per_device", ["1", "2", "8", "32"], "Runs per device per group.")
-_STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["50"], "Training steps per jitted call.")
-_SECONDS = flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
-_TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
-_ZOOS = flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
-_WORKER = flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
+from weightspace import benchmarking
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -60,8 +53,8 @@ print(json.dumps({"threads": torch.get_num_threads(), "model_steps_per_s": float
 """
 
 
-def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[float, float]:
-    """(seconds of the first call, i.e. compile + run; steady-state model-steps/s) of `fn(*args)`.
+def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[float, dict]:
+    """(seconds of the first call, i.e. compile + run; steady-state model-steps/s, `benchmarking.rate_summary`).
 
     `fn` returns (state, output); the state is fed back (it may be donated).
     """
@@ -74,15 +67,14 @@ def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[f
     # A second call may compile again: its state now lives on the devices with the output's sharding.
     state, output = fn(state, *args[1:])
     jax.block_until_ready(output)
-    calls = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or calls < 2:
+
+    def call():
+        nonlocal state
         state, output = fn(state, *args[1:])
-        calls += 1
-        if calls % 4 == 0:
-            jax.block_until_ready(output)
-    jax.block_until_ready(output)
-    return first, model_steps_per_call * calls / (time.perf_counter() - start)
+        jax.block_until_ready(output)
+
+    rates = benchmarking.window_rates(call, seconds)
+    return first, benchmarking.rate_summary(rates, model_steps_per_call, "model_steps_per_s")
 
 
 def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
@@ -91,7 +83,6 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
     Also times the batch making alone (formal-language strings; MNIST
     rotation and tiling) over the same steps and runs, to show where the time goes.
     """
-    import importlib
 
     import jax
 
@@ -100,9 +91,9 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
     import numpy as np
 
     from weightspace import lstm, sharding, tasks
-    from zoo_builder import train
+    from zoo_builder import configs, train
 
-    config = importlib.import_module(f"zoo_builder.configs.{zoo_name}").get_config()
+    config = configs.get_config(zoo_name, "paper")
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     mesh = sharding.mesh("models", jax.devices()[:devices])
@@ -141,6 +132,7 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
 
     compile_s, rate = _rate(train_call, (state, keys, task, data), model_steps, seconds)
     _, batch_rate = _rate(batches_call, (jnp.float32(0), keys, task, data), model_steps, seconds / 2)
+
     return {
         "zoo": zoo_name,
         "backend": jax.default_backend(),
@@ -150,34 +142,26 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
         "group": runs,
         "steps_per_call": steps_per_call,
         "compile_s": round(compile_s, 2),
-        "model_steps_per_s": round(rate, 1),
-        "batch_share": round(rate / batch_rate, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **rate,
+        "batch_share": round(rate["model_steps_per_s"] / batch_rate["model_steps_per_s"], 3),
+        "peak_rss_mb": benchmarking.peak_rss_mb(),
     }
 
 
-def _subprocess_json(command: list[str]) -> dict | None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        print(result.stderr[-2000:], file=sys.stderr)
-        return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def _torch_baselines() -> list[dict]:
-    python = _TORCH_PYTHON.value or sys.executable
-    probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
-    if probe.returncode:
-        print("torch is not importable: no PyTorch baseline (pass --torch_python).", file=sys.stderr)
-        return []
-    return [r for t in (0, 1) if (r := _subprocess_json([python, "-c", _TORCH_BASELINE, str(t)]))]
+    """The PyTorch loop's rate with torch's default threads and with one thread ([] without torch)."""
+    python = benchmarking.torch_python(flags.FLAGS.torch_python)
+    runs = (
+        [benchmarking.run_json([python, "-c", _TORCH_BASELINE, str(threads)]) for threads in (0, 1)] if python else []
+    )
+    return [r for r in runs if r]
 
 
 def main(argv):
     del argv
-    if _WORKER.value:
-        zoo_name, *layout = _WORKER.value.split(",")
-        print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), _SECONDS.value)))
+    if flags.FLAGS.worker:
+        zoo_name, *layout = flags.FLAGS.worker.split(",")
+        print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), flags.FLAGS.seconds)))
         return
     baselines = _torch_baselines()
     best = max((b["model_steps_per_s"] for b in baselines), default=None)
@@ -190,13 +174,13 @@ def main(argv):
     print("zoo               devices  runs/dev  group  steps/call  compile s  model-steps/s  batch share  peak RSS MB"
           + ("  vs torch" if best else ""))  # fmt: skip
     rows = []
-    for zoo_name in _ZOOS.value:
-        for devices in map(int, _DEVICES.value):
-            for per_device in map(int, _RUNS_PER_DEVICE.value):
-                for steps in map(int, _STEPS_PER_CALL.value):
+    for zoo_name in flags.FLAGS.zoos:
+        for devices in map(int, flags.FLAGS.devices):
+            for per_device in map(int, flags.FLAGS.runs_per_device):
+                for steps in map(int, flags.FLAGS.steps_per_call):
                     worker = f"--worker={zoo_name},{devices},{per_device},{steps}"
-                    row = _subprocess_json(
-                        [sys.executable, "-m", "zoo_builder.benchmark", worker, f"--seconds={_SECONDS.value}"]
+                    row = benchmarking.run_json(
+                        [sys.executable, "-m", "zoo_builder.benchmark", worker, f"--seconds={flags.FLAGS.seconds}"]
                     )
                     if row is None:
                         continue
@@ -214,4 +198,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_list("devices", ["1", "2"], "Device counts (CPU: host devices; accelerators: at most all).")
+    flags.DEFINE_list("runs_per_device", ["1", "2", "8", "32"], "Runs per device per group.")
+    flags.DEFINE_list("steps_per_call", ["50"], "Training steps per jitted call.")
+    flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
+    flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
+    flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
+    flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
     app.run(main)
