@@ -16,26 +16,25 @@ from ml_collections import config_flags
 
 from weightspace import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
-_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-
 
 def main(argv):
     del argv
-    cli.use_cpu_cores_as_devices(_CPU_DEVICES.value)
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
     from experiments import evaluate, train
 
-    config = _CONFIG.value
+    config = flags.FLAGS.config
     if not config.train.data_parallel:
         cli.reuse_cpu_step_memory()  # one device: its steps run on this thread and reuse their buffers
-    train.train_and_evaluate(config, _WORKDIR.value)
+    train.train_and_evaluate(config, flags.FLAGS.workdir)
     if config.evaluate.after_training:
-        evaluate.evaluate(_WORKDIR.value)
+        evaluate.evaluate(flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
+    config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
     flags.mark_flags_as_required(["config"])
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
     app.run(main, argv=argv, flags_parser=cli.parse_flags_or_exit)

@@ -6,14 +6,14 @@ does not find): `zoo_builder.build_zoo("formal_languages", "quick", workdir)`.
 
 
 def build_zoo(dataset: str, preset: str, workdir: str) -> str:
-    """Builds (or resumes, or finds) the zoo of `zoo_builder/configs/<dataset>.py:<preset>` in `workdir`.
+    """Builds (or resumes, or finds) the zoo of `dataset` (a registered task family) and `preset` in `workdir`.
+
+    The config is `zoo_builder/configs/<dataset>.py:<preset>`, or for a family without a config file of
+    its own, the common one with the family's default settings (`configs.common.family_config`).
 
     Returns:
       The path of the finished zoo (`<workdir>/zoo`).
     """
-    import importlib
+    from zoo_builder import build, configs
 
-    from zoo_builder import build
-
-    config = importlib.import_module(f"zoo_builder.configs.{dataset}").get_config(preset)
-    return build.build(config, workdir)
+    return build.build(configs.get_config(dataset, preset), workdir)

@@ -12,16 +12,15 @@ from absl import app, flags, logging
 from weightspace import cli
 from zoo_builder import reference_format
 
-_SRC = flags.DEFINE_string("src", None, "Path of the zoo to export.", required=True)
-_DST = flags.DEFINE_string("dst", None, "Directory to write (must not exist).", required=True)
-
 
 def main(argv):
     del argv
     cli.quiet_library_logs()
-    path = reference_format.export_reference(_SRC.value, _DST.value)
-    logging.info("Exported the zoo %s to %s", _SRC.value, path)
+    path = reference_format.export_reference(flags.FLAGS.src, flags.FLAGS.dst)
+    logging.info("Exported the zoo %s to %s", flags.FLAGS.src, path)
 
 
 if __name__ == "__main__":
+    flags.DEFINE_string("src", None, "Path of the zoo to export.", required=True)
+    flags.DEFINE_string("dst", None, "Directory to write (must not exist).", required=True)
     app.run(main)

@@ -12,16 +12,15 @@ from absl import app, flags, logging
 from weightspace import cli, zoo
 from zoo_builder import reference_format
 
-_SRC = flags.DEFINE_string("src", None, "Directory in a reference layout (parameters.npy, ...).", required=True)
-_DST = flags.DEFINE_string("dst", None, "Path of the new zoo (must not exist).", required=True)
-
 
 def main(argv):
     del argv
     cli.quiet_library_logs()
-    path = reference_format.import_reference(_SRC.value, _DST.value)
-    logging.info("Imported %s into the %s zoo %s", _SRC.value, zoo.read_metadata(path)["family"], path)
+    path = reference_format.import_reference(flags.FLAGS.src, flags.FLAGS.dst)
+    logging.info("Imported %s into the %s zoo %s", flags.FLAGS.src, zoo.read_metadata(path)["family"], path)
 
 
 if __name__ == "__main__":
+    flags.DEFINE_string("src", None, "Directory in a reference layout (parameters.npy, ...).", required=True)
+    flags.DEFINE_string("dst", None, "Path of the new zoo (must not exist).", required=True)
     app.run(main)

@@ -10,11 +10,6 @@ rotation and tiling are right.
 import numpy as np
 from absl import app, flags
 
-_ZOO = flags.DEFINE_string("zoo", None, "Path of a sequential-MNIST zoo.", required=True)
-_OUT = flags.DEFINE_string("out", "mnist_inputs.png", "PNG file to write.")
-_SNAPSHOTS = flags.DEFINE_list("snapshots", ["0", "1", "2", "3"], "Snapshot indices (rows).")
-_COLUMNS = flags.DEFINE_integer("columns", 8, "Stored sequences per snapshot (columns).")
-
 
 def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
     import matplotlib
@@ -49,9 +44,13 @@ def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
 
 def main(argv):
     del argv
-    render(_ZOO.value, _OUT.value, [int(s) for s in _SNAPSHOTS.value], _COLUMNS.value)
-    print(f"Wrote {_OUT.value}")
+    render(flags.FLAGS.zoo, flags.FLAGS.out, [int(s) for s in flags.FLAGS.snapshots], flags.FLAGS.columns)
+    print(f"Wrote {flags.FLAGS.out}")
 
 
 if __name__ == "__main__":
+    flags.DEFINE_string("zoo", None, "Path of a sequential-MNIST zoo.", required=True)
+    flags.DEFINE_string("out", "mnist_inputs.png", "PNG file to write.")
+    flags.DEFINE_list("snapshots", ["0", "1", "2", "3"], "Snapshot indices (rows).")
+    flags.DEFINE_integer("columns", 8, "Stored sequences per snapshot (columns).")
     app.run(main)

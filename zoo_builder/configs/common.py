@@ -72,3 +72,11 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
         config.train.checkpoint_every_steps = 10
         config.log_every_seconds = 1.0
     return config
+
+
+def family_config(family_class: type, preset: str) -> ml_collections.ConfigDict:
+    """The zoo config of a family without a config file of its own: the common one, the family's defaults."""
+    config = base_config(preset)
+    config.task.name = family_class.name
+    config.task.settings = family_settings(family_class)
+    return config
