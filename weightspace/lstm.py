@@ -151,11 +151,13 @@ def layers_of(params: Params) -> list[Layer]:
 def step_layers(
     layers: list[Layer], x: jax.Array, state: State, first_pre: jax.Array | None = None
 ) -> tuple[jax.Array, State]:
-    """One time step of stacked layers: input `x` [..., in] -> (last layer's h [..., H], new state).
+    """One time step of one sequence through stacked layers: input `x` [in] -> (last layer's h [H], new state).
+
+    Vmap it for many sequences or models (as `step` is).
 
     Args:
-      state: `(h, c)`, each [num_layers, ..., H].
-      first_pre: layer 0's input projection plus bias, [..., 4H], when the caller computes it (then
+      state: `(h, c)`, each [num_layers, H].
+      first_pre: layer 0's input projection plus bias, [4H], when the caller computes it (then
         layer 0's W_ih is not used).
     """
     new_h, new_c = [], []
@@ -163,7 +165,7 @@ def step_layers(
         if index == 0 and first_pre is not None:
             pre = first_pre
         else:
-            pre = x @ w_ih.T
+            pre = w_ih @ x
             for bias in biases:  # one at a time, as PyTorch's step adds them
                 pre = pre + bias
         x, c, _, _ = _cell(pre, state[0][index], state[1][index], w_hh)
