@@ -27,9 +27,22 @@ def abstract_of(tree: PyTree, sharding: jax.sharding.Sharding | None = None) -> 
     return jax.tree.map(struct, tree)
 
 
+def _checkpointer(process_local: bool) -> ocp.StandardCheckpointer:
+    """A checkpointer for every process of the job (device arrays), or for the calling process alone."""
+    if not process_local:
+        return ocp.StandardCheckpointer()
+    here = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here})
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
+
+
 def save_pytree(path: str | os.PathLike, tree: PyTree) -> None:
-    """Saves `tree` at `path` (which must not exist yet) and waits until it is written."""
-    checkpointer = ocp.StandardCheckpointer()
+    """Saves `tree` at `path` (which must not exist yet) and waits until it is written.
+
+    A tree of device arrays is saved by every process of a multi-process job together (each writes its
+    shards); a tree of NumPy arrays only is this process's own, and it saves it alone.
+    """
+    checkpointer = _checkpointer(process_local=not any(isinstance(x, jax.Array) for x in jax.tree.leaves(tree)))
     checkpointer.save(os.path.abspath(path), tree)
     checkpointer.wait_until_finished()
     checkpointer.close()
@@ -41,13 +54,14 @@ def restore_pytree(path: str | os.PathLike, abstract: PyTree | None = None) -> P
     Args:
       path: the checkpoint directory.
       abstract: a tree of `jax.ShapeDtypeStruct` (with shardings) to restore
-        onto devices; when None, every array is returned as a NumPy array.
+        onto devices (every process of a multi-process job calls it); when None,
+        every array is returned as a NumPy array, to the calling process alone.
 
     Raises:
       CorruptFileError: naming the path, when it is missing or unreadable.
     """
     path = os.path.abspath(path)
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _checkpointer(process_local=abstract is None)
     try:
         if abstract is None:
             metadata = checkpointer.metadata(path).item_metadata

@@ -35,6 +35,21 @@ def use_cpu_cores_as_devices(count: int = 0) -> None:
     jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
 
 
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = 0) -> None:
+    """Joins a multi-process job through JAX's distributed runtime.
+
+    Without a coordinator, JAX finds the job itself (TPU pods, SLURM and the other clusters it knows).
+    With one (e.g. the local processes of `zoo_builder.launch_local`), this process is `process_id` of
+    `num_processes`, and CPU devices exchange data over gloo, JAX's CPU collectives. Must run before
+    JAX initialises its backends.
+    """
+    if coordinator_address:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    else:
+        jax.distributed.initialize()
+
+
 # glibc's mallopt options (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 

@@ -127,7 +127,9 @@ def config_changes(saved: dict, current: dict, may_change: tuple[str, ...] = ())
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str | os.PathLike, holder: str, error: type[Exception] = WorkdirBusyError) -> Iterator[None]:
+def workdir_lock(
+    workdir: str | os.PathLike, holder: str, error: type[Exception] = WorkdirBusyError, lock_file: str = LOCK_FILE
+) -> Iterator[None]:
     """Holds an exclusive lock on `workdir` (its `.lock` file) while the block runs.
 
     The lock is an `flock`, which the OS drops when its holder exits or is
@@ -139,11 +141,12 @@ def workdir_lock(workdir: str | os.PathLike, holder: str, error: type[Exception]
       workdir: an existing directory.
       holder: what takes the lock, for the message ("zoo builder", "training run").
       error: the exception raised when another process holds the lock.
+      lock_file: the lock's file name in `workdir` (each process of a multi-process job holds its own).
 
     Raises:
       error: naming the workdir and the holder's pid, at once (no waiting).
     """
-    path = os.path.join(os.fspath(workdir), LOCK_FILE)
+    path = os.path.join(os.fspath(workdir), lock_file)
     # Opened without truncation: the holder's pid must stay readable to a refused process.
     with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+") as handle:
         try:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from weightspace import checkpointing, files, lstm, progress, sharding, tasks, zoo
 from zoo_builder import train
@@ -39,8 +40,13 @@ class BuildError(RuntimeError):
 
 
 def workdir_lock(workdir: str) -> contextlib.AbstractContextManager[None]:
-    """Holds the workdir's lock (`files.workdir_lock`): a second builder fails at once, naming the holder."""
-    return files.workdir_lock(workdir, "zoo builder", BuildError)
+    """Holds the workdir's lock (`files.workdir_lock`): a second builder fails at once, naming the holder.
+
+    Each process of a multi-process build holds a lock of its own (process 0: `.lock`).
+    """
+    index = jax.process_index()
+    lock_file = files.LOCK_FILE if index == 0 else f"{files.LOCK_FILE}.process{index}"
+    return files.workdir_lock(workdir, "zoo builder", BuildError, lock_file)
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -119,13 +125,16 @@ class _Log:
         if time.time() - self.last < self.every and step != last_step:
             return
         self.last = time.time()
-        losses = np.asarray(jax.device_get(jnp.stack([jnp.mean(losses[-1]), jnp.sum(~jnp.isfinite(losses[-1]))])))
+        # This process's runs only: when to log is each process's own clock, so nothing here may be collective.
+        last = np.concatenate([np.asarray(shard.data)[-1] for shard in losses.addressable_shards])
         logging.info(
             "group %d/%d step %d/%d | %.0f model-steps/s | mean loss %.4f | ETA %s",
-            group + 1, num_groups, step, last_step, self.progress.rate, losses[0], self.progress.eta(),
+            group + 1, num_groups, step, last_step, self.progress.rate, np.mean(last), self.progress.eta(),
         )  # fmt: skip
-        if losses[1]:
-            logging.warning("%d runs of group %d have a non-finite loss at step %d.", losses[1], group, step)
+        if not np.all(np.isfinite(last)):
+            logging.warning(
+                "%d runs of group %d have a non-finite loss at step %d.", np.sum(~np.isfinite(last)), group, step
+            )
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -163,6 +172,8 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> str:
         elif jax.process_index() == 0:
             logging.info("The zoo in %s is complete; nothing to do.", zoo_path)
         _finish(workdir, zoo_path)
+        if jax.process_count() > 1:  # the others wait while process 0 assembles and finishes the zoo
+            multihost_utils.sync_global_devices("zoo_builder.build: zoo finished")
     return zoo_path
 
 
