@@ -100,23 +100,6 @@ def _torch_emulator_rate(seconds: float, device: str) -> dict | None:
     return measured and measured | benchmarking.rate_summary(measured.pop("window_rates"))
 
 
-def _matmul_flops_per_s(seconds: float = 3.0) -> float:
-    """This device's float32 matmul rate, the practical peak for the ceiling.
-
-    Square matmuls at the default precision, as in the train step: 2048 wide
-    on CPUs, 8192 on accelerators (smaller ones leave them idle). The fastest
-    of the measuring windows: a busy spell would lower the rate, and a
-    ceiling from a lowered rate would flatter the train step.
-    """
-    import jax
-
-    size = 2048 if jax.default_backend() == "cpu" else 8192
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    return max(benchmarking.window_rates(lambda: f(a).block_until_ready(), seconds)) * 2 * size**3
-
-
 def _peak_device_mb(device) -> float | None:
     """Peak accelerator memory in use (None on CPUs, whose memory is the process's RSS)."""
     stats = device.memory_stats() if device.platform != "cpu" else None
@@ -135,7 +118,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     config.zoo.path = zoo_path
     the_zoo = zoo.load(zoo_path)
     trainer = train.Trainer(config, the_zoo)
-    arrays = dataset.device_zoo(the_zoo)
+    arrays = dataset.zoo_arrays(the_zoo)
     indices = jax.numpy.arange(len(the_zoo))
     # Placed as in training: an uncommitted state would make the second call compile again.
     replicated = sharding.replicated(trainer.mesh)
@@ -164,7 +147,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
         "gflop_per_step": round(flops / 1e9, 2),
         "peak_rss_mb": benchmarking.peak_rss_mb(),
         "peak_device_mb": _peak_device_mb(jax.devices()[0]),
-        "matmul_gflop_per_s": round(_matmul_flops_per_s() / 1e9, 1),
+        "matmul_gflop_per_s": round(benchmarking.matmul_rate() / 1e9, 1),
     }
 
 

@@ -59,6 +59,11 @@ class RunContext:
         objective = objectives.make(config, family, all_targets, split["train"], has_tokens)
         return cls(config, family, the_zoo.spec, split, train_snapshots, all_targets, objective)
 
-    def mesh(self) -> jax.sharding.Mesh:
-        """The mesh a batch is split over: every device with `train.data_parallel`, else the first one."""
-        return sharding.mesh("data", jax.devices() if self.config.train.data_parallel else jax.devices()[:1])
+    def mesh(self, local: bool = False) -> jax.sharding.Mesh:
+        """The mesh a batch is split over: every device with `train.data_parallel`, else the first one.
+
+        Every device of every process of the job, or with `local` this process's own (evaluation, which
+        each process of a multi-process job runs alone).
+        """
+        devices = jax.local_devices() if local else jax.devices()
+        return sharding.mesh("data", devices if self.config.train.data_parallel else devices[:1])

@@ -24,6 +24,7 @@ it has every subset (older ones, without the trained subsets, are redone).
 `python -m experiments.main` runs this when training ends.
 """
 
+import json
 import os
 import sys
 
@@ -33,7 +34,7 @@ from absl import app, flags, logging
 from flax import nnx
 
 from experiments import cloning, context, objectives, runs
-from weightspace import cli, dataset, files, probes, sharding, targets, zoo
+from weightspace import cli, dataset, files, multihost, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 HELD_OUT = dataset.HELD_OUT
@@ -135,10 +136,11 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     """Evaluates the run in `workdir` (or reuses its saved evaluation of the same checkpoint).
 
     Returns the evaluation as saved in evaluation.json: undefined metrics (the R² of a target that is
-    constant on a split) are None there.
+    constant on a split) are None there. Each process of a multi-process job evaluates on its own
+    devices (nothing is exchanged, so none waits for another); process 0 writes the files.
     """
     workdir = os.path.abspath(workdir)
-    with files.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
+    with multihost.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
         return _evaluate_locked(workdir, force)
 
 
@@ -158,10 +160,10 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     if not np.all(np.isfinite(embeddings)):
         raise runs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
     subsets = held_out_subsets(run.split, run.family.trained_snapshots(the_zoo.metadata))
-    mesh = run.mesh()
+    mesh = run.mesh(local=True)
     graphdef, params, other = nnx.split(model, nnx.Param, ...)
     state, arrays = jax.device_put(
-        ({"params": params, "other": other}, run.objective.device_arrays(dataset.device_zoo(the_zoo))),
+        ({"params": params, "other": other}, run.objective.device_arrays(dataset.zoo_arrays(the_zoo))),
         sharding.replicated(mesh),
     )
     batches = objectives.fixed_batches(run, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
@@ -179,6 +181,8 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     extras = run.objective.evaluation(model, run, the_zoo, embeddings, subsets)
     result["probes"].update(extras.pop("probes", {}))
     result.update(extras)
+    if not multihost.is_primary():
+        return json.loads(json.dumps(files.strict(result)))  # as process 0 reads it back
     with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
         np.save(temporary, embeddings)
     files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))

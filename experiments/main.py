@@ -6,6 +6,10 @@ Rerunning the same command on the same workdir resumes the run. The
 evaluation (experiments/evaluate.py) writes evaluation.json/.md into the
 workdir; --config.evaluate.after_training=false skips it. Supervised baseline:
 --config.supervised.target=task (see configs/common.py).
+
+Multi-process (data-parallel over every process's devices, `--config.train.data_parallel=true`):
+`--distributed` on a pod or cluster JAX knows, or for processes on one machine
+`python -m zoo_builder.launch_local --module=experiments.main -- <these flags>`.
 """
 
 import os
@@ -20,6 +24,7 @@ from weightspace import cli
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    cli.join_job(flags.FLAGS, distributed=flags.FLAGS.distributed)
     cli.quiet_library_logs()
     from experiments import evaluate, train
 
@@ -35,6 +40,8 @@ if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    flags.DEFINE_bool("distributed", False, "Join the multi-process job JAX finds (TPU pods, SLURM, ...).")
+    cli.define_job_flags()
     flags.mark_flags_as_required(["config"])
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
     app.run(main, argv=argv, flags_parser=cli.parse_flags_or_exit)

@@ -58,7 +58,7 @@ class Emulation:
         return the_zoo.params
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
-        """The arrays the steps read, from the device zoo {"params", "behaviour"}."""
+        """The arrays the steps read, from the zoo's {"params", "behaviour"} (`dataset.zoo_arrays`)."""
         return arrays
 
     def _per_position(self, model: Model, batch: PyTree, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
@@ -111,7 +111,7 @@ class Oracle(Emulation):
         return {"oracle": self.target.features()}
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
-        return {**arrays, "params": {"oracle": jnp.asarray(self.target.features())}}
+        return {**arrays, "params": {"oracle": np.asarray(self.target.features())}}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -132,7 +132,7 @@ class Supervised:
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
         """The zoo and the encoded target [N, ...] of every snapshot."""
-        return {**arrays, "target": jnp.asarray(self.target.encode())}
+        return {**arrays, "target": np.asarray(self.target.encode())}
 
     def loss(self, model: SupervisedModel, batch: PyTree, mask: jax.Array | None = None) -> jax.Array:
         per_snapshot = self.target.loss(model(batch["params"]), batch["target"])
@@ -209,7 +209,7 @@ def fixed_batches(run: "RunContext", num_sequences: int, names: tuple[str, ...])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _batch_sums(objective, graphdef, mesh, state, arrays, snapshots, sequences, mask) -> dict[str, tuple]:
+def batch_sums(objective, graphdef, mesh, state, arrays, snapshots, sequences, mask) -> dict[str, tuple]:
     """The objective's sums over one fixed batch, the model in eval mode (no dropout)."""
     model = nnx.merge(graphdef, state["params"], state["other"])
     model.eval()
@@ -222,7 +222,7 @@ def split_losses(run: "RunContext", graphdef, mesh, state, arrays, batches: dict
     means = {}
     for name, split_batches in batches.items():
         sums = jax.device_get([
-            _batch_sums(run.objective, graphdef, mesh, state, arrays, *map(jnp.asarray, b)) for b in split_batches
+            batch_sums(run.objective, graphdef, mesh, state, arrays, *map(jnp.asarray, b)) for b in split_batches
         ])  # fmt: skip
         for kind in sums[0]:
             total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))

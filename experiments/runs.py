@@ -182,7 +182,7 @@ def resumed_step(workdir: str) -> int | None:
     directory = os.path.join(workdir, "checkpoints", "latest")
     if not os.path.isdir(directory):
         return None
-    manager = checkpointing.CheckpointManager(directory)
+    manager = checkpointing.CheckpointManager(directory, process_local=True)
     step = manager.latest_step()
     manager.close()
     return step
@@ -199,7 +199,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 def checkpoint_step(workdir: str, which: str = "best") -> int:
     """The step of a run's best (or latest) checkpoint."""
-    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
     step = manager.latest_step()
     manager.close()
     if step is None:
@@ -219,7 +219,7 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
     objective = objectives.make(config, family, context.downstream_targets(metadata, family))
     model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
-    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which))
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")

@@ -20,7 +20,7 @@ from flax import nnx
 
 from experiments import context, objectives, runs
 from experiments.model import initial_state, make_optimizer
-from weightspace import checkpointing, dataset, files, metrics, progress, sharding, zoo
+from weightspace import checkpointing, dataset, files, metrics, multihost, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -42,12 +42,15 @@ class Trainer:
         self.train_step = jax.jit(self._train_step, donate_argnums=0)
 
     def replicate(self, tree: PyTree) -> PyTree:
-        """`tree` placed on every device of the run's mesh (state and data that all steps read whole)."""
-        return jax.device_put(tree, sharding.replicated(self.mesh))
+        """`tree` placed on every device of the run's mesh (state and data that all steps read whole).
+
+        Every process of a multi-process job passes the same tree (`multihost.put`).
+        """
+        return multihost.put(tree, sharding.replicated(self.mesh))
 
     def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
         """What the steps read, placed once: the zoo and what the objective adds (`Objective.device_arrays`)."""
-        return self.replicate(self.objective.device_arrays(dataset.device_zoo(the_zoo)))
+        return self.replicate(self.objective.device_arrays(dataset.zoo_arrays(the_zoo)))
 
     def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
         # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
@@ -87,6 +90,10 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     fails one late.
     """
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
+    if jax.process_count() > 1 and not config.train.data_parallel:
+        problems.append(
+            f"a job of {jax.process_count()} processes trains data-parallel: give --config.train.data_parallel=true"
+        )
     at_least = {
         "train.num_steps": 1,
         "train.batch_size": 1,
@@ -121,14 +128,16 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics.
 
-    One process at a time trains in a workdir (`files.workdir_lock`; a second fails at once). Before
+    One job at a time trains in a workdir (`multihost.workdir_lock`; a second fails at once). Before
     anything is written, the config is validated and, on a resume, checked against the recorded
-    config, zoo and latest checkpoint.
+    config, zoo and latest checkpoint. In a multi-process job every process runs this with the same
+    arguments and a shared workdir; only process 0 writes the run's files, all save checkpoints together.
     """
     validate(config, workdir)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with files.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
+    with multihost.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
+        multihost.check_shared_workdir(workdir, runs.TrainingError)
         return _train_locked(config, workdir)
 
 
@@ -143,11 +152,14 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         )
     identity = runs.check_zoo(config, workdir)
     the_zoo = zoo.load(identity["path"])  # refuses a corrupt or non-finite zoo before the run writes anything
-    files.write_json(os.path.join(workdir, "config.json"), recorded_config)
-    files.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
     trainer = Trainer(config, the_zoo)
     split = trainer.run.split
-    files.write_json(os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.run.family, split))
+    if multihost.is_primary():
+        files.write_json(os.path.join(workdir, "config.json"), recorded_config)
+        files.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
+        files.write_json(
+            os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.run.family, split)
+        )
     arrays = trainer.device_arrays(the_zoo)
     train_indices = trainer.replicate(jnp.asarray(trainer.run.train_snapshots, jnp.int32))
     eval_batches = objectives.fixed_batches(trainer.run, the_zoo.sequences.shape[1], dataset.HELD_OUT)
@@ -159,7 +171,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         state = latest.restore(latest.latest_step(), checkpointing.abstract_of(state))
         logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
     step = int(state["step"])
-    metrics.drop_after(os.path.join(workdir, runs.METRICS), step)
+    if multihost.is_primary():
+        metrics.drop_after(os.path.join(workdir, runs.METRICS), step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
@@ -195,8 +208,9 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                 if last["eval_loss"] < float(state["best_eval_loss"]):
                     state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
                     best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
-            row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
-            metrics.append(os.path.join(workdir, runs.METRICS), row)
+            if multihost.is_primary():
+                row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
+                metrics.append(os.path.join(workdir, runs.METRICS), row)
             logging.info(
                 "step %d/%d | %.2f steps/s | ETA %s | %s",
                 step, num_steps, rate, steps.eta(),

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from weightspace import lstm, tasks, zoo
+from weightspace import lstm, multihost, tasks, zoo
 from zoo_builder import build, train
 from zoo_builder.configs import formal_languages, sequential_mnist
 
@@ -193,7 +193,8 @@ def test_diverged_runs_stop_the_build_naming_them(tmp_path):
 
 def test_second_builder_on_a_busy_workdir(tmp_path):
     busy = rf"Another zoo builder \(pid {os.getpid()}\) is writing {re.escape(str(tmp_path))}"
-    with build.workdir_lock(str(tmp_path)), pytest.raises(build.BuildError, match=busy):
+    lock = multihost.workdir_lock(str(tmp_path), "zoo builder", build.BuildError)
+    with lock, pytest.raises(build.BuildError, match=busy):
         build.build(_config(), str(tmp_path))
     assert not os.path.exists(tmp_path / "build_config.json")
 

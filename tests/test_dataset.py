@@ -55,7 +55,7 @@ def test_mnist_split_by_angle(tmp_path):
 def test_batches_gather_the_right_rows(tmp_path):
     z = _formal_language_zoo(tmp_path / "zoo")
     family = fl.FormalLanguages()
-    arrays = dataset.device_zoo(z)
+    arrays = dataset.zoo_arrays(z)
     indices = jnp.arange(10, 20)
     batch = jax.jit(dataset.sample_batch, static_argnums=(2, 4))(jax.random.key(0), arrays, family, indices, 16)
     assert batch["inputs"].shape == (16, 41, 6) and batch["targets"].shape == (16, 41, 6)

@@ -91,3 +91,19 @@ def matmul_flops(jaxpr) -> float:
         steps = eqn.params["length"] if eqn.primitive.name == "scan" else 1
         total += steps * sum(matmul_flops(sub) for sub in core.jaxprs_in_params(eqn.params))
     return total
+
+
+def matmul_rate(seconds: float = 3.0) -> float:
+    """The default device's float32 matmul rate in FLOP/s: the practical peak for ceilings and CPU plans.
+
+    Square matmuls at the default precision, as in the train steps: 2048 wide on CPUs, 8192 on
+    accelerators (smaller ones leave them idle). The fastest of the measuring windows: a busy spell
+    would lower the rate, and a ceiling from a lowered rate would flatter the step measured against it.
+    """
+    import jax
+
+    size = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    return max(window_rates(lambda: f(a).block_until_ready(), seconds)) * 2 * size**3

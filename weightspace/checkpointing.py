@@ -27,13 +27,21 @@ def abstract_of(tree: PyTree, sharding: jax.sharding.Sharding | None = None) -> 
     return jax.tree.map(struct, tree)
 
 
+def _multiprocessing(process_local: bool, name: str | None = None) -> ocp.options.MultiprocessingOptions:
+    """Orbax's coordination: every process of the job together, or the calling process alone.
+
+    `name` prefixes the job's barriers: two managers saving the same step at once (a run's latest and
+    best checkpoints) would otherwise meet at the same barrier and fail.
+    """
+    if not process_local:
+        return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+    here = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here}, barrier_sync_key_prefix=name)
+
+
 def _checkpointer(process_local: bool) -> ocp.StandardCheckpointer:
     """A checkpointer for every process of the job (device arrays), or for the calling process alone."""
-    if not process_local:
-        return ocp.StandardCheckpointer()
-    here = jax.process_index()
-    options = ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here})
-    return ocp.StandardCheckpointer(multiprocessing_options=options)
+    return ocp.StandardCheckpointer(multiprocessing_options=_multiprocessing(process_local))
 
 
 def save_pytree(path: str | os.PathLike, tree: PyTree) -> None:
@@ -87,14 +95,21 @@ def _cause(error: Exception) -> str:
 
 
 class CheckpointManager:
-    """Latest-k checkpoints of a training state in a directory, by step."""
+    """Latest-k checkpoints of a training state in a directory, by step.
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):
-        self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
+    Every process of a multi-process job saves and restores together; with `process_local`, the calling
+    process reads alone (e.g. one process evaluating a run that several trained).
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1, process_local: bool = False):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            create=not process_local,  # Orbax cannot create it for one process; one that reads needs none
             # A save cut short by a kill leaves a temporary directory; the next start removes it.
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True),
+            cleanup_tmp_directories=True,
+            multiprocessing_options=_multiprocessing(process_local, os.path.basename(os.path.abspath(directory))),
         )
+        self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
     @property
     def directory(self) -> str:

@@ -35,18 +35,27 @@ def use_cpu_cores_as_devices(count: int = 0) -> None:
     jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
 
 
-def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = 0) -> None:
-    """Joins a multi-process job through JAX's distributed runtime.
+def define_job_flags() -> None:
+    """Defines the flags that place a process in a multi-process job (`zoo_builder.launch_local` passes them)."""
+    from absl import flags
+
+    flags.DEFINE_string("coordinator_address", "", "host:port of process 0 of a multi-process job (launch_local).")
+    flags.DEFINE_integer("num_processes", 1, "Processes of the job (with --coordinator_address).")
+    flags.DEFINE_integer("process_id", 0, "This process's index in the job (with --coordinator_address).")
+
+
+def join_job(flag_values, distributed: bool = False) -> None:
+    """Joins the multi-process job named by the `define_job_flags` flags, or with `distributed` the one JAX finds.
 
     Without a coordinator, JAX finds the job itself (TPU pods, SLURM and the other clusters it knows).
     With one (e.g. the local processes of `zoo_builder.launch_local`), this process is `process_id` of
-    `num_processes`, and CPU devices exchange data over gloo, JAX's CPU collectives. Must run before
-    JAX initialises its backends.
+    `num_processes`, and CPU devices exchange data over gloo, JAX's CPU collectives. Neither: a
+    one-process run. Must run before JAX initialises its backends.
     """
-    if coordinator_address:
+    if flag_values.coordinator_address:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    else:
+        jax.distributed.initialize(flag_values.coordinator_address, flag_values.num_processes, flag_values.process_id)
+    elif distributed:
         jax.distributed.initialize()
 
 

@@ -37,9 +37,9 @@ def task_split(
     return {name: np.flatnonzero(np.isin(task_of.reshape(-1), tasks)) for name, tasks in by_task.items()}
 
 
-def device_zoo(zoo: zoo_lib.Zoo) -> PyTree:
-    """The zoo's params and behaviour as device arrays: {"params": {...[N, ...]}, "behaviour": {...[N, S, ...]}}."""
-    return jax.device_put({"params": zoo.params, "behaviour": zoo.behaviour})
+def zoo_arrays(zoo: zoo_lib.Zoo) -> PyTree:
+    """The zoo's stored arrays, for the caller to place: {"params": {...[N, ...]}, "behaviour": {...[N, S, ...]}}."""
+    return {"params": zoo.params, "behaviour": zoo.behaviour}
 
 
 def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: jax.Array) -> dict[str, jax.Array]:

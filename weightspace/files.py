@@ -69,12 +69,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.remove(temporary)
 
 
-def _strict(document: Any) -> Any:
-    """`document` with every non-finite float (an undefined metric) replaced by None."""
+def strict(document: Any) -> Any:
+    """`document` with every non-finite float (an undefined metric) replaced by None (as JSON reads back)."""
     if isinstance(document, dict):
-        return {k: _strict(v) for k, v in document.items()}
+        return {k: strict(v) for k, v in document.items()}
     if isinstance(document, list | tuple):
-        return [_strict(v) for v in document]
+        return [strict(v) for v in document]
     if isinstance(document, float) and not math.isfinite(document):
         return None
     return document
@@ -83,7 +83,7 @@ def _strict(document: Any) -> Any:
 def write_json(path: str | os.PathLike, document: Any) -> None:
     """Writes strict JSON (NaN and infinities as null) through a temporary file and a rename."""
     with atomic_path(path) as temporary, open(temporary, "w") as f:
-        json.dump(_strict(document), f, indent=1, allow_nan=False)
+        json.dump(strict(document), f, indent=1, allow_nan=False)
 
 
 def read_json(path: str | os.PathLike) -> Any:

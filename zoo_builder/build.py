@@ -11,7 +11,6 @@ Workdir layout:
   zoo.json               summary of the finished zoo
 """
 
-import contextlib
 import json
 import os
 import platform
@@ -24,9 +23,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
-from weightspace import checkpointing, files, lstm, progress, sharding, tasks, zoo
+from weightspace import checkpointing, files, lstm, multihost, progress, sharding, tasks, zoo
 from zoo_builder import train
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
@@ -37,16 +35,6 @@ _EXECUTION_KEYS = ("train.steps_per_call", "train.checkpoint_every_steps", "layo
 
 class BuildError(RuntimeError):
     """The build cannot start or continue (bad config, busy or mismatched workdir)."""
-
-
-def workdir_lock(workdir: str) -> contextlib.AbstractContextManager[None]:
-    """Holds the workdir's lock (`files.workdir_lock`): a second builder fails at once, naming the holder.
-
-    Each process of a multi-process build holds a lock of its own (process 0: `.lock`).
-    """
-    index = jax.process_index()
-    lock_file = files.LOCK_FILE if index == 0 else f"{files.LOCK_FILE}.process{index}"
-    return files.workdir_lock(workdir, "zoo builder", BuildError, lock_file)
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -73,9 +61,15 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def _write_json(path: str, document) -> None:
-    """Writes JSON from the first process only (all processes see the same filesystem)."""
-    if jax.process_index() == 0:
+    """Writes JSON from the first process only (all processes see the same workdir)."""
+    if multihost.is_primary():
         files.write_json(path, document)
+
+
+def runs_per_device(config: ml_collections.ConfigDict, backend: str, num_devices: int) -> int:
+    """Runs each device trains at once: `layout.runs_per_device`, else the backend's default, at most its share."""
+    per_device = config.layout.runs_per_device or DEFAULT_RUNS_PER_DEVICE.get(backend, ACCELERATOR_RUNS_PER_DEVICE)
+    return min(per_device, -(-config.num_runs // num_devices))
 
 
 def group_size(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> int:
@@ -90,24 +84,16 @@ def group_size(config: ml_collections.ConfigDict, workdir: str, num_devices: int
                 "resume on a device count that divides it."
             )
         return size
-    per_device = config.layout.runs_per_device or DEFAULT_RUNS_PER_DEVICE.get(
-        jax.default_backend(), ACCELERATOR_RUNS_PER_DEVICE
-    )
-    size = num_devices * min(per_device, -(-config.num_runs // num_devices))
+    size = num_devices * runs_per_device(config, jax.default_backend(), num_devices)
     _write_json(path, {"group_size": size, "num_devices": num_devices, "backend": jax.default_backend()})
     return size
 
 
-def _check_snapshot_steps(steps) -> tuple[int, ...]:
+def check_snapshot_steps(steps) -> tuple[int, ...]:
     steps = tuple(int(s) for s in steps)
     if not steps or list(steps) != sorted(set(steps)) or steps[0] < 0:
         raise BuildError(f"train.snapshot_steps must be increasing non-negative steps, got {steps}.")
     return steps
-
-
-def _global(array: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
-    """A global array from host data every process holds in full; each takes its own shard."""
-    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
 def _part_path(workdir: str, group: int, step: int) -> str:
@@ -165,21 +151,21 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> str:
     workdir = os.path.abspath(workdir)
     zoo_path = os.path.join(workdir, "zoo")
     os.makedirs(workdir, exist_ok=True)
-    with workdir_lock(workdir):
+    with multihost.workdir_lock(workdir, "zoo builder", BuildError):
+        multihost.check_shared_workdir(workdir, BuildError)
         check_config(config, workdir)
         if not zoo.is_complete(zoo_path):
             _build_locked(config, workdir, zoo_path)
-        elif jax.process_index() == 0:
+        elif multihost.is_primary():
             logging.info("The zoo in %s is complete; nothing to do.", zoo_path)
         _finish(workdir, zoo_path)
-        if jax.process_count() > 1:  # the others wait while process 0 assembles and finishes the zoo
-            multihost_utils.sync_global_devices("zoo_builder.build: zoo finished")
+        multihost.barrier("zoo_builder.build: zoo finished")  # the others wait while process 0 assembles it
     return zoo_path
 
 
 def _finish(workdir: str, zoo_path: str) -> None:
     """Writes `zoo.json` if it is missing and removes the build's intermediate files."""
-    if jax.process_index() != 0:
+    if not multihost.is_primary():
         return
     summary_path = os.path.join(workdir, "zoo.json")
     if not os.path.exists(summary_path):
@@ -203,7 +189,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     start = time.time()
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
-    snapshot_steps = _check_snapshot_steps(config.train.snapshot_steps)
+    snapshot_steps = check_snapshot_steps(config.train.snapshot_steps)
     last_step = snapshot_steps[-1]
     every = int(config.train.checkpoint_every_steps)
     boundaries = sorted(set(snapshot_steps) | set(range(every, last_step, every)))
@@ -227,14 +213,14 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     )  # fmt: skip
     log = _Log(len(groups) * size * last_step, config.log_every_seconds)
     host_data, data_info = family.data()
-    data = jax.tree.map(lambda x: _global(np.asarray(x), replicated), host_data)
+    data = multihost.put(host_data, replicated)
 
     for g, run_ids in enumerate(groups):
         if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
             log.progress.skip(size * last_step)
             continue
-        ids = _global(run_ids.astype(np.uint32), runs_sharding)
-        task = {k: _global(v, runs_sharding) for k, v in family.sample_tasks(config.seed, run_ids).items()}
+        ids = multihost.global_array(run_ids.astype(np.uint32), runs_sharding)
+        task = multihost.put(family.sample_tasks(config.seed, run_ids), runs_sharding)
         keys = keys_fn(ids)
         checkpoint_dir = os.path.join(workdir, "checkpoints", f"group_{g:05d}")
         manager = checkpointing.CheckpointManager(checkpoint_dir)
@@ -261,10 +247,10 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
             if step % every == 0 and step != last_step:
                 manager.save(step, state)
         manager.close()
-        if jax.process_index() == 0:
+        if multihost.is_primary():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    if jax.process_index() == 0:
+    if multihost.is_primary():
         assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
         files.write_json(
             os.path.join(workdir, "zoo.json"), {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2)}

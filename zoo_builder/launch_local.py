@@ -18,7 +18,8 @@ import time
 from absl import app, flags
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on localhost that is free now (for the job's coordinator)."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
@@ -26,7 +27,7 @@ def _free_port() -> int:
 
 def launch(module: str, processes: int, devices_per_process: int, args: list[str]) -> int:
     """Runs `processes` copies of `python -m module args`; returns 0, or the first failed process's exit code."""
-    coordinator = f"localhost:{_free_port()}"
+    coordinator = f"localhost:{free_port()}"
     common = [f"--cpu_devices={devices_per_process}", f"--coordinator_address={coordinator}"]
     children = [
         subprocess.Popen(

@@ -21,8 +21,7 @@ def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
-    if flags.FLAGS.config.layout.distributed or flags.FLAGS.coordinator_address:
-        cli.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
+    cli.join_job(flags.FLAGS, distributed=flags.FLAGS.config.layout.distributed)
     from zoo_builder import build
 
     build.build(flags.FLAGS.config, flags.FLAGS.workdir)
@@ -32,9 +31,7 @@ if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Zoo config file[:preset].", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory of the build (checkpoints, zoo).", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    flags.DEFINE_string("coordinator_address", "", "host:port of process 0 of a multi-process job (launch_local).")
-    flags.DEFINE_integer("num_processes", 1, "Processes of the job (with --coordinator_address).")
-    flags.DEFINE_integer("process_id", 0, "This process's index in the job (with --coordinator_address).")
+    cli.define_job_flags()
     flags.mark_flags_as_required(["config"])
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
     app.run(main, argv=argv, flags_parser=cli.parse_flags_or_exit)
