@@ -44,6 +44,20 @@ def define_job_flags() -> None:
     flags.DEFINE_integer("process_id", 0, "This process's index in the job (with --coordinator_address).")
 
 
+def define_plan_flags(what: str) -> None:
+    """Defines the flags of a plan (`zoo_builder.plan`, `experiments.plan`): its config, devices and assumptions."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from weightspace import planning
+
+    config_flags.DEFINE_config_file("config", None, f"{what} config file[:preset].", lock_config=True)
+    flags.DEFINE_integer("devices", 1, "Devices of the planned job.", lower_bound=1)
+    flags.DEFINE_string("device_kind", "cpu", f"cpu (this machine, measured) or one of {', '.join(planning.DEVICES)}.")
+    flags.DEFINE_float("fraction", planning.DEFAULT_FRACTION, "Fraction of the peak the planned matmuls reach.")
+    flags.mark_flags_as_required(["config"])
+
+
 def join_job(flag_values, distributed: bool = False) -> None:
     """Joins the multi-process job named by the `define_job_flags` flags, or with `distributed` the one JAX finds.
 

@@ -170,6 +170,26 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return document
 
 
+def describe(path: str | os.PathLike) -> Zoo:
+    """A complete zoo's metadata with its arrays as `jax.ShapeDtypeStruct`s from the manifest (nothing loaded).
+
+    For what needs only the zoo's shapes (planning a job); `load` reads and checks the arrays. A zoo
+    without a manifest (format version 1) is loaded to learn them.
+    """
+    document = read_metadata(path)
+    if "arrays" not in document:
+        loaded = load(path)
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (loaded.params, loaded.behaviour))
+        return dataclasses.replace(loaded, params=shapes[0], behaviour=shapes[1])
+    arrays = {"params": {}, "behaviour": {}}
+    for name, entry in document["arrays"].items():
+        part, key = name.split("/", 1)
+        arrays[part][key] = jax.ShapeDtypeStruct(tuple(entry["shape"]), np.dtype(entry["dtype"]))
+    metadata = {name: np.asarray(values) for name, values in document.pop("snapshots").items()}
+    info = {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
+    return Zoo(arrays["params"], arrays["behaviour"], metadata, lstm.LSTMSpec(**document["spec"]), info)
+
+
 def load(path: str | os.PathLike, verify: bool = True) -> Zoo:
     """Loads a complete zoo into host memory (NumPy arrays).
 

@@ -1,0 +1,58 @@
+"""The cost model: counted work against independent counts, plans from shapes against real zoos."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import plan as experiment_plan
+from experiments.configs import flat
+from weightspace import planning, zoo
+from zoo_builder import build
+from zoo_builder import plan as zoo_plan
+from zoo_builder.configs import formal_languages
+
+
+def test_scanned_matmuls_count_once_per_step_and_kernels_once_per_iteration():
+    def run(h, weights):  # 13 steps of [4, 16] @ [16, 16]
+        return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), h, weights)[0]
+
+    cost = planning.step_cost(jax.jit(run), jnp.ones((4, 16)), jnp.ones((13, 16, 16)))
+    assert cost.flops == 13 * 2 * 4 * 16 * 16
+    double = planning.step_cost(jax.jit(run), jnp.ones((4, 16)), jnp.ones((26, 16, 16)))
+    # Each iteration executes the same kernels: 13 more iterations add 13 times the per-iteration kernels.
+    per_iteration = (double.kernels - cost.kernels) / 13
+    assert per_iteration >= 1 and per_iteration == int(per_iteration)
+
+
+def test_time_adds_matmuls_and_kernels():
+    on = planning.Device("test", peak_tflops=1.0, kernel_us=1.0, memory_gb=1.0, source="test")
+    cost = planning.StepCost(flops=4e12, kernels=1000, memory_bytes=0)
+    # 4e12 FLOPs over 2 devices at 50 % of 1 TFLOPS, and 1000 kernels of 1 us.
+    assert planning.seconds(cost, 2, on, 0.5) == pytest.approx(4.0 + 1e-3)
+    with pytest.raises(ValueError, match="Unknown device kind 'tpu_v99'"):
+        planning.device("tpu_v99", 1)
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory):
+    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
+
+
+def test_the_abstract_zoo_has_the_built_zoos_shapes_and_columns(smoke_zoo):
+    built, planned = zoo.describe(smoke_zoo), zoo_plan.abstract_zoo(formal_languages.get_config("smoke"))
+    shapes = jax.tree.map(lambda x: (x.shape, x.dtype), (built.params, built.behaviour))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), (planned.params, planned.behaviour)) == shapes
+    assert set(planned.metadata) == set(built.metadata)
+    for column in ("run", "step", "task"):
+        np.testing.assert_array_equal(planned.metadata[column], built.metadata[column])
+
+
+def test_zoo_and_training_plans(smoke_zoo):
+    on = planning.DEVICES["h100"]
+    text = zoo_plan.plan(formal_languages.get_config("smoke"), 8, on, 0.5)
+    assert "1 (groups of 8 runs; 1 groups)" in text and "estimated wall time" in text
+    config = flat.get_config("smoke")
+    config.zoo.path = smoke_zoo
+    text = experiment_plan.plan(config, on, 0.5)
+    assert "1 x h100" in text and "30, evaluated 3 times" in text
