@@ -20,7 +20,7 @@ from flax import nnx
 
 from experiments import context, objectives, runs
 from experiments.model import initial_state, make_optimizer
-from weightspace import checkpointing, dataset, files, metrics, multihost, progress, sharding, zoo
+from weightspace import checkpointing, dataset, metrics, multihost, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -154,14 +154,12 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     the_zoo = zoo.load(identity["path"])  # refuses a corrupt or non-finite zoo before the run writes anything
     trainer = Trainer(config, the_zoo)
     split = trainer.run.split
-    if multihost.is_primary():
-        files.write_json(os.path.join(workdir, "config.json"), recorded_config)
-        files.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
-        files.write_json(
-            os.path.join(workdir, "split.json"), dataset.describe_split(the_zoo, trainer.run.family, split)
-        )
+    multihost.write_json(os.path.join(workdir, "config.json"), recorded_config)
+    multihost.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
+    described = dataset.describe_split(the_zoo, trainer.run.family, split)
+    multihost.write_json(os.path.join(workdir, "split.json"), described)
     arrays = trainer.device_arrays(the_zoo)
-    train_indices = trainer.replicate(jnp.asarray(trainer.run.train_snapshots, jnp.int32))
+    train_indices = trainer.replicate(np.asarray(trainer.run.train_snapshots, np.int32))
     eval_batches = objectives.fixed_batches(trainer.run, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))

@@ -27,6 +27,12 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def write_json(path: str, document) -> None:
+    """Writes a JSON file every process shares (`files.write_json`), from process 0 only."""
+    if is_primary():
+        files.write_json(path, document)
+
+
 def global_array(host: ArrayLike, sharding: jax.sharding.Sharding) -> jax.Array:
     """A global array from a value every process holds in full (each process places its own shards).
 
@@ -65,13 +71,13 @@ def check_shared_workdir(workdir: str, error: type[Exception]) -> None:
     if jax.process_count() == 1:
         return
     token = multihost_utils.broadcast_one_to_all(np.frombuffer(secrets.token_bytes(16), np.uint8))
-    path = os.path.join(workdir, _WORKDIR_TOKEN)
+    path, expected = os.path.join(workdir, _WORKDIR_TOKEN), bytes(token).hex()
     if is_primary():
-        files.write_text(path, bytes(token).hex())
+        files.write_text(path, expected)
     barrier("check_shared_workdir")  # not naming the workdir: the processes' paths may differ
     try:
         with open(path) as f:
-            sees = f.read() == bytes(token).hex()
+            sees = f.read() == expected
     except OSError:
         sees = False
     seen = multihost_utils.process_allgather(np.array([sees]), tiled=True)

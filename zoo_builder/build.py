@@ -50,7 +50,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     elif zoo.is_complete(zoo_path):
         saved, path = zoo.read_metadata(zoo_path)["build_config"], os.path.join(zoo_path, "metadata.json")
     else:
-        _write_json(path, current)
+        multihost.write_json(path, current)
         return
     changed = files.config_changes(saved, current, _EXECUTION_KEYS)
     if changed:
@@ -58,12 +58,6 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             f"{workdir} holds a build with another config; it differs in {'; '.join(changed)}. "
             f"Use a new workdir, or the config recorded in {path}."
         )
-
-
-def _write_json(path: str, document) -> None:
-    """Writes JSON from the first process only (all processes see the same workdir)."""
-    if multihost.is_primary():
-        files.write_json(path, document)
 
 
 def runs_per_device(config: ml_collections.ConfigDict, backend: str, num_devices: int) -> int:
@@ -85,7 +79,7 @@ def group_size(config: ml_collections.ConfigDict, workdir: str, num_devices: int
             )
         return size
     size = num_devices * runs_per_device(config, jax.default_backend(), num_devices)
-    _write_json(path, {"group_size": size, "num_devices": num_devices, "backend": jax.default_backend()})
+    multihost.write_json(path, {"group_size": size, "num_devices": num_devices, "backend": jax.default_backend()})
     return size
 
 
