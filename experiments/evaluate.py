@@ -154,7 +154,7 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
     model = runs.load_model(workdir)
-    the_zoo = zoo.load(runs.run_zoo_path(workdir))
+    the_zoo = zoo.load(runs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
     run = context.RunContext.of(config, the_zoo)
     embeddings = runs.embed(model, the_zoo)
     if not np.all(np.isfinite(embeddings)):
@@ -162,12 +162,14 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     subsets = held_out_subsets(run.split, run.family.trained_snapshots(the_zoo.metadata))
     mesh = run.mesh(local=True)
     graphdef, params, other = nnx.split(model, nnx.Param, ...)
-    state, arrays = jax.device_put(
-        ({"params": params, "other": other}, run.objective.device_arrays(dataset.zoo_arrays(the_zoo))),
-        sharding.replicated(mesh),
+    state = jax.device_put({"params": params, "other": other}, sharding.replicated(mesh))
+    arrays = run.objective.device_arrays(dataset.zoo_arrays(the_zoo))
+    on_disk = config.train.zoo_on_disk
+    read_rows = objectives.row_reader(
+        arrays if on_disk else jax.device_put(arrays, sharding.replicated(mesh)), sharding.split(mesh), on_disk
     )
     batches = objectives.fixed_batches(run, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
-    losses = objectives.split_losses(run, graphdef, mesh, state, arrays, batches)
+    losses = objectives.split_losses(run, graphdef, mesh, state, read_rows, batches)
     result = {
         "checkpoint_step": step,
         "encoder": config.encoder.name,

@@ -15,6 +15,7 @@ Nothing else in experiments/ asks which objective a run has.
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import jax
@@ -25,7 +26,7 @@ from flax import nnx
 
 from experiments import cloning
 from experiments.model import Model, SupervisedModel, make_model
-from weightspace import dataset, losses, lstm, sharding, targets, tasks, zoo
+from weightspace import dataset, losses, lstm, multihost, sharding, targets, tasks, zoo
 from weightspace.types import PyTree
 
 if TYPE_CHECKING:  # the context holds an objective: imported for annotations only
@@ -208,21 +209,41 @@ def fixed_batches(run: "RunContext", num_sequences: int, names: tuple[str, ...])
     }
 
 
+# Reads the rows (`dataset.take`) of one fixed batch, given its (snapshots [B], sequences [B]), placed on a mesh.
+RowReader = Callable[[np.ndarray, np.ndarray], PyTree]
+
+_take_on_device = jax.jit(dataset.take)
+
+
+def row_reader(arrays: PyTree, placement: jax.sharding.Sharding, on_disk: bool) -> RowReader:
+    """How the fixed batches' rows are read from a run's `arrays`.
+
+    Gathered on device from arrays placed there, or with `on_disk` read on the host from the zoo's files
+    (`dataset.read`) and placed on `placement`.
+    """
+    if on_disk:
+        return lambda snapshots, sequences: multihost.put(dataset.read(arrays, snapshots, sequences), placement)
+    return lambda snapshots, sequences: _take_on_device(arrays, jnp.asarray(snapshots), jnp.asarray(sequences))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def batch_sums(objective, graphdef, mesh, state, arrays, snapshots, sequences, mask) -> dict[str, tuple]:
-    """The objective's sums over one fixed batch, the model in eval mode (no dropout)."""
+def batch_sums(objective, graphdef, mesh, state, rows, mask) -> dict[str, tuple]:
+    """The objective's sums over one fixed batch's rows, the model in eval mode (no dropout)."""
     model = nnx.merge(graphdef, state["params"], state["other"])
     model.eval()
-    batch = sharding.constrain(dataset.gather(arrays, objective.family, snapshots, sequences), sharding.split(mesh))
+    batch = sharding.constrain(dataset.assemble(rows, objective.family), sharding.split(mesh))
     return objective.eval_sums(model, batch, mask)
 
 
-def split_losses(run: "RunContext", graphdef, mesh, state, arrays, batches: dict[str, list]) -> dict[str, float]:
+def split_losses(
+    run: "RunContext", graphdef, mesh, state, read_rows: RowReader, batches: dict[str, list]
+) -> dict[str, float]:
     """The mean losses over each split's fixed batches: {"<split>_loss": float[, "<split>_boundary_loss": float]}."""
     means = {}
     for name, split_batches in batches.items():
         sums = jax.device_get([
-            batch_sums(run.objective, graphdef, mesh, state, arrays, *map(jnp.asarray, b)) for b in split_batches
+            batch_sums(run.objective, graphdef, mesh, state, read_rows(snapshots, sequences), jnp.asarray(mask))
+            for snapshots, sequences, mask in split_batches
         ])  # fmt: skip
         for kind in sums[0]:
             total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))
@@ -236,10 +257,14 @@ def _apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: PyTree) -> jax.Arra
 
 
 def apply_in_batches(module: nnx.Module, inputs: PyTree, batch_size: int = 256) -> np.ndarray:
-    """`module(inputs)` [N, ...] for inputs with a leading axis [N, ...], `batch_size` at a time (one compile)."""
+    """`module(inputs)` [N, ...] for inputs with a leading axis [N, ...], `batch_size` at a time (one compile).
+
+    Inputs may be a zoo's arrays kept on disk: each batch is read from the files (`zoo.take_rows`).
+    """
     graphdef, state = nnx.split(module)
     num = len(jax.tree.leaves(inputs)[0])
+    batches = (np.arange(i, min(i + batch_size, num)) for i in range(0, num, batch_size))
     return np.concatenate([
-        np.asarray(_apply(graphdef, state, jax.tree.map(lambda x, i=i: x[i : i + batch_size], inputs)))
-        for i in range(0, num, batch_size)
+        np.asarray(_apply(graphdef, state, jax.tree.map(lambda x, rows=rows: zoo.take_rows(x, rows), inputs)))
+        for rows in batches
     ])  # fmt: skip

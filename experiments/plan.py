@@ -6,8 +6,10 @@ Nothing is trained: the run's own jitted train step and evaluation batch (`train
 `objectives.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
 data-parallel when N > 1, on abstract inputs (`weightspace.planning` says what is counted and what
 is assumed). The zoo's shapes come from the zoo itself when it is built, else from its builder
-config (`zoo_builder.plan.abstract_zoo`). The estimate covers the training loop with its periodic
-evaluations; it leaves out compilation and the downstream evaluation after training.
+config (`zoo_builder.plan.abstract_zoo`). With `--config.train.zoo_on_disk=true` the step takes its
+batch's rows and the zoo is not in device memory; reading the rows on the host is not counted. The
+estimate covers the training loop with its periodic evaluations; it leaves out compilation and the
+downstream evaluation after training.
 """
 
 import os
@@ -49,17 +51,22 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     def placed(tree):
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated), tree)
 
+    def rows(size):  # a batch's rows (`dataset.take`)
+        indices = np.zeros(size, np.int32)
+        return placed(jax.eval_shape(lambda a: dataset.take(a, indices, indices), arrays))
+
     state = placed(trainer.initial_state)
     arrays = placed(trainer.objective.device_arrays(dataset.zoo_arrays(the_zoo)))
-    train_cost = planning.step_cost(
-        trainer.train_step, state, arrays, placed(np.zeros(len(run.train_snapshots), np.int32))
-    )
+    if trainer.on_disk:
+        train_cost = planning.step_cost(trainer.train_step, state, rows(config.train.batch_size))
+    else:
+        indices = placed(np.zeros(len(run.train_snapshots), np.int32))
+        train_cost = planning.step_cost(trainer.train_step, state, arrays, indices)
     batch = config.eval.batch_size
     eval_batches = sum(-(-len(run.split[name]) // batch) for name in dataset.HELD_OUT)
     eval_cost = planning.step_cost(
         jax.jit(lambda *args: objectives.batch_sums(run.objective, trainer.graphdef, trainer.mesh, *args)),
-        state, arrays, placed(np.zeros(batch, np.int32)), placed(np.zeros(batch, np.int32)),
-        placed(np.zeros(batch, bool)),
+        state, rows(batch), placed(np.zeros(batch, bool)),
     )  # fmt: skip
     num_steps = config.train.num_steps
     evaluations = -(-num_steps // config.eval.every_steps)

@@ -142,7 +142,7 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
 
 # Config fields added after runs were saved, with the value such runs had in effect: a saved config that
 # lacks one gets this value (and encoder fields their paper default), so older runs resume and load.
-ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0}
+ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0, ("train", "zoo_on_disk"): False}
 
 
 def _with_added_fields(saved: dict) -> dict:
@@ -159,8 +159,15 @@ def _with_added_fields(saved: dict) -> dict:
 
 
 # Config keys (and sub-configs) that a resumed run may change: logging and checkpoint cadence, the
-# length of the run, and the downstream evaluation that follows it.
-_RESUMABLE_KEYS = ("train.log_every_steps", "train.checkpoint_every_steps", "train.num_steps", "evaluate")
+# length of the run, where the zoo is read from (the same batches either way), and the downstream
+# evaluation that follows it.
+_RESUMABLE_KEYS = (
+    "train.log_every_steps",
+    "train.checkpoint_every_steps",
+    "train.num_steps",
+    "train.zoo_on_disk",
+    "evaluate",
+)
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -6,8 +6,11 @@ checkpoints:
 The workdir's layout, and loading what a run trained, are in `experiments.runs`.
 """
 
+import contextlib
+import itertools
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -20,9 +23,11 @@ from flax import nnx
 
 from experiments import context, objectives, runs
 from experiments.model import initial_state, make_optimizer
-from weightspace import checkpointing, dataset, metrics, multihost, progress, sharding, zoo
+from weightspace import checkpointing, dataset, metrics, multihost, prefetch, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
+
+_DRAW_BLOCK = 256  # on disk: steps whose batches are drawn at once
 
 
 class Trainer:
@@ -39,7 +44,10 @@ class Trainer:
         self.initial_state = initial_state(model, self.optimizer)
         self.key = jax.random.key(config.seed)
         self.mesh = self.run.mesh()
-        self.train_step = jax.jit(self._train_step, donate_argnums=0)
+        self.on_disk = bool(config.train.zoo_on_disk)
+        # In memory: train_step(state, arrays, indices); on disk: train_step(state, rows) (`step_inputs`).
+        self.train_step = jax.jit(self._step_on_rows if self.on_disk else self._train_step, donate_argnums=0)
+        self.draw_block = jax.jit(jax.vmap(self._draw, in_axes=(0, None, None)), static_argnums=2)
 
     def replicate(self, tree: PyTree) -> PyTree:
         """`tree` placed on every device of the run's mesh (state and data that all steps read whole).
@@ -48,22 +56,36 @@ class Trainer:
         """
         return multihost.put(tree, sharding.replicated(self.mesh))
 
-    def device_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
-        """What the steps read, placed once: the zoo and what the objective adds (`Objective.device_arrays`)."""
-        return self.replicate(self.objective.device_arrays(dataset.zoo_arrays(the_zoo)))
+    def zoo_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
+        """What the steps read: the zoo and what the objective adds (`Objective.device_arrays`).
 
-    def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
-        # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
-        model = nnx.merge(self.graphdef, params, other, copy=True)
-        return self.objective.loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+        Placed on the mesh once, or with `train.zoo_on_disk` left on the host (the zoo in its files).
+        """
+        arrays = self.objective.device_arrays(dataset.zoo_arrays(the_zoo))
+        return arrays if self.on_disk else self.replicate(arrays)
+
+    def row_reader(self, arrays: PyTree) -> objectives.RowReader:
+        """How the rows of a fixed batch are read from `zoo_arrays`: on device, or from disk and placed."""
+        return objectives.row_reader(arrays, sharding.split(self.mesh), self.on_disk)
+
+    def _keys(self, step: jax.Array) -> jax.Array:
+        """The keys of step `step` [2]: its batch's draw, its augmentation."""
+        return jax.random.split(jax.random.fold_in(self.key, step))
+
+    def _draw(self, step: jax.Array, indices: jax.Array, num_sequences: int) -> tuple[jax.Array, jax.Array]:
+        """Step `step`'s batch: (snapshots [B], sequences [B]) drawn from `indices`."""
+        return dataset.sample_indices(self._keys(step)[0], indices, self.config.train.batch_size, num_sequences)
 
     def _train_step(self, state: PyTree, arrays: PyTree, indices: jax.Array) -> tuple[PyTree, dict]:
-        """One optimisation step; its batch and augmentation come from `fold_in(key, step)`."""
-        step_key = jax.random.fold_in(self.key, state["step"])
-        batch_key, augment_key = jax.random.split(step_key)
-        batch = dataset.sample_batch(batch_key, arrays, self.run.family, indices, self.config.train.batch_size)
+        """One optimisation step, its batch drawn and gathered on device from the placed zoo `arrays`."""
+        draw = self._draw(state["step"], indices, dataset.num_sequences(arrays))
+        return self._step_on_rows(state, dataset.take(arrays, *draw))
+
+    def _step_on_rows(self, state: PyTree, rows: PyTree) -> tuple[PyTree, dict]:
+        """One optimisation step on its batch's rows (`dataset.take`); the augmentation's key is the step's."""
+        batch = dataset.assemble(rows, self.run.family)
         if self.augment:
-            batch["params"] = augment.augment(augment_key, batch["params"], self.run.spec)
+            batch["params"] = augment.augment(self._keys(state["step"])[1], batch["params"], self.run.spec)
         batch = sharding.constrain(batch, sharding.split(self.mesh))
         (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
             state["params"], state["other"], batch
@@ -78,9 +100,38 @@ class Trainer:
         }
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    def split_losses(self, state: PyTree, arrays: PyTree, batches: dict[str, list]) -> dict[str, float]:
+    def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
+        # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
+        model = nnx.merge(self.graphdef, params, other, copy=True)
+        return self.objective.loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+
+    def step_inputs(self, arrays: PyTree, first: int, stop: int) -> contextlib.AbstractContextManager[Iterator]:
+        """The arguments of `train_step` after the state, for steps first, ..., stop - 1 (a context manager).
+
+        In memory: the placed zoo and the train snapshots, every step. On disk: each step's batch rows,
+        read ahead of the steps by a thread (`dataset.read`) and placed split over the mesh; the draws
+        are the in-memory step's (same keys), made on device `_DRAW_BLOCK` steps at a time.
+        """
+        indices = np.asarray(self.run.train_snapshots, np.int32)
+        if not self.on_disk:
+            return contextlib.nullcontext(itertools.repeat((arrays, self.replicate(indices))))
+        placement, draws = sharding.split(self.mesh), {}
+        num_sequences = dataset.num_sequences(arrays)
+
+        def produce(step: int) -> tuple[PyTree]:
+            block = step - step % _DRAW_BLOCK
+            if block not in draws:
+                draws.clear()
+                steps = np.arange(block, block + _DRAW_BLOCK, dtype=np.int32)
+                draws[block] = jax.device_get(self.draw_block(steps, indices, num_sequences))
+            snapshots, sequences = (drawn[step - block] for drawn in draws[block])
+            return (multihost.put(dataset.read(arrays, snapshots, sequences), placement),)
+
+        return prefetch.Prefetcher(produce, first, stop)
+
+    def split_losses(self, state: PyTree, read_rows: "objectives.RowReader", batches: dict[str, list]) -> dict:
         """The objective's mean losses over each split's fixed batches (`objectives.split_losses`)."""
-        return objectives.split_losses(self.run, self.graphdef, self.mesh, state, arrays, batches)
+        return objectives.split_losses(self.run, self.graphdef, self.mesh, state, read_rows, batches)
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -151,15 +202,16 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             f"cannot go back. Give --config.train.num_steps={resumed} or more, or use a new workdir."
         )
     identity = runs.check_zoo(config, workdir)
-    the_zoo = zoo.load(identity["path"])  # refuses a corrupt or non-finite zoo before the run writes anything
+    # Refuses a corrupt or non-finite zoo before the run writes anything.
+    the_zoo = zoo.load(identity["path"], on_disk=config.train.zoo_on_disk)
     trainer = Trainer(config, the_zoo)
     split = trainer.run.split
     multihost.write_json(os.path.join(workdir, "config.json"), recorded_config)
     multihost.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     multihost.write_json(os.path.join(workdir, "split.json"), described)
-    arrays = trainer.device_arrays(the_zoo)
-    train_indices = trainer.replicate(np.asarray(trainer.run.train_snapshots, np.int32))
+    arrays = trainer.zoo_arrays(the_zoo)
+    read_rows = trainer.row_reader(arrays)
     eval_batches = objectives.fixed_batches(trainer.run, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
@@ -177,45 +229,48 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         config.encoder.name, the_zoo.family, sizes, num_steps, workdir,
     )  # fmt: skip
     pending, last, steps = [], {}, progress.Progress(num_steps, done_before=step)
-    while step < num_steps:
-        state, step_metrics = trainer.train_step(state, arrays, train_indices)
-        step += 1
-        steps.advance(1)
-        pending.append(step_metrics)
-        is_eval = step % config.eval.every_steps == 0 or step == num_steps
-        if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
-            fetched = jax.device_get(pending)
-            pending = []
-            values = {k: np.array([m[k] for m in fetched]) for k in fetched[0]}
-            if not all(np.all(np.isfinite(v)) for v in values.values()):
-                raise runs.TrainingError(
-                    f"Non-finite training loss or gradient norm before step {step} "
-                    f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); {_last_good(latest)}"
-                )
-            last = {
-                "step": step,
-                "train_loss": float(values["loss"].mean()),
-                "grad_norm": float(values["grad_norm"].mean()),
-            }
-            rate = steps.rate  # before the evaluation below
-            if is_eval:
-                last.update(trainer.split_losses(state, arrays, eval_batches))
-                non_finite = [k for k, v in last.items() if not np.isfinite(v)]
-                if non_finite:
-                    raise runs.TrainingError(f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}")
-                if last["eval_loss"] < float(state["best_eval_loss"]):
-                    state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
-                    best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
-            if multihost.is_primary():
-                row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
-                metrics.append(os.path.join(workdir, runs.METRICS), row)
-            logging.info(
-                "step %d/%d | %.2f steps/s | ETA %s | %s",
-                step, num_steps, rate, steps.eta(),
-                " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"),
-            )  # fmt: skip
-            if step % config.train.checkpoint_every_steps == 0 or step == num_steps:
-                latest.save(step, state)
+    with trainer.step_inputs(arrays, step, num_steps) as inputs:
+        while step < num_steps:
+            state, step_metrics = trainer.train_step(state, *next(inputs))
+            step += 1
+            steps.advance(1)
+            pending.append(step_metrics)
+            is_eval = step % config.eval.every_steps == 0 or step == num_steps
+            if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
+                fetched = jax.device_get(pending)
+                pending = []
+                values = {k: np.array([m[k] for m in fetched]) for k in fetched[0]}
+                if not all(np.all(np.isfinite(v)) for v in values.values()):
+                    raise runs.TrainingError(
+                        f"Non-finite training loss or gradient norm before step {step} "
+                        f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); {_last_good(latest)}"
+                    )
+                last = {
+                    "step": step,
+                    "train_loss": float(values["loss"].mean()),
+                    "grad_norm": float(values["grad_norm"].mean()),
+                }
+                rate = steps.rate  # before the evaluation below
+                if is_eval:
+                    last.update(trainer.split_losses(state, read_rows, eval_batches))
+                    non_finite = [k for k, v in last.items() if not np.isfinite(v)]
+                    if non_finite:
+                        raise runs.TrainingError(
+                            f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}"
+                        )
+                    if last["eval_loss"] < float(state["best_eval_loss"]):
+                        state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
+                        best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
+                if multihost.is_primary():
+                    row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
+                    metrics.append(os.path.join(workdir, runs.METRICS), row)
+                logging.info(
+                    "step %d/%d | %.2f steps/s | ETA %s | %s",
+                    step, num_steps, rate, steps.eta(),
+                    " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"),
+                )  # fmt: skip
+                if step % config.train.checkpoint_every_steps == 0 or step == num_steps:
+                    latest.save(step, state)
     latest.close()
     best.close()
     return last

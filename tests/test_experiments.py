@@ -72,6 +72,27 @@ def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
+def test_training_on_disk_matches_training_in_memory(smoke_zoo, tmp_path, monkeypatch):
+    """A zoo read from its files step by step gives the in-memory run bit for bit (augmentation included),
+    also across a resume."""
+    monkeypatch.setattr(train, "_DRAW_BLOCK", 7)  # several blocks of host-side draws in 20 steps
+    memory, disk, mixed = tmp_path / "memory", tmp_path / "disk", tmp_path / "mixed"
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(memory))
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(disk))
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(mixed))
+    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(mixed))
+    expected = _latest_params(memory)
+    for workdir in (disk, mixed):
+        jax.tree.map(np.testing.assert_array_equal, _latest_params(workdir), expected)
+        for a, b in zip(_metrics(workdir), _metrics(memory), strict=True):
+            assert {k: v for k, v in a.items() if "loss" in k} == {k: v for k, v in b.items() if "loss" in k}
+    # The downstream evaluation reads the zoo from disk too, to the same losses and embeddings.
+    results = [evaluate.evaluate(str(workdir)) for workdir in (memory, disk)]
+    assert results[0]["loss"] == results[1]["loss"]
+    np.testing.assert_array_equal(np.load(memory / "embeddings.npy"), np.load(disk / "embeddings.npy"))
+
+
 def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, checkpoint_every_steps=1, log_every_steps=1)
     config.optim.lr = 1e30

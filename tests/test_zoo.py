@@ -103,18 +103,26 @@ def test_row_count_mismatch(tmp_path):
 
 
 def _data_files(path):
-    """The files holding a zoo's array data (Orbax/TensorStore chunk files), largest first."""
-    names = [os.path.join(root, name) for root, _, names in os.walk(path / "arrays") for name in names]
-    return sorted((name for name in names if "/d/" in name), key=os.path.getsize, reverse=True)
+    """The files holding a zoo's arrays (`npy/`), largest first."""
+    names = [os.path.join(root, name) for root, _, names in os.walk(path / "npy") for name in names]
+    return sorted(names, key=os.path.getsize, reverse=True)
 
 
+@pytest.mark.parametrize("on_disk", [False, True])
 @pytest.mark.parametrize("size", ["half", "empty"])
-def test_truncated_array_files(size, tmp_path):
+def test_truncated_array_files(size, on_disk, tmp_path):
     _write(tmp_path / "zoo")
     for name in _data_files(tmp_path / "zoo"):
         with open(name, "r+b") as f:
             f.truncate(os.path.getsize(name) // 2 if size == "half" else 0)
-    with pytest.raises(zoo.ZooError, match="arrays"):
+    with pytest.raises(zoo.ZooError, match=r"Zoo at .*\.npy"):
+        zoo.load(tmp_path / "zoo", on_disk=on_disk)
+
+
+def test_a_missing_array_file_is_named(tmp_path):
+    _write(tmp_path / "zoo")
+    os.remove(tmp_path / "zoo" / "npy" / "behaviour" / "log_probs.npy")
+    with pytest.raises(zoo.ZooError, match=r"are not those in metadata\.json's manifest"):
         zoo.load(tmp_path / "zoo")
 
 
@@ -132,10 +140,8 @@ def test_flipped_bytes_are_refused(tmp_path):
 
 def test_arrays_that_differ_from_the_manifest_are_refused(tmp_path):
     """Well-formed arrays with other values (a damaged copy that still parses) fail the checksum."""
-    params, behaviour, _ = _write(tmp_path / "zoo")
-    params = {**params, "weight_out": params["weight_out"] + 1e-6}
-    shutil.rmtree(tmp_path / "zoo" / "arrays")
-    checkpointing.save_pytree(tmp_path / "zoo" / "arrays", {"params": params, "behaviour": behaviour})
+    params, _, _ = _write(tmp_path / "zoo")
+    np.save(tmp_path / "zoo" / "npy" / "params" / "weight_out.npy", params["weight_out"] + 1e-6)
     with pytest.raises(zoo.ZooError, match=r"'params/weight_out' does not match metadata.json \(sha256"):
         zoo.load(tmp_path / "zoo")
     assert len(zoo.load(tmp_path / "zoo", verify=False)) == 3  # the trusted fast path skips only the hashes
@@ -153,8 +159,9 @@ def test_non_finite_params_are_refused_at_save_and_load(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "check_finite", lambda arrays, where: None)
     zoo.save(tmp_path / "bad", params, behaviour, metadata, SPEC, {})
     monkeypatch.undo()
-    with pytest.raises(zoo.ZooError, match=message):
-        zoo.load(tmp_path / "bad")
+    for on_disk in (False, True):  # the file is checked a chunk at a time in both cases
+        with pytest.raises(zoo.ZooError, match=message):
+            zoo.load(tmp_path / "bad", on_disk=on_disk)
 
 
 def test_a_zoo_without_a_manifest_loads_with_a_warning(tmp_path):
@@ -174,3 +181,57 @@ def test_orphaned_partial_directories_are_removed_by_the_next_save(tmp_path):
     orphan.mkdir()
     _write(tmp_path / "zoo")
     assert sorted(os.listdir(tmp_path)) == ["zoo"]
+
+
+def test_a_zoo_on_disk_reads_the_same_rows(tmp_path):
+    params, behaviour, _ = _write(tmp_path / "zoo", num=7)
+    in_memory, on_disk = zoo.load(tmp_path / "zoo"), zoo.load(tmp_path / "zoo", on_disk=True)
+    assert isinstance(on_disk.log_probs, np.memmap) and not isinstance(in_memory.log_probs, np.memmap)
+    snapshots, sequences = np.array([6, 0, 1, 2, 2, 5]), np.array([1, 0, 1, 0, 1, 1])  # runs and repeats
+    for name in params:
+        rows = zoo.take_rows(on_disk.params[name], snapshots)
+        assert type(rows) is np.ndarray
+        np.testing.assert_array_equal(rows, params[name][snapshots])
+        np.testing.assert_array_equal(zoo.take_rows(in_memory.params[name], snapshots), params[name][snapshots])
+    for name in behaviour:
+        rows = zoo.take_rows(on_disk.behaviour[name], snapshots, sequences)
+        np.testing.assert_array_equal(rows, behaviour[name][snapshots, sequences])
+
+
+def _write_orbax(path, num=3, manifest=True):
+    """A zoo as written before `npy/`: its arrays one Orbax checkpoint in `arrays/`."""
+    params, behaviour, _ = _write(path, num)
+    shutil.rmtree(path / "npy")
+    checkpointing.save_pytree(path / "arrays", {"params": params, "behaviour": behaviour})
+    if not manifest:  # format version 1
+        document = json.loads((path / "metadata.json").read_text())
+        del document["arrays"]
+        document["version"] = 1
+        (path / "metadata.json").write_text(json.dumps(document))
+    return params, behaviour
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_an_orbax_zoo_loads_and_upgrades_in_place(manifest, tmp_path):
+    params, behaviour = _write_orbax(tmp_path / "zoo", manifest=manifest)
+    metadata = (tmp_path / "zoo" / "metadata.json").read_text()
+    assert len(zoo.load(tmp_path / "zoo")) == 3
+    with pytest.raises(zoo.ZooError, match="upgrade_zoo --zoo="):
+        zoo.load(tmp_path / "zoo", on_disk=True)
+    assert zoo.upgrade(tmp_path / "zoo")
+    assert sorted(os.listdir(tmp_path / "zoo")) == ["COMPLETE", "metadata.json", "npy"]
+    assert (tmp_path / "zoo" / "metadata.json").read_text() == metadata  # runs that recorded the zoo still resume
+    upgraded = zoo.load(tmp_path / "zoo", on_disk=True)
+    for name in params:
+        np.testing.assert_array_equal(upgraded.params[name], params[name])
+    np.testing.assert_array_equal(upgraded.log_probs, behaviour["log_probs"])
+    assert not zoo.upgrade(tmp_path / "zoo")
+
+
+def test_an_upgrade_killed_after_the_rename_is_finished_by_the_next(tmp_path):
+    _write_orbax(tmp_path / "zoo")
+    with mock.patch.object(zoo.shutil, "rmtree", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        zoo.upgrade(tmp_path / "zoo")
+    assert len(zoo.load(tmp_path / "zoo", on_disk=True)) == 3  # npy/ is complete and preferred
+    assert not zoo.upgrade(tmp_path / "zoo")
+    assert sorted(os.listdir(tmp_path / "zoo")) == ["COMPLETE", "metadata.json", "npy"]

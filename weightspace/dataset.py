@@ -7,7 +7,9 @@ train. Whole tasks, never individual snapshots, are split.
 
 Batches are gathered on device from the whole zoo (params and behaviour live
 on the accelerator), so the jitted train step draws its own batch from a key:
-no host-side input pipeline.
+no host-side input pipeline. A zoo larger than memory stays on disk instead:
+the host draws the same indices from the same keys and `read`s those rows
+(`weightspace.prefetch` runs it ahead of the steps).
 """
 
 import jax
@@ -16,6 +18,8 @@ import numpy as np
 from weightspace import zoo as zoo_lib
 from weightspace.tasks import TaskFamily, splits
 from weightspace.types import PRNGKey, PyTree
+
+Indices = jax.Array | np.ndarray  # integer indices [B]
 
 SPLITS = ("train", "eval", "ood")
 # The splits of tasks training never sees.
@@ -42,31 +46,72 @@ def zoo_arrays(zoo: zoo_lib.Zoo) -> PyTree:
     return {"params": zoo.params, "behaviour": zoo.behaviour}
 
 
-def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: jax.Array) -> dict[str, jax.Array]:
-    """The batch of snapshots `snapshots` [B], each with its stored sequence `sequences` [B].
+def take(
+    arrays: PyTree,
+    snapshots: jax.Array | np.ndarray,
+    sequences: jax.Array | np.ndarray,
+    rows=lambda x, *index: x[index],
+) -> PyTree:
+    """The rows of snapshots `snapshots` [B], each with its stored sequence `sequences` [B].
+
+    Returns {"params": {tensor: [B, ...]}, "behaviour": {name: [B, ...]}} and "target" [B, ...] when
+    `arrays` holds a supervised run's encoded target. `rows(array, *index)` indexes one array's leading
+    axes: plain indexing (in a jitted step), or `zoo.take_rows` to read a zoo kept on disk (`read`).
+    """
+    taken = {
+        "params": jax.tree.map(lambda x: rows(x, snapshots), arrays["params"]),
+        "behaviour": jax.tree.map(lambda x: rows(x, snapshots, sequences), arrays["behaviour"]),
+    }
+    if "target" in arrays:  # a supervised run's encoded downstream target
+        taken["target"] = rows(arrays["target"], snapshots)
+    return taken
+
+
+def read(arrays: PyTree, snapshots: np.ndarray, sequences: np.ndarray) -> PyTree:
+    """`take` on the host: NumPy rows, read from the zoo's files for arrays kept on disk (`zoo.load(on_disk=True)`)."""
+    return take(arrays, snapshots, sequences, zoo_lib.take_rows)
+
+
+def assemble(rows: PyTree, family: TaskFamily) -> dict[str, jax.Array]:
+    """The training batch of rows from `take`.
 
     Returns:
-      {"params": {tensor: [B, ...]}, "inputs": [B, T, in], "targets": [B, T, out], "snapshot": [B]}
-      plus "tokens" [B, T] for families whose outputs predict the next token, and
-      "target" [B, ...] when `arrays` holds a supervised run's encoded target.
+      {"params": {tensor: [B, ...]}, "inputs": [B, T, in], "targets": [B, T, out]}, plus "tokens" [B, T]
+      for families whose outputs predict the next token, and "target" [B, ...] for a supervised run.
     """
-    params = jax.tree.map(lambda x: x[snapshots], arrays["params"])
-    behaviour = jax.tree.map(lambda x: x[snapshots, sequences], arrays["behaviour"])
-    batch = {"params": params, **family.emulation_data(behaviour), "snapshot": snapshots}
-    if "target" in arrays:  # a supervised run's encoded downstream target
-        batch["target"] = arrays["target"][snapshots]
+    batch = {"params": rows["params"], **family.emulation_data(rows["behaviour"])}
+    if "target" in rows:
+        batch["target"] = rows["target"]
     return batch
+
+
+def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: jax.Array) -> dict[str, jax.Array]:
+    """The batch (`assemble`) of snapshots `snapshots` [B], each with its stored sequence `sequences` [B]."""
+    return assemble(take(arrays, snapshots, sequences), family)
+
+
+def sample_indices(
+    key: PRNGKey, indices: jax.Array, batch_size: int, num_sequences: int
+) -> tuple[jax.Array, jax.Array]:
+    """A uniform random draw (with replacement) of snapshots from `indices` [n], one stored sequence each.
+
+    Returns (snapshots [B], sequences [B]).
+    """
+    snapshot_key, sequence_key = jax.random.split(key)
+    snapshots = indices[jax.random.randint(snapshot_key, (batch_size,), 0, indices.shape[0])]
+    return snapshots, jax.random.randint(sequence_key, (batch_size,), 0, num_sequences)
+
+
+def num_sequences(arrays: PyTree) -> int:
+    """Stored sequences per snapshot: the second axis of the behaviour arrays [N, S, ...]."""
+    return jax.tree.leaves(arrays["behaviour"])[0].shape[1]
 
 
 def sample_batch(
     key: PRNGKey, arrays: PyTree, family: TaskFamily, indices: jax.Array, batch_size: int
 ) -> dict[str, jax.Array]:
-    """A uniform random batch (with replacement) of snapshots from `indices` [n], one stored sequence each."""
-    num_sequences = jax.tree.leaves(arrays["behaviour"])[0].shape[1]
-    snapshot_key, sequence_key = jax.random.split(key)
-    snapshots = indices[jax.random.randint(snapshot_key, (batch_size,), 0, indices.shape[0])]
-    sequences = jax.random.randint(sequence_key, (batch_size,), 0, num_sequences)
-    return gather(arrays, family, snapshots, sequences)
+    """The batch of a uniform random draw (`sample_indices`) from `indices` [n]."""
+    return gather(arrays, family, *sample_indices(key, indices, batch_size, num_sequences(arrays)))
 
 
 def fixed_batches(indices: np.ndarray, batch_size: int, num_sequences: int, seed: int = 0) -> list[tuple]:

@@ -2,10 +2,12 @@
 
 A zoo directory holds
 
-* `arrays/`: an Orbax pytree `{"params": {tensor: [N, ...]}, "behaviour":
-  {name: [N, ...]}}` -- the LSTM params of all N snapshots and what was kept
-  of their behaviour (formal languages: `sequences` int16 [N, 100, 42] and
-  `log_probs` float16 [N, 100, 41, 6]);
+* `npy/`: one NumPy `.npy` file per array, `npy/params/<tensor>.npy` and
+  `npy/behaviour/<name>.npy`, each with a leading snapshot axis [N] -- the LSTM
+  params of all N snapshots and what was kept of their behaviour (formal
+  languages: `sequences` int16 [N, 100, 42] and `log_probs` float16
+  [N, 100, 41, 6]). Plain `.npy` files can be memory-mapped, and read row by
+  row, so a zoo larger than memory can stay on disk (`load(on_disk=True)`);
 * `metadata.json`: readable without JAX -- the LSTM spec, the task family and
   its settings, the build config, per-snapshot columns (`run`, `step`, the
   task's fields, the metrics) and the manifest of `arrays/`: shape, dtype and
@@ -13,7 +15,11 @@ A zoo directory holds
 * `COMPLETE`: written last. A directory without it is not a zoo.
 
 Loading checks every array against the manifest and refuses non-finite
-values, so a corrupt, truncated or diverged zoo is never used silently.
+values, so a corrupt, truncated or diverged zoo is never used silently. The
+checks read each file in chunks: they need no more memory for a zoo kept on
+disk than for a small one. Zoos written before `npy/` (their arrays are one
+Orbax checkpoint in `arrays/`) load into memory; `upgrade` moves one to
+`npy/` in place.
 
 Zoos are written into a temporary sibling directory that is renamed into
 place once complete, so nothing half-written ever sits at the zoo's path.
@@ -22,7 +28,10 @@ place once complete, so nothing half-written ever sits at the zoo's path.
 import dataclasses
 import hashlib
 import json
+import math
+import mmap
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -33,8 +42,12 @@ from weightspace import checkpointing, files, lstm
 from weightspace.types import Params
 
 FORMAT = "weightspace-zoo"
-VERSION = 2  # 2 added the manifest; version 1 zoos load without checksums (with a warning)
-_ARRAYS, _METADATA, _COMPLETE = "arrays", "metadata.json", "COMPLETE"
+# 2 added the manifest; version 1 zoos load without checksums (with a warning). The storage of the arrays
+# (`npy/`, or an Orbax checkpoint in `arrays/` before it) is not part of the version: it changes no content,
+# and a zoo moved to `npy/` by `upgrade` keeps its metadata, so runs that recorded the zoo still resume on it.
+VERSION = 2
+_NPY, _ORBAX, _METADATA, _COMPLETE = "npy", "arrays", "metadata.json", "COMPLETE"
+_CHUNK_BYTES = 1 << 26  # loading checks a file 64 MiB at a time
 
 
 class ZooError(ValueError):
@@ -44,6 +57,9 @@ class ZooError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Zoo:
     """A loaded zoo; every array has a leading snapshot axis [N].
+
+    Arrays are NumPy arrays in memory, or read-only `np.memmap`s of the zoo's files for a zoo loaded with
+    `on_disk` (read batches of rows with `take_rows`).
 
     Attributes:
       params: the LSTM params of every snapshot, {tensor: [N, ...]}.
@@ -88,6 +104,15 @@ def _named(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
+def _nested(named: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The inverse of `_named` for the zoo's two levels: {"params": {...}, "behaviour": {...}}."""
+    arrays = {"params": {}, "behaviour": {}}
+    for name, array in named.items():
+        part, key = name.split("/", 1)
+        arrays.setdefault(part, {})[key] = array
+    return arrays
+
+
 def manifest(arrays: dict[str, Any], hashes: bool = True) -> dict[str, dict[str, Any]]:
     """Shape, dtype and SHA-256 (None without `hashes`) of every array in `arrays`, by path."""
     return {
@@ -102,16 +127,21 @@ def manifest(arrays: dict[str, Any], hashes: bool = True) -> dict[str, dict[str,
 
 def check_finite(arrays: dict[str, Any], where: str) -> None:
     """Raises ZooError naming the snapshots (leading axis) and arrays with NaN or infinite values."""
-    bad_rows, bad_arrays = set(), []
-    for name, array in _named(arrays).items():
-        if array.dtype.kind != "f":
-            continue
-        rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-        if len(rows):
-            bad_rows.update(rows.tolist())
-            bad_arrays.append(name)
-    if bad_rows:
-        rows = sorted(bad_rows)
+    _refuse_non_finite(
+        where,
+        {
+            name: np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            for name, array in _named(arrays).items()
+            if array.dtype.kind == "f"
+        },
+    )
+
+
+def _refuse_non_finite(where: str, bad_rows: dict[str, Any]) -> None:
+    """Raises ZooError if any array has rows with NaN or infinite values ({array name: its bad rows})."""
+    bad_arrays = [name for name, rows in bad_rows.items() if len(rows)]
+    if bad_arrays:
+        rows = sorted(set().union(*(set(np.asarray(bad_rows[name]).tolist()) for name in bad_arrays)))
         shown = ", ".join(map(str, rows[:20])) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
         raise ZooError(f"{where}: snapshots {shown} have NaN or infinite values (in {', '.join(bad_arrays)}).")
 
@@ -135,7 +165,7 @@ def save(
     arrays = {"params": params, "behaviour": behaviour}
     check_finite(arrays, f"Refusing to save the zoo at {path}")
     with files.staged_directory(path) as staging:
-        checkpointing.save_pytree(os.path.join(staging, _ARRAYS), arrays)
+        _write_npy(os.path.join(staging, _NPY), arrays)
         document = {
             "format": FORMAT,
             "version": VERSION,
@@ -148,6 +178,37 @@ def save(
         files.write_json(os.path.join(staging, _METADATA), document)
         with open(os.path.join(staging, _COMPLETE), "w") as f:
             f.write(f"{num}\n")
+
+
+def _write_npy(directory: str, arrays: dict[str, Any]) -> None:
+    """One C-ordered `.npy` file per array of `arrays`, at `directory/<path>.npy`."""
+    for name, array in _named(arrays).items():
+        file = os.path.join(directory, f"{name}.npy")
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        np.save(file, np.ascontiguousarray(array))
+
+
+def upgrade(path: str | os.PathLike) -> bool:
+    """Moves the arrays of a zoo written before `npy/` (one Orbax checkpoint) to `npy/` files, in place.
+
+    Returns False for a zoo already in `npy/`. The zoo stays complete throughout: `npy/` is written
+    aside, checked and renamed into the zoo (loading prefers it), and only then is `arrays/` removed.
+    metadata.json is not touched, so runs that recorded the zoo still resume on it. Nothing may read
+    the zoo while it is upgraded.
+    """
+    path = os.path.abspath(path)
+    orbax = os.path.join(path, _ORBAX)
+    if os.path.isdir(os.path.join(path, _NPY)):
+        shutil.rmtree(orbax, ignore_errors=True)  # left by an upgrade killed after the rename
+        return False
+    loaded = load(path)
+    arrays = {"params": loaded.params, "behaviour": loaded.behaviour}
+    with files.staged_directory(os.path.join(path, _NPY)) as staging:
+        _write_npy(staging, arrays)
+        # Every file is read back against the hashes of the loaded arrays (a zoo of version 1 has none stored).
+        _read_npy(staging, {"arrays": manifest(arrays)}, verify=True, on_disk=True)
+    shutil.rmtree(orbax)
+    return True
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -181,28 +242,35 @@ def describe(path: str | os.PathLike) -> Zoo:
         loaded = load(path)
         shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (loaded.params, loaded.behaviour))
         return dataclasses.replace(loaded, params=shapes[0], behaviour=shapes[1])
-    arrays = {"params": {}, "behaviour": {}}
-    for name, entry in document["arrays"].items():
-        part, key = name.split("/", 1)
-        arrays[part][key] = jax.ShapeDtypeStruct(tuple(entry["shape"]), np.dtype(entry["dtype"]))
+    arrays = _nested({
+        name: jax.ShapeDtypeStruct(tuple(entry["shape"]), np.dtype(entry["dtype"]))
+        for name, entry in document["arrays"].items()
+    })  # fmt: skip
     metadata = {name: np.asarray(values) for name, values in document.pop("snapshots").items()}
-    info = {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
-    return Zoo(arrays["params"], arrays["behaviour"], metadata, lstm.LSTMSpec(**document["spec"]), info)
+    return Zoo(arrays["params"], arrays["behaviour"], metadata, lstm.LSTMSpec(**document["spec"]), _info(document))
 
 
-def load(path: str | os.PathLike, verify: bool = True) -> Zoo:
-    """Loads a complete zoo into host memory (NumPy arrays).
+def _info(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
+
+
+def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) -> Zoo:
+    """Loads a complete zoo: into host memory (NumPy arrays), or with `on_disk` as memory maps of its files.
 
     Args:
       path: the zoo directory.
-      verify: check every array's SHA-256 against the manifest (about a quarter
-        of the load time); False skips only the hashes, for a trusted local zoo.
+      verify: check every array's SHA-256 against the manifest; False skips only the hashes, for a
+        trusted local zoo (finiteness is always checked).
+      on_disk: leave the arrays in the zoo's files (`np.memmap`s; read batches with `take_rows`), for a
+        zoo larger than memory. Checking them reads every file once, a chunk at a time.
 
     Raises:
       ZooError: naming the file or field, when the directory is not a complete,
         consistent zoo (missing, unfinished, corrupt or truncated arrays, params
-        that do not match the declared LSTM, NaN or infinite values).
+        that do not match the declared LSTM, NaN or infinite values), or when `on_disk`
+        is asked of a zoo whose arrays are an Orbax checkpoint (`upgrade` it).
     """
+    path = os.path.abspath(path)
     document = read_metadata(path)
     try:
         spec = lstm.LSTMSpec(**document["spec"])
@@ -211,12 +279,15 @@ def load(path: str | os.PathLike, verify: bool = True) -> Zoo:
     except (KeyError, TypeError, ValueError) as error:
         raise ZooError(f"Malformed {os.path.join(path, _METADATA)}: {error}") from error
     metadata = {name: np.asarray(values) for name, values in columns.items()}
-    try:
-        arrays = checkpointing.restore_pytree(os.path.join(path, _ARRAYS))
-    except checkpointing.CorruptFileError as error:
-        raise ZooError(str(error)) from error
-    _check_manifest(path, document, arrays, verify)
-    check_finite(arrays, f"Zoo at {path}")
+    if os.path.isdir(os.path.join(path, _NPY)):
+        arrays = _read_npy(os.path.join(path, _NPY), document, verify, on_disk)
+    elif on_disk:
+        raise ZooError(
+            f"The zoo at {path} stores its arrays as one Orbax checkpoint ({_ORBAX}/), which cannot be read "
+            f"row by row from disk. Upgrade it once, in place: python -m zoo_builder.upgrade_zoo --zoo={path}"
+        )
+    else:
+        arrays = _read_orbax(path, document, verify)
     params = arrays["params"]
     try:
         batch = lstm.check_params(params, spec)
@@ -227,27 +298,144 @@ def load(path: str | os.PathLike, verify: bool = True) -> Zoo:
     for name, count in rows.items():
         if count != num:
             raise ZooError(f"Zoo at {path}: {name!r} has {count} rows, but metadata.json declares {num} snapshots.")
-    info = {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
-    return Zoo(params=params, behaviour=arrays["behaviour"], metadata=metadata, spec=spec, info=info)
+    return Zoo(params=params, behaviour=arrays["behaviour"], metadata=metadata, spec=spec, info=_info(document))
 
 
-def _check_manifest(path: str | os.PathLike, document: dict[str, Any], arrays: dict[str, Any], verify: bool) -> None:
-    """Refuses arrays that differ from the manifest in metadata.json (names, shapes, dtypes, and hashes if `verify`)."""
+def _read_orbax(path: str, document: dict[str, Any], verify: bool) -> dict[str, Any]:
+    """The arrays of a zoo written before `npy/` (one Orbax checkpoint), checked, in memory."""
+    try:
+        arrays = checkpointing.restore_pytree(os.path.join(path, _ORBAX))
+    except checkpointing.CorruptFileError as error:
+        raise ZooError(str(error)) from error
+    where = f"Zoo at {path}"
     if "arrays" not in document:
         logging.warning("The zoo at %s has no manifest (format version 1): its arrays cannot be verified.", path)
-        return
-    expected = document["arrays"]
-    found = manifest(arrays, hashes=verify)
+    else:
+        _check_names(where, os.path.join(path, _ORBAX), _named(arrays), document["arrays"])
+        found = manifest(arrays, hashes=verify)
+        for name, entry in document["arrays"].items():
+            for field in ("shape", "dtype", "sha256"):
+                if found[name][field] is not None and found[name][field] != entry[field]:
+                    raise _mismatch(where, name, field, found[name][field], entry[field])
+    check_finite(arrays, where)
+    return arrays
+
+
+def _check_names(where: str, directory: str, found: Any, expected: dict[str, Any]) -> None:
     if set(found) != set(expected):
         raise ZooError(
-            f"Zoo at {path}: the stored arrays {sorted(found)} are not those in metadata.json's manifest "
-            f"{sorted(expected)}."
+            f"{where}: the arrays stored in {directory} {sorted(found)} are not those in metadata.json's "
+            f"manifest {sorted(expected)}."
         )
+
+
+def _mismatch(where: str, name: str, field: str, found: Any, expected: Any) -> ZooError:
+    return ZooError(
+        f"{where}: the stored array {name!r} does not match metadata.json ({field} {found} != {expected}); "
+        "its files are corrupt. Re-copy or rebuild the zoo."
+    )
+
+
+def _read_npy(directory: str, document: dict[str, Any], verify: bool, on_disk: bool) -> dict[str, Any]:
+    """The arrays of `npy/`, each file read once in chunks to check it against the manifest and for finiteness.
+
+    Zoos without a manifest (format version 1, upgraded) are checked for finiteness only.
+    """
+    path = os.path.dirname(directory)
+    where = f"Zoo at {path}"
+    stored = sorted(
+        os.path.relpath(os.path.join(root, name), directory).removesuffix(".npy")
+        for root, _, names in os.walk(directory)
+        for name in names
+        if name.endswith(".npy")
+    )
+    expected = document.get("arrays")
+    if expected is None:
+        logging.warning("The zoo at %s has no manifest (format version 1): its arrays cannot be verified.", path)
+        expected = {name: None for name in stored}
+    _check_names(where, directory, stored, expected)
+    named, bad_rows = {}, {}
     for name, entry in expected.items():
-        for field in ("shape", "dtype", "sha256"):
-            if found[name][field] is not None and found[name][field] != entry[field]:
-                raise ZooError(
-                    f"Zoo at {path}: the stored array {name!r} does not match metadata.json ({field} "
-                    f"{found[name][field]} != {entry[field]}); the files in {os.path.join(path, _ARRAYS)} are "
-                    "corrupt. Re-copy or rebuild the zoo."
-                )
+        named[name], bad_rows[name] = _read_checked(where, directory, name, entry, verify, on_disk)
+    _refuse_non_finite(where, bad_rows)
+    return _nested(named)
+
+
+def _read_checked(
+    where: str, directory: str, name: str, entry: dict[str, Any] | None, verify: bool, on_disk: bool
+) -> tuple[np.ndarray, set[int]]:
+    """One `.npy` file of a zoo, checked: (the array, in memory or an `np.memmap`; rows with non-finite values)."""
+    file = os.path.join(directory, f"{name}.npy")
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = header(f)
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+    except (OSError, ValueError) as error:
+        raise ZooError(f"{where}: cannot read {file}: {error}") from error
+    declared = entry is None or (list(shape) == entry["shape"] and str(dtype) == entry["dtype"])
+    if fortran_order or not declared:
+        raise ZooError(
+            f"{where}: {file} holds {dtype} {list(shape)}{' in Fortran order' if fortran_order else ''}"
+            + ("" if entry is None else f", but metadata.json declares {entry['dtype']} {entry['shape']}")
+            + ". Re-copy or rebuild the zoo."
+        )
+    total = math.prod(shape)
+    if size != offset + total * dtype.itemsize:
+        raise ZooError(
+            f"{where}: {file} has {size - offset} bytes of data, but {dtype} {list(shape)} needs "
+            f"{total * dtype.itemsize} (a truncated or damaged copy). Re-copy or rebuild the zoo."
+        )
+    step = max(1, _CHUNK_BYTES // dtype.itemsize)
+    # In memory, the chunks are read into the array itself; on disk, into one reused buffer.
+    array = np.empty(shape, dtype) if not on_disk else None
+    flat = array.reshape(-1) if not on_disk else np.empty(min(total, step), dtype)
+    digest, bad_rows, row_size = hashlib.sha256(), set(), max(1, math.prod(shape[1:]))
+    with open(file, "rb") as f:
+        f.seek(offset)
+        for start in range(0, total, step):
+            chunk = flat[start : start + step] if not on_disk else flat[: min(step, total - start)]
+            if f.readinto(chunk.view(np.uint8)) != chunk.nbytes:
+                raise ZooError(f"{where}: {file} ended early: it changed while it was read.")
+            if verify:
+                digest.update(chunk)
+            if dtype.kind == "f":
+                bad_rows.update(((np.flatnonzero(~np.isfinite(chunk)) + start) // row_size).tolist())
+    if verify and entry is not None and digest.hexdigest() != entry["sha256"]:
+        raise _mismatch(where, name, "sha256", digest.hexdigest(), entry["sha256"])
+    if on_disk:
+        array = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
+    return array, bad_rows
+
+
+def take_rows(array: np.ndarray, *indices: np.ndarray) -> np.ndarray:
+    """`array[indices]` [B, ...] for integer index arrays [B] over the leading axes, as a new NumPy array.
+
+    A zoo array kept on disk (an `np.memmap` from `load(on_disk=True)`) is read with `pread`, one row at
+    a time, or at once for consecutive rows: the pages a memory map reads count towards the process's
+    resident memory until the kernel reclaims them, a read into a fresh buffer does not.
+    """
+    if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):  # not the file's own map
+        return np.asarray(array[indices])
+    rows = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), array.shape[: len(indices)]).reshape(-1)
+    out = np.empty((len(rows), *array.shape[len(indices) :]), array.dtype)
+    if not len(rows):
+        return out
+    size = out[0].nbytes
+    data = memoryview(out.reshape(-1).view(np.uint8))
+    consecutive = rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1)
+    reads = (
+        [(0, len(data), int(rows[0]) * size)]
+        if consecutive
+        else zip(range(0, len(data), size), range(size, len(data) + 1, size), (rows * size).tolist(), strict=True)
+    )
+    descriptor = os.open(array.filename, os.O_RDONLY)
+    try:
+        for start, stop, position in reads:
+            if os.preadv(descriptor, [data[start:stop]], array.offset + position) != stop - start:
+                raise ZooError(f"{array.filename} ended before byte {array.offset + position + stop - start}: "
+                               "the zoo's file was truncated after it was loaded.")  # fmt: skip
+    finally:
+        os.close(descriptor)
+    return out

@@ -85,6 +85,10 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.train.min_step = 0
     # Shard the batch over all devices (data parallel); same result as one device up to rounding.
     config.train.data_parallel = False
+    # Leave the zoo in its files and read each step's batch from them on a thread, ahead of the step,
+    # instead of placing the whole zoo on the devices: for zoos larger than host or device memory. Same
+    # batches, same result. Needs a zoo stored as .npy files (python -m zoo_builder.upgrade_zoo).
+    config.train.zoo_on_disk = False
 
     config.eval = ml_collections.ConfigDict()
     # Evaluate the emulation loss on the eval and OOD splits every this many steps (and keep the best).

@@ -1,0 +1,108 @@
+"""Training on a zoo kept on disk against the same training with the zoo in memory: step rate and peak memory.
+
+  python -m experiments.disk_benchmark --config=configs/flat.py:quick --zoo=/tmp/zoo_fl_quick/zoo
+
+Trains the same run in separate processes (`experiments.main` without the downstream evaluation), in
+the order memory, disk, disk, memory, ... (`--repeats` of each) so that a machine's drift affects both
+alike: with the zoo placed in memory, and with `--config.train.zoo_on_disk=true`. For each it reports
+the steady train steps/s (the median over the logging intervals, leaving out the first, which compiles,
+and the last, which evaluates) and the process's peak resident memory (`ru_maxrss`: every page it
+touched, pages of memory-mapped files included), next to the zoo's size on disk. With `--memory_cap_mb`
+it also says whether each run stayed under that cap; a run killed by a cap that the machine enforces
+(a container or cgroup memory limit) is reported as killed.
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import app, flags
+
+from weightspace import benchmarking, cli, files, metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = {"in memory": False, "on disk": True}
+
+
+def _zoo_megabytes(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names) / 2**20
+
+
+def _train(zoo: str, on_disk: bool) -> dict:
+    """One training process: {"rates": steps/s per logging interval, "peak_rss_mb", "exit"}."""
+    steps = flags.FLAGS.steps
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [
+            sys.executable, "-m", "experiments.main", f"--config={flags.FLAGS.config}", f"--workdir={workdir}",
+            f"--config.zoo.path={zoo}", f"--config.train.num_steps={steps}",
+            f"--config.train.log_every_steps={flags.FLAGS.log_every}", f"--config.train.checkpoint_every_steps={steps}",
+            f"--config.eval.every_steps={steps}", "--config.evaluate.after_training=false",
+            f"--config.train.zoo_on_disk={on_disk}", *flags.FLAGS.overrides,
+        ]  # fmt: skip
+        with open(os.path.join(workdir, "stderr.log"), "w+") as log:
+            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            log.seek(0)
+            tail = log.read()[-2000:]
+        rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
+    code = process.returncode
+    result = {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "exit": code}
+    if code:
+        print(f"The {'on-disk' if on_disk else 'in-memory'} run failed ({_exit(code)}):\n{tail}", file=sys.stderr)
+        return result | {"rates": []}
+    kept = rows[:-1]  # the last interval includes the evaluation and the checkpoint
+    result["rates"] = [
+        (b["step"] - a["step"]) / (b["time"] - a["time"]) for a, b in itertools.pairwise(kept)
+    ]  # the first row's interval, which compiles, has no predecessor
+    return result
+
+
+def _exit(code: int) -> str:
+    return "ok" if code == 0 else f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def main(argv):
+    del argv
+    zoo = os.path.abspath(flags.FLAGS.zoo)
+    modes = list(MODES)
+    order = [mode for i in range(flags.FLAGS.repeats) for mode in (modes if i % 2 == 0 else modes[::-1])]
+    runs = {mode: [] for mode in MODES}
+    for mode in order:
+        runs[mode].append(_train(zoo, MODES[mode]))
+    summary = {"zoo": zoo, "zoo_mb": round(_zoo_megabytes(zoo), 1), "memory_cap_mb": flags.FLAGS.memory_cap_mb}
+    for mode, results in runs.items():
+        rates = [rate for result in results for rate in result["rates"]]
+        summary[mode] = {
+            **(benchmarking.rate_summary(rates) if rates else {"steps_per_s": None}),
+            "peak_rss_mb": max(result["peak_rss_mb"] for result in results),
+            "exits": [_exit(result["exit"]) for result in results],
+        }
+    memory, disk = summary["in memory"]["steps_per_s"], summary["on disk"]["steps_per_s"]
+    summary["disk_over_memory"] = round(disk / memory, 3) if memory and disk else None
+    cap = flags.FLAGS.memory_cap_mb
+    print(f"Zoo {zoo}: {summary['zoo_mb']:.0f} MB on disk" + (f"; memory cap {cap:.0f} MB" if cap else ""))
+    print("| zoo | train steps/s (median; slowest-fastest interval) | peak RSS MB | runs |")
+    print("|---|---|---|---|")
+    for mode in MODES:
+        row = summary[mode]
+        rate = f"{row['steps_per_s']:.3g} ({benchmarking.window_range(row)})" if row["steps_per_s"] else "-"
+        under = "" if not cap else (" (under the cap)" if row["peak_rss_mb"] < cap else " (over the cap)")
+        print(f"| {mode} | {rate} | {row['peak_rss_mb']:.0f}{under} | {', '.join(row['exits'])} |")
+    if summary["disk_over_memory"]:
+        print(f"On disk / in memory, steps/s: {summary['disk_over_memory']:.3f}")
+    print(json.dumps(files.strict(summary)))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("config", "configs/flat.py:quick", "Experiment config file[:preset], as for experiments.main.")
+    flags.DEFINE_string("zoo", None, "The zoo to train on (stored as .npy files).", required=True)
+    flags.DEFINE_integer("steps", 300, "Train steps of each run.")
+    flags.DEFINE_integer("log_every", 25, "Steps per logging interval (one rate each).")
+    flags.DEFINE_integer("repeats", 1, "Runs of each mode.")
+    flags.DEFINE_float("memory_cap_mb", 0, "A host memory cap to compare each run's peak RSS with (0: none).")
+    flags.DEFINE_multi_string("overrides", [], "More experiments.main flags for both runs (repeatable).")
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

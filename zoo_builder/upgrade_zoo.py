@@ -1,0 +1,27 @@
+"""Moves a zoo's arrays from one Orbax checkpoint (zoos built before `npy/`) to one `.npy` file per array.
+
+  python -m zoo_builder.upgrade_zoo --zoo=/tmp/zoo_fl_quick/zoo
+
+In place, and the zoo stays complete throughout (`weightspace.zoo.upgrade`); its metadata is unchanged,
+so runs that recorded it still resume on it. Only such a zoo can be trained on from disk
+(`--config.train.zoo_on_disk=true`). Nothing may read the zoo meanwhile.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from weightspace import cli, zoo
+
+
+def main(argv):
+    del argv
+    if zoo.upgrade(flags.FLAGS.zoo):
+        logging.info("Upgraded %s: its arrays are now .npy files in npy/.", flags.FLAGS.zoo)
+    else:
+        logging.info("%s already stores its arrays as .npy files; nothing to do.", flags.FLAGS.zoo)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("zoo", None, "The zoo directory (the one holding metadata.json).", required=True)
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
