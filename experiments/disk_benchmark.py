@@ -8,13 +8,14 @@ alike: with the zoo placed in memory, and with `--config.train.zoo_on_disk=true`
 the steady train steps/s (the median over the logging intervals, leaving out the first, which compiles,
 and the last, which evaluates) and the process's peak resident memory (`ru_maxrss`: every page it
 touched, pages of memory-mapped files included), next to the zoo's size on disk. With `--memory_cap_mb`
-it also says whether each run stayed under that cap; a run killed by a cap that the machine enforces
-(a container or cgroup memory limit) is reported as killed.
+it also says whether each run stayed under that cap; `--wrapper` runs each training process under a
+command that enforces one (a cgroup memory limit), and a run it kills is reported as killed.
 """
 
 import itertools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def _train(zoo: str, on_disk: bool) -> dict:
             f"--config.eval.every_steps={steps}", "--config.evaluate.after_training=false",
             f"--config.train.zoo_on_disk={on_disk}", *flags.FLAGS.overrides,
         ]  # fmt: skip
+        command = [*shlex.split(flags.FLAGS.wrapper), *command]
         with open(os.path.join(workdir, "stderr.log"), "w+") as log:
             process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
             _, status, usage = os.wait4(process.pid, 0)
@@ -104,5 +106,9 @@ if __name__ == "__main__":
     flags.DEFINE_integer("log_every", 25, "Steps per logging interval (one rate each).")
     flags.DEFINE_integer("repeats", 1, "Runs of each mode.")
     flags.DEFINE_float("memory_cap_mb", 0, "A host memory cap to compare each run's peak RSS with (0: none).")
+    flags.DEFINE_string(
+        "wrapper", "", "A command each training process runs under, e.g. one that enforces the memory cap: "
+        "'systemd-run --user --scope -p MemoryMax=1G'.",
+    )  # fmt: skip
     flags.DEFINE_multi_string("overrides", [], "More experiments.main flags for both runs (repeatable).")
     app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
