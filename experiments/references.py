@@ -25,7 +25,8 @@ defaults) and are scored on the same subsets as a run's evaluation: eval and
 OOD, each also on its trained snapshots only (`evaluate.SUBSETS`). The probe
 seed is the table's seed. Results are saved like a run's evaluation, in
 `<outdir>/runs/<dataset>/reference/seed<k>/evaluation.json` (and .md), and
-reused when present. Every snapshot is run in one jitted `lax.map`, `CHUNK`
+reused when present; the seeds computed together share what does not depend on
+the seed (the fixed probe's features; MNIST's readout). Every snapshot is run in one jitted `lax.map`, `CHUNK`
 snapshots vmapped at a time.
 """
 
@@ -34,7 +35,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
@@ -114,8 +115,12 @@ def readout_scores(
     return scores
 
 
-def compute(config: ml_collections.ConfigDict, seed: int) -> dict:
-    """The reference rows of one seed on the zoo and split of `config` (the zoo is built if missing)."""
+def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int, dict]:
+    """The reference rows of each seed on the zoo and split of `config` (the zoo is built if missing).
+
+    What does not depend on the seed is computed once: the fixed probe's features, and the readout
+    of a family whose readout draws no random numbers (`TaskFamily.readout_uses_key`).
+    """
     path = runs.ensure_zoo(config)
     the_zoo = zoo.load(path)
     run = context.RunContext.of(config, the_zoo)
@@ -123,39 +128,52 @@ def compute(config: ml_collections.ConfigDict, seed: int) -> dict:
     subsets = evaluate.held_out_subsets(split, family.trained_snapshots(the_zoo.metadata))
     data = jax.device_put(family.data()[0])
     start = time.time()
-    predictions = readouts(family, the_zoo, data, seed)
-    readout_s, start = time.time() - start, time.time()
     features = fixed_probe_features(family, the_zoo, data)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"The fixed probe gives non-finite features on the zoo at {path}.")
-    probe = evaluate.probe_scores(all_targets, features, split["train"], subsets, seed)
-    return {
-        "dataset": the_zoo.family,
-        "zoo": path,
-        "seed": seed,
-        "split": config.split.to_dict(),
-        "num_snapshots": {"train": len(split["train"]), **{s: len(i) for s, i in subsets.items()}},
-        "readout": readout_scores(all_targets, predictions, subsets),
-        "fixed_probe": probe,
-        "num_features": int(features.shape[1]),
-        "wall_s": {"readout": readout_s, "fixed_probe": time.time() - start},
-    }
+    features_s, results, predictions = time.time() - start, {}, None
+    for seed in seeds:
+        if predictions is None or family.readout_uses_key:
+            start = time.time()
+            predictions = readouts(family, the_zoo, data, seed)
+            readout_s = time.time() - start
+        start = time.time()
+        probe = evaluate.probe_scores(all_targets, features, split["train"], subsets, seed)
+        results[seed] = {
+            "dataset": the_zoo.family,
+            "zoo": path,
+            "seed": seed,
+            "split": config.split.to_dict(),
+            "num_snapshots": {"train": len(split["train"]), **{s: len(i) for s, i in subsets.items()}},
+            "readout": readout_scores(all_targets, predictions, subsets),
+            "fixed_probe": probe,
+            "num_features": int(features.shape[1]),
+            # The readout's and the features' times are shared by the seeds computed together.
+            "wall_s": {"readout": readout_s, "fixed_probe": features_s + time.time() - start},
+        }
+    return results
 
 
-def ensure(outdir: str, dataset: str, preset: str, seed: int) -> dict:
-    """The reference rows of one dataset and seed: computed and saved, or reused from a saved evaluation.json."""
-    directory = workdir(outdir, dataset, seed)
-    path = os.path.join(directory, evaluate.EVALUATION_JSON)
-    if os.path.exists(path):
-        saved = files.read_json(path)
-        if evaluate.has_subsets({"readout": saved["readout"], **saved["fixed_probe"]}):
-            return saved
-    result = compute(reference_config(dataset, preset), seed)
-    os.makedirs(directory, exist_ok=True)
-    files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), markdown(result))
-    files.write_json(path, result)  # last: its presence marks a finished evaluation
-    logging.info("Reference rows of %s, seed %d: %s", dataset, seed, path)
-    return files.read_json(path)  # as a reuse returns it: undefined metrics are None
+def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int]) -> list[dict]:
+    """The reference rows of one dataset for each seed: reused from a saved evaluation.json, or computed
+    (the missing seeds together, `compute`) and saved."""
+    paths = {seed: os.path.join(workdir(outdir, dataset, seed), evaluate.EVALUATION_JSON) for seed in seeds}
+    results = {}
+    for seed, path in paths.items():
+        if os.path.exists(path):
+            saved = files.read_json(path)
+            if evaluate.has_subsets({"readout": saved["readout"], **saved["fixed_probe"]}):
+                results[seed] = saved
+    missing = [seed for seed in seeds if seed not in results]
+    computed = compute(reference_config(dataset, preset), missing) if missing else {}
+    for seed, result in computed.items():
+        directory = workdir(outdir, dataset, seed)
+        os.makedirs(directory, exist_ok=True)
+        files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), markdown(result))
+        files.write_json(paths[seed], result)  # last: its presence marks a finished evaluation
+        logging.info("Reference rows of %s, seed %d: %s", dataset, seed, paths[seed])
+        results[seed] = files.read_json(paths[seed])  # as a reuse returns it: undefined metrics are None
+    return [results[seed] for seed in seeds]
 
 
 def records(result: dict) -> list[dict]:
@@ -208,8 +226,8 @@ def main(argv):
     cli.quiet_library_logs()
     datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
     for dataset in datasets:
-        for seed in range(flags.FLAGS.seeds):
-            print(markdown(ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, seed)))
+        for result in ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, range(flags.FLAGS.seeds)):
+            print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -217,9 +217,10 @@ def make_tables(
             config, path = oracle_run(outdir, preset, dataset, seed)
             meta = dict(dataset=dataset, kind="oracle", encoder=config.oracle.target, seed=seed)
             records += [{**meta, **row} for row in evaluate.records(ensure_run(config, path))]
-        for seed in range(seeds if with_references else 0):
+        reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
+        for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
             meta = dict(dataset=dataset, kind="reference", seed=seed)
-            records += [{**meta, **row} for row in references.records(references.ensure(outdir, dataset, preset, seed))]
+            records += [{**meta, **row} for row in references.records(result)]
     markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets), oracle, with_references)
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])

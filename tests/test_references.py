@@ -158,7 +158,7 @@ def test_reference_rows_on_the_smoke_zoo_are_saved_and_reused(tmp_path, monkeypa
     zoos = tmp_path / "zoos"
     path = build.build(formal_languages.get_config("smoke"), str(zoos / "formal_languages_smoke"))
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(zoos))
-    result = references.ensure(str(tmp_path / "out"), "formal_languages", "smoke", seed=1)
+    (result,) = references.ensure(str(tmp_path / "out"), "formal_languages", "smoke", [1])
     saved = tmp_path / "out" / "runs" / "formal_languages" / "reference" / "seed1" / "evaluation.json"
     assert json.loads(saved.read_text()) == result and result["seed"] == 1
     assert set(result["readout"]) == set(evaluate.SUBSETS) and set(result["fixed_probe"]) == {"linear", "mlp"}
@@ -181,8 +181,19 @@ def test_reference_rows_on_the_smoke_zoo_are_saved_and_reused(tmp_path, monkeypa
                                                               ("fixed_probe", "mlp")}  # fmt: skip
     assert "| readout |" in references.markdown(result)
 
+    # Seeds computed together share the readout when it draws no random numbers, and only then.
+    readouts, calls = references.readouts, []
+    monkeypatch.setattr(references, "readouts", lambda *args: calls.append(args[-1]) or readouts(*args))
+    references.ensure(str(tmp_path / "keyed"), "formal_languages", "smoke", [2, 3])
+    assert calls == [2, 3]
+    monkeypatch.setattr(fl.FormalLanguages, "readout_uses_key", False)
+    calls.clear()
+    shared = references.ensure(str(tmp_path / "shared"), "formal_languages", "smoke", [2, 3])
+    assert calls == [2] and shared[0]["readout"] == shared[1]["readout"]
+    assert shared[0]["fixed_probe"] != shared[1]["fixed_probe"]  # the probes still have their own seeds
+
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed saved reference rows"))
-    assert references.ensure(str(tmp_path / "out"), "formal_languages", "smoke", seed=1) == result
+    assert references.ensure(str(tmp_path / "out"), "formal_languages", "smoke", [1]) == [result]
 
 
 def test_tables_show_reference_rows_and_trained_subsets_never_best():

@@ -57,7 +57,9 @@ which need no learned encoder:
   model's behaviour by their definition, with no learning (formal languages:
   the task from the words it writes greedily; MNIST: the angle at which it
   classifies best); a target without such a definition (the training step)
-  has no readout;
+  has no readout; `readout_uses_key` says whether it draws random numbers
+  (formal languages score performance by sampling; MNIST's readout is
+  deterministic, and is computed once for all probe seeds);
 * `fixed_probe_features(model, data)`: the model's outputs on a fixed,
   hand-written set of probing inputs, as features for the same downstream
   probes that read the encoders' embeddings.
@@ -183,6 +185,8 @@ class TaskFamily(Protocol):
     def trained_snapshots(self, metadata: dict[str, np.ndarray]) -> np.ndarray:
         """Which snapshots [N] count as trained (bool), from the zoo's metadata columns."""
         ...
+
+    readout_uses_key: bool
 
     def readout(self, key: PRNGKey, model: SequenceModel, task: Task, data: PyTree) -> dict[str, jax.Array]:
         """Targets read off the model's behaviour without learning: {target name: prediction}.

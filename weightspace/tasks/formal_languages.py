@@ -205,6 +205,8 @@ class FormalLanguages:
     # Probing encoders: probing steps, and how a probing input is made (a distribution over tokens).
     probe_length = 22
     probe_activation = "softmax"
+    # The readout samples from the LSTM to score its performance.
+    readout_uses_key = True
     # Results tables and figures.
     table_columns = (
         ("task_accuracy", "task acc ↑"),

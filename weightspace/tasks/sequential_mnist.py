@@ -126,6 +126,8 @@ class SequentialMnist:
     # Probing encoders: probing steps, and how a probing input is made (tile values in (0, 1)).
     probe_length = 50
     probe_activation = "sigmoid"
+    # The readout classifies fixed images: the same for every key.
+    readout_uses_key = False
     # Results tables and figures.
     table_columns = (
         ("angle_error_degrees", "angle error ° ↓"),
