@@ -111,7 +111,7 @@ def test_a_non_finite_snapshot_is_refused_before_the_run_writes_anything(split, 
     params["weight_hh_l0"][chosen] = np.nan
     broken = str(tmp_path / "broken_zoo")
     with monkeypatch.context() as patch:  # written as an older zoo writer would have, without the check
-        patch.setattr(zoo, "check_finite", lambda arrays, where: None)
+        patch.setattr(zoo, "check_finite", lambda *args, **kwargs: None)
         zoo.save(broken, params, good.behaviour, good.metadata, good.spec, good.info)
     with pytest.raises(zoo.ZooError, match=rf"snapshots {chosen} have NaN or infinite values"):
         train.train_and_evaluate(_config("layerwise_statistics", broken), str(tmp_path / "run"))

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 from unittest import mock
 
 import jax
@@ -156,7 +157,7 @@ def test_non_finite_params_are_refused_at_save_and_load(tmp_path, monkeypatch):
         zoo.save(tmp_path / "bad", params, behaviour, metadata, SPEC, {})
     assert not os.path.exists(tmp_path / "bad")
     # A zoo written without the check (an older writer) is refused on load, naming the snapshot.
-    monkeypatch.setattr(zoo, "check_finite", lambda arrays, where: None)
+    monkeypatch.setattr(zoo, "check_finite", lambda *args, **kwargs: None)
     zoo.save(tmp_path / "bad", params, behaviour, metadata, SPEC, {})
     monkeypatch.undo()
     for on_disk in (False, True):  # the file is checked a chunk at a time in both cases
@@ -235,3 +236,38 @@ def test_an_upgrade_killed_after_the_rename_is_finished_by_the_next(tmp_path):
     assert len(zoo.load(tmp_path / "zoo", on_disk=True)) == 3  # npy/ is complete and preferred
     assert not zoo.upgrade(tmp_path / "zoo")
     assert sorted(os.listdir(tmp_path / "zoo")) == ["COMPLETE", "metadata.json", "npy"]
+
+
+def _block(tree, rows):
+    return jax.tree.map(lambda x: x[rows], tree)
+
+
+def test_a_zoo_written_in_blocks_is_the_zoo_saved_at_once(tmp_path):
+    params, behaviour, metadata = _write(tmp_path / "whole", num=7)
+    with zoo.writer(tmp_path / "blocks", 7, SPEC, {"family": "formal_languages"}) as add:
+        for rows in (slice(0, 3), slice(3, 5), slice(5, 7)):
+            add(_block(params, rows), _block(behaviour, rows), _block(metadata, rows))
+    for name in _data_files(tmp_path / "whole"):
+        copy = tmp_path / "blocks" / os.path.relpath(name, tmp_path / "whole")
+        assert copy.read_bytes() == Path(name).read_bytes()
+    same = [json.loads((tmp_path / z / "metadata.json").read_text()) for z in ("whole", "blocks")]
+    assert same[0] == same[1]  # the manifest's hashes included
+
+
+def test_a_bad_block_leaves_nothing_and_names_the_zoos_snapshot(tmp_path):
+    params, behaviour, metadata = _write(tmp_path / "whole", num=6)
+    bad = {**params, "weight_out": params["weight_out"].copy()}
+    bad["weight_out"][4, 0, 0] = np.inf
+    message = r"snapshots 4 have NaN or infinite values \(in params/weight_out\)"
+    with pytest.raises(zoo.ZooError, match=message), zoo.writer(tmp_path / "nan", 6, SPEC, {}) as add:
+        for rows in (slice(0, 3), slice(3, 6)):
+            add(_block(bad, rows), _block(behaviour, rows), _block(metadata, rows))
+    first = (_block(params, slice(0, 3)), _block(behaviour, slice(0, 3)), _block(metadata, slice(0, 3)))
+    with pytest.raises(zoo.ZooError, match="Only 3 of the 6"), zoo.writer(tmp_path / "short", 6, SPEC, {}) as add:
+        add(*first)
+    longer = {**behaviour, "sequences": np.concatenate([behaviour["sequences"]] * 2, axis=2)}
+    message = r"'behaviour/sequences' of this block is int16 \[3, 2, 10\]"
+    with pytest.raises(zoo.ZooError, match=message), zoo.writer(tmp_path / "shapes", 6, SPEC, {}) as add:
+        add(*first)
+        add(_block(params, slice(3, 6)), _block(longer, slice(3, 6)), _block(metadata, slice(3, 6)))
+    assert sorted(os.listdir(tmp_path)) == ["whole"]

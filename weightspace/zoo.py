@@ -25,6 +25,7 @@ Zoos are written into a temporary sibling directory that is renamed into
 place once complete, so nothing half-written ever sits at the zoo's path.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,6 +33,7 @@ import math
 import mmap
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -125,12 +127,13 @@ def manifest(arrays: dict[str, Any], hashes: bool = True) -> dict[str, dict[str,
     }
 
 
-def check_finite(arrays: dict[str, Any], where: str) -> None:
-    """Raises ZooError naming the snapshots (leading axis) and arrays with NaN or infinite values."""
+def check_finite(arrays: dict[str, Any], where: str, first: int = 0) -> None:
+    """Raises ZooError naming the snapshots (leading axis, numbered from `first`) and arrays with NaN or infinite
+    values."""
     _refuse_non_finite(
         where,
         {
-            name: np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            name: first + np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
             for name, array in _named(arrays).items()
             if array.dtype.kind == "f"
         },
@@ -154,30 +157,96 @@ def save(
     spec: lstm.LSTMSpec,
     info: dict[str, Any],
 ) -> None:
-    """Writes a zoo at `path` (which must not exist) atomically; see the module docstring."""
-    batch = lstm.check_params(params, spec)
-    num = len(metadata["run"])
-    if batch != (num,):
-        raise ZooError(f"Params have leading shape {batch}, but the metadata describes {num} snapshots.")
-    for name, column in {**behaviour, **metadata}.items():
-        if len(column) != num:
-            raise ZooError(f"Column {name!r} has {len(column)} rows, expected {num}.")
-    arrays = {"params": params, "behaviour": behaviour}
-    check_finite(arrays, f"Refusing to save the zoo at {path}")
-    with files.staged_directory(path) as staging:
-        _write_npy(os.path.join(staging, _NPY), arrays)
+    """Writes a zoo held in memory at `path` (which must not exist) atomically; see the module docstring."""
+    with writer(path, len(metadata["run"]), spec, info) as add:
+        add(params, behaviour, metadata)
+
+
+@contextlib.contextmanager
+def writer(
+    path: str | os.PathLike, num: int, spec: lstm.LSTMSpec, info: dict[str, Any]
+) -> Iterator[Callable[[Params, dict[str, np.ndarray], dict[str, np.ndarray]], None]]:
+    """Writes a zoo of `num` snapshots at `path` (which must not exist) a block of snapshots at a time.
+
+    Yields `add(params, behaviour, metadata)`, which appends a block of snapshots (every array and
+    column with the block's leading axis) to the zoo's `.npy` files, hashing them as it goes: only one
+    block is ever in memory. When the block ends, metadata.json (with the manifest) and `COMPLETE` are
+    written and the zoo is moved into place; if it raises, or fewer than `num` snapshots were added,
+    nothing is left at `path`.
+    """
+    with files.staged_directory(path) as staging, contextlib.ExitStack() as open_files:
+        blocks = _Blocks(str(path), staging, num, spec, open_files)
+        yield blocks.add
+        blocks.finish(info)
+
+
+class _Blocks:
+    """The state of a `writer`: the open `.npy` files, their hashes, and the metadata columns so far."""
+
+    def __init__(self, path: str, staging: str, num: int, spec: lstm.LSTMSpec, open_files: contextlib.ExitStack):
+        self.path, self.staging, self.num, self.spec, self.open_files = path, staging, num, spec, open_files
+        self.done, self.files, self.entries, self.digests, self.columns = 0, {}, {}, {}, {}
+
+    def add(self, params: Params, behaviour: dict[str, np.ndarray], metadata: dict[str, np.ndarray]) -> None:
+        rows = len(metadata["run"])
+        if lstm.check_params(params, self.spec) != (rows,):
+            raise ZooError(f"Params have leading shape {lstm.check_params(params, self.spec)}, but the metadata "
+                           f"describes {rows} snapshots.")  # fmt: skip
+        for name, column in {**behaviour, **metadata}.items():
+            if len(column) != rows:
+                raise ZooError(f"Column {name!r} has {len(column)} rows, expected {rows}.")
+        if self.done + rows > self.num or (self.columns and set(metadata) != set(self.columns)):
+            raise ZooError(
+                f"A block of {rows} snapshots with columns {sorted(metadata)} does not fit the zoo at {self.path}: "
+                f"{self.done} of {self.num} written, columns {sorted(self.columns)}."
+            )
+        arrays = {"params": params, "behaviour": behaviour}
+        check_finite(arrays, f"Refusing to save the zoo at {self.path}", first=self.done)
+        for name, array in _named(arrays).items():
+            array = np.ascontiguousarray(array)
+            if name not in self.files:
+                self._open(name, array)
+            entry = self.entries[name]
+            if [self.num, *array.shape[1:]] != entry["shape"] or str(array.dtype) != entry["dtype"]:
+                raise ZooError(f"Array {name!r} of this block is {array.dtype} {list(array.shape)}; the zoo's is "
+                               f"{entry['dtype']} {entry['shape']}.")  # fmt: skip
+            self.files[name].write(array.data)
+            self.digests[name].update(array.data)
+        for name, column in metadata.items():
+            self.columns.setdefault(name, []).append(np.asarray(column))
+        self.done += rows
+
+    def _open(self, name: str, first_block: np.ndarray) -> None:
+        """Opens `name`'s `.npy` file with the header of the whole zoo's array [num, ...]."""
+        if self.done:
+            raise ZooError(f"Array {name!r} first appears after {self.done} snapshots of the zoo at {self.path}.")
+        file = os.path.join(self.staging, _NPY, f"{name}.npy")
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.files[name] = self.open_files.enter_context(os.fdopen(descriptor, "wb"))
+        shape = (self.num, *first_block.shape[1:])
+        header = {"descr": np.lib.format.dtype_to_descr(first_block.dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.files[name], header)
+        self.entries[name] = {"shape": list(shape), "dtype": str(first_block.dtype)}
+        self.digests[name] = hashlib.sha256()
+
+    def finish(self, info: dict[str, Any]) -> None:
+        """Writes metadata.json (with the manifest) and `COMPLETE` once every snapshot was added."""
+        if self.done != self.num:
+            raise ZooError(f"Only {self.done} of the {self.num} snapshots of the zoo at {self.path} were written.")
+        manifest = {name: {**entry, "sha256": self.digests[name].hexdigest()} for name, entry in self.entries.items()}
         document = {
             "format": FORMAT,
             "version": VERSION,
-            "num_snapshots": num,
-            "spec": spec.to_dict(),
+            "num_snapshots": self.num,
+            "spec": self.spec.to_dict(),
             **info,
-            "arrays": manifest(arrays),
-            "snapshots": {name: np.asarray(column).tolist() for name, column in metadata.items()},
+            "arrays": dict(sorted(manifest.items())),
+            "snapshots": {name: np.concatenate(blocks).tolist() for name, blocks in self.columns.items()},
         }
-        files.write_json(os.path.join(staging, _METADATA), document)
-        with open(os.path.join(staging, _COMPLETE), "w") as f:
-            f.write(f"{num}\n")
+        files.write_json(os.path.join(self.staging, _METADATA), document)
+        with open(os.path.join(self.staging, _COMPLETE), "w") as f:
+            f.write(f"{self.num}\n")
 
 
 def _write_npy(directory: str, arrays: dict[str, Any]) -> None:

@@ -253,21 +253,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
 
 
 def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info) -> None:
-    """Gathers the parts into the final zoo (run-major, then step)."""
-    per_group = []
-    for g in range(len(groups)):
-        parts = [checkpointing.restore_pytree(_part_path(workdir, g, s)) for s in snapshot_steps]
-        # [runs, steps, ...] for every leaf of the part.
-        per_group.append(jax.tree.map(lambda *xs: np.stack(xs, axis=1), *parts))
-    stacked = jax.tree.map(lambda *xs: np.concatenate(xs), *per_group)
-    keep = stacked["run"][:, 0] < config.num_runs  # drop the padding of the last group
-    flat = jax.tree.map(lambda x: x[keep].reshape(-1, *x.shape[2:]), stacked)
-    metadata = {
-        "run": flat["run"].astype(np.int64),
-        "step": np.tile(np.asarray(snapshot_steps, np.int64), int(keep.sum())),
-        **{name: np.asarray(v) for name, v in flat["task"].items()},
-        **{name: np.asarray(v) for name, v in flat["metrics"].items()},
-    }
+    """Gathers the parts into the final zoo (run-major, then step), one group in memory at a time."""
     info = {
         "family": family.name,
         "family_settings": config.task.settings.to_dict(),
@@ -282,7 +268,24 @@ def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, da
             },
         },
     }
-    zoo.save(zoo_path, flat["params"], flat["behaviour"], metadata, spec, info)
+    with zoo.writer(zoo_path, config.num_runs * len(snapshot_steps), spec, info) as add:
+        for g in range(len(groups)):
+            add(*_group_snapshots(config, workdir, g, snapshot_steps))
+
+
+def _group_snapshots(config, workdir: str, group: int, snapshot_steps) -> tuple[dict, dict, dict]:
+    """The (params, behaviour, metadata) of one group's snapshots, run-major, then step, padding dropped."""
+    parts = [checkpointing.restore_pytree(_part_path(workdir, group, s)) for s in snapshot_steps]
+    stacked = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *parts)  # [runs, steps, ...] for every leaf
+    keep = stacked["run"][:, 0] < config.num_runs  # drop the padding of the last group
+    flat = jax.tree.map(lambda x: x[keep].reshape(-1, *x.shape[2:]), stacked)
+    metadata = {
+        "run": flat["run"].astype(np.int64),
+        "step": np.tile(np.asarray(snapshot_steps, np.int64), int(keep.sum())),
+        **{name: np.asarray(v) for name, v in flat["task"].items()},
+        **{name: np.asarray(v) for name, v in flat["metrics"].items()},
+    }
+    return flat["params"], flat["behaviour"], metadata
 
 
 def summarize(zoo_path: str) -> dict:
