@@ -188,10 +188,9 @@ class _Blocks:
         self.done, self.files, self.entries, self.digests, self.columns = 0, {}, {}, {}, {}
 
     def add(self, params: Params, behaviour: dict[str, np.ndarray], metadata: dict[str, np.ndarray]) -> None:
-        rows = len(metadata["run"])
-        if lstm.check_params(params, self.spec) != (rows,):
-            raise ZooError(f"Params have leading shape {lstm.check_params(params, self.spec)}, but the metadata "
-                           f"describes {rows} snapshots.")  # fmt: skip
+        rows, batch = len(metadata["run"]), lstm.check_params(params, self.spec)
+        if batch != (rows,):
+            raise ZooError(f"Params have leading shape {batch}, but the metadata describes {rows} snapshots.")
         for name, column in {**behaviour, **metadata}.items():
             if len(column) != rows:
                 raise ZooError(f"Column {name!r} has {len(column)} rows, expected {rows}.")
@@ -201,15 +200,20 @@ class _Blocks:
                 f"{self.done} of {self.num} written, columns {sorted(self.columns)}."
             )
         arrays = {"params": params, "behaviour": behaviour}
+        named = _named(arrays)
+        if self.entries and set(named) != set(self.entries):
+            raise ZooError(f"A block with arrays {sorted(named)} does not fit the zoo's {sorted(self.entries)}.")
         check_finite(arrays, f"Refusing to save the zoo at {self.path}", first=self.done)
-        for name, array in _named(arrays).items():
+        for name, array in named.items():
             array = np.ascontiguousarray(array)
             if name not in self.files:
                 self._open(name, array)
             entry = self.entries[name]
             if [self.num, *array.shape[1:]] != entry["shape"] or str(array.dtype) != entry["dtype"]:
-                raise ZooError(f"Array {name!r} of this block is {array.dtype} {list(array.shape)}; the zoo's is "
-                               f"{entry['dtype']} {entry['shape']}.")  # fmt: skip
+                raise ZooError(
+                    f"Array {name!r} of this block is {array.dtype} {list(array.shape)}; the zoo's is "
+                    f"{entry['dtype']} {entry['shape']}."
+                )
             self.files[name].write(array.data)
             self.digests[name].update(array.data)
         for name, column in metadata.items():
@@ -218,8 +222,6 @@ class _Blocks:
 
     def _open(self, name: str, first_block: np.ndarray) -> None:
         """Opens `name`'s `.npy` file with the header of the whole zoo's array [num, ...]."""
-        if self.done:
-            raise ZooError(f"Array {name!r} first appears after {self.done} snapshots of the zoo at {self.path}.")
         file = os.path.join(self.staging, _NPY, f"{name}.npy")
         os.makedirs(os.path.dirname(file), exist_ok=True)
         descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
