@@ -129,7 +129,7 @@ class Trainer:
 
         return prefetch.Prefetcher(produce, first, stop)
 
-    def split_losses(self, state: PyTree, read_rows: "objectives.RowReader", batches: dict[str, list]) -> dict:
+    def split_losses(self, state: PyTree, read_rows: objectives.RowReader, batches: dict[str, list]) -> dict:
         """The objective's mean losses over each split's fixed batches (`objectives.split_losses`)."""
         return objectives.split_losses(self.run, self.graphdef, self.mesh, state, read_rows, batches)
 
