@@ -10,7 +10,7 @@ A zoo directory holds
   row, so a zoo larger than memory can stay on disk (`load(on_disk=True)`);
 * `metadata.json`: readable without JAX -- the LSTM spec, the task family and
   its settings, the build config, per-snapshot columns (`run`, `step`, the
-  task's fields, the metrics) and the manifest of `arrays/`: shape, dtype and
+  task's fields, the metrics) and the manifest of the arrays: shape, dtype and
   SHA-256 of every stored array;
 * `COMPLETE`: written last. A directory without it is not a zoo.
 
@@ -22,7 +22,9 @@ Orbax checkpoint in `arrays/`) load into memory; `upgrade` moves one to
 `npy/` in place.
 
 Zoos are written into a temporary sibling directory that is renamed into
-place once complete, so nothing half-written ever sits at the zoo's path.
+place once complete, so nothing half-written ever sits at the zoo's path;
+`writer` writes one a block of snapshots at a time, for zoos larger than
+memory.
 """
 
 import contextlib
