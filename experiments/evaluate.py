@@ -163,11 +163,9 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     mesh = run.mesh(local=True)
     graphdef, params, other = nnx.split(model, nnx.Param, ...)
     state = jax.device_put({"params": params, "other": other}, sharding.replicated(mesh))
-    arrays = run.objective.device_arrays(dataset.zoo_arrays(the_zoo))
     on_disk = config.train.zoo_on_disk
-    read_rows = objectives.row_reader(
-        arrays if on_disk else jax.device_put(arrays, sharding.replicated(mesh)), sharding.split(mesh), on_disk
-    )
+    arrays = objectives.run_arrays(run.objective, the_zoo, mesh, on_disk)
+    read_rows = objectives.row_reader(arrays, sharding.split(mesh), on_disk)
     batches = objectives.fixed_batches(run, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
     losses = objectives.split_losses(run, graphdef, mesh, state, read_rows, batches)
     result = {

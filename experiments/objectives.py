@@ -215,6 +215,16 @@ RowReader = Callable[[np.ndarray, np.ndarray], PyTree]
 _take_on_device = jax.jit(dataset.take)
 
 
+def run_arrays(objective: "Objective", the_zoo: zoo.Zoo, mesh: jax.sharding.Mesh, on_disk: bool) -> PyTree:
+    """What a run's steps read: the zoo and what `objective` adds (`device_arrays`).
+
+    Placed on every device of `mesh` once (by every process of a multi-process job), or with `on_disk`
+    left on the host, the zoo in its files (`zoo.load(on_disk=True)`).
+    """
+    arrays = objective.device_arrays(dataset.zoo_arrays(the_zoo))
+    return arrays if on_disk else multihost.put(arrays, sharding.replicated(mesh))
+
+
 def row_reader(arrays: PyTree, placement: jax.sharding.Sharding, on_disk: bool) -> RowReader:
     """How the fixed batches' rows are read from a run's `arrays`.
 

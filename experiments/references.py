@@ -26,8 +26,8 @@ OOD, each also on its trained snapshots only (`evaluate.SUBSETS`). The probe
 seed is the table's seed. Results are saved like a run's evaluation, in
 `<outdir>/runs/<dataset>/reference/seed<k>/evaluation.json` (and .md), and
 reused when present; the seeds computed together share what does not depend on
-the seed (the fixed probe's features; MNIST's readout). Every snapshot is run in one jitted `lax.map`, `CHUNK`
-snapshots vmapped at a time.
+the seed (the fixed probe's features; MNIST's readout). Every snapshot is run
+in one jitted `lax.map`, `CHUNK` snapshots vmapped at a time.
 """
 
 import functools

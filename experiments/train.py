@@ -57,12 +57,8 @@ class Trainer:
         return multihost.put(tree, sharding.replicated(self.mesh))
 
     def zoo_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
-        """What the steps read: the zoo and what the objective adds (`Objective.device_arrays`).
-
-        Placed on the mesh once, or with `train.zoo_on_disk` left on the host (the zoo in its files).
-        """
-        arrays = self.objective.device_arrays(dataset.zoo_arrays(the_zoo))
-        return arrays if self.on_disk else self.replicate(arrays)
+        """What the steps read (`objectives.run_arrays`): placed on the mesh, or left on disk."""
+        return objectives.run_arrays(self.objective, the_zoo, self.mesh, self.on_disk)
 
     def row_reader(self, arrays: PyTree) -> objectives.RowReader:
         """How the rows of a fixed batch are read from `zoo_arrays`: on device, or from disk and placed."""
