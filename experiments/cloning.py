@@ -32,7 +32,7 @@ def clone_scores(
     data = jax.device_put(family.data()[0])
     graphdef, state = nnx.split(model.emulator)
     params = jax.tree.map(lambda x: zoo.take_rows(x, snapshots), the_zoo.params)  # read from disk if kept there
-    task = {f: np.asarray(the_zoo.metadata[f])[snapshots] for f in family.split_fields}
+    task = {f: v[snapshots] for f, v in tasks.task_columns(family, the_zoo.metadata).items()}
     keys = jax.random.split(jax.random.key(seed), len(snapshots))
     original, clone = _clone_scores(
         family, graphdef, state, data, params, jnp.asarray(embeddings[snapshots]), task, keys

@@ -49,6 +49,13 @@ class RunContext:
         """The context of the run of `config` on `the_zoo` (a clear error for a config that does not fit it)."""
         family = zoo_family(the_zoo)
         split = task_split(config, the_zoo, family)
+        empty = [name for name, indices in split.items() if not len(indices)]
+        if empty:
+            raise ValueError(
+                f"The zoo's tasks leave the {' and '.join(empty)} split empty (split.ood_fraction="
+                f"{config.split.ood_fraction}, split.eval_fraction={config.split.eval_fraction} of its distinct "
+                f"tasks, rounded); build a zoo with more distinct tasks or raise those fractions."
+            )
         steps = np.asarray(the_zoo.metadata["step"])[split["train"]]
         train_snapshots = split["train"][steps >= config.train.min_step]
         if not len(train_snapshots):

@@ -91,9 +91,9 @@ def _fixed_probe_features(family: tasks.TaskFamily, model: lstm.Bound, _, data: 
 def readouts(family: tasks.TaskFamily, the_zoo: zoo.Zoo, data: PyTree, seed: int) -> dict[str, np.ndarray]:
     """Every snapshot's readout (`TaskFamily.readout`): {target name: predictions [N, ...]}.
 
-    Snapshot i gets key `split(key(seed), N)[i]` and its run's task (the `split_fields`).
+    Snapshot i gets key `split(key(seed), N)[i]` and its run's task (every task field).
     """
-    task = {f: np.asarray(the_zoo.metadata[f]) for f in family.split_fields}
+    task = tasks.task_columns(family, the_zoo.metadata)
     keys = jax.random.split(jax.random.key(seed), len(the_zoo))
     return jax.device_get(map_snapshots(_readout, family, the_zoo.params, (task, keys), data))
 

@@ -293,7 +293,7 @@ def summarize(zoo_path: str) -> dict:
     document = zoo.read_metadata(zoo_path)
     family = tasks.make(document["family"], document.get("family_settings"))
     columns = {name: np.asarray(values) for name, values in document["snapshots"].items()}
-    task_fields = list(family.sample_tasks(0, np.zeros(1, np.uint32)))
+    task_fields = list(tasks.task_columns(family, columns))
     metric_fields = [name for name in columns if name not in ("run", "step", *task_fields)]
     steps = document["snapshot_steps"]
     task_rows = np.concatenate([columns[name].reshape(len(columns["run"]), -1) for name in task_fields], axis=1)

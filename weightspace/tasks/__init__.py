@@ -9,11 +9,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from weightspace.tasks import splits
-from weightspace.tasks.base import Task, TaskFamily
+from weightspace.tasks.base import Task, TaskFamily, task_columns
+from weightspace.tasks.combination_lock import CombinationLock
 from weightspace.tasks.formal_languages import FormalLanguages
 from weightspace.tasks.sequential_mnist import SequentialMnist
 
-FAMILIES: dict[str, type] = {FormalLanguages.name: FormalLanguages, SequentialMnist.name: SequentialMnist}
+FAMILIES: dict[str, type] = {
+    FormalLanguages.name: FormalLanguages,
+    SequentialMnist.name: SequentialMnist,
+    CombinationLock.name: CombinationLock,
+}
 
 
 def make(name: str, settings: Mapping[str, Any] | None = None) -> TaskFamily:
@@ -23,4 +28,4 @@ def make(name: str, settings: Mapping[str, Any] | None = None) -> TaskFamily:
     return FAMILIES[name](**dict(settings or {}))
 
 
-__all__ = ["FAMILIES", "Task", "TaskFamily", "make", "splits"]
+__all__ = ["FAMILIES", "Task", "TaskFamily", "make", "splits", "task_columns"]

@@ -105,6 +105,16 @@ def later_half(steps: np.ndarray) -> np.ndarray:
     return np.isin(steps, unique[len(unique) - max(1, len(unique) // 2) :])
 
 
+def task_columns(family: "TaskFamily", metadata: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every snapshot's task from a zoo's metadata columns: {task field: [N, ...]}.
+
+    The task fields are those `sample_tasks` returns (`split_fields` may name only some of them: a
+    combination lock is split by its code, but scoring it needs its label too).
+    """
+    fields = family.sample_tasks(0, np.zeros(1, np.uint32))
+    return {name: np.asarray(metadata[name]) for name in fields}
+
+
 class SequenceModel(Protocol):
     """A recurrent model a family can score: `lstm.Bound` or `emulator.Conditioned`."""
 
