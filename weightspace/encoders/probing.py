@@ -41,8 +41,9 @@ from weightspace.types import Params
 # How a probing input is made from the probe MLP's output: a token distribution ("softmax"), values in
 # (0, 1) ("sigmoid"), or a one-hot token whose gradient is the softmax's ("straight_through").
 PROBE_ACTIVATIONS = ("softmax", "sigmoid", "straight_through")
-# How the probed LSTM's readout is read: as it is ("logits"), or normalised ("log_softmax").
-ANSWERS = ("logits", "log_softmax")
+# How the probed LSTM's readout is read: as it is ("logits"), normalised ("log_softmax"), or only its most likely
+# output, one-hot with the softmax's gradient ("argmax").
+ANSWERS = ("logits", "log_softmax", "argmax")
 
 
 def default_config(name: str) -> ml_collections.ConfigDict:
@@ -70,13 +71,23 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # The zoo LSTMs only ever saw one-hot tokens: they answer soft mixtures much less clearly.
         probe_activation="softmax",
         # 'logits': the encoder reads the probed LSTM's raw readout (the paper); 'log_softmax': its
-        # log-probabilities, free of the per-position offset that raw logits carry.
+        # log-probabilities, free of the per-position offset that raw logits carry; 'argmax': only its answer
+        # (the most likely output, one-hot, with the softmax's gradient), so the encoder sees what the
+        # function outputs and nothing of how sure the LSTM is (combination locks: their logits also leak the
+        # label before the code is entered).
         answers="logits",
         # Learned offsets added to every probing step's logits, started at `prior_scale` times the one-hot
         # inputs that `encoders.build(..., probe_prior=...)` is given (a task family's hand-written probing
         # strings): probes start on real strings and training moves them from there. 0 (the paper): none.
         prior_scale=0.0,
     )
+
+
+def straight_through(logits: jax.Array) -> jax.Array:
+    """The one-hot argmax of `logits` [..., C] in the forward pass, the softmax's gradient in the backward pass."""
+    soft = jax.nn.softmax(logits)
+    hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=soft.dtype)
+    return soft + jax.lax.stop_gradient(hard - soft)
 
 
 class EncoderLSTM(nnx.Module):
@@ -199,16 +210,14 @@ class ProbingEncoder(base.Encoder):
             logits = logits + self.prior[step]
         if self.probe_activation == "sigmoid":
             return jax.nn.sigmoid(logits)
-        soft = jax.nn.softmax(logits)
-        if self.probe_activation == "softmax":
-            return soft
-        hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=soft.dtype)
-        return soft + jax.lax.stop_gradient(hard - soft)
+        return jax.nn.softmax(logits) if self.probe_activation == "softmax" else straight_through(logits)
 
     def read_answers(self, outputs: jax.Array) -> jax.Array:
         """Encoder-LSTM inputs from the probed LSTM's readouts: [..., num_parallel, output_size] -> [..., lstm_size]."""
         if self.answers == "log_softmax":
             outputs = jax.nn.log_softmax(outputs)
+        elif self.answers == "argmax":
+            outputs = straight_through(outputs)
         return jax.nn.sigmoid(self.read(outputs.reshape(*outputs.shape[:-2], -1)))
 
     def start(self, batch: int) -> jax.Array:
