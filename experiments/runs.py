@@ -215,10 +215,11 @@ def checkpoint_step(workdir: str, which: str = "best") -> int:
 
 
 def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
-    """The trained model of a run (`which`: "best" by eval loss, or "latest"), in eval mode.
+    """The model of a run in eval mode: trained ("best" by eval loss, "latest"), or "init", as initialised.
 
-    A `Model` (encoder and emulator), or for a supervised run a
-    `SupervisedModel` (encoder and prediction head); both have `.encoder`.
+    A `Model` (encoder and emulator), or for a supervised run a `SupervisedModel` (encoder and
+    prediction head); both have `.encoder`. "init" is the model the run started from (its config's
+    seed), restored from nothing.
     """
     config = read_config(workdir)
     document = zoo.read_metadata(run_zoo_path(workdir))
@@ -226,14 +227,15 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
     objective = objectives.make(config, family, context.downstream_targets(metadata, family))
     model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
-    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
-    template = initial_state(model, make_optimizer(config))
-    state = manager.restore(step, checkpointing.abstract_of(template))
-    manager.close()
-    nnx.update(model, state["params"], state["other"])
+    if which != "init":
+        manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
+        template = initial_state(model, make_optimizer(config))
+        state = manager.restore(step, checkpointing.abstract_of(template))
+        manager.close()
+        nnx.update(model, state["params"], state["other"])
     model.eval()
     return model
 

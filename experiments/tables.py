@@ -176,7 +176,7 @@ def build_tables(
     return "\n".join(lines), cells
 
 
-def _machine() -> str:
+def machine() -> str:
     return (
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
         f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
@@ -236,7 +236,7 @@ def make_tables(
         "# Results",
         "",
         *([f"Command: `{command}`", ""] if command else []),
-        f"Preset: {preset}; seeds: {seeds}; machine: {_machine()}.",
+        f"Preset: {preset}; seeds: {seeds}; machine: {machine()}.",
         f"Wall time of this invocation (the runs it had to do, their evaluation, the figures): {wall:.0f} s.",
         "",
         "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "

@@ -328,3 +328,15 @@ def test_probe_diversity(name):
     expected = np.mean([0.5 * np.abs(probes[:, i] - probes[:, j]).sum(-1).mean() for i, j in pairs])
     np.testing.assert_allclose(encoder.probe_diversity(params), expected, rtol=1e-5, atol=1e-7)
     assert (expected == 0) == (name == "noninteractive")
+
+
+@pytest.mark.parametrize("answers", ["logits", "argmax"])
+def test_argmax_answers_read_only_the_most_likely_output(answers):
+    """Scaling the readout keeps every answer's argmax: argmax answers, and only they, leave the embedding alone."""
+    encoder = _build("interactive", answers=answers)
+    params = _params()
+    scaled = {**params, "weight_out": 3.0 * params["weight_out"], "bias_out": 3.0 * params["bias_out"]}
+    same = np.allclose(encoder(params), encoder(scaled), atol=1e-6)
+    assert same == (answers == "argmax")
+    grads = jax.grad(lambda e: jnp.sum(e(params) ** 2 * jnp.arange(16)))(encoder)
+    assert np.any(np.asarray(grads.code.kernel[...]) != 0)  # the answers pass the softmax's gradient to the probes

@@ -442,6 +442,11 @@ class CombinationLock:
         return {"code": code, "label": label[None], "lock": jnp.concatenate([code, label[None]])}
 
     def fixed_probe_features(self, model: SequenceModel, data: PyTree = None) -> jax.Array:
-        """The model's log-probabilities along `fixed_probe` of `probe_length` symbols: [L * (m + K)]."""
+        """The model's answers (one-hot output classes) along `fixed_probe` of `probe_length` symbols: [L * (m + K)].
+
+        Answers, not log-probabilities: a trained LSTM's logits already lean towards its label before its
+        code has been entered, which would let a fixed probe read what the lock does not show.
+        """
         probe = fixed_probe(self.alphabet_size, self.code_length, self.probe_length)
-        return jax.nn.log_softmax(model.apply(jax.nn.one_hot(probe, self.alphabet_size))).ravel()
+        logits = model.apply(jax.nn.one_hot(probe, self.alphabet_size))
+        return jax.nn.one_hot(jnp.argmax(logits, axis=-1), self.output_size).ravel()

@@ -1,0 +1,429 @@
+"""The probing gap: interactive probing against any fixed probing sequence, on combination locks.
+
+  python -m experiments.probing_gap --preset=quick --outdir=/tmp/probing_gap
+
+The paper proves that a prober which chooses its next input after seeing the last answer can need
+exponentially fewer probing steps than any fixed probing sequence. A combination lock
+(`weightspace.tasks.combination_lock`) is such a case: its label shows only once its code has been
+entered, so a fixed sequence of L symbols reads the label of the locks whose code it contains (at most
+L - m + 1 of the |Σ|^m codes), while a prober that reads the progress after each symbol finds any code
+of m symbols in (|Σ| - 1) m (m + 1) / 2 + m.
+
+For every code length m of the preset this builds (or finds) a zoo of LSTMs trained on their locks
+(`<outdir>/zoos/m<m>`), trains the interactive and non-interactive probing encoders (same sizes, same
+probe budget L, same training; the preset's variants) and DWSNet on it (`<outdir>/runs/...`, each an
+`experiments.main` run with its downstream evaluation), and reads the label and the code of LSTMs of
+held-out codes (the OOD split) that implement their lock. Beside the encoders, two references with no
+learning read the same LSTMs within the same budget: the adaptive search
+(`combination_lock.adaptive_search`) and the best fixed sequence (a de Bruijn prefix,
+`combination_lock.fixed_read`). The same is done for several budgets L at one m.
+
+A learned encoder always answers (an MLP probe on its embedding); a reference reads a label or
+nothing, and is scored as if it guessed uniformly where it read nothing (read + (1 - read) / K), so
+every row is on the same accuracy scale, with chance at 1 / K. The bounds drawn beside them hold for
+any LSTM that implements its lock: the fraction of codes the budget covers (exactly, over all codes:
+every code the adaptive search finds within L symbols; the codes a de Bruijn prefix of L holds),
+guess-adjusted the same way.
+
+Writes into `outdir`: `probing_gap.json` (every row), `probing_gap.md` (the tables, with the command,
+machine and wall time), `probing_gap_m.png` (accuracy against m) and `probing_gap_budget.png`
+(accuracy against L). Runs and zoos are reused when finished, so an interrupted invocation resumes.
+"""
+
+import ast
+import dataclasses
+import importlib
+import itertools
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import context, tables
+from experiments.configs import common as config_common
+from weightspace import cli, files, lstm, zoo
+from weightspace.tasks import combination_lock as cl
+from zoo_builder import build
+from zoo_builder.configs import common as zoo_common
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt
+
+ENCODERS = ("interactive", "noninteractive", "dwsnet")
+REFERENCES = ("adaptive", "fixed")
+# The subset every number is read on: LSTMs of held-out codes that implement their lock.
+SUBSET = "ood_trained"
+PREDICTOR = "mlp"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one preset runs.
+
+    Attributes:
+      code_lengths: the m of every zoo.
+      budget: the probe budget L of the accuracy-against-m curves.
+      sweep_code_length: the m of the accuracy-against-L curves, and `sweep_budgets` their L (references);
+        `learned_budgets` the L at which the probing encoders are trained for it too.
+      zoo_preset, experiment_preset: the zoo builder's and the encoders' presets.
+      num_runs, snapshot_steps: the zoos' size and snapshots.
+    """
+
+    code_lengths: tuple[int, ...]
+    budget: int
+    sweep_code_length: int
+    sweep_budgets: tuple[int, ...]
+    learned_budgets: tuple[int, ...]
+    zoo_preset: str
+    experiment_preset: str
+    num_runs: int
+    snapshot_steps: tuple[int, ...]
+    alphabet_size: int = 4
+    num_labels: int = 4
+
+
+PLANS = {
+    "paper": Plan(
+        (1, 2, 3, 4, 5, 6),
+        64,
+        5,
+        (8, 16, 32, 48, 64, 96),
+        (16, 32, 64, 96),
+        "paper",
+        "paper",
+        1000,
+        (0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000),
+    ),
+    "quick": Plan(
+        (1, 2, 3, 4), 36, 4, (6, 12, 18, 24, 30, 36, 48), (12, 36), "quick", "quick", 128, (0, 100, 200, 500)
+    ),
+    "smoke": Plan((2,), 6, 2, (3, 6, 11), (6,), "smoke", "smoke", 16, (0, 50, 100)),
+}
+
+
+def zoo_config(plan: Plan, code_length: int):
+    """The zoo builder's config of the zoo of code length m."""
+    config = zoo_common.family_config(cl.CombinationLock, plan.zoo_preset)
+    config.task.settings.update(code_length=code_length, alphabet_size=plan.alphabet_size, num_labels=plan.num_labels)
+    config.num_runs = plan.num_runs
+    config.train.snapshot_steps = plan.snapshot_steps
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What every run of an invocation shares beyond the preset.
+
+    Attributes:
+      variants: named departures (experiments/configs/common.py VARIANTS).
+      overrides: (config key, value) pairs, each set on every run whose config has the key (e.g.
+        ("encoder.answers", "logits") reaches the probing encoders only).
+    """
+
+    variants: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def parse(cls, variants: Sequence[str], overrides: Sequence[str]) -> "Options":
+        """From variant names and "key=value" strings (values read as Python literals, else strings)."""
+        pairs = []
+        for text in overrides:
+            key, separator, value = text.partition("=")
+            if not separator or not key:
+                raise ValueError(f"Override {text!r} is not key=value (e.g. train.num_steps=6000).")
+            try:
+                pairs.append((key, ast.literal_eval(value)))
+            except (ValueError, SyntaxError):
+                pairs.append((key, value))
+        config_common.parse_arg(",".join(("smoke", *variants)))  # a bad variant fails here, before any run
+        return cls(tuple(variants), tuple(pairs))
+
+    @property
+    def tag(self) -> str:
+        """The options as a directory name, so runs with other options never share a workdir."""
+        return ",".join((*self.variants, *(f"{k}={v}" for k, v in self.overrides))) or "paper"
+
+    def apply(self, config: ml_collections.ConfigDict) -> None:
+        for key, value in self.overrides:
+            *parents, leaf = key.split(".")
+            node = config
+            for part in parents:
+                node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+            if isinstance(node, ml_collections.ConfigDict) and leaf in node:
+                setattr(node, leaf, value)
+
+
+# Probing encoders read only the answers: the bounds are about what a lock outputs, and a trained LSTM's
+# logits lean towards its label before its code is entered (README: the leak, measured).
+DEFAULT_OVERRIDES = ("encoder.answers=argmax",)
+
+
+def run_config(encoder: str, plan: Plan, options: Options, zoo_path: str, budget: int, seed: int):
+    """An encoder's experiment config on the zoo at `zoo_path`; a probing encoder probes `budget` symbols."""
+    arg = ",".join((plan.experiment_preset, *options.variants))
+    config = importlib.import_module(f"experiments.configs.{encoder}").get_config(arg)
+    config.zoo.dataset = cl.CombinationLock.name
+    config.zoo.path = zoo_path
+    config.seed = seed
+    if "probe_length" in config.encoder:
+        config.encoder.probe_length = budget
+    options.apply(config)
+    return config
+
+
+def guessed(read: float, num_labels: int) -> float:
+    """Accuracy of a reader that guesses uniformly where it read nothing."""
+    return read + (1.0 - read) / num_labels
+
+
+def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> list[dict]:
+    """The adaptive and fixed references and their bounds on `snapshots` within `budget` symbols."""
+    family = context.zoo_family(the_zoo)
+    m, size, labels = family.code_length, family.alphabet_size, family.num_labels
+    params = jax.tree.map(lambda x: jnp.asarray(x[snapshots]), the_zoo.params)
+    true_code, true_label = the_zoo.metadata["code"][snapshots], the_zoo.metadata["label"][snapshots]
+    probe = cl.fixed_probe(size, m, budget)
+    codes, code_outputs = map(jnp.asarray, cl.consistent_codes(probe, m, size, labels))
+
+    @jax.jit
+    @jax.vmap
+    def read(params):
+        model = lstm.Bound(params)
+        adaptive_code, adaptive_label, _ = cl.adaptive_search(model, m, size, budget)
+        answers = jnp.argmax(model.apply(jax.nn.one_hot(probe, size)), axis=-1)
+        return {"adaptive": (adaptive_code, adaptive_label), "fixed": cl.fixed_read(answers, codes, code_outputs)}
+
+    @jax.jit
+    @jax.vmap
+    def found_by_adaptive_search(code):
+        return cl.adaptive_search(cl.LockAutomaton(code, jnp.int32(0), size, labels), m, size, budget)[1] == 0
+
+    bounds = {
+        "adaptive": float(np.mean(found_by_adaptive_search(codes))),
+        "fixed": cl.fixed_coverage(m, size, budget),
+    }
+    results = jax.device_get(read(params)) if len(snapshots) else {}
+    rows = []
+    for name in REFERENCES:
+        row = dict(row=name, bound=guessed(bounds[name], labels), n=len(snapshots))
+        if len(snapshots):
+            code, label = results[name]
+            row["label_read"] = float(np.mean(label == true_label))
+            row["label_accuracy"] = guessed(row["label_read"], labels)
+            row["code_accuracy"] = float(np.mean(np.all(code == true_code, axis=1)))
+        rows.append(row)
+    return rows
+
+
+def encoder_row(result: dict, encoder: str, seed: int) -> dict:
+    scores = result["probes"][PREDICTOR][SUBSET]
+    return dict(
+        row=encoder,
+        seed=seed,
+        label_accuracy=scores.get("label_accuracy"),
+        code_accuracy=scores.get("code_accuracy"),
+        loss=result["loss"]["ood"],
+    )
+
+
+def run_point(plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: bool):
+    """Every row at one (m, L): the references, and with `learned` the three encoders over seeds."""
+    zoo_path = build.build(zoo_config(plan, m), os.path.join(outdir, "zoos", f"m{m}"))
+    the_zoo = zoo.load(zoo_path)
+    run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
+    trained = run_context.family.trained_snapshots(the_zoo.metadata)
+    ood = run_context.split["ood"]
+    point = dict(code_length=m, budget=budget)
+    rows = [{**point, **row} for row in reference_rows(the_zoo, ood[trained[ood]], budget)]
+    for encoder, seed in itertools.product(ENCODERS if learned else (), range(seeds)):
+        at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
+        path = os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{seed}")
+        result = tables.ensure_run(run_config(encoder, plan, options, zoo_path, budget, seed), path)
+        rows.append({**point, **encoder_row(result, encoder, seed)})
+    implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
+    return rows, dict(
+        code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
+    )
+
+
+def mean_rows(rows: list[dict]) -> list[dict]:
+    """One row per (m, L, row): the mean and std over seeds of the accuracies."""
+    grouped: dict[tuple, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault((r["code_length"], r["budget"], r["row"]), []).append(r)
+    out = []
+    for group in grouped.values():
+        row = {k: v for k, v in group[0].items() if k not in ("seed", "label_accuracy", "code_accuracy", "loss")}
+        for metric in ("label_accuracy", "code_accuracy", "loss"):
+            values = [g[metric] for g in group if g.get(metric) is not None]
+            if values:
+                row[metric], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+        out.append(row | {"seeds": len(group)})
+    return out
+
+
+def _markdown_table(rows: list[dict], key: str, label: str) -> list[str]:
+    names = [*ENCODERS, *REFERENCES]
+    points = sorted({r[key] for r in rows})
+    lines = [f"| {label} | " + " | ".join(f"{n}: label / code" for n in names) + " | bounds: adaptive / fixed |"]
+    lines.append("|---|" + "---|" * (len(names) + 1))
+    for p in points:
+        at = {r["row"]: r for r in rows if r[key] == p}
+        cells = []
+        for n in names:
+            r = at.get(n)
+            if r is None or "label_accuracy" not in r:
+                cells.append("-")
+                continue
+            std = f" ± {r['label_accuracy_std']:.2f}" if r.get("seeds", 1) > 1 else ""
+            cells.append(f"{r['label_accuracy']:.2f}{std} / {r['code_accuracy']:.2f}")
+        bounds = f"{at['adaptive']['bound']:.2f} / {at['fixed']['bound']:.2f}" if "adaptive" in at else "-"
+        lines.append(f"| {p} | " + " | ".join(cells) + f" | {bounds} |")
+    return lines
+
+
+STYLE = {
+    "interactive": dict(color="C0", marker="o"),
+    "noninteractive": dict(color="C1", marker="s"),
+    "dwsnet": dict(color="C2", marker="^"),
+    "adaptive": dict(color="C0", marker="o", linestyle="--", markerfacecolor="none"),
+    "fixed": dict(color="C1", marker="s", linestyle="--", markerfacecolor="none"),
+}
+
+
+def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, path: str) -> None:
+    """Label accuracy of every row against `key` (m or L), with chance and both bounds."""
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for name in (*ENCODERS, *REFERENCES):
+        points = sorted((r[key], r) for r in rows if r["row"] == name and "label_accuracy" in r)
+        if points:
+            x = [p for p, _ in points]
+            y = [r["label_accuracy"] for _, r in points]
+            error = [r.get("label_accuracy_std", 0.0) for _, r in points]
+            label = name if name in ENCODERS else f"{name} reference (no learning)"
+            axis.errorbar(x, y, yerr=error, label=label, capsize=3, **STYLE[name])
+    for name, style in (("adaptive", ":"), ("fixed", "-.")):
+        points = sorted({(r[key], r["bound"]) for r in rows if r["row"] == name})
+        axis.plot(*zip(*points, strict=True), style, color="grey", label=f"{name} coverage bound")
+    axis.axhline(1.0 / num_labels, color="black", linewidth=0.8, label="chance")
+    axis.set(xlabel=xlabel, ylabel="label accuracy (OOD codes, LSTMs that implement their lock)", title=title)
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def make(outdir: str, preset: str, options: Options, seeds: int, command: str = "") -> dict:
+    """Runs or reuses every zoo, run and reference of `preset`; writes the JSON, markdown and figures."""
+    if preset not in PLANS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
+    plan = PLANS[preset]
+    os.makedirs(outdir, exist_ok=True)
+    start = time.time()
+    rows, zoos = [], []
+    for m in plan.code_lengths:
+        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, learned=True)
+        rows += point_rows
+        zoos.append(zoo_row)
+    for budget in plan.sweep_budgets:
+        if budget != plan.budget or plan.sweep_code_length not in plan.code_lengths:
+            learned = budget in plan.learned_budgets
+            rows += run_point(plan, outdir, options, seeds, plan.sweep_code_length, budget, learned)[0]
+    by_m = mean_rows([r for r in rows if r["budget"] == plan.budget])
+    by_budget = mean_rows([r for r in rows if r["code_length"] == plan.sweep_code_length])
+    wall = time.time() - start
+    figures = {
+        "m": os.path.join(outdir, "probing_gap_m.png"),
+        "budget": os.path.join(outdir, "probing_gap_budget.png"),
+    }
+    size, labels = plan.alphabet_size, plan.num_labels
+    plot(
+        by_m,
+        "code_length",
+        "code length m",
+        f"|Σ| = {size}, K = {labels}, budget L = {plan.budget}",
+        labels,
+        figures["m"],
+    )
+    plot(
+        by_budget,
+        "budget",
+        "probe budget L (symbols)",
+        f"|Σ| = {size}, K = {labels}, m = {plan.sweep_code_length}",
+        labels,
+        figures["budget"],
+    )
+    result = dict(
+        preset=preset,
+        options=options.tag,
+        seeds=seeds,
+        plan=dataclasses.asdict(plan),
+        zoos=zoos,
+        rows=rows,
+        by_code_length=by_m,
+        by_budget=by_budget,
+        wall_s=wall,
+    )
+    files.write_json(os.path.join(outdir, "probing_gap.json"), result)
+    lines = [
+        "# The probing gap on combination locks",
+        "",
+        *([f"Command: `{command}`", ""] if command else []),
+        f"Preset: {preset}; options: {options.tag}; seeds: {seeds}; machine: {tables.machine()}.",
+        f"Wall time of this invocation: {wall:.0f} s.",
+        "",
+        f"Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock ({SUBSET}, "
+        f"{PREDICTOR} probe for the encoders; references read with no learning, guessing uniformly where they read "
+        f"nothing). Chance: label {1 / labels:.2f}. Bounds: the guess-adjusted fraction of locks the budget covers.",
+        "",
+        "Zoos: "
+        + "; ".join(
+            f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
+            f"{z['ood_trained']} held-out ones do"
+            for z in zoos
+        ),
+        "",
+        f"## Against the code length m (L = {plan.budget})",
+        "",
+        *_markdown_table(by_m, "code_length", "m"),
+        "",
+        f"## Against the budget L (m = {plan.sweep_code_length})",
+        "",
+        *_markdown_table(by_budget, "budget", "L"),
+        "",
+    ]
+    files.write_text(os.path.join(outdir, "probing_gap.md"), "\n".join(lines))
+    logging.info("Wrote %s (%.0f s).", os.path.join(outdir, "probing_gap.md"), wall)
+    return result
+
+
+def main(argv):
+    del argv
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    cli.quiet_library_logs()
+    make(
+        flags.FLAGS.outdir,
+        flags.FLAGS.preset,
+        Options.parse(flags.FLAGS.variants, flags.FLAGS.overrides),
+        flags.FLAGS.seeds,
+        command=" ".join(["python -m experiments.probing_gap", *map(shlex.quote, sys.argv[1:])]),
+    )
+
+
+if __name__ == "__main__":
+    flags.DEFINE_enum("preset", "quick", list(PLANS), "Size: zoos, code lengths, budgets and training.")
+    flags.DEFINE_list("variants", ["condition_every", "probe_prior"], "Named departures of every run (see configs).")
+    flags.DEFINE_list("overrides", list(DEFAULT_OVERRIDES), "key=value config overrides of every run that has the key.")
+    flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
+    flags.DEFINE_string("outdir", None, "Where zoos, runs, tables and figures go.", required=True)
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

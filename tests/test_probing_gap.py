@@ -1,0 +1,54 @@
+"""The probing-gap and permutation-analysis commands end to end on their smoke presets."""
+
+import json
+import os
+
+import pytest
+
+from experiments import permutation_analysis, probing_gap
+
+
+def test_options_are_parsed_and_named():
+    options = probing_gap.Options.parse(["condition_every"], ["encoder.answers=argmax", "train.num_steps=60"])
+    assert options.overrides == (("encoder.answers", "argmax"), ("train.num_steps", 60))
+    assert options.tag == "condition_every,encoder.answers=argmax,train.num_steps=60"
+    plan = probing_gap.PLANS["smoke"]
+    probing = probing_gap.run_config("interactive", plan, options, "/zoo", 5, 1)
+    assert (probing.encoder.answers, probing.encoder.probe_length, probing.train.num_steps) == ("argmax", 5, 60)
+    assert probing.emulator.condition == "every" and probing.seed == 1
+    assert "answers" not in probing_gap.run_config("dwsnet", plan, options, "/zoo", 5, 0).encoder
+    with pytest.raises(ValueError, match="not key=value"):
+        probing_gap.Options.parse([], ["train.num_steps"])
+    with pytest.raises(ValueError, match="variants"):
+        probing_gap.Options.parse(["no_such_variant"], [])
+
+
+@pytest.mark.slow
+def test_smoke_presets_write_their_tables_and_figures(tmp_path):
+    outdir = str(tmp_path / "gap")
+    options = probing_gap.Options.parse(["condition_every", "probe_prior"], list(probing_gap.DEFAULT_OVERRIDES))
+    result = probing_gap.make(outdir, "smoke", options, seeds=1)
+    for name in ("probing_gap.json", "probing_gap.md", "probing_gap_m.png", "probing_gap_budget.png"):
+        assert os.path.getsize(os.path.join(outdir, name)) > 0
+    saved = json.loads((tmp_path / "gap" / "probing_gap.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    plan = probing_gap.PLANS["smoke"]
+    rows = {(r["row"], r["budget"]) for r in saved["rows"]}
+    assert {(e, plan.budget) for e in probing_gap.ENCODERS} <= rows
+    assert {(r, b) for r in probing_gap.REFERENCES for b in plan.sweep_budgets} <= rows
+    bounds = {(r["row"], r["budget"]): r["bound"] for r in saved["rows"] if r["row"] in probing_gap.REFERENCES}
+    # Enough symbols for the adaptive search (11 for m = 2) cover every lock; a fixed sequence needs 17.
+    assert bounds[("adaptive", 11)] == 1.0 and bounds[("fixed", 11)] < 1.0
+    assert bounds[("fixed", 3)] <= bounds[("fixed", 6)] <= bounds[("fixed", 11)]
+    text = (tmp_path / "gap" / "probing_gap.md").read_text()
+    assert "## Against the code length m" in text and "## Against the budget L" in text
+
+    runs = os.path.join(outdir, "runs", options.tag, "m2")
+    workdirs = [os.path.join(runs, "any_L", "dwsnet", "seed0"), os.path.join(runs, "L6", "interactive", "seed0")]
+    analysis = permutation_analysis.make(workdirs, str(tmp_path / "perm"), num_snapshots=6, seed=0)
+    for name in ("permutation_analysis.json", "permutation_analysis.md", "permutation_analysis.png"):
+        assert os.path.getsize(tmp_path / "perm" / name) > 0
+    correct = [r for r in analysis["rows"] if r["kind"] == "correct"]
+    assert len(correct) == 4 and all(r["relative_change"] <= 1e-5 for r in correct)
+    assert all(r["function_change"] < 1e-6 for r in correct)
+    assert all(r["function_change"] > 1e-4 for r in analysis["rows"] if r["kind"] != "correct")
