@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import context, objectives, runs, tables
-from weightspace import cli, files, losses, lstm, symmetry, zoo
+from weightspace import cli, files, losses, lstm, symmetry, targets, zoo
 from weightspace.types import Params, PRNGKey
 
 matplotlib.use("Agg")
@@ -131,23 +131,6 @@ def sample_snapshots(run: context.RunContext, num: int, seed: int) -> np.ndarray
     return np.sort(chosen)
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
-
-    def ranks(v):
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(np.asarray(x)), ranks(np.asarray(y))
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     """The rows of one run: for each state (init, trained) and kind, the relative and function changes."""
     config = runs.read_config(workdir)
@@ -170,7 +153,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
         scale = float(np.mean(np.linalg.norm(base - base[other], axis=1)))
         moved = {kind: np.linalg.norm(base - embed(variants[kind]), axis=1) for kind in KINDS}
         incorrect = [k for k in KINDS if k != "correct"]
-        correlation = spearman(
+        correlation = targets.rank_correlation(
             np.concatenate([moved[k] for k in incorrect]), np.concatenate([changes[k] for k in incorrect])
         )
         for kind in KINDS:

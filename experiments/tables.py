@@ -37,17 +37,16 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, objectives, references, train
+from experiments import evaluate, figures, loss_correlation, objectives, references, train
 from experiments.configs import common as config_common
-from weightspace import cli, encoders, files, tasks
+from weightspace import cli, encoders, files, targets, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first), and their groups (each module declares its own).
 ENCODERS, GROUPS = encoders.NAMES, encoders.GROUPS
 SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
 PREDICTORS = ("mlp", "linear")
-# Each family declares its columns (`TaskFamily.table_columns`) and its oracle target. Lower is better for:
-LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
+# Each family declares its columns (`TaskFamily.table_columns`) and its oracle target.
 # Row kinds whose records come from one run each (the others: supervised rows, one run per target).
 UNSUPERVISED = ("emulation", "reference", "oracle")
 # Rows that are bounds or references, not competitors: never a column's best.
@@ -150,7 +149,7 @@ def build_tables(
                         if m == metric and k not in NOT_COMPETING and v and np.isfinite(np.mean(v))
                     ]
                     if means:
-                        best[metric] = min(means) if metric.endswith(LOWER_IS_BETTER) else max(means)
+                        best[metric] = min(means) if targets.lower_is_better(metric) else max(means)
                 lines += [f"### {_title(dataset, split, predictor)}", ""]
                 lines.append("| group | encoder | " + " | ".join(h for _, h in columns) + " |")
                 lines.append("|---|---|" + "---|" * len(columns))
@@ -231,6 +230,7 @@ def make_tables(
     for dataset in datasets:
         family_runs = {e: runs[(dataset, "", e, 0)] for e in encoders}
         figure_paths += figures.make_figures(dataset, family_runs, outdir)
+    figure_paths += loss_correlation.make(outdir)["figures"]
     wall = time.time() - start
     header = [
         "# Results",

@@ -142,4 +142,4 @@ def test_a_family_registered_from_outside_runs_the_whole_pipeline(tmp_path, monk
     assert expected <= rows, rows
     assert all(0 <= cell["mean"] <= 1 for key, cell in cells.items() if key.endswith("/delay_accuracy"))
     assert any(key.startswith("delayed_copy/ood/mlp/oracle/delay/") for key in cells)
-    assert len(result["figures"]) == 4 and all(os.path.exists(p) for p in result["figures"])
+    assert len(result["figures"]) == 5 and all(os.path.exists(p) for p in result["figures"])

@@ -69,9 +69,3 @@ def test_correct_permutations_leave_every_invariant_encoder_unchanged(name):
         assert moved.mean() / scale > 1e-3
     else:
         assert moved.mean() / scale <= 1e-5
-
-
-def test_spearman():
-    assert pa.spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 45])) == pytest.approx(1.0)
-    assert pa.spearman(np.array([1.0, 2, 3]), np.array([3.0, 2, 1])) == pytest.approx(-1.0)
-    assert np.isnan(pa.spearman(np.ones(3), np.arange(3.0)))

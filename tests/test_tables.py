@@ -52,6 +52,27 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
         assert len(lines) == 8 and not any("**" in line for line in lines)
     assert result["cells"]["formal_languages/ood_trained/linear/reference/fixed_probe/step_accuracy"]["n"] == 2
     assert (outdir / "runs" / "formal_languages" / "reference" / "seed1" / "evaluation.json").exists()
+    # Beside the tables: the emulation loss against each score, over the four emulation runs.
+    assert {"loss_correlation.md", "loss_correlation_formal_languages.png"} <= {p.name for p in outdir.iterdir()}
+    correlations = json.loads((outdir / "loss_correlation.json").read_text())["formal_languages"]
+    assert correlations["runs"] == 4
+    evaluations = [
+        json.loads(
+            (outdir / "runs" / "formal_languages" / "emulation" / e / f"seed{s}" / "evaluation.json").read_text()
+        )
+        for e in encoders
+        for s in range(2)
+    ]
+    loss = np.array([r["loss"]["eval"] for r in evaluations])
+    score = np.array([r["probes"]["mlp"]["ood"]["step_accuracy"] for r in evaluations])
+    ranks = lambda v: np.array([np.flatnonzero(np.sort(v) == x).mean() for x in v])  # ties: their mean rank
+    row = next(
+        r
+        for r in correlations["rows"]
+        if (r["split"], r["metric"], r["loss_split"]) == ("ood", "step_accuracy", "eval")
+    )
+    expected = -np.corrcoef(ranks(loss), ranks(score))[0, 1]  # negated: a higher accuracy is better
+    assert row["rho"] == pytest.approx(expected) or (np.isnan(row["rho"]) and np.isnan(expected))
 
     # A rerun trains nothing and only re-aggregates.
     monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
