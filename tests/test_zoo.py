@@ -1,5 +1,6 @@
 """Zoo storage: round trip and the errors for bad directories."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from weightspace import checkpointing, lstm, zoo
+from weightspace import checkpointing, files, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)
 
@@ -220,7 +221,7 @@ def test_an_orbax_zoo_loads_and_upgrades_in_place(manifest, tmp_path):
     with pytest.raises(zoo.ZooError, match="upgrade_zoo --zoo="):
         zoo.load(tmp_path / "zoo", on_disk=True)
     assert zoo.upgrade(tmp_path / "zoo")
-    assert sorted(os.listdir(tmp_path / "zoo")) == ["COMPLETE", "metadata.json", "npy"]
+    assert _listing(tmp_path / "zoo") == ["COMPLETE", "metadata.json", "npy"]
     assert (tmp_path / "zoo" / "metadata.json").read_text() == metadata  # runs that recorded the zoo still resume
     upgraded = zoo.load(tmp_path / "zoo", on_disk=True)
     for name in params:
@@ -234,8 +235,47 @@ def test_an_upgrade_killed_after_the_rename_is_finished_by_the_next(tmp_path):
     with mock.patch.object(zoo.shutil, "rmtree", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
         zoo.upgrade(tmp_path / "zoo")
     assert len(zoo.load(tmp_path / "zoo", on_disk=True)) == 3  # npy/ is complete and preferred
+    assert zoo.upgrade(tmp_path / "zoo")  # finishes: arrays/ goes once npy/ is checked whole
+    assert _listing(tmp_path / "zoo") == ["COMPLETE", "metadata.json", "npy"]
     assert not zoo.upgrade(tmp_path / "zoo")
-    assert sorted(os.listdir(tmp_path / "zoo")) == ["COMPLETE", "metadata.json", "npy"]
+
+
+def _listing(path):
+    """The zoo directory's entries, without the lock file an upgrade holds."""
+    return sorted(name for name in os.listdir(path) if name != ".lock")
+
+
+def _tree_digest(path):
+    return {
+        os.path.relpath(os.path.join(root, name), path): hashlib.sha256(
+            open(os.path.join(root, name), "rb").read()
+        ).hexdigest()
+        for root, _, names in os.walk(path)
+        for name in names
+    }
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+@pytest.mark.parametrize("stray", ["empty", "partial"])
+def test_an_upgrade_never_removes_the_arrays_beside_a_stray_npy(manifest, stray, tmp_path):
+    _write_orbax(tmp_path / "zoo", manifest=manifest)
+    (tmp_path / "zoo" / "npy").mkdir()
+    if stray == "partial":  # an npy/ with one of the files only
+        _write(tmp_path / "other", 3)
+        shutil.copytree(tmp_path / "other" / "npy" / "params", tmp_path / "zoo" / "npy" / "params")
+    before = _tree_digest(tmp_path / "zoo" / "arrays")
+    with pytest.raises(zoo.ZooError, match=r"not a complete copy.*Nothing was removed"):
+        zoo.upgrade(tmp_path / "zoo")
+    assert _tree_digest(tmp_path / "zoo" / "arrays") == before
+    shutil.rmtree(tmp_path / "zoo" / "npy")  # what the message says to do
+    assert zoo.upgrade(tmp_path / "zoo") and len(zoo.load(tmp_path / "zoo", on_disk=True)) == 3
+
+
+def test_a_second_upgrade_at_the_same_time_is_refused(tmp_path):
+    _write_orbax(tmp_path / "zoo")
+    with files.workdir_lock(tmp_path / "zoo", "zoo upgrade"), pytest.raises(zoo.ZooError, match="Another zoo upgrade"):
+        zoo.upgrade(tmp_path / "zoo")
+    assert _listing(tmp_path / "zoo") == ["COMPLETE", "arrays", "metadata.json"]
 
 
 def _block(tree, rows):

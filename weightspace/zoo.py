@@ -264,22 +264,47 @@ def _write_npy(directory: str, arrays: dict[str, Any]) -> None:
 def upgrade(path: str | os.PathLike) -> bool:
     """Moves the arrays of a zoo written before `npy/` (one Orbax checkpoint) to `npy/` files, in place.
 
-    Returns False for a zoo already in `npy/`. The zoo stays complete throughout: `npy/` is written
-    aside, checked and renamed into the zoo (loading prefers it), and only then is `arrays/` removed.
-    metadata.json is not touched, so runs that recorded the zoo still resume on it. Nothing may read
-    the zoo while it is upgraded.
+    Returns False for a zoo already in `npy/` alone. The zoo stays complete throughout: `npy/` is
+    written aside, checked and renamed into the zoo (loading prefers it), and only then is `arrays/`
+    removed. `arrays/` is never removed before an `npy/` beside it has been read back whole against
+    the arrays' checksums (those of the manifest, or for a zoo without one, of `arrays/` itself): an
+    upgrade killed after its rename is finished, and a stray or partial `npy/` is refused, naming
+    it, with nothing removed. The upgrade holds the zoo's lock, so a second one at the same time
+    fails at once. metadata.json is not touched, so runs that recorded the zoo still resume on it.
+    Nothing may read the zoo while it is upgraded.
+
+    Raises:
+      ZooError: the zoo is incomplete or corrupt, another upgrade holds it, or a `npy/` beside
+        `arrays/` is not a complete copy of it.
     """
     path = os.path.abspath(path)
-    orbax = os.path.join(path, _ORBAX)
-    if os.path.isdir(os.path.join(path, _NPY)):
-        shutil.rmtree(orbax, ignore_errors=True)  # left by an upgrade killed after the rename
+    document = read_metadata(path)
+    with files.workdir_lock(path, "zoo upgrade", ZooError):
+        return _upgrade_locked(path, document)
+
+
+def _upgrade_locked(path: str, document: dict[str, Any]) -> bool:
+    orbax, npy = os.path.join(path, _ORBAX), os.path.join(path, _NPY)
+    if not os.path.isdir(orbax):
         return False
-    loaded = load(path)
-    arrays = {"params": loaded.params, "behaviour": loaded.behaviour}
-    with files.staged_directory(os.path.join(path, _NPY)) as staging:
+    loaded = None
+    if "arrays" not in document:  # a version-1 zoo: its own checkpoint gives the checksums
+        loaded = _read_orbax(path, document, verify=True)
+        document = {**document, "arrays": manifest(loaded)}
+    if os.path.isdir(npy):
+        try:
+            _read_npy(npy, document, verify=True, on_disk=True)
+        except ZooError as error:
+            raise ZooError(
+                f"The zoo at {path} holds both {_ORBAX}/ (its Orbax arrays) and {_NPY}/, and {_NPY}/ is not a "
+                f"complete copy of them ({error}). Nothing was removed: move {npy} away, then upgrade again."
+            ) from None
+        shutil.rmtree(orbax)  # an upgrade killed after its rename: npy/ is whole
+        return True
+    arrays = loaded if loaded is not None else _read_orbax(path, document, verify=True)
+    with files.staged_directory(npy) as staging:
         _write_npy(staging, arrays)
-        # Every file is read back against the hashes of the loaded arrays (a zoo of version 1 has none stored).
-        _read_npy(staging, {"arrays": manifest(arrays)}, verify=True, on_disk=True)
+        _read_npy(staging, document, verify=True, on_disk=True)  # every file read back against the checksums
     shutil.rmtree(orbax)
     return True
 
