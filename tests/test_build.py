@@ -213,7 +213,9 @@ def test_bad_values_are_refused_before_anything_is_written(key, value, tmp_path)
 def test_an_unknown_family_is_refused_before_anything_is_written(tmp_path):
     config = _config()
     config.task.name = "parity"
-    with pytest.raises(build.BuildError, match=r"task.name='parity' must be one of \['formal_languages', "):
+    with pytest.raises(
+        build.BuildError, match=r"task.name='parity' must be one of \['combination_lock', 'formal_languages', "
+    ):
         build.build(config, str(tmp_path / "build"))
     assert not os.path.exists(tmp_path / "build")
 
@@ -234,11 +236,28 @@ def test_changed_config_on_resume_is_refused(tmp_path):
         build.check_config(config, str(tmp_path))
 
 
-def test_bad_snapshot_steps(tmp_path):
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.snapshot_steps", (0, 20, 10), "train.snapshot_steps=.* must be increasing"),
+        ("train.snapshot_steps", (), "train.snapshot_steps=.* at least one"),
+        ("lstm.hidden_size", 0, "lstm.hidden_size=0 must be >= 1"),
+        ("lstm.num_layers", -1, "lstm.num_layers=-1 must be >= 1"),
+        ("seed", -1, "seed=-1 must be >= 0"),
+        ("train.lr_points", ((0, float("nan")),), r"train.lr_points=.* must be \(step, learning rate > 0\) pairs"),
+        ("train.lr_points", ((0, -0.01),), r"learning rate > 0"),
+        ("task.settings.batch_size", 0, "formal_languages settings: batch_size=0 must be at least 1"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written_and_then_accepted(key, value, message, tmp_path):
     config = _config()
-    config.train.snapshot_steps = (0, 20, 10)
-    with pytest.raises(build.BuildError, match="snapshot_steps"):
-        build.build(config, str(tmp_path))
+    good = config[key]
+    config.update_from_flattened_dict({key: value})
+    with pytest.raises(build.BuildError, match=message):
+        build.build(config, str(tmp_path / "build"))
+    assert not os.path.exists(tmp_path / "build")
+    config.update_from_flattened_dict({key: good})
+    build.validate(config, str(tmp_path / "build"))  # the corrected command is not "another config"
 
 
 def test_unknown_config_key_fails_clearly(tmp_path):

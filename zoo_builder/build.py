@@ -118,12 +118,34 @@ class _Log:
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Refuses an empty workdir and out-of-range config values, naming each key and its allowed range."""
+    """Refuses an empty workdir and out-of-range config values, naming each key and its allowed range.
+
+    Called before anything is written, so a corrected command is not refused as "another config".
+    """
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
-    for key in ("num_runs", "train.steps_per_call", "train.checkpoint_every_steps"):
+    for key in (
+        "num_runs",
+        "train.steps_per_call",
+        "train.checkpoint_every_steps",
+        "lstm.hidden_size",
+        "lstm.num_layers",
+    ):
         value = config[key]
         if not value >= 1:
             problems.append(f"{key}={value!r} must be >= 1")
+    for key in ("seed", "layout.runs_per_device"):
+        if not config[key] >= 0:
+            problems.append(f"{key}={config[key]!r} must be >= 0")
+    steps = np.asarray(config.train.snapshot_steps)
+    if steps.ndim != 1 or not len(steps) or steps[0] < 0 or np.any(np.diff(steps) <= 0):
+        problems.append(
+            f"train.snapshot_steps={config.train.snapshot_steps!r} must be increasing steps >= 0, at least one"
+        )
+    points = np.asarray(config.train.lr_points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.all(np.isfinite(points)) or np.any(points[:, 1] <= 0):
+        problems.append(f"train.lr_points={config.train.lr_points!r} must be (step, learning rate > 0) pairs")
+    elif np.any(np.diff(points[:, 0]) <= 0):
+        problems.append(f"train.lr_points={config.train.lr_points!r} must have increasing steps")
     if config.task.name not in tasks.FAMILIES:
         problems.append(f"task.name={config.task.name!r} must be one of {sorted(tasks.FAMILIES)}")
     else:

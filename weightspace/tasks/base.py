@@ -105,6 +105,28 @@ def later_half(steps: np.ndarray) -> np.ndarray:
     return np.isin(steps, unique[len(unique) - max(1, len(unique) // 2) :])
 
 
+def check_settings(
+    family: Any, minimums: dict[str, float], fractions: tuple[str, ...] = (), extra: tuple[str, ...] = ()
+) -> None:
+    """Refuses a family's settings below their minimums or fractions outside [0, 1], naming every one.
+
+    Args:
+      family: the family (a dataclass whose fields are its settings).
+      minimums: {setting: smallest allowed value}.
+      fractions: settings that must lie in [0, 1].
+      extra: further problems the family found itself, each a phrase naming its setting.
+    """
+    problems = [f"{name}={getattr(family, name)!r} must be at least {low}" for name, low in minimums.items()]
+    problems = [
+        p for p, (name, low) in zip(problems, minimums.items(), strict=True) if not getattr(family, name) >= low
+    ]
+    problems += [f"{name}={getattr(family, name)!r} must be in [0, 1]" for name in fractions
+                 if not 0.0 <= getattr(family, name) <= 1.0]  # fmt: skip
+    problems += list(extra)
+    if problems:
+        raise ValueError(f"{family.name} settings: " + "; ".join(problems) + ".")
+
+
 def task_columns(family: "TaskFamily", metadata: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every snapshot's task from a zoo's metadata columns: {task field: [N, ...]}.
 

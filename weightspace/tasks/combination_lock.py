@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from weightspace import lstm, targets
-from weightspace.tasks.base import SequenceModel, Task
+from weightspace.tasks.base import SequenceModel, Task, check_settings
 from weightspace.types import Params, PRNGKey, PyTree
 
 
@@ -291,27 +291,14 @@ class CombinationLock:
     pca_colours = ("code order", "accuracy", "per-step accuracy")
 
     def __post_init__(self):
-        problems = [
-            f"{name}={getattr(self, name)} must be at least {low}"
-            for name, low in (
-                ("alphabet_size", 2),
-                ("code_length", 1),
-                ("num_labels", 2),
-                ("length", 1),
-                ("batch_size", 1),
-                ("num_stored_sequences", 1),
-            )
-            if getattr(self, name) < low
-        ]
+        minimums = dict(alphabet_size=2, code_length=1, num_labels=2, length=1, batch_size=1, num_stored_sequences=1)
+        extra = []
         if self.alphabet_size > len(string.ascii_lowercase):
-            problems.append(f"alphabet_size={self.alphabet_size} must be at most {len(string.ascii_lowercase)}")
-        for name in ("start_probability", "abort_probability", "implements_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"{name}={getattr(self, name)} must be in [0, 1]")
+            extra.append(f"alphabet_size={self.alphabet_size} must be at most {len(string.ascii_lowercase)}")
         if self.num_stored_sequences > self.num_scored_sequences:
-            problems.append("num_stored_sequences must not exceed num_scored_sequences")
-        if problems:
-            raise ValueError("Combination-lock settings: " + "; ".join(problems) + ".")
+            extra.append("num_stored_sequences must not exceed num_scored_sequences")
+        fractions = ("start_probability", "abort_probability", "implements_threshold")
+        check_settings(self, {**minimums, "weight_decay_value": 0.0}, fractions, tuple(extra))
 
     @property
     def input_size(self) -> int:

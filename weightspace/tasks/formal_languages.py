@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from weightspace import lstm, targets
-from weightspace.tasks.base import SequenceModel, Task, later_half
+from weightspace.tasks.base import SequenceModel, Task, check_settings, later_half
 from weightspace.types import Params, PRNGKey, PyTree
 
 NUM_LETTERS = 4
@@ -231,8 +231,9 @@ class FormalLanguages:
         return np.asarray(inputs).T, TOKEN_NAMES
 
     def __post_init__(self):
-        if self.num_stored_sequences > self.num_scored_sequences:
-            raise ValueError("num_stored_sequences must not exceed num_scored_sequences.")
+        minimums = dict(length=2, max_n=1, batch_size=1, num_stored_sequences=1, weight_decay_value=0.0)
+        extra = ("num_stored_sequences must not exceed num_scored_sequences",)
+        check_settings(self, minimums, extra=extra if self.num_stored_sequences > self.num_scored_sequences else ())
 
     def sample_tasks(self, seed: int, run_ids: np.ndarray) -> dict[str, np.ndarray]:
         tasks = []

@@ -18,7 +18,7 @@ import numpy as np
 
 from weightspace import lstm, targets
 from weightspace.tasks import mnist_data
-from weightspace.tasks.base import SequenceModel, Task, later_half
+from weightspace.tasks.base import SequenceModel, Task, check_settings, later_half
 from weightspace.types import Params, PRNGKey, PyTree
 
 IMAGE_SIZE = 28
@@ -153,8 +153,13 @@ class SequentialMnist:
         return grid.reshape(rows, per_row, TILE, TILE).transpose(0, 2, 1, 3).reshape(rows * TILE, per_row * TILE), None
 
     def __post_init__(self):
-        if self.source not in mnist_data.SOURCES:
-            raise ValueError(f"Unknown MNIST source {self.source!r}; choose one of {mnist_data.SOURCES}.")
+        extra = (
+            ()
+            if self.source in mnist_data.SOURCES
+            else (f"source={self.source!r} must be one of {mnist_data.SOURCES}",)
+        )
+        minimums = dict(batch_size=1, num_stored_sequences=1, num_scored_images=0, score_chunk=1)
+        check_settings(self, minimums, ("eval_fraction",), extra)
 
     def data(self) -> tuple[dict[str, np.ndarray], dict]:
         """Train and eval images and labels, and where they came from."""
