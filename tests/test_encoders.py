@@ -340,3 +340,17 @@ def test_argmax_answers_read_only_the_most_likely_output(answers):
     assert same == (answers == "argmax")
     grads = jax.grad(lambda e: jnp.sum(e(params) ** 2 * jnp.arange(16)))(encoder)
     assert np.any(np.asarray(grads.code.kernel[...]) != 0)  # the answers pass the softmax's gradient to the probes
+
+
+def test_a_higher_answer_temperature_lets_gradient_through_saturated_answers():
+    params = _params()
+    saturated = {**params, "weight_out": 30.0 * params["weight_out"], "bias_out": 30.0 * params["bias_out"]}
+
+    def probe_gradient(temperature):
+        encoder = _build("interactive", answers="argmax", answer_temperature=temperature)
+        grads = jax.grad(lambda e: jnp.sum(e(saturated) ** 2 * jnp.arange(16)))(encoder)
+        return float(jnp.linalg.norm(grads.code.kernel[...])), np.asarray(encoder(saturated))
+
+    (cold, embedding), (warm, same) = probe_gradient(1.0), probe_gradient(10.0)
+    np.testing.assert_array_equal(embedding, same)  # the forward pass does not see the temperature
+    assert warm > 3 * cold

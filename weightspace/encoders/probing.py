@@ -76,6 +76,10 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # function outputs and nothing of how sure the LSTM is (combination locks: their logits also leak the
         # label before the code is entered).
         answers="logits",
+        # With answers='argmax': the answers pass back the softmax's Jacobian at logits / answer_temperature
+        # (the forward pass stays one-hot). A trained LSTM's softmax is saturated, so at 1 almost no gradient
+        # reaches the probes through its answers; a higher temperature lets it through.
+        answer_temperature=1.0,
         # Learned offsets added to every probing step's logits, started at `prior_scale` times the one-hot
         # inputs that `encoders.build(..., probe_prior=...)` is given (a task family's hand-written probing
         # strings): probes start on real strings and training moves them from there. 0 (the paper): none.
@@ -83,9 +87,13 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     )
 
 
-def straight_through(logits: jax.Array) -> jax.Array:
-    """The one-hot argmax of `logits` [..., C] in the forward pass, the softmax's gradient in the backward pass."""
-    soft = jax.nn.softmax(logits)
+def straight_through(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """The one-hot argmax of `logits` [..., C] forward; backward, the softmax's Jacobian at `logits / temperature`.
+
+    (The gradient of `temperature * softmax(logits / temperature)`: a higher temperature reaches through
+    a saturated softmax without shrinking the gradient of an unsaturated one.)
+    """
+    soft = temperature * jax.nn.softmax(logits / temperature)
     hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=soft.dtype)
     return soft + jax.lax.stop_gradient(hard - soft)
 
@@ -147,6 +155,7 @@ class ProbingEncoder(base.Encoder):
         num_parallel: int,
         probe_activation: str,
         answers: str,
+        answer_temperature: float,
         prior_scale: float,
         rngs: nnx.Rngs,
         probe_prior: jax.Array | None = None,
@@ -168,6 +177,9 @@ class ProbingEncoder(base.Encoder):
         self.num_parallel = num_parallel
         self.probe_activation = probe_activation
         self.answers = answers
+        if not answer_temperature > 0:
+            raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
+        self.answer_temperature = answer_temperature
         expected = (probe_length, num_parallel, spec.input_size)
         if prior_scale and (probe_prior is None or tuple(probe_prior.shape) != expected):
             shape = None if probe_prior is None else tuple(probe_prior.shape)
@@ -217,7 +229,7 @@ class ProbingEncoder(base.Encoder):
         if self.answers == "log_softmax":
             outputs = jax.nn.log_softmax(outputs)
         elif self.answers == "argmax":
-            outputs = straight_through(outputs)
+            outputs = straight_through(outputs, self.answer_temperature)
         return jax.nn.sigmoid(self.read(outputs.reshape(*outputs.shape[:-2], -1)))
 
     def start(self, batch: int) -> jax.Array:
