@@ -154,3 +154,14 @@ def test_a_zoo_lstm_runs_as_the_family_says():
     data = family.emulation_data(behaviour)
     assert data["inputs"].shape == (4, 10, 4) and family.task_positions(data).shape == (4, 10)
     assert np.isfinite(float(family.loss(params, family.train_batch(jax.random.key(3), task))))
+
+
+def test_the_generic_family_config_builds_any_registered_family():
+    from zoo_builder.configs import family
+
+    config = family.get_config("combination_lock,quick")
+    assert config.task.name == "combination_lock" and config.num_runs == 128
+    assert config.task.settings.code_length == cl.CombinationLock.code_length
+    assert family.get_config("combination_lock").num_runs == 1000  # the paper preset
+    with pytest.raises(ValueError, match="needs a task family name"):
+        family.get_config("locks,quick")
