@@ -19,8 +19,8 @@ Writes into the workdir:
   evaluation.json   every number, with the checkpoint step they belong to
   evaluation.md     the same numbers as markdown tables
   embeddings.npy    embeddings [N, E] of every zoo snapshot (row i = snapshot i)
-Rerunning reuses evaluation.json while the best checkpoint is unchanged and
-it has every subset (older ones, without the trained subsets, are redone).
+Rerunning reuses evaluation.json while the best checkpoint and the `evaluate.*` settings it records are
+unchanged and it has every subset (older ones, without the trained subsets or the settings, are redone).
 `python -m experiments.main` runs this when training ends.
 """
 
@@ -150,9 +150,12 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     path = os.path.join(workdir, EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
-        if saved.get("checkpoint_step") == step and has_subsets(saved["probes"]):
+        same_settings = saved.get("evaluate") == config.evaluate.to_dict()
+        if saved.get("checkpoint_step") == step and has_subsets(saved["probes"]) and same_settings:
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
+        if not same_settings:
+            logging.info("%s was made with other evaluate.* settings (or before they were recorded); redoing it.", path)
     model = runs.load_model(workdir)
     the_zoo = zoo.load(runs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
     run = context.RunContext.of(config, the_zoo)
@@ -170,6 +173,7 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     losses = objectives.split_losses(run, graphdef, mesh, state, read_rows, batches)
     result = {
         "checkpoint_step": step,
+        "evaluate": config.evaluate.to_dict(),
         "encoder": config.encoder.name,
         "dataset": the_zoo.family,
         "supervised_target": config.supervised.target,

@@ -71,6 +71,13 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     (tmp_path / "evaluation.json").write_text(json.dumps(saved))
     with pytest.raises(pytest.fail.Exception, match="refitted a probe"):
         evaluate.evaluate(str(tmp_path))
+    # A finished run rerun with other evaluate.* settings is evaluated again with them, not reused.
+    monkeypatch.undo()
+    config = _config("interactive", smoke_zoo, **{"train.num_steps": 10, "evaluate.seed": 1})
+    train.train_and_evaluate(config, str(tmp_path))  # records the new config; nothing to train
+    evaluate.evaluate(str(tmp_path))
+    again = json.loads((tmp_path / "evaluation.json").read_text())
+    assert again["evaluate"]["seed"] == 1 and again["checkpoint_step"] == result["checkpoint_step"]
 
 
 def _exact_emulator(params: dict, embedding_size: int) -> emulator.Emulator:
