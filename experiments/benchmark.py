@@ -239,4 +239,4 @@ if __name__ == "__main__":
         True,
         "Run steps on the calling thread and reuse their memory, as one-device training does.",
     )
-    app.run(main)
+    app.run(cli.one_line_errors(main))

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from experiments import objectives
-from weightspace import dataset, lstm, sharding, targets, tasks, zoo
+from weightspace import dataset, errors, lstm, sharding, targets, tasks, zoo
 
 
 def zoo_family(the_zoo: zoo.Zoo) -> tasks.TaskFamily:
@@ -51,7 +51,7 @@ class RunContext:
         split = task_split(config, the_zoo, family)
         empty = [name for name, indices in split.items() if not len(indices)]
         if empty:
-            raise ValueError(
+            raise errors.ConfigError(
                 f"The zoo's tasks leave the {' and '.join(empty)} split empty (split.ood_fraction="
                 f"{config.split.ood_fraction}, split.eval_fraction={config.split.eval_fraction} of its distinct "
                 f"tasks, rounded); build a zoo with more distinct tasks or raise those fractions."

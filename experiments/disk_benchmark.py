@@ -111,4 +111,4 @@ if __name__ == "__main__":
         "'systemd-run --user --scope -p MemoryMax=1G'.",
     )  # fmt: skip
     flags.DEFINE_multi_string("overrides", [], "More experiments.main flags for both runs (repeatable).")
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

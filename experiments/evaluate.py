@@ -207,4 +207,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Training workdir to evaluate.", required=True)
     flags.DEFINE_bool("force", False, "Evaluate again even if evaluation.json matches the best checkpoint.")
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -23,7 +23,7 @@ import matplotlib
 import numpy as np
 from absl import app, flags, logging
 
-from weightspace import files, targets, tasks
+from weightspace import cli, files, targets, tasks
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
@@ -161,4 +161,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("outdir", None, "An experiments.tables output directory (with results.csv).", required=True)
-    app.run(main, argv=sys.argv)
+    app.run(cli.one_line_errors(main), argv=sys.argv)

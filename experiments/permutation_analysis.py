@@ -283,4 +283,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("num_snapshots", 64, "Held-out snapshots sampled per run.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seeds the sample and the permutations.")
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

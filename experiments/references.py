@@ -236,4 +236,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seeds", 1, "Probe seeds (0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_string("outdir", None, "Where runs/<dataset>/reference/seed<k> go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -27,6 +27,7 @@ from flax import nnx
 from experiments import context, objectives
 from experiments.model import Model, SupervisedModel, TargetOracle, initial_state, make_optimizer
 from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
+from weightspace.errors import UserError
 from weightspace.types import PyTree
 
 # The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
@@ -35,7 +36,7 @@ METRICS = "metrics.jsonl"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (non-finite loss or gradients, mismatched workdir)."""
 
 

@@ -295,4 +295,4 @@ if __name__ == "__main__":
     flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -23,7 +23,7 @@ from flax import nnx
 
 from experiments import context, objectives, runs
 from experiments.model import initial_state, make_optimizer
-from weightspace import checkpointing, dataset, metrics, multihost, prefetch, progress, sharding, zoo
+from weightspace import checkpointing, dataset, errors, metrics, multihost, prefetch, progress, sharding, zoo
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -151,6 +151,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         "eval.batch_size": 1,
         "evaluate.num_cloned": 0,
         "encoder.embedding_size": 1,
+        "emulator.hidden_size": 1,
+        "emulator.num_layers": 1,
         "optim.weight_decay": 0,
     }
     for key, low in at_least.items():
@@ -169,7 +171,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
             f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"
         )
     if problems:
-        raise ValueError(f"Bad training settings: {'; '.join(problems)}.")
+        raise errors.ConfigError(f"Bad training settings: {'; '.join(problems)}.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:

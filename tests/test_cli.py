@@ -1,7 +1,10 @@
 """Process setup of the entry points (weightspace/cli.py)."""
 
 import json
+import os
+import pathlib
 import platform
+import re
 import subprocess
 import sys
 
@@ -46,3 +49,49 @@ def test_reusing_step_memory_stops_page_faults_on_every_call():
     took_effect, reused = _page_faults_per_call("reuse")
     assert took_effect
     assert min(reused) < _TEMPORARY_PAGES / 4, (default, reused)
+
+
+def _entry_point(module, *args, traceback=False, cwd=None):
+    env = (
+        {**os.environ, "WEIGHTSPACE_TRACEBACK": "1"}
+        if traceback
+        else {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_TRACEBACK"}
+    )
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def _tree(path):
+    return sorted(str(p.relative_to(path)) for p in pathlib.Path(path).rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        (
+            "experiments.main",
+            ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.train.num_steps=0"],
+            r"Error \(ConfigError\): Bad training settings: train\.num_steps=0 must be >= 1\.",
+        ),
+        (
+            "experiments.main",
+            ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.emulator.hidden_size=0"],
+            r"Error \(ConfigError\): Bad training settings: emulator\.hidden_size=0 must be >= 1\.",
+        ),
+        ("zoo_builder.upgrade_zoo", ["--zoo={tmp}/no_zoo"], r"Error \(ZooError\): No zoo at .*no_zoo: the directory"),
+        (
+            "zoo_builder.main",
+            ["--config=configs/formal_languages.py:smoke", "--workdir={tmp}/a_file"],
+            r"Error \(FileExistsError\): .*a_file",
+        ),
+    ],
+)
+def test_the_user_s_errors_are_one_line_and_change_nothing(module, args, message, tmp_path):
+    (tmp_path / "a_file").write_text("not a workdir")
+    before = _tree(tmp_path)
+    result = _entry_point(module, *(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and re.fullmatch(message + ".*", lines[-1]), lines[-3:]
+    assert _tree(tmp_path) == before
+    shown = _entry_point(module, *(a.format(tmp=tmp_path) for a in args), traceback=True)
+    assert shown.returncode != 0 and "Traceback" in shown.stderr

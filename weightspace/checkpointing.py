@@ -11,10 +11,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from weightspace.errors import UserError
 from weightspace.types import PyTree
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """A stored file or checkpoint is missing, truncated or unreadable."""
 
 

@@ -1,11 +1,16 @@
 """Helpers for the command-line entry points (they take argv; nothing reads flags)."""
 
 import ctypes
+import functools
 import os
 import platform
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
+
+from weightspace import errors
 
 
 def resolve_config_argument(argv: Sequence[str], package_dir: str) -> list[str]:
@@ -24,6 +29,28 @@ def resolve_config_argument(argv: Sequence[str], package_dir: str) -> list[str]:
                 arg = f"--config={candidate}{sep}{preset}"
         resolved.append(arg)
     return resolved
+
+
+def one_line_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+    """`main` (an absl main) reporting the user's errors as one line on stderr and exit status 2.
+
+    The user's errors are the project's own (`errors.UserError`) and the OS's (`OSError`: a workdir
+    that is a file, a read-only directory, a missing file); anything else is a bug and keeps its
+    traceback. `WEIGHTSPACE_TRACEBACK=1` shows the traceback of every error.
+    """
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str]) -> Any:
+        try:
+            return main(argv)
+        except (errors.UserError, OSError) as error:
+            if os.environ.get("WEIGHTSPACE_TRACEBACK"):
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            sys.stderr.write(f"Error ({type(error).__name__}): {message}\n")
+            sys.exit(2)
+
+    return wrapped
 
 
 def use_cpu_cores_as_devices(count: int = 0) -> None:

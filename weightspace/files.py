@@ -10,10 +10,12 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from weightspace.errors import UserError
+
 LOCK_FILE = ".lock"
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(UserError, RuntimeError):
     """Another live process holds a workdir's lock."""
 
 

@@ -12,9 +12,10 @@ import os
 from absl import logging
 
 from weightspace import files
+from weightspace.errors import UserError
 
 
-class MetricsError(ValueError):
+class MetricsError(UserError, ValueError):
     """A metrics file with a bad line before its last."""
 
 

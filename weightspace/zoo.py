@@ -43,6 +43,7 @@ import numpy as np
 from absl import logging
 
 from weightspace import checkpointing, files, lstm
+from weightspace.errors import UserError
 from weightspace.types import Params
 
 FORMAT = "weightspace-zoo"
@@ -54,7 +55,7 @@ _NPY, _ORBAX, _METADATA, _COMPLETE = "npy", "arrays", "metadata.json", "COMPLETE
 _CHUNK_BYTES = 1 << 26  # loading checks a file 64 MiB at a time
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """A zoo directory is missing, incomplete or inconsistent."""
 
 

@@ -21,7 +21,7 @@ import time
 
 from absl import app, flags
 
-from weightspace import benchmarking
+from weightspace import benchmarking, cli
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -205,4 +205,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
     flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
     flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
-    app.run(main)
+    app.run(cli.one_line_errors(main))

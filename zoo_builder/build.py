@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from weightspace import checkpointing, files, lstm, multihost, progress, sharding, tasks, zoo
+from weightspace.errors import UserError
 from zoo_builder import train
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
@@ -33,7 +34,7 @@ ACCELERATOR_RUNS_PER_DEVICE = 256
 _EXECUTION_KEYS = ("train.steps_per_call", "train.checkpoint_every_steps", "layout", "log_every_seconds")
 
 
-class BuildError(RuntimeError):
+class BuildError(UserError, RuntimeError):
     """The build cannot start or continue (bad config, busy or mismatched workdir)."""
 
 

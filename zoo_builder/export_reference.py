@@ -23,4 +23,4 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("src", None, "Path of the zoo to export.", required=True)
     flags.DEFINE_string("dst", None, "Directory to write (must not exist).", required=True)
-    app.run(main)
+    app.run(cli.one_line_errors(main))

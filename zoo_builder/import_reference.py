@@ -23,4 +23,4 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("src", None, "Directory in a reference layout (parameters.npy, ...).", required=True)
     flags.DEFINE_string("dst", None, "Path of the new zoo (must not exist).", required=True)
-    app.run(main)
+    app.run(cli.one_line_errors(main))

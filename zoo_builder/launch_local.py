@@ -17,6 +17,8 @@ import time
 
 from absl import app, flags
 
+from weightspace import cli
+
 
 def free_port() -> int:
     """A TCP port on localhost that is free now (for the job's coordinator)."""
@@ -61,4 +63,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("processes", 2, "Local processes.", lower_bound=1)
     flags.DEFINE_integer("devices_per_process", 1, "CPU devices each process exposes.", lower_bound=1)
     flags.DEFINE_string("module", "zoo_builder.main", "Entry point every process runs.")
-    app.run(main)
+    app.run(cli.one_line_errors(main))

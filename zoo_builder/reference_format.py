@@ -54,6 +54,7 @@ import jax
 import numpy as np
 
 from weightspace import files, lstm, zoo
+from weightspace.errors import UserError
 from weightspace.tasks import formal_languages, mnist_data
 from weightspace.tasks import sequential_mnist as mnist
 from weightspace.tasks.formal_languages import FormalLanguages
@@ -93,7 +94,7 @@ _BUILT_FORMAL_LANGUAGE_ARGS = {"one_hot_input": 1, "random_seq_prob": 0.0}
 _KIND_NAMES = {"f": "a floating-point", "iu": "an integer", "fiu": "a numeric"}
 
 
-class ReferenceFormatError(ValueError):
+class ReferenceFormatError(UserError, ValueError):
     """A directory in a reference layout is missing, corrupt or inconsistent, or a zoo cannot be exported."""
 
 

@@ -10,6 +10,8 @@ rotation and tiling are right.
 import numpy as np
 from absl import app, flags
 
+from weightspace import cli
+
 
 def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
     import matplotlib
@@ -53,4 +55,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("out", "mnist_inputs.png", "PNG file to write.")
     flags.DEFINE_list("snapshots", ["0", "1", "2", "3"], "Snapshot indices (rows).")
     flags.DEFINE_integer("columns", 8, "Stored sequences per snapshot (columns).")
-    app.run(main)
+    app.run(cli.one_line_errors(main))

@@ -24,4 +24,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("zoo", None, "The zoo directory (the one holding metadata.json).", required=True)
-    app.run(main, argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

