@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, loss_correlation, objectives, references, train
+from experiments import evaluate, figures, loss_correlation, objectives, references, runs, train
 from experiments.configs import common as config_common
 from weightspace import cli, encoders, files, targets, tasks
 
@@ -77,7 +77,12 @@ def oracle_run(outdir: str, preset: str, dataset: str, seed: int) -> tuple:
 
 
 def ensure_run(config, path: str) -> dict:
-    """Trains (or resumes) and evaluates one run, or returns its finished evaluation."""
+    """Trains (or resumes) and evaluates one run, or returns its finished evaluation.
+
+    A run already in `path` is reused only when it has the config asked for (up to the settings a
+    resume may change); otherwise `runs.TrainingError` names the keys that differ.
+    """
+    runs.check_config(config, path)
     if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON)):
         start = time.time()
         train.train_and_evaluate(config, path)

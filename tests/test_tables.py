@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import references, tables, train
+from experiments import runs as runs_lib
 from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -79,6 +80,9 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
+    # Runs made with another preset variant are not reused under its name: the differing keys are named.
+    with pytest.raises(runs_lib.TrainingError, match=r"holds a run with another config.*emulator\.condition"):
+        tables.make_tables(str(outdir), "smoke,condition_every", ("formal_languages",), 2, encoders)
 
 
 def test_unknown_encoder_is_named(tmp_path):
