@@ -312,7 +312,7 @@ def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, p
         points = sorted({(r[key], r["bound"]) for r in rows if r["row"] == name})
         axis.plot(*zip(*points, strict=True), style, color="grey", label=f"{name} coverage bound")
     axis.axhline(1.0 / num_labels, color="black", linewidth=0.8, label="chance")
-    axis.set(xlabel=xlabel, ylabel="label accuracy (OOD codes, LSTMs that implement their lock)", title=title)
+    axis.set(xlabel=xlabel, ylabel="label accuracy", title=f"{title}\nheld-out codes, LSTMs that implement their lock")
     axis.set_ylim(0, 1.05)
     axis.legend(fontsize=7)
     figure.tight_layout()
