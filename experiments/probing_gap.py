@@ -1,6 +1,7 @@
 """The probing gap: interactive probing against any fixed probing sequence, on combination locks.
 
-  python -m experiments.probing_gap --preset=quick --outdir=/tmp/probing_gap
+  python -m experiments.probing_gap --preset=quick --outdir=/tmp/probing_gap    # m = 1..4, 128 LSTMs a zoo
+  python -m experiments.probing_gap --preset=medium --outdir=/tmp/probing_gap   # m = 2..4, 1024 LSTMs a zoo
 
 The paper proves that a prober which chooses its next input after seeing the last answer can need
 exponentially fewer probing steps than any fixed probing sequence. A combination lock
