@@ -400,6 +400,6 @@ def test_a_zoo_too_small_for_the_split_is_refused_by_name(tmp_path):
     zoo_config.num_runs = 2
     zoo_config.train.snapshot_steps = (0,)
     path = build.build(zoo_config, str(tmp_path / "zoo"))
-    with pytest.raises(errors.ConfigError, match="leave the eval and ood split empty.*more distinct tasks"):
+    with pytest.raises(errors.ConfigError, match=r"leave the eval and ood split empty.*more distinct tasks"):
         train.train_and_evaluate(_config("flat", path), str(tmp_path / "run"))
     assert set(os.listdir(tmp_path / "run")) <= {".lock"}  # nothing of the run was written
