@@ -137,6 +137,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     fails one late.
     """
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
+    if workdir and os.path.exists(workdir) and not os.path.isdir(workdir):
+        problems.append(f"the workdir {workdir} is a file, not a directory (give --workdir=DIR)")
     if jax.process_count() > 1 and not config.train.data_parallel:
         problems.append(
             f"a job of {jax.process_count()} processes trains data-parallel: give --config.train.data_parallel=true"

@@ -77,11 +77,16 @@ def _tree(path):
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.emulator.hidden_size=0"],
             r"Error \(ConfigError\): Bad training settings: emulator\.hidden_size=0 must be >= 1\.",
         ),
+        (
+            "experiments.main",
+            ["--config=configs/flat.py:smoke", "--workdir={tmp}/a_file"],
+            r"Error \(ConfigError\): Bad training settings: the workdir .*a_file is a file, not a directory",
+        ),
         ("zoo_builder.upgrade_zoo", ["--zoo={tmp}/no_zoo"], r"Error \(ZooError\): No zoo at .*no_zoo: the directory"),
         (
             "zoo_builder.main",
             ["--config=configs/formal_languages.py:smoke", "--workdir={tmp}/a_file"],
-            r"Error \(FileExistsError\): .*a_file",
+            r"Error \(BuildError\): Bad zoo build settings: the workdir .*a_file is a file, not a directory",
         ),
     ],
 )

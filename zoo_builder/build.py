@@ -124,6 +124,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     Called before anything is written, so a corrected command is not refused as "another config".
     """
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
+    if workdir and os.path.exists(workdir) and not os.path.isdir(workdir):
+        problems.append(f"the workdir {workdir} is a file, not a directory (give --workdir=DIR)")
     for key in (
         "num_runs",
         "train.steps_per_call",
