@@ -89,7 +89,7 @@ def test_params_that_do_not_match_the_declared_lstm(tmp_path):
     path = tmp_path / "zoo" / "metadata.json"
     document = json.loads(path.read_text())
     document["spec"]["hidden_size"] = 5
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps(zoo.sealed(document)))  # as a faulty writer would have written it
     with pytest.raises(zoo.ZooError, match="declared LSTMSpec"):
         zoo.load(tmp_path / "zoo")
 
@@ -99,9 +99,46 @@ def test_row_count_mismatch(tmp_path):
     path = tmp_path / "zoo" / "metadata.json"
     document = json.loads(path.read_text())
     document["num_snapshots"] = 4
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps(zoo.sealed(document)))
     with pytest.raises(zoo.ZooError, match="4 snapshots"):
         zoo.load(tmp_path / "zoo")
+
+
+def test_an_edited_column_is_refused(tmp_path):
+    _write(tmp_path / "zoo")
+    path = tmp_path / "zoo" / "metadata.json"
+    document = json.loads(path.read_text())
+    document["snapshots"]["step"][0] += 1
+    path.write_text(json.dumps(document, indent=1))
+    with pytest.raises(zoo.ZooError, match="does not match its checksum"):
+        zoo.load(tmp_path / "zoo")
+
+
+@pytest.mark.parametrize(
+    "version, removed, message",
+    [(3, "sha256", "lost its checksum"), (2, "arrays", "lost its manifest"), (7, None, "format version 7")],
+)
+def test_a_document_that_lost_what_its_version_promises_is_refused(version, removed, message, tmp_path):
+    _write(tmp_path / "zoo")
+    path = tmp_path / "zoo" / "metadata.json"
+    document = json.loads(path.read_text())
+    document["version"] = version
+    document.pop(removed, None)
+    path.write_text(json.dumps(document if removed == "sha256" else zoo.sealed(document)))
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.load(tmp_path / "zoo")
+
+
+def test_a_version_2_zoo_loads_with_a_warning_that_its_columns_are_unchecked(tmp_path):
+    _write(tmp_path / "zoo")
+    path = tmp_path / "zoo" / "metadata.json"
+    document = json.loads(path.read_text())
+    del document["sha256"]
+    document["version"] = 2
+    path.write_text(json.dumps(document))
+    with mock.patch.object(zoo.logging, "warning") as warning:
+        assert len(zoo.load(tmp_path / "zoo")) == 3
+    assert "columns cannot be verified" in warning.call_args[0][0]
 
 
 def _data_files(path):
@@ -170,7 +207,7 @@ def test_a_zoo_without_a_manifest_loads_with_a_warning(tmp_path):
     _write(tmp_path / "zoo")
     path = tmp_path / "zoo" / "metadata.json"
     document = json.loads(path.read_text())
-    del document["arrays"]
+    del document["arrays"], document["sha256"]
     document["version"] = 1
     path.write_text(json.dumps(document))
     with mock.patch.object(zoo.logging, "warning") as warning:
@@ -207,7 +244,7 @@ def _write_orbax(path, num=3, manifest=True):
     checkpointing.save_pytree(path / "arrays", {"params": params, "behaviour": behaviour})
     if not manifest:  # format version 1
         document = json.loads((path / "metadata.json").read_text())
-        del document["arrays"]
+        del document["arrays"], document["sha256"]
         document["version"] = 1
         (path / "metadata.json").write_text(json.dumps(document))
     return params, behaviour

@@ -11,7 +11,8 @@ A zoo directory holds
 * `metadata.json`: readable without JAX -- the LSTM spec, the task family and
   its settings, the build config, per-snapshot columns (`run`, `step`, the
   task's fields, the metrics) and the manifest of the arrays: shape, dtype and
-  SHA-256 of every stored array;
+  SHA-256 of every stored array; `sha256` is that of the rest of the document,
+  so an edited column (a task, a step) is refused like a flipped byte;
 * `COMPLETE`: written last. A directory without it is not a zoo.
 
 Loading checks every array against the manifest and refuses non-finite
@@ -47,10 +48,11 @@ from weightspace.errors import UserError
 from weightspace.types import Params
 
 FORMAT = "weightspace-zoo"
-# 2 added the manifest; version 1 zoos load without checksums (with a warning). The storage of the arrays
+# 2 added the manifest, 3 the document's own checksum; version 1 zoos load without checksums, version 2
+# without a check of their columns (each with a warning). The storage of the arrays
 # (`npy/`, or an Orbax checkpoint in `arrays/` before it) is not part of the version: it changes no content,
 # and a zoo moved to `npy/` by `upgrade` keeps its metadata, so runs that recorded the zoo still resume on it.
-VERSION = 2
+VERSION = 3
 _NPY, _ORBAX, _METADATA, _COMPLETE = "npy", "arrays", "metadata.json", "COMPLETE"
 _CHUNK_BYTES = 1 << 26  # loading checks a file 64 MiB at a time
 
@@ -249,9 +251,20 @@ class _Blocks:
             "arrays": dict(sorted(manifest.items())),
             "snapshots": {name: np.concatenate(blocks).tolist() for name, blocks in self.columns.items()},
         }
-        files.write_json(os.path.join(self.staging, _METADATA), document)
+        files.write_json(os.path.join(self.staging, _METADATA), sealed(document))
         with open(os.path.join(self.staging, _COMPLETE), "w") as f:
             f.write(f"{self.num}\n")
+
+
+def _digest(document: dict[str, Any]) -> str:
+    """SHA-256 of a metadata document without its own `sha256`, as JSON with sorted keys (as written and read)."""
+    body = json.loads(json.dumps(files.strict({k: v for k, v in document.items() if k != "sha256"})))
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def sealed(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with its checksum, `sha256`: what `read_metadata` checks."""
+    return {**document, "sha256": _digest(document)}
 
 
 def _write_npy(directory: str, arrays: dict[str, Any]) -> None:
@@ -325,9 +338,34 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             document = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
         raise ZooError(f"Cannot read {metadata_path}: {error}") from error
-    if document.get("format") != FORMAT:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ZooError(f"{metadata_path} is not a {FORMAT} metadata file.")
+    _check_document(metadata_path, document)
     return document
+
+
+def _check_document(metadata_path: str, document: dict[str, Any]) -> None:
+    """Refuses a metadata.json that was edited (its checksum) or lost what its version promises."""
+    version = document.get("version")
+    if not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise ZooError(f"{metadata_path} has format version {version!r}; this code reads versions 1 to {VERSION}.")
+    if version >= 2 and "arrays" not in document:
+        raise ZooError(
+            f"{metadata_path} (format version {version}) has lost its manifest of the arrays ('arrays'): it was "
+            "edited or damaged. Re-copy or rebuild the zoo."
+        )
+    if "sha256" in document:
+        if document["sha256"] != _digest(document):
+            raise ZooError(
+                f"{metadata_path} does not match its checksum: it was edited or damaged after it was written "
+                "(its columns give every snapshot's task and step). Re-copy or rebuild the zoo."
+            )
+    elif version >= 3:
+        raise ZooError(f"{metadata_path} (format version {version}) has lost its checksum ('sha256'). "
+                       "Re-copy or rebuild the zoo.")  # fmt: skip
+    elif version == 2:
+        logging.warning("The zoo's %s (format version 2) has no checksum of its own: its columns cannot be "
+                        "verified.", metadata_path)  # fmt: skip
 
 
 def describe(path: str | os.PathLike) -> Zoo:
@@ -350,7 +388,8 @@ def describe(path: str | os.PathLike) -> Zoo:
 
 
 def _info(document: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in document.items() if k not in ("format", "version", "num_snapshots", "spec", "arrays")}
+    reserved = ("format", "version", "num_snapshots", "spec", "arrays", "sha256")
+    return {k: v for k, v in document.items() if k not in reserved}
 
 
 def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) -> Zoo:
