@@ -99,4 +99,4 @@ def main(argv):
 if __name__ == "__main__":
     cli.define_plan_flags("Experiment")
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("an experiment"))

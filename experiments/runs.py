@@ -14,9 +14,11 @@ For notebooks: `load_model(workdir)` rebuilds the trained encoder and
 emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
@@ -205,14 +207,26 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(_with_added_fields(json.load(f)))
 
 
+@contextlib.contextmanager
+def _newest_checkpoint(workdir: str, which: str) -> Iterator[tuple[int, checkpointing.CheckpointManager]]:
+    """(the newest good step, the manager) of a run's best or latest checkpoints; the manager closes after."""
+    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise TrainingError(
+                f"No {which!r} checkpoint in {workdir}: the run stopped before it saved one. Train it again "
+                f"(python -m experiments.main --config=<its config> --workdir={workdir}); it resumes or starts over."
+            )
+        yield step, manager
+    finally:
+        manager.close()
+
+
 def checkpoint_step(workdir: str, which: str = "best") -> int:
     """The step of a run's best (or latest) checkpoint."""
-    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
-    step = manager.latest_step()
-    manager.close()
-    if step is None:
-        raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
-    return step
+    with _newest_checkpoint(workdir, which) as (step, _):
+        return step
 
 
 def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
@@ -229,13 +243,9 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
     objective = objectives.make(config, family, context.downstream_targets(metadata, family))
     model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
     if which != "init":
-        manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"No {which!r} checkpoint in {workdir}.")
-        template = initial_state(model, make_optimizer(config))
-        state = manager.restore(step, checkpointing.abstract_of(template))
-        manager.close()
+        with _newest_checkpoint(workdir, which) as (step, manager):
+            template = initial_state(model, make_optimizer(config))
+            state = manager.restore(step, checkpointing.abstract_of(template))
         nnx.update(model, state["params"], state["other"])
     model.eval()
     return model

@@ -189,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(workdir, exist_ok=True)
     with multihost.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
         multihost.check_shared_workdir(workdir, runs.TrainingError)
+        multihost.check_same_config(config.to_json(), runs.TrainingError)
         return _train_locked(config, workdir)
 
 

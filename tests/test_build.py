@@ -167,6 +167,19 @@ def test_a_finished_workdir_refuses_another_config(preset, reference_zoo):
     assert _contents(workdir) == before
 
 
+def test_a_resume_on_another_device_count_is_refused(tmp_path):
+    """A build started on 2 devices and resumed on this test's 1 would not be bit-identical: refused."""
+    workdir = tmp_path / "build"
+    workdir.mkdir()
+    build.check_config(_config(), str(workdir))
+    (workdir / "layout.json").write_text(json.dumps({"group_size": 2, "num_devices": 2, "backend": "cpu"}))
+    before = _contents(workdir)
+    message = r"started on 2 cpu devices .* Resume on 2 cpu devices \(on CPU: --cpu_devices=2\)"
+    with pytest.raises(build.BuildError, match=message):
+        build.build(_config(), str(workdir))
+    assert _contents(workdir) == before
+
+
 def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_zoo, tmp_path):
     """Killed between renaming the zoo into place and writing zoo.json: the rerun writes it and cleans up."""
     _, reference = reference_zoo

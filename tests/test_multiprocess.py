@@ -137,3 +137,20 @@ def test_a_process_that_does_not_see_the_workdir_is_named(tmp_path):
         assert job.returncode != 0
         assert "Processes [1] of this 2-process job do not see" in stderr and "must share the workdir" in stderr
     assert not (tmp_path / "host0" / "build_config.json").exists()
+
+
+def test_processes_started_with_different_configs_are_refused_before_anything_is_written(tmp_path):
+    """Process 1 given --config.seed=7, process 0 the default: both refuse, naming process 1."""
+    port = launch_local.free_port()
+    common = [
+        sys.executable, "-m", "zoo_builder.main", *ARGS[:1], "--cpu_devices=1", f"--workdir={tmp_path / 'zoo'}",
+        f"--coordinator_address=localhost:{port}", "--num_processes=2",
+    ]  # fmt: skip
+    own = [["--process_id=0"], ["--process_id=1", "--config.seed=7"]]
+    jobs = [subprocess.Popen([*common, *args], cwd=REPO, stderr=subprocess.PIPE, text=True) for args in own]
+    for job in jobs:
+        _, stderr = job.communicate(timeout=300)
+        assert job.returncode == 2
+        assert "Error (BuildError): Processes [1] of this 2-process job were started with another config" in stderr
+        assert "Traceback" not in stderr
+    assert not (tmp_path / "zoo" / "build_config.json").exists()

@@ -237,6 +237,27 @@ def test_a_zoo_on_disk_reads_the_same_rows(tmp_path):
         np.testing.assert_array_equal(rows, behaviour[name][snapshots, sequences])
 
 
+def test_rows_overwritten_with_nan_after_loading_are_refused_as_they_are_read(tmp_path):
+    params, _, _ = _write(tmp_path / "zoo", num=5)
+    on_disk = zoo.load(tmp_path / "zoo", on_disk=True)
+    file = tmp_path / "zoo" / "npy" / "params" / "weight_hh_l1.npy"
+    row_bytes = params["weight_hh_l1"][0].nbytes
+    with open(file, "r+b") as f:  # snapshot 3's first value becomes NaN
+        f.seek(os.path.getsize(file) - 2 * row_bytes)
+        f.write(np.array([np.nan], params["weight_hh_l1"].dtype).tobytes())
+    np.testing.assert_array_equal(zoo.take_rows(on_disk.params["weight_hh_l1"], np.array([0, 4])),
+                                  params["weight_hh_l1"][[0, 4]])  # fmt: skip
+    with pytest.raises(zoo.ZooError, match=r"weight_hh_l1\.npy holds NaN or infinite values in rows \[3\]"):
+        zoo.take_rows(on_disk.params["weight_hh_l1"], np.array([1, 3]))
+
+
+def test_loading_without_the_checksums_says_so(tmp_path):
+    _write(tmp_path / "zoo")
+    with mock.patch.object(zoo.logging, "warning") as warning:
+        zoo.load(tmp_path / "zoo", verify=False)
+    assert "without checking its arrays' checksums" in warning.call_args[0][0]
+
+
 def _write_orbax(path, num=3, manifest=True):
     """A zoo as written before `npy/`: its arrays one Orbax checkpoint in `arrays/`."""
     params, behaviour, _ = _write(path, num)

@@ -150,20 +150,58 @@ def quiet_library_logs(prefixes: Sequence[str] = ("orbax", "etils", "jax/_src"))
     logging.getLogger().addFilter(_DropLibraryInfo(prefixes))
 
 
-def parse_flags_or_exit(argv: Sequence[str]) -> list[str]:
+# The top-level keys that tell each kind of config apart, and where its files are.
+CONFIG_KINDS = {
+    "a zoo builder": (("num_runs", "task", "lstm", "layout"), "zoo_builder/configs/"),
+    "an experiment": (("encoder", "emulator", "zoo", "evaluate"), "experiments/configs/"),
+}
+
+
+def parse_flags_or_exit(argv: Sequence[str], config_kind: str | None = None) -> list[str]:
     """Parses absl flags (pass as `app.run(..., flags_parser=...)`); returns the remaining argv.
 
-    A bad `--config.a.b=...` override exits with the valid keys at that level
-    (ml_collections raises a bare AttributeError for an unknown key).
+    Exits with one line (status 2, as `one_line_errors`) for a bad `--config.a.b=...` override (with
+    the valid keys at that level: ml_collections raises a bare AttributeError for an unknown key), a
+    `--config` file that does not load (not Python, or broken), or one of another kind than
+    `config_kind` (e.g. a zoo config given to the trainer).
     """
-    import sys
-
     from absl import flags
 
+    path = next((arg[len("--config=") :] for arg in argv if arg.startswith("--config=")), None)
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
     except (AttributeError, KeyError, ValueError, TypeError, flags.Error) as error:
-        sys.exit(f"Error in the command line: {_describe_override_error(argv, flags.FLAGS, error)}")
+        if "get_config" not in str(error):
+            _refuse_command_line(_describe_override_error(argv, flags.FLAGS, error))
+        _refuse_command_line(_not_a_config_file(path, error))
+    except Exception as error:  # raised by the config file as it loads (SyntaxError, NameError, ...)
+        if path is None:
+            raise
+        _refuse_command_line(_not_a_config_file(path, error))
+    if config_kind is not None:
+        keys, where = CONFIG_KINDS[config_kind]
+        missing = [key for key in keys if key not in flags.FLAGS.config]
+        if missing:
+            listed = ", ".join(missing)
+            _refuse_command_line(f"--config is not {config_kind} config (it has no {listed}): those are in {where}.")
+    return rest
+
+
+def config_parser(config_kind: str) -> Callable[[Sequence[str]], list[str]]:
+    """`parse_flags_or_exit` for an entry point whose --config must be of `config_kind` (a key of CONFIG_KINDS)."""
+    return functools.partial(parse_flags_or_exit, config_kind=config_kind)
+
+
+def _not_a_config_file(path: str, error: Exception) -> str:
+    return (
+        f"--config={path} does not load as a config file ({type(error).__name__}: {' '.join(str(error).split())}); "
+        "a config is a Python file defining get_config(preset=None)."
+    )
+
+
+def _refuse_command_line(message: str) -> None:
+    sys.stderr.write(f"Error (ConfigError): {message}\n")
+    sys.exit(2)
 
 
 def _load_config_argument(argv: Sequence[str]):

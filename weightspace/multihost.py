@@ -7,6 +7,7 @@ the plain single-process operation, and nothing is exchanged.
 """
 
 import contextlib
+import hashlib
 import os
 import secrets
 
@@ -86,6 +87,24 @@ def check_shared_workdir(workdir: str, error: type[Exception]) -> None:
         raise error(
             f"Processes {blind} of this {jax.process_count()}-process job do not see {workdir} as process 0 "
             "writes it: every process must share the workdir (the same shared filesystem at the same path)."
+        )
+
+
+def check_same_config(config_json: str, error: type[Exception]) -> None:
+    """Raises `error` on every process unless every process of the job was given the same config.
+
+    Each process hashes its config (as JSON); all learn every hash, so all raise together, naming
+    the processes whose config is not process 0's.
+    """
+    if jax.process_count() == 1:
+        return
+    digest = np.frombuffer(hashlib.sha256(config_json.encode()).digest(), np.uint32)
+    digests = multihost_utils.process_allgather(digest[None], tiled=True)  # [processes, 8]
+    differing = np.flatnonzero((digests != digests[0]).any(axis=1)).tolist()
+    if differing:
+        raise error(
+            f"Processes {differing} of this {jax.process_count()}-process job were started with another config "
+            "than process 0: give every process the same --config and --config.* overrides."
         )
 
 

@@ -30,6 +30,7 @@ memory.
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -323,6 +324,12 @@ def _upgrade_locked(path: str, document: dict[str, Any]) -> bool:
     return True
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Logs a warning about a zoo once per process: its metadata is read again by every step that needs it."""
+    logging.warning(message)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The zoo's `metadata.json` as a dict (no arrays loaded); checks completeness."""
     path = os.path.abspath(path)
@@ -364,8 +371,8 @@ def _check_document(metadata_path: str, document: dict[str, Any]) -> None:
         raise ZooError(f"{metadata_path} (format version {version}) has lost its checksum ('sha256'). "
                        "Re-copy or rebuild the zoo.")  # fmt: skip
     elif version == 2:
-        logging.warning("The zoo's %s (format version 2) has no checksum of its own: its columns cannot be "
-                        "verified.", metadata_path)  # fmt: skip
+        _warn_once(f"The zoo's {metadata_path} (format version 2) has no checksum of its own: its columns cannot "
+                   "be verified.")  # fmt: skip
 
 
 def describe(path: str | os.PathLike) -> Zoo:
@@ -410,6 +417,8 @@ def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) ->
     """
     path = os.path.abspath(path)
     document = read_metadata(path)
+    if not verify:
+        logging.warning("Loading the zoo at %s without checking its arrays' checksums (verify=False).", path)
     try:
         spec = lstm.LSTMSpec(**document["spec"])
         num = int(document["num_snapshots"])
@@ -447,7 +456,7 @@ def _read_orbax(path: str, document: dict[str, Any], verify: bool) -> dict[str, 
         raise ZooError(str(error)) from error
     where = f"Zoo at {path}"
     if "arrays" not in document:
-        logging.warning("The zoo at %s has no manifest (format version 1): its arrays cannot be verified.", path)
+        _warn_once(f"The zoo at {path} has no manifest (format version 1): its arrays cannot be verified.")
     else:
         _check_names(where, os.path.join(path, _ORBAX), _named(arrays), document["arrays"])
         found = manifest(arrays, hashes=verify)
@@ -489,7 +498,7 @@ def _read_npy(directory: str, document: dict[str, Any], verify: bool, on_disk: b
     )
     expected = document.get("arrays")
     if expected is None:
-        logging.warning("The zoo at %s has no manifest (format version 1): its arrays cannot be verified.", path)
+        _warn_once(f"The zoo at {path} has no manifest (format version 1): its arrays cannot be verified.")
         expected = {name: None for name in stored}
     _check_names(where, directory, stored, expected)
     named, bad_rows = {}, {}
@@ -552,7 +561,11 @@ def take_rows(array: np.ndarray, *indices: np.ndarray) -> np.ndarray:
 
     A zoo array kept on disk (an `np.memmap` from `load(on_disk=True)`) is read with `pread`, one row at
     a time, or at once for consecutive rows: the pages a memory map reads count towards the process's
-    resident memory until the kernel reclaims them, a read into a fresh buffer does not.
+    resident memory until the kernel reclaims them, a read into a fresh buffer does not. Rows read from
+    disk are checked for finiteness again, as the file may have changed since it was loaded.
+
+    Raises:
+      ZooError: the file was truncated, or overwritten with non-finite values, after it was loaded.
     """
     if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):  # not the file's own map
         return np.asarray(array[indices])
@@ -576,4 +589,9 @@ def take_rows(array: np.ndarray, *indices: np.ndarray) -> np.ndarray:
                                "the zoo's file was truncated after it was loaded.")  # fmt: skip
     finally:
         os.close(descriptor)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():  # checked at load, so the file changed since
+        bad = rows[~np.isfinite(out.reshape(len(rows), -1)).all(axis=1)]
+        raise ZooError(f"{array.filename} holds NaN or infinite values in rows {sorted(set(bad.tolist()))[:10]} "
+                       "that were finite when the zoo was loaded: the file was overwritten. Re-copy or rebuild "
+                       "the zoo.")  # fmt: skip
     return out

@@ -68,17 +68,23 @@ def runs_per_device(config: ml_collections.ConfigDict, backend: str, num_devices
 
 
 def group_size(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> int:
-    """Runs per group: fixed at the first start (recorded in layout.json) so a resume regroups identically."""
+    """Runs per group: fixed at the first start (recorded in layout.json) so a resume regroups identically.
+
+    A resume must run on the devices the build started on: another device count shards the same
+    groups differently, and XLA's reductions then round differently.
+    """
     path = os.path.join(workdir, "layout.json")
     if os.path.exists(path):
-        with open(path) as f:
-            size = json.load(f)["group_size"]
-        if size % num_devices:
+        layout = files.read_json(path)
+        started_on = (layout["num_devices"], layout["backend"])
+        if started_on != (num_devices, jax.default_backend()):
             raise BuildError(
-                f"{path} fixes groups of {size} runs, which {num_devices} devices cannot share evenly; "
-                "resume on a device count that divides it."
+                f"The build in {workdir} started on {started_on[0]} {started_on[1]} devices (layout.json); resumed "
+                f"on {num_devices} {jax.default_backend()} devices, the rest of its zoo would differ in the last "
+                f"bits from an uninterrupted build. Resume on {started_on[0]} {started_on[1]} devices "
+                f"(on CPU: --cpu_devices={started_on[0]}), or use a new workdir."
             )
-        return size
+        return layout["group_size"]
     size = num_devices * runs_per_device(config, jax.default_backend(), num_devices)
     multihost.write_json(path, {"group_size": size, "num_devices": num_devices, "backend": jax.default_backend()})
     return size
@@ -126,6 +132,13 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
     if workdir and os.path.exists(workdir) and not os.path.isdir(workdir):
         problems.append(f"the workdir {workdir} is a file, not a directory (give --workdir=DIR)")
+    zoo_path = os.path.join(workdir, "zoo")
+    if workdir and os.path.exists(zoo_path) and not zoo.is_complete(zoo_path):
+        # A build moves its zoo into place complete, so an incomplete one there was altered.
+        problems.append(
+            f"{zoo_path} is there but is not a complete zoo (its COMPLETE file is missing): move it away to "
+            "build it again, or restore that file if the zoo is intact"
+        )
     for key in (
         "num_runs",
         "train.steps_per_call",
@@ -172,6 +185,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> str:
     os.makedirs(workdir, exist_ok=True)
     with multihost.workdir_lock(workdir, "zoo builder", BuildError):
         multihost.check_shared_workdir(workdir, BuildError)
+        multihost.check_same_config(config.to_json(), BuildError)
         check_config(config, workdir)
         if not zoo.is_complete(zoo_path):
             _build_locked(config, workdir, zoo_path)

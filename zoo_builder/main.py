@@ -34,4 +34,4 @@ if __name__ == "__main__":
     cli.define_job_flags()
     flags.mark_flags_as_required(["config"])
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.parse_flags_or_exit)
+    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("a zoo builder"))
