@@ -5,6 +5,7 @@ Workdir layout:
   zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
   split.json               the task split (tasks and sizes of train / eval / OOD)
   metrics.jsonl            one JSON object per log or eval step (a resume drops the rows it replays)
+  tensorboard/             the same scalars as TensorBoard event files, to watch (weightspace/tensorboard.py)
   .lock                    held by the process training or evaluating in the workdir (`files.workdir_lock`)
   checkpoints/latest/      the latest training state (Orbax), for resuming
   checkpoints/best/        the state with the lowest eval loss so far

@@ -23,7 +23,18 @@ from flax import nnx
 
 from experiments import context, objectives, runs
 from experiments.model import initial_state, make_optimizer
-from weightspace import checkpointing, dataset, errors, metrics, multihost, prefetch, progress, sharding, zoo
+from weightspace import (
+    checkpointing,
+    dataset,
+    errors,
+    metrics,
+    multihost,
+    prefetch,
+    progress,
+    sharding,
+    tensorboard,
+    zoo,
+)
 from weightspace.encoders import augment
 from weightspace.types import PyTree
 
@@ -230,7 +241,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         config.encoder.name, the_zoo.family, sizes, num_steps, workdir,
     )  # fmt: skip
     pending, last, steps = [], {}, progress.Progress(num_steps, done_before=step)
-    with trainer.step_inputs(arrays, step, num_steps) as inputs:
+    events = tensorboard.EventWriter(os.path.join(workdir, tensorboard.DIRECTORY), resumed_step=step)
+    with events, trainer.step_inputs(arrays, step, num_steps) as inputs:
         while step < num_steps:
             state, step_metrics = trainer.train_step(state, *next(inputs))
             step += 1
@@ -265,6 +277,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                 if multihost.is_primary():
                     row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
                     metrics.append(os.path.join(workdir, runs.METRICS), row)
+                    events.scalars(step, _tensorboard_scalars(row))
                 logging.info(
                     "step %d/%d | %.2f steps/s | ETA %s | %s",
                     step, num_steps, rate, steps.eta(),
@@ -275,6 +288,17 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     latest.close()
     best.close()
     return last
+
+
+def _tensorboard_scalars(row: dict[str, float]) -> dict[str, float]:
+    """A metrics row as TensorBoard tags: the losses side by side under "loss/" (`train_loss` is
+    "loss/train", `ood_boundary_loss` "loss/ood_boundary"), the rest under "train/" ("train/grad_norm",
+    "train/steps_per_s"); the step is the events' own, and "time" is left out (events record their time)."""
+    return {
+        f"loss/{name.removesuffix('_loss')}" if name.endswith("_loss") else f"train/{name}": value
+        for name, value in row.items()
+        if name not in ("step", "time")
+    }
 
 
 def _last_good(latest: checkpointing.CheckpointManager) -> str:

@@ -193,7 +193,14 @@ def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_
     rewritten = json.loads((workdir / "zoo.json").read_text())
     del summary["wall_time_s"]  # the interrupted build's wall time is lost with it
     assert rewritten == {**summary, "zoo": str(workdir / "zoo")}
-    assert sorted(os.listdir(workdir)) == [".lock", "build_config.json", "layout.json", "zoo", "zoo.json"]
+    assert sorted(os.listdir(workdir)) == [
+        ".lock",
+        "build_config.json",
+        "layout.json",
+        "tensorboard",
+        "zoo",
+        "zoo.json",
+    ]
 
 
 def test_diverged_runs_stop_the_build_naming_them(tmp_path):

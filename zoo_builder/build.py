@@ -9,6 +9,7 @@ Workdir layout:
   parts/group_G/step_S/  the snapshots of group G at step S (Orbax)
   zoo/                   the finished zoo (written last, atomically)
   zoo.json               summary of the finished zoo
+  tensorboard/           TensorBoard event files: mean loss and rate as the build goes (`_Log`)
 """
 
 import json
@@ -24,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from weightspace import checkpointing, files, lstm, multihost, progress, sharding, tasks, zoo
+from weightspace import checkpointing, files, lstm, multihost, progress, sharding, tasks, tensorboard, zoo
 from weightspace.errors import UserError
 from zoo_builder import train
 
@@ -102,22 +103,49 @@ def _part_path(workdir: str, group: int, step: int) -> str:
 
 
 class _Log:
-    """Logs rate, loss and ETA (`progress.Progress` of model-steps) at most every `every` seconds."""
+    """Logs rate, loss and ETA (`progress.Progress` of model-steps) at most every `every` seconds.
 
-    def __init__(self, total_model_steps: int, every: float):
+    Process 0 also writes the mean loss of its runs and the rate to TensorBoard event files in `logdir`
+    ("build/mean_loss", "build/model_steps_per_s"), against the build step `group * last_step + step`,
+    which goes on increasing across groups.
+    """
+
+    def __init__(self, total_model_steps: int, every: float, logdir: str, last_step: int):
         self.progress, self.every, self.last = progress.Progress(total_model_steps), every, time.time()
+        self.logdir, self.last_step = logdir, last_step
+        self.events: tensorboard.EventWriter | None = None
 
-    def update(self, model_steps: int, group: int, num_groups: int, step: int, last_step: int, losses) -> None:
+    def start_group(self, group: int, step: int, group_size: int) -> None:
+        """Group `group` trains from `step` (0, or its checkpoint's). The first group to train opens the
+        event file from there: TensorBoard drops what a killed build logged after it."""
+        self.progress.skip(group_size * step)
+        if self.events is None:
+            self.events = tensorboard.EventWriter(self.logdir, resumed_step=self._build_step(group, step))
+
+    def close(self) -> None:
+        """Closes the event file, if a group was trained."""
+        if self.events is not None:
+            self.events.close()
+
+    def _build_step(self, group: int, step: int) -> int:
+        return group * self.last_step + step
+
+    def update(self, model_steps: int, group: int, num_groups: int, step: int, losses) -> None:
+        """Counts `model_steps` more of group `group` (after its `start_group`), now at `step`."""
         self.progress.advance(model_steps)
-        if time.time() - self.last < self.every and step != last_step:
+        if time.time() - self.last < self.every and step != self.last_step:
             return
         self.last = time.time()
         # This process's runs only: when to log is each process's own clock, so nothing here may be collective.
         last = np.concatenate([np.asarray(shard.data)[-1] for shard in losses.addressable_shards])
+        mean_loss, rate = float(np.mean(last)), self.progress.rate
         logging.info(
             "group %d/%d step %d/%d | %.0f model-steps/s | mean loss %.4f | ETA %s",
-            group + 1, num_groups, step, last_step, self.progress.rate, np.mean(last), self.progress.eta(),
+            group + 1, num_groups, step, self.last_step, rate, mean_loss, self.progress.eta(),
         )  # fmt: skip
+        self.events.scalars(
+            self._build_step(group, step), {"build/mean_loss": mean_loss, "build/model_steps_per_s": rate}
+        )
         if not np.all(np.isfinite(last)):
             logging.warning(
                 "%d runs of group %d have a non-finite loss at step %d.", np.sum(~np.isfinite(last)), group, step
@@ -244,44 +272,54 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         family.name, config.num_runs, spec, spec.num_params, len(groups), size, mesh.size, jax.default_backend(),
         workdir,
     )  # fmt: skip
-    log = _Log(len(groups) * size * last_step, config.log_every_seconds)
+    events_dir = os.path.join(workdir, tensorboard.DIRECTORY)
+    log = _Log(len(groups) * size * last_step, config.log_every_seconds, events_dir, last_step)
     host_data, data_info = family.data()
     data = multihost.put(host_data, replicated)
 
-    for g, run_ids in enumerate(groups):
-        if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
-            log.progress.skip(size * last_step)
-            continue
-        ids = multihost.global_array(run_ids.astype(np.uint32), runs_sharding)
-        task = multihost.put(family.sample_tasks(config.seed, run_ids), runs_sharding)
-        keys = keys_fn(ids)
-        checkpoint_dir = os.path.join(workdir, "checkpoints", f"group_{g:05d}")
-        manager = checkpointing.CheckpointManager(checkpoint_dir)
-        step = manager.latest_step()
-        if step is None:
-            step, state = 0, init_fn(spec, keys, task)
-        else:
-            abstract = checkpointing.abstract_of(jax.eval_shape(init_fn, spec, keys, task), runs_sharding)
-            state = manager.restore(step, abstract)
-            logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
-        log.progress.skip(size * step)
-        while True:
-            if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
-                _refuse_diverged(finite_fn(state["params"]), run_ids, config.num_runs, step)
-                behaviour, metrics = snapshot_fn(state["params"], keys, task, data, jnp.int32(step))
-                part = {"params": state["params"], "behaviour": behaviour, "metrics": metrics, "run": ids, "task": task}
-                checkpointing.save_pytree(_part_path(workdir, g, step), part)
-            if step == last_step:
-                break
-            num_steps = min(config.train.steps_per_call, next(b for b in boundaries if b > step) - step)
-            state, losses = train_fn(state, keys, task, data, jnp.int32(step), num_steps)
-            step += num_steps
-            log.update(size * num_steps, g, len(groups), step, last_step, losses)
-            if step % every == 0 and step != last_step:
-                manager.save(step, state)
-        manager.close()
-        if multihost.is_primary():
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    try:
+        for g, run_ids in enumerate(groups):
+            if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
+                log.progress.skip(size * last_step)
+                continue
+            ids = multihost.global_array(run_ids.astype(np.uint32), runs_sharding)
+            task = multihost.put(family.sample_tasks(config.seed, run_ids), runs_sharding)
+            keys = keys_fn(ids)
+            checkpoint_dir = os.path.join(workdir, "checkpoints", f"group_{g:05d}")
+            manager = checkpointing.CheckpointManager(checkpoint_dir)
+            step = manager.latest_step()
+            if step is None:
+                step, state = 0, init_fn(spec, keys, task)
+            else:
+                abstract = checkpointing.abstract_of(jax.eval_shape(init_fn, spec, keys, task), runs_sharding)
+                state = manager.restore(step, abstract)
+                logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
+            log.start_group(g, step, size)
+            while True:
+                if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
+                    _refuse_diverged(finite_fn(state["params"]), run_ids, config.num_runs, step)
+                    behaviour, metrics = snapshot_fn(state["params"], keys, task, data, jnp.int32(step))
+                    part = {
+                        "params": state["params"],
+                        "behaviour": behaviour,
+                        "metrics": metrics,
+                        "run": ids,
+                        "task": task,
+                    }
+                    checkpointing.save_pytree(_part_path(workdir, g, step), part)
+                if step == last_step:
+                    break
+                num_steps = min(config.train.steps_per_call, next(b for b in boundaries if b > step) - step)
+                state, losses = train_fn(state, keys, task, data, jnp.int32(step), num_steps)
+                step += num_steps
+                log.update(size * num_steps, g, len(groups), step, losses)
+                if step % every == 0 and step != last_step:
+                    manager.save(step, state)
+            manager.close()
+            if multihost.is_primary():
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    finally:
+        log.close()
 
     if multihost.is_primary():
         assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
