@@ -10,9 +10,9 @@ loss on the eval and on the OOD split and each downstream score of the family's 
 probe, on the OOD split and on its trained snapshots). The sign is oriented so that a positive
 correlation means "lower loss, better score" (for errors and losses, lower is better).
 
-Writes `loss_correlation.md` (a table per dataset), `loss_correlation.json` and
-`loss_correlation_<dataset>.png` (each score against the OOD loss, a colour per encoder) into DIR;
-`experiments.tables` does the same at the end of every invocation.
+Writes `loss_correlation.json`, `loss_correlation.md` (a table per dataset, rendered from the JSON
+by `experiments.report`) and `loss_correlation_<dataset>.png` (each score against the OOD loss, a
+colour per encoder) into DIR; `experiments.tables` does the same at the end of every invocation.
 """
 
 import csv
@@ -21,9 +21,10 @@ import sys
 
 import matplotlib
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from weightspace import cli, files, targets, tasks
+from experiments import report
+from weightspace import cli, targets, tasks
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
@@ -118,39 +119,17 @@ def plot(values: dict, family: type, dataset: str, path: str) -> None:
 
 
 def make(outdir: str) -> dict:
-    """Reads `<outdir>/results.csv`; writes the table, JSON and one figure per dataset."""
+    """Reads `<outdir>/results.csv`; writes one figure per dataset, the JSON and its markdown."""
     records = read_records(outdir)
-    result, lines, figures = {}, ["# Does the emulation loss predict usefulness?", ""], []
-    lines += [
-        "Spearman's rank correlation, over every run trained by emulation (encoders x seeds), between the "
-        "run's emulation loss (eval, OOD) and each downstream score (MLP probe). Oriented: positive means "
-        "lower loss, better score. Source: results.csv of this directory.",
-        "",
-    ]
+    result, figures = {}, []
     for dataset in sorted({r["dataset"] for r in records}):
         family = tasks.FAMILIES[dataset]
         values = run_values(records, dataset)
-        rows = correlations(values, family)
-        result[dataset] = {"runs": len(values), "rows": rows}
+        result[dataset] = {"runs": len(values), "rows": correlations(values, family)}
         figure = os.path.join(outdir, f"loss_correlation_{dataset}.png")
         plot(values, family, dataset, figure)
         figures.append(figure)
-        lines += [
-            f"## {dataset} ({len(values)} runs)",
-            "",
-            "| score | split | rho with eval loss | rho with OOD loss |",
-        ]
-        lines.append("|---|---|---|---|")
-        by = {(r["split"], r["metric"], r["loss_split"]): r["rho"] for r in rows}
-        for split in SCORE_SPLITS:
-            for metric, header in family.table_columns:
-                if (split, metric, "ood") in by:
-                    cells = [by.get((split, metric, s), float("nan")) for s in LOSS_SPLITS]
-                    lines.append(f"| {header} | {split} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
-        lines.append("")
-    files.write_json(os.path.join(outdir, "loss_correlation.json"), result)
-    files.write_text(os.path.join(outdir, "loss_correlation.md"), "\n".join(lines))
-    logging.info("Wrote %s.", os.path.join(outdir, "loss_correlation.md"))
+    report.write(os.path.join(outdir, "loss_correlation.json"), result)
     return {"correlations": result, "figures": figures}
 
 
@@ -161,4 +140,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("outdir", None, "An experiments.tables output directory (with results.csv).", required=True)
-    app.run(cli.one_line_errors(main), argv=sys.argv)
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

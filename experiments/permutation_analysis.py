@@ -18,9 +18,10 @@ initialised and trained (best checkpoint), this measures on a seeded sample of h
 * the rank correlation, over the sample and every incorrect kind, between the two: does the
   embedding move more where the function changes more?
 
-Writes `permutation_analysis.json`, `.md` (a row per run, state and kind) and `.png` (relative
-change per kind, initialised against trained, for every run; and embedding change against function
-change) into `--outdir` (default: the first workdir).
+Writes `permutation_analysis.json` (every row, the kinds, the command and machine), `.md` (a row per
+run and kind, rendered from the JSON by `experiments.report`) and `.png` (relative change per kind,
+initialised against trained, for every run; and embedding change against function change) into
+`--outdir` (default: the first workdir).
 """
 
 import os
@@ -32,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import context, objectives, runs, tables
-from weightspace import cli, files, losses, lstm, symmetry, targets, zoo
+from experiments import context, objectives, report, runs, tables
+from weightspace import cli, losses, lstm, symmetry, targets, zoo
 from weightspace.types import Params, PRNGKey
 
 matplotlib.use("Agg")
@@ -218,7 +219,7 @@ def plot(results: list[dict], names: list[str], path: str) -> None:
 
 
 def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, command: str = "") -> dict:
-    """Analyses every run; writes the JSON, markdown and figure into `outdir`."""
+    """Analyses every run; writes the figure, the JSON and its markdown into `outdir`."""
     results = [analyse(w, num_snapshots, seed) for w in workdirs]
     encoders = [result["rows"][0]["encoder"] for result in results]
     names = [_label(w, e, encoders) for w, e in zip(workdirs, encoders, strict=True)]
@@ -226,40 +227,14 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
     figure = os.path.join(outdir, "permutation_analysis.png")
     plot(results, names, figure)
     rows = [{**row, "run": name} for result, name in zip(results, names, strict=True) for row in result["rows"]]
-    files.write_json(os.path.join(outdir, "permutation_analysis.json"), {"rows": rows, "seed": seed})
-    lines = [
-        "# Symmetry sensitivity",
-        "",
-        *([f"Command: `{command}`", ""] if command else []),
-        f"Machine: {tables.machine()}. Sample: {rows[0]['snapshots']} held-out snapshots per run (seed {seed}).",
-        "",
-        "Relative change: mean ‖E(θ) - E(Pθ)‖ over the sample / mean ‖E(θ) - E(θ')‖ between different snapshots. "
-        "Function change: total variation between the outputs of θ and Pθ on θ's stored sequences. Rank "
-        "correlation: Spearman, per snapshot, between the embedding change and the function change over every "
-        "incorrect kind.",
-        "",
-        "Kinds: " + "; ".join(f"`{k}`: {DESCRIPTIONS[k]}" for k in KINDS) + ".",
-        "",
-        "| run | kind | function change | relative change, init | relative change, trained | trained / init |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        by = {(r["state"], r["kind"]): r for r in rows if r["run"] == name}
-        for kind in KINDS:
-            init, trained = by[("init", kind)], by[("trained", kind)]
-            ratio = (
-                trained["relative_change"] / init["relative_change"] if init["relative_change"] > 0 else float("nan")
-            )
-            lines.append(
-                f"| {name} | {kind} | {init['function_change']:.4f} | {init['relative_change']:.2e} | "
-                f"{trained['relative_change']:.2e} | {ratio:.2f} |"
-            )
-        lines.append(
-            f"| {name} | rank correlation | | {by[('init', 'correct')]['rank_correlation']:.2f} | "
-            f"{by[('trained', 'correct')]['rank_correlation']:.2f} | |"
-        )
-    files.write_text(os.path.join(outdir, "permutation_analysis.md"), "\n".join(lines) + "\n")
-    logging.info("Wrote %s.", os.path.join(outdir, "permutation_analysis.md"))
+    result = dict(
+        rows=rows,
+        seed=seed,
+        command=command,
+        machine=tables.machine(),
+        kinds={kind: DESCRIPTIONS[kind] for kind in KINDS},
+    )
+    report.write(os.path.join(outdir, "permutation_analysis.json"), result)
     return {"rows": rows, "figure": figure}
 
 

@@ -26,9 +26,10 @@ any LSTM that implements its lock: the fraction of codes the budget covers (exac
 every code the adaptive search finds within L symbols; the codes a de Bruijn prefix of L holds),
 guess-adjusted the same way.
 
-Writes into `outdir`: `probing_gap.json` (every row), `probing_gap.md` (the tables, with the command,
-machine and wall time), `probing_gap_m.png` (accuracy against m) and `probing_gap_budget.png`
-(accuracy against L). Runs and zoos are reused when finished, so an interrupted invocation resumes.
+Writes into `outdir`: `probing_gap.json` (every row, and the command, machine and wall time),
+`probing_gap.md` (the tables, rendered from it by `experiments.report`), `probing_gap_m.png`
+(accuracy against m) and `probing_gap_budget.png` (accuracy against L). Runs and zoos are reused
+when finished, so an interrupted invocation resumes.
 """
 
 import ast
@@ -46,11 +47,11 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import context, tables
+from experiments import context, report, tables
 from experiments.configs import common as config_common
-from weightspace import cli, files, lstm, zoo
+from weightspace import cli, lstm, zoo
 from weightspace.tasks import combination_lock as cl
 from zoo_builder import build
 from zoo_builder.configs import common as zoo_common
@@ -162,7 +163,7 @@ class Options:
 
 
 # Probing encoders read only the answers: the bounds are about what a lock outputs, and a trained LSTM's
-# logits lean towards its label before its code is entered (README: the leak, measured).
+# logits lean towards its label before its code is entered (experiments/RESULTS.md: the leak, measured).
 DEFAULT_OVERRIDES = ("encoder.answers=argmax",)
 
 
@@ -270,26 +271,6 @@ def mean_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _markdown_table(rows: list[dict], key: str, label: str) -> list[str]:
-    names = [*ENCODERS, *REFERENCES]
-    points = sorted({r[key] for r in rows})
-    lines = [f"| {label} | " + " | ".join(f"{n}: label / code" for n in names) + " | bounds: adaptive / fixed |"]
-    lines.append("|---|" + "---|" * (len(names) + 1))
-    for p in points:
-        at = {r["row"]: r for r in rows if r[key] == p}
-        cells = []
-        for n in names:
-            r = at.get(n)
-            if r is None or "label_accuracy" not in r:
-                cells.append("-")
-                continue
-            std = f" ± {r['label_accuracy_std']:.2f}" if r.get("seeds", 1) > 1 else ""
-            cells.append(f"{r['label_accuracy']:.2f}{std} / {r['code_accuracy']:.2f}")
-        bounds = f"{at['adaptive']['bound']:.2f} / {at['fixed']['bound']:.2f}" if "adaptive" in at else "-"
-        lines.append(f"| {p} | " + " | ".join(cells) + f" | {bounds} |")
-    return lines
-
-
 STYLE = {
     "interactive": dict(color="C0", marker="o"),
     "noninteractive": dict(color="C1", marker="s"),
@@ -323,7 +304,7 @@ def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, p
 
 
 def make(outdir: str, preset: str, options: Options, seeds: int, command: str = "") -> dict:
-    """Runs or reuses every zoo, run and reference of `preset`; writes the JSON, markdown and figures."""
+    """Runs or reuses every zoo, run and reference of `preset`; writes the figures, the JSON and its markdown."""
     if preset not in PLANS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
     plan = PLANS[preset]
@@ -372,37 +353,14 @@ def make(outdir: str, preset: str, options: Options, seeds: int, command: str = 
         by_code_length=by_m,
         by_budget=by_budget,
         wall_s=wall,
+        command=command,
+        machine=tables.machine(),
+        encoders=ENCODERS,
+        references=REFERENCES,
+        subset=SUBSET,
+        predictor=PREDICTOR,
     )
-    files.write_json(os.path.join(outdir, "probing_gap.json"), result)
-    lines = [
-        "# The probing gap on combination locks",
-        "",
-        *([f"Command: `{command}`", ""] if command else []),
-        f"Preset: {preset}; options: {options.tag}; seeds: {seeds}; machine: {tables.machine()}.",
-        f"Wall time of this invocation: {wall:.0f} s.",
-        "",
-        f"Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock ({SUBSET}, "
-        f"{PREDICTOR} probe for the encoders; references read with no learning, guessing uniformly where they read "
-        f"nothing). Chance: label {1 / labels:.2f}. Bounds: the guess-adjusted fraction of locks the budget covers.",
-        "",
-        "Zoos: "
-        + "; ".join(
-            f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
-            f"{z['ood_trained']} held-out ones do"
-            for z in zoos
-        ),
-        "",
-        f"## Against the code length m (L = {plan.budget})",
-        "",
-        *_markdown_table(by_m, "code_length", "m"),
-        "",
-        f"## Against the budget L (m = {plan.sweep_code_length})",
-        "",
-        *_markdown_table(by_budget, "budget", "L"),
-        "",
-    ]
-    files.write_text(os.path.join(outdir, "probing_gap.md"), "\n".join(lines))
-    logging.info("Wrote %s (%.0f s).", os.path.join(outdir, "probing_gap.md"), wall)
+    report.write(os.path.join(outdir, "probing_gap.json"), result)
     return result
 
 

@@ -21,7 +21,9 @@ Writes into `outdir`:
                   functionalist), columns = targets, mean ± std over seeds,
                   best per column in bold; with the command, machine and wall time
   results.csv     every number of every run (long format)
-  results.json    the table cells (mean, std, n) behind tables.md
+  results.json    the table cells (mean, std, n) behind tables.md, and the command, machine,
+                  wall time and figures it shows (`python -m experiments.report --outdir=DIR`
+                  renders tables.md from it again)
   *.png           the figures (experiments/figures.py)
 """
 
@@ -37,20 +39,16 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, loss_correlation, objectives, references, runs, train
+from experiments import evaluate, figures, loss_correlation, objectives, references, report, runs, train
 from experiments.configs import common as config_common
-from weightspace import cli, encoders, files, targets, tasks
+from weightspace import cli, encoders, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
-# Encoders in registry order (mechanistic first), and their groups (each module declares its own).
-ENCODERS, GROUPS = encoders.NAMES, encoders.GROUPS
-SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
-PREDICTORS = ("mlp", "linear")
+# Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
+ENCODERS = encoders.NAMES
 # Each family declares its columns (`TaskFamily.table_columns`) and its oracle target.
 # Row kinds whose records come from one run each (the others: supervised rows, one run per target).
 UNSUPERVISED = ("emulation", "reference", "oracle")
-# Rows that are bounds or references, not competitors: never a column's best.
-NOT_COMPETING = ("reference", "oracle")
 # The config whose emulator and training the oracle row uses (the same in every encoder's config; the encoder
 # itself is replaced by the oracle of the family's `oracle_target`).
 ORACLE_HOST = "layerwise_statistics"
@@ -106,81 +104,44 @@ def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, spli
     return values
 
 
-def _format(values: list[float]) -> str:
+def summary(values: list[float]) -> dict | None:
+    """A table cell {mean, std, n} of the values over seeds (None when there is none); NaN where one is undefined."""
     if not values:
-        return "-"
-    values = np.asarray(values, np.float64)
-    if not np.all(np.isfinite(values)):
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
-def _title(dataset: str, split: str, predictor: str) -> str:
-    """E.g. "<dataset>, OOD split, trained snapshots, mlp probe"."""
-    held_out, trained = split.removesuffix("_trained"), split.endswith("_trained")
-    name = "OOD" if held_out == "ood" else held_out
-    return f"{dataset}, {name} split{', trained snapshots' if trained else ''}, {predictor} probe"
+def build_cells(
+    records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False, with_references: bool = False
+) -> dict[str, dict]:
+    """The cells {"dataset/split/predictor/kind/encoder/metric": {mean, std, n}} of every table (one per dataset,
+    split and predictor; `report.table_lines` renders them): the rows asked for, the columns of each family."""
+    kinds = ("emulation", "supervised") if supervised else ("emulation",)
+    cells = {}
+    for dataset in datasets:
+        rows = [(kind, e) for kind in kinds for e in encoders]
+        rows += [("reference", row) for row in references.ROWS] if with_references else []
+        rows += [("oracle", tasks.FAMILIES[dataset].oracle_target)] if oracle else []
+        for split in report.SPLITS:
+            for predictor in report.PREDICTORS:
+                for kind, e in rows:
+                    for metric, _ in tasks.FAMILIES[dataset].table_columns:
+                        cell = summary(cell_values(records, dataset, e, kind, split, predictor, metric))
+                        if cell is not None:
+                            cells["/".join((dataset, split, predictor, kind, e, metric))] = cell
+    return cells
 
 
 def build_tables(
     records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False, with_references: bool = False
 ) -> tuple[str, dict]:
-    """Markdown tables (one per dataset, split and predictor) and their cells {key: {mean, std, n}}.
-
-    The reference rows (readout, fixed probe) and the oracle's row (last) are
-    references and bounds, not competitors: they are never the column's best.
-    """
-    kinds = ("emulation", "supervised") if supervised else ("emulation",)
-    lines, cells = [], {}
-    for dataset in datasets:
-        columns = tasks.FAMILIES[dataset].table_columns
-        for split in SPLITS:
-            for predictor in PREDICTORS:
-                rows = [(kind, e) for kind in kinds for e in encoders]
-                rows += [("reference", row) for row in references.ROWS] if with_references else []
-                rows += [("oracle", tasks.FAMILIES[dataset].oracle_target)] if oracle else []
-                table = {
-                    (kind, e, metric): cell_values(records, dataset, e, kind, split, predictor, metric)
-                    for kind, e in rows
-                    for metric, _ in columns
-                }
-                best = {}
-                for metric, _ in columns:
-                    means = [
-                        np.mean(v)
-                        for (k, e, m), v in table.items()
-                        if m == metric and k not in NOT_COMPETING and v and np.isfinite(np.mean(v))
-                    ]
-                    if means:
-                        best[metric] = min(means) if targets.lower_is_better(metric) else max(means)
-                lines += [f"### {_title(dataset, split, predictor)}", ""]
-                lines.append("| group | encoder | " + " | ".join(h for _, h in columns) + " |")
-                lines.append("|---|---|" + "---|" * len(columns))
-                for kind, e in rows:
-                    group = GROUPS.get(e, "")
-                    group = {"emulation": group, "supervised": f"supervised, {group}"}.get(kind, kind)
-                    formatted, competing = [], kind not in NOT_COMPETING
-                    for metric, _ in columns:
-                        values = table[(kind, e, metric)]
-                        text = _format(values)
-                        if values and competing and metric in best and np.isclose(np.mean(values), best[metric]):
-                            text = f"**{text}**"
-                        formatted.append(text)
-                        if values:
-                            key = "/".join((dataset, split, predictor, kind, e, metric))
-                            cells[key] = {
-                                "mean": float(np.mean(values)),
-                                "std": float(np.std(values)),
-                                "n": len(values),
-                            }
-                    lines.append(f"| {group} | {e} | " + " | ".join(formatted) + " |")
-                lines.append("")
-    return "\n".join(lines), cells
+    """The markdown tables of `records` (`report.table_lines`) and their cells (`build_cells`)."""
+    cells = build_cells(records, datasets, encoders, supervised, oracle, with_references)
+    return "\n".join(report.table_lines(cells)), cells
 
 
 def machine() -> str:
+    """This machine and JAX's devices, as a results file records where it was computed."""
     return (
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
         f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
@@ -198,7 +159,8 @@ def make_tables(
     oracle: bool = False,
     with_references: bool = True,
 ) -> dict:
-    """Runs or reuses every run and reference row, then writes tables.md, results.csv, results.json and figures."""
+    """Runs or reuses every run and reference row, then writes results.csv, the figures, and results.json with
+    the tables.md rendered from it (`report.tables_markdown`)."""
     families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
@@ -225,45 +187,27 @@ def make_tables(
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
             meta = dict(dataset=dataset, kind="reference", seed=seed)
             records += [{**meta, **row} for row in references.records(result)]
-    markdown, cells = build_tables(records, datasets, encoders, bool(supervised_targets), oracle, with_references)
+    cells = build_cells(records, datasets, encoders, bool(supervised_targets), oracle, with_references)
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])
         writer.writeheader()
         writer.writerows(records)
-    files.write_json(os.path.join(outdir, "results.json"), {"preset": preset, "seeds": seeds, "cells": cells})
     figure_paths = []
     for dataset in datasets:
         family_runs = {e: runs[(dataset, "", e, 0)] for e in encoders}
         figure_paths += figures.make_figures(dataset, family_runs, outdir)
     figure_paths += loss_correlation.make(outdir)["figures"]
     wall = time.time() - start
-    header = [
-        "# Results",
-        "",
-        *([f"Command: `{command}`", ""] if command else []),
-        f"Preset: {preset}; seeds: {seeds}; machine: {machine()}.",
-        f"Wall time of this invocation (the runs it had to do, their evaluation, the figures): {wall:.0f} s.",
-        "",
-        "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
-        "scored by their own head; the oracle, an emulator conditioned on the exact task instead of an "
-        "encoder's embedding, bounds emulation and cloning and is never marked best). Reference rows, never "
-        "marked best, need no learned encoder: readout reads each target off the LSTM's behaviour by its "
-        "definition (no learning, the same in every probe's table; '-' where a target has none), fixed_probe "
-        "is the named probe on the LSTM's outputs along a fixed, hand-written probing set. Columns: downstream "
-        "targets of LSTMs of held-out tasks, predicted from the "
-        "frozen embedding by the named probe fitted on the train split; the trained-snapshot tables score the "
-        "same probes on the later half of the snapshot steps only. Cloning Δ (mean |performance of the "
-        "original - performance of its clone|), good clones (of the cloned snapshots whose original does its "
-        "task, performance >= 0.5, the fraction whose clone does too), the emulation loss and the boundary loss "
-        "(on the positions where the task shows) do not depend on the probe. "
-        "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
-        "that is constant on the split).",
-        "",
-    ]
-    text = "\n".join(header) + "\n" + markdown
-    text += "\nFigures: " + ", ".join(os.path.basename(p) for p in figure_paths) + "\n"
-    files.write_text(os.path.join(outdir, "tables.md"), text)
-    logging.info("Wrote %s (%.0f s).", os.path.join(outdir, "tables.md"), wall)
+    result = dict(
+        preset=preset,
+        seeds=seeds,
+        cells=cells,
+        command=command,
+        machine=machine(),
+        wall_s=wall,
+        figures=[os.path.basename(p) for p in figure_paths],
+    )
+    report.write(os.path.join(outdir, "results.json"), result)
     return {"cells": cells, "wall_s": wall, "figures": figure_paths}
 
 

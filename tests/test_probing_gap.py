@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from experiments import permutation_analysis, probing_gap
+from experiments import permutation_analysis, probing_gap, report
 
 
 def test_options_are_parsed_and_named():
@@ -42,12 +42,18 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     assert bounds[("fixed", 3)] <= bounds[("fixed", 6)] <= bounds[("fixed", 11)]
     text = (tmp_path / "gap" / "probing_gap.md").read_text()
     assert "## Against the code length m" in text and "## Against the budget L" in text
+    # The markdown is rendered from the JSON alone, which records what its header shows.
+    assert text == report.render(os.path.join(outdir, "probing_gap.json"))
+    assert saved["machine"] in text and saved["command"] == "" and "Command:" not in text
 
     runs = os.path.join(outdir, "runs", options.tag, "m2")
     workdirs = [os.path.join(runs, "any_L", "dwsnet", "seed0"), os.path.join(runs, "L6", "interactive", "seed0")]
     analysis = permutation_analysis.make(workdirs, str(tmp_path / "perm"), num_snapshots=6, seed=0)
     for name in ("permutation_analysis.json", "permutation_analysis.md", "permutation_analysis.png"):
         assert os.path.getsize(tmp_path / "perm" / name) > 0
+    rendered = report.render(str(tmp_path / "perm" / "permutation_analysis.json"))
+    assert (tmp_path / "perm" / "permutation_analysis.md").read_text() == rendered
+    assert "| dwsnet | one_gate_rows |" in rendered and "| interactive | rank correlation |" in rendered
     correct = [r for r in analysis["rows"] if r["kind"] == "correct"]
     assert len(correct) == 4 and all(r["relative_change"] <= 1e-5 for r in correct)
     assert all(r["function_change"] < 1e-6 for r in correct)

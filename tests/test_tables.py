@@ -2,11 +2,12 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
 
-from experiments import references, tables, train
+from experiments import loss_correlation, references, report, tables, train
 from experiments import runs as runs_lib
 from weightspace import files
 from zoo_builder import build
@@ -43,6 +44,21 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     with open(outdir / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["kind"] for r in rows} == {"emulation", "supervised_performance", "oracle", "reference"}
+    # tables.md is rendered from results.json alone: the same tables as the records give, in the same row order.
+    saved = files.read_json(outdir / "results.json")
+    assert (saved["preset"], saved["seeds"], saved["command"]) == ("smoke", 2, "")
+    assert saved["figures"] == [os.path.basename(p) for p in result["figures"]] and saved["wall_s"] > 0
+    assert text == report.render(str(outdir / "results.json"))
+    records = loss_correlation.read_records(str(outdir))
+    markdown, cells = tables.build_tables(records, ("formal_languages",), encoders, True, True, with_references=True)
+    assert json.dumps(files.strict(cells)) == json.dumps(saved["cells"])
+    assert report.table_lines(saved["cells"]) == markdown.split("\n") and markdown in text
+    emulated = ["mechanistic | layerwise_statistics", "functionalist | noninteractive"]
+    expected = [*emulated, *(f"supervised, {row}" for row in emulated), "reference | readout"]
+    expected += ["reference | fixed_probe", "oracle | task"]
+    for table in text.split("### ")[1:]:
+        lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| group |")]
+        assert [" | ".join(line.removeprefix("| ").split(" | ")[:2]) for line in lines] == expected
     # The task oracle: its own row in every table, from its two seeds' runs, never marked best.
     oracle_rows = [line for line in text.splitlines() if line.startswith("| oracle | task |")]
     assert len(oracle_rows) == 8 and not any("**" in line for line in oracle_rows)
@@ -102,5 +118,5 @@ def test_undefined_metrics_are_null_in_json_and_n_a_in_tables(tmp_path):
     record = dict(dataset="d", encoder="e", kind="emulation", split="ood", predictor="mlp", metric="r2")
     records = [dict(record, value=None), dict(record, value=0.5)]
     values = tables.cell_values(records, "d", "e", "emulation", "ood", "mlp", "r2")
-    assert tables._format(values) == "n/a"
-    assert tables._format(values[1:]) == "0.500"
+    assert report.format_cell(tables.summary(values)) == "n/a"
+    assert report.format_cell(tables.summary(values[1:])) == "0.500"

@@ -1,0 +1,528 @@
+"""Every results table, rendered from the results file its command wrote; and the docs' copies of them, checked.
+
+  python -m experiments.report --outdir=DIR        # re-render every results file in DIR into its markdown
+  python -m experiments.report --docs              # rewrite every rendered block of the docs
+  python -m experiments.report --docs --check      # exit status 1 and a line per stale block; writes nothing
+
+Results come from runs, not from hand. Each command (`experiments.tables`, `probing_gap`,
+`permutation_analysis`, `loss_correlation`) writes a JSON results file that holds everything its
+markdown shows (the command, the machine, the wall time, the numbers), and the markdown is rendered
+from that file alone: no runs, no machine queries. A results file committed under
+`experiments/results/` therefore renders the same anywhere, and a doc (README.md, experiments/*.md,
+zoo_builder/*.md) shows a rendered table between two markers:
+
+  <!-- rendered from experiments/results/probing_gap_quick/probing_gap.json -->
+  ...
+  <!-- end rendered -->
+
+The block is the rendered markdown without its title line; with `, section "HEADING"` after the path
+(`<!-- rendered from PATH, section "HEADING" -->`) it is only the body under the heading whose text is
+HEADING (any level), up to the next heading of the same or a higher level. Paths are relative to the
+repository root. `tests/test_report.py` fails while any block differs from its render.
+"""
+
+import dataclasses
+import glob
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import references
+from weightspace import cli, encoders, errors, files, targets, tasks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The docs whose rendered blocks are checked, as globs relative to the repository root.
+DOCS = ("README.md", "experiments/*.md", "zoo_builder/*.md")
+START = re.compile(r'<!-- rendered from (?P<source>[^\s,]+)(?:, section "(?P<section>[^"]+)")? -->')
+END = "<!-- end rendered -->"
+HEADING = re.compile(r"(?P<level>#{1,6}) (?P<text>.*)")
+
+# The results tables' layout: each dataset's tables by split and probe, and its rows by kind, in this order.
+SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
+PREDICTORS = ("mlp", "linear")
+ROW_KINDS = ("emulation", "supervised", "reference", "oracle")
+# Rows that are bounds or references, not competitors: never a column's best.
+NOT_COMPETING = ("reference", "oracle")
+
+
+class ReportError(errors.UserError, ValueError):
+    """A results file with no renderer, or a doc's rendered block that is malformed or names what is not there."""
+
+
+def _text(lines: list[str]) -> str:
+    """Lines as a markdown file: joined, ending in exactly one newline."""
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _command(result: dict) -> list[str]:
+    """The command line of the invocation that wrote `result`, when it recorded one."""
+    return [f"Command: `{result['command']}`", ""] if result.get("command") else []
+
+
+def _machine(result: dict, before: str, after: str = "") -> str:
+    """`before` + the machine `result` was computed on + `after`, or "" when it recorded none."""
+    return f"{before}{result['machine']}{after}" if result.get("machine") else ""
+
+
+def _with_nan(row: dict) -> dict:
+    """A results row with its nulls back as NaN (JSON holds an undefined number as null), formatted as "nan"."""
+    return {key: float("nan") if value is None else value for key, value in row.items()}
+
+
+def _defined(cell: dict | None) -> bool:
+    """Whether a results-table cell holds a value (not missing, not an undefined metric)."""
+    return cell is not None and cell["mean"] is not None and math.isfinite(cell["mean"])
+
+
+def format_cell(cell: dict | None) -> str:
+    """A results-table cell {mean, std, n}: "-" missing, "n/a" undefined (a null or non-finite mean), else the
+    value of its one seed or mean ± std over its seeds."""
+    if cell is None:
+        return "-"
+    if not _defined(cell):
+        return "n/a"
+    if cell["n"] == 1:
+        return f"{cell['mean']:.3f}"
+    return f"{cell['mean']:.3f} ± {cell['std']:.3f}"
+
+
+def _table_title(dataset: str, split: str, predictor: str) -> str:
+    """E.g. "<dataset>, OOD split, trained snapshots, mlp probe": a table's heading (a docs block's section)."""
+    held_out, trained = split.removesuffix("_trained"), split.endswith("_trained")
+    name = "OOD" if held_out == "ood" else held_out
+    return f"{dataset}, {name} split{', trained snapshots' if trained else ''}, {predictor} probe"
+
+
+def _row_order(row: tuple[str, str]) -> tuple:
+    """Sort key of a table row (kind, name): by kind, then encoders in registry order, reference rows in theirs."""
+    kind, name = row
+    order = {"emulation": encoders.NAMES, "supervised": encoders.NAMES, "reference": references.ROWS}.get(kind, ())
+    return ROW_KINDS.index(kind), order.index(name) if name in order else len(order), name
+
+
+def _best(table: dict[tuple[str, str, str], dict | None], metric: str) -> float | None:
+    """The best defined value of `metric` among the competing rows of one table (None if there is none)."""
+    means = [
+        cell["mean"]
+        for (kind, _, m), cell in table.items()
+        if m == metric and kind not in NOT_COMPETING and _defined(cell)
+    ]
+    if not means:
+        return None
+    return min(means) if targets.lower_is_better(metric) else max(means)
+
+
+def table_lines(cells: dict[str, dict]) -> list[str]:
+    """The results tables of `cells` {"dataset/split/predictor/kind/name/metric": {mean, std, n}}.
+
+    One table per dataset, split and probe; a row per (kind, name) among the dataset's cells, a column per
+    metric of its family's `table_columns`; the best competing value of each column in bold.
+    """
+    by_dataset: dict[str, dict[tuple[str, ...], dict]] = {}
+    for key, cell in cells.items():
+        dataset, *rest = key.split("/")
+        by_dataset.setdefault(dataset, {})[tuple(rest)] = cell
+    lines = []
+    for dataset, at in by_dataset.items():
+        columns = tasks.FAMILIES[dataset].table_columns
+        rows = sorted({(kind, name) for _, _, kind, name, _ in at}, key=_row_order)
+        for split in SPLITS:
+            for predictor in PREDICTORS:
+                table = {
+                    (kind, name, metric): at.get((split, predictor, kind, name, metric))
+                    for kind, name in rows
+                    for metric, _ in columns
+                }
+                best = {metric: _best(table, metric) for metric, _ in columns}
+                lines += [f"### {_table_title(dataset, split, predictor)}", ""]
+                lines.append("| group | encoder | " + " | ".join(header for _, header in columns) + " |")
+                lines.append("|---|---|" + "---|" * len(columns))
+                for kind, name in rows:
+                    group = encoders.GROUPS.get(name, "")
+                    group = {"emulation": group, "supervised": f"supervised, {group}"}.get(kind, kind)
+                    texts = []
+                    for metric, _ in columns:
+                        cell = table[(kind, name, metric)]
+                        text = format_cell(cell)
+                        if kind not in NOT_COMPETING and _defined(cell) and np.isclose(cell["mean"], best[metric]):
+                            text = f"**{text}**"
+                        texts.append(text)
+                    lines.append(f"| {group} | {name} | " + " | ".join(texts) + " |")
+                lines.append("")
+    return lines
+
+
+TABLES_ROWS_AND_COLUMNS = (
+    "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
+    "scored by their own head; the oracle, an emulator conditioned on the exact task instead of an "
+    "encoder's embedding, bounds emulation and cloning and is never marked best). Reference rows, never "
+    "marked best, need no learned encoder: readout reads each target off the LSTM's behaviour by its "
+    "definition (no learning, the same in every probe's table; '-' where a target has none), fixed_probe "
+    "is the named probe on the LSTM's outputs along a fixed, hand-written probing set. Columns: downstream "
+    "targets of LSTMs of held-out tasks, predicted from the "
+    "frozen embedding by the named probe fitted on the train split; the trained-snapshot tables score the "
+    "same probes on the later half of the snapshot steps only. Cloning Δ (mean |performance of the "
+    "original - performance of its clone|), good clones (of the cloned snapshots whose original does its "
+    "task, performance >= 0.5, the fraction whose clone does too), the emulation loss and the boundary loss "
+    "(on the positions where the task shows) do not depend on the probe. "
+    "Mean ± std over seeds; best per column in bold; n/a where a metric is undefined (R² of a target "
+    "that is constant on the split)."
+)
+
+
+def tables_markdown(result: dict) -> str:
+    """`tables.md` from `results.json` (experiments.tables): how it was made, every table, the figures."""
+    lines = ["# Results", "", *_command(result)]
+    lines.append(f"Preset: {result['preset']}; seeds: {result['seeds']}{_machine(result, '; machine: ')}.")
+    if "wall_s" in result:
+        lines.append(
+            "Wall time of this invocation (the runs it had to do, their evaluation, the figures): "
+            f"{result['wall_s']:.0f} s."
+        )
+    lines += ["", TABLES_ROWS_AND_COLUMNS, "", *table_lines(result["cells"])]
+    if result.get("figures"):
+        lines.append("Figures: " + ", ".join(result["figures"]))
+    return _text(lines)
+
+
+def _probing_gap_table(
+    rows: list[dict], key: str, label: str, learned: list[str], reference_names: list[str]
+) -> list[str]:
+    """Label / code accuracy of every reader (learned encoders, then references) and the references' bounds, a row
+    per value of `key` (the code length m or the budget L)."""
+    names, rows = [*learned, *reference_names], [_with_nan(r) for r in rows]
+    lines = [
+        f"| {label} | "
+        + " | ".join(f"{n}: label / code" for n in names)
+        + f" | bounds: {' / '.join(reference_names)} |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for point in sorted({r[key] for r in rows}):
+        at = {r["row"]: r for r in rows if r[key] == point}
+        cells = []
+        for name in names:
+            r = at.get(name)
+            if r is None or "label_accuracy" not in r:
+                cells.append("-")
+                continue
+            std = f" ± {r['label_accuracy_std']:.2f}" if r.get("seeds", 1) > 1 else ""
+            cells.append(f"{r['label_accuracy']:.2f}{std} / {r['code_accuracy']:.2f}")
+        bounds = (
+            " / ".join(f"{at[r]['bound']:.2f}" for r in reference_names)
+            if all(r in at for r in reference_names)
+            else "-"
+        )
+        lines.append(f"| {point} | " + " | ".join(cells) + f" | {bounds} |")
+    return lines
+
+
+def probing_gap_markdown(result: dict) -> str:
+    """`probing_gap.md` from `probing_gap.json` (experiments.probing_gap): accuracy against m and against L."""
+    plan, labels = result["plan"], result["plan"]["num_labels"]
+    readers = (result["encoders"], result["references"])
+    zoos = "; ".join(
+        f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
+        f"{z['ood_trained']} held-out ones do"
+        for z in result["zoos"]
+    )
+    return _text(
+        [
+            "# The probing gap on combination locks",
+            "",
+            *_command(result),
+            f"Preset: {result['preset']}; options: {result['options']}; seeds: {result['seeds']}"
+            f"{_machine(result, '; machine: ')}.",
+            f"Wall time of this invocation: {result['wall_s']:.0f} s.",
+            "",
+            "Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock "
+            f"({result['subset']}, {result['predictor']} probe for the encoders; references read with no learning, "
+            f"guessing uniformly where they read nothing). Chance: label {1 / labels:.2f}. Bounds: the "
+            "guess-adjusted fraction of locks the budget covers.",
+            "",
+            f"Zoos: {zoos}",
+            "",
+            f"## Against the code length m (L = {plan['budget']})",
+            "",
+            *_probing_gap_table(result["by_code_length"], "code_length", "m", *readers),
+            "",
+            f"## Against the budget L (m = {plan['sweep_code_length']})",
+            "",
+            *_probing_gap_table(result["by_budget"], "budget", "L", *readers),
+        ]
+    )
+
+
+def permutation_analysis_markdown(result: dict) -> str:
+    """`permutation_analysis.md` from `permutation_analysis.json` (experiments.permutation_analysis): a row per
+    run and kind of permutation, the embedding's relative change as initialised and trained."""
+    rows, kinds = [_with_nan(r) for r in result["rows"]], result["kinds"]
+    lines = [
+        "# Symmetry sensitivity",
+        "",
+        *_command(result),
+        f"{_machine(result, 'Machine: ', '. ')}Sample: {rows[0]['snapshots']} held-out snapshots per run "
+        f"(seed {result['seed']}).",
+        "",
+        "Relative change: mean ‖E(θ) - E(Pθ)‖ over the sample / mean ‖E(θ) - E(θ')‖ between different snapshots. "
+        "Function change: total variation between the outputs of θ and Pθ on θ's stored sequences. Rank "
+        "correlation: Spearman, per snapshot, between the embedding change and the function change over every "
+        "incorrect kind.",
+        "",
+        "Kinds: " + "; ".join(f"`{kind}`: {description}" for kind, description in kinds.items()) + ".",
+        "",
+        "| run | kind | function change | relative change, init | relative change, trained | trained / init |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["run"] for r in rows):
+        by = {(r["state"], r["kind"]): r for r in rows if r["run"] == name}
+        for kind in kinds:
+            init, trained = by[("init", kind)], by[("trained", kind)]
+            ratio = (
+                trained["relative_change"] / init["relative_change"] if init["relative_change"] > 0 else float("nan")
+            )
+            lines.append(
+                f"| {name} | {kind} | {init['function_change']:.4f} | {init['relative_change']:.2e} | "
+                f"{trained['relative_change']:.2e} | {ratio:.2f} |"
+            )
+        lines.append(
+            f"| {name} | rank correlation | | {by[('init', 'correct')]['rank_correlation']:.2f} | "
+            f"{by[('trained', 'correct')]['rank_correlation']:.2f} | |"
+        )
+    return _text(lines)
+
+
+def _loss_split_name(split: str) -> str:
+    return "OOD" if split == "ood" else split
+
+
+def loss_correlation_markdown(result: dict) -> str:
+    """`loss_correlation.md` from `loss_correlation.json` (experiments.loss_correlation): a table per dataset of
+    the rank correlation between each run's emulation loss (a column per loss split) and each score."""
+    loss_splits = list(dict.fromkeys(r["loss_split"] for dataset in result.values() for r in dataset["rows"]))
+    lines = [
+        "# Does the emulation loss predict usefulness?",
+        "",
+        "Spearman's rank correlation, over every run trained by emulation (encoders x seeds), between the "
+        "run's emulation loss (eval, OOD) and each downstream score (MLP probe). Oriented: positive means "
+        "lower loss, better score. Source: results.csv of this directory.",
+        "",
+    ]
+    for dataset, correlation in result.items():
+        lines += [
+            f"## {dataset} ({correlation['runs']} runs)",
+            "",
+            "| score | split | " + " | ".join(f"rho with {_loss_split_name(s)} loss" for s in loss_splits) + " |",
+            "|---|---|" + "---|" * len(loss_splits),
+        ]
+        rho = {(r["split"], r["metric"], r["loss_split"]): _with_nan(r)["rho"] for r in correlation["rows"]}
+        headers = {(r["split"], r["metric"]): r["header"] for r in correlation["rows"] if r["loss_split"] == "ood"}
+        for (split, metric), header in headers.items():
+            cells = [rho.get((split, metric, s), float("nan")) for s in loss_splits]
+            lines.append(f"| {header} | {split} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+        lines.append("")
+    return _text(lines)
+
+
+# Each results file's renderer and the markdown file it renders into, by the results file's name.
+RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
+    "results.json": (tables_markdown, "tables.md"),
+    "probing_gap.json": (probing_gap_markdown, "probing_gap.md"),
+    "permutation_analysis.json": (permutation_analysis_markdown, "permutation_analysis.md"),
+    "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
+}
+
+
+def _renderer(path: str) -> tuple[Callable[[dict], str], str]:
+    name = os.path.basename(path)
+    if name not in RENDERERS:
+        raise ReportError(f"{path}: no renderer for a results file named {name!r}; known: {', '.join(RENDERERS)}.")
+    return RENDERERS[name]
+
+
+def render(path: str) -> str:
+    """The markdown of the results file at `path`, by the renderer of its name."""
+    renderer, _ = _renderer(path)
+    return renderer(files.read_json(path))
+
+
+def rerender(path: str) -> str:
+    """Writes the markdown of the results file at `path` beside it; returns the markdown's path."""
+    markdown = os.path.join(os.path.dirname(path), _renderer(path)[1])
+    files.write_text(markdown, render(path))
+    logging.info("Wrote %s.", markdown)
+    return markdown
+
+
+def write(path: str, result: dict) -> str:
+    """Writes `result` to the results file at `path` and its markdown beside it; returns the markdown's path.
+
+    The markdown is rendered from the file as written, so it is what a later `rerender` gives.
+    """
+    _renderer(path)  # an unknown name fails before anything is written
+    files.write_json(path, result)
+    return rerender(path)
+
+
+def rerender_directory(outdir: str) -> list[str]:
+    """Rewrites the markdown of every results file in `outdir`; returns the markdown files' paths."""
+    paths = [os.path.join(outdir, name) for name in RENDERERS if os.path.isfile(os.path.join(outdir, name))]
+    if not paths:
+        raise ReportError(f"No results file ({', '.join(RENDERERS)}) in {outdir}.")
+    return [rerender(path) for path in paths]
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A rendered block of a doc: the lines between its markers, and what they are rendered from.
+
+    Attributes:
+      doc: the doc's path, relative to the repository root.
+      start, end: the indices of its start and end marker lines in the doc.
+      source: the results file, relative to the repository root.
+      section: the heading whose body the block shows ("" for the whole markdown but its title).
+    """
+
+    doc: str
+    start: int
+    end: int
+    source: str
+    section: str
+
+    def __str__(self) -> str:
+        section = f', section "{self.section}"' if self.section else ""
+        return f"{self.doc}:{self.start + 1}: the block rendered from {self.source}{section}"
+
+
+def blocks(doc: str, lines: list[str]) -> list[Block]:
+    """The rendered blocks of a doc's `lines`; a malformed, nested or unterminated block is a `ReportError`.
+
+    Markers in fenced code (a doc showing the syntax) are text, not blocks.
+    """
+    found, opened, fenced = [], None, False
+    for index, line in enumerate(line.rstrip() for line in lines):
+        where = f"{doc}:{index + 1}"
+        if opened is None and line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if fenced:
+            continue
+        marker = START.fullmatch(line)
+        if line.startswith("<!-- rendered") and not marker:
+            raise ReportError(
+                f"{where}: malformed marker {line!r}; write <!-- rendered from PATH --> or "
+                '<!-- rendered from PATH, section "HEADING" -->.'
+            )
+        if marker:
+            if opened is not None:
+                raise ReportError(f"{where}: a block opens inside {opened}; close that one first with {END}.")
+            opened = Block(doc, index, -1, marker["source"], marker["section"] or "")
+        elif line == END:
+            if opened is None:
+                raise ReportError(f"{where}: {END} closes no block.")
+            found.append(dataclasses.replace(opened, end=index))
+            opened = None
+    if opened is not None:
+        raise ReportError(f"{opened} has no {END}.")
+    return found
+
+
+def _strip_blank(lines: list[str]) -> list[str]:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return lines
+
+
+def section(markdown: str, heading: str) -> list[str] | None:
+    """The lines under the heading whose text is `heading` (any level), up to the next heading of the same or a
+    higher level; with `heading` "", every line but the first H1 title. None when no heading or several match."""
+    lines = markdown.splitlines()
+    if not heading:
+        title = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+        return _strip_blank(lines if title is None else lines[:title] + lines[title + 1 :])
+    headings = [(i, m) for i, m in ((i, HEADING.fullmatch(line)) for i, line in enumerate(lines)) if m]
+    matches = [(i, len(m["level"])) for i, m in headings if m["text"].strip() == heading]
+    if len(matches) != 1:
+        return None
+    start, level = matches[0]
+    end = next((i for i, m in headings if i > start and len(m["level"]) <= level), len(lines))
+    return _strip_blank(lines[start + 1 : end])
+
+
+def _block_lines(root: str, block: Block, rendered: dict[str, str]) -> list[str]:
+    """What `block` should hold, rendering each results file once (`rendered`: path -> markdown)."""
+    path = os.path.join(root, block.source)
+    if os.path.basename(path) not in RENDERERS or not os.path.isfile(path):
+        known = ", ".join(RENDERERS)
+        raise ReportError(f"{block}: no such results file (a path from the repository root, named one of {known}).")
+    if path not in rendered:
+        rendered[path] = render(path)
+    lines = section(rendered[path], block.section)
+    if lines is None:
+        raise ReportError(f"{block}: its markdown has no single heading {block.section!r}.")
+    return lines
+
+
+def doc_paths(root: str) -> list[str]:
+    """The docs whose rendered blocks are checked, relative to `root`."""
+    return [os.path.relpath(path, root) for pattern in DOCS for path in sorted(glob.glob(os.path.join(root, pattern)))]
+
+
+def _docs(root: str) -> list[tuple[str, list[str], list[Block]]]:
+    """Every doc as (path, its lines re-rendered, the blocks that differed)."""
+    rendered, out = {}, []
+    for doc in doc_paths(root):
+        with open(os.path.join(root, doc)) as f:
+            lines = f.read().splitlines()
+        new, stale, copied = [], [], 0
+        for block in blocks(doc, lines):
+            body = _block_lines(root, block, rendered)
+            if lines[block.start + 1 : block.end] != body:
+                stale.append(block)
+            new += lines[copied : block.start + 1] + body
+            copied = block.end
+        out.append((doc, new + lines[copied:], stale))
+    return out
+
+
+def check_docs(root: str = REPO) -> list[str]:
+    """A line per rendered block of the docs under `root` that differs from its render (none when all agree)."""
+    return [f"{block} differs from its render" for _, _, stale in _docs(root) for block in stale]
+
+
+def rewrite_docs(root: str = REPO) -> list[str]:
+    """Rewrites every rendered block of the docs under `root` from its results file; returns the blocks changed."""
+    changed = []
+    for doc, lines, stale in _docs(root):
+        if stale:
+            files.write_text(os.path.join(root, doc), "\n".join(lines) + "\n")
+            changed += [str(block) for block in stale]
+    return changed
+
+
+def main(argv):
+    del argv
+    if bool(flags.FLAGS.outdir) == flags.FLAGS.docs or (flags.FLAGS.check and not flags.FLAGS.docs):
+        raise ReportError("Pass --outdir=DIR (re-render its results files) or --docs [--check] (the docs' blocks).")
+    if flags.FLAGS.outdir:
+        rerender_directory(flags.FLAGS.outdir)
+    elif flags.FLAGS.check:
+        stale = check_docs()
+        for line in stale:
+            print(f"{line}; run python -m experiments.report --docs")
+        sys.exit(1 if stale else 0)
+    else:
+        for line in rewrite_docs():
+            print(f"Rewrote {line}")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("outdir", "", "Re-render every results file in this directory into its markdown.")
+    flags.DEFINE_bool("docs", False, "Rewrite every rendered block of the docs from its results file.")
+    flags.DEFINE_bool("check", False, "With --docs: write nothing, name each block that differs, exit status 1.")
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
