@@ -147,7 +147,7 @@ def _probe_prior(config: ml_collections.ConfigDict) -> None:
 
 
 # Named departures from the paper, added to a preset in the config argument
-# (`configs/interactive.py:quick,condition_every,probe_prior`); README "What it takes to read the task":
+# (`configs/interactive.py:quick,condition_every,probe_prior`); experiments/RESULTS.md, "Reading the exact task":
 # * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
 # * probe_prior (formal languages): the probing encoders' probes start on the family's real strings
 #   (`prior_scale` 3) instead of random token mixtures.
