@@ -3,6 +3,7 @@
 Workdir layout:
   config.json              the run's config
   zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
+  devices.json             the devices it trains on (a resume must run on the same)
   split.json               the task split (tasks and sizes of train / eval / OOD)
   metrics.jsonl            one JSON object per log or eval step (a resume drops the rows it replays)
   tensorboard/             the same scalars as TensorBoard event files, to watch (weightspace/tensorboard.py)
@@ -186,6 +187,30 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "Use a new workdir, or the recorded values."
             )
     return current
+
+
+# The file in a workdir that records the devices a run trains on, at its first start.
+RUN_DEVICES = "devices.json"
+
+
+def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) -> None:
+    """Refuses to resume a run on other devices ({"num_devices", "backend"}) than it started on.
+
+    A data-parallel step sums its batch in another order on another device count, and another backend
+    rounds differently: the resumed run would not be the uninterrupted one. Runs from before the record
+    resume unchecked.
+    """
+    path = os.path.join(workdir, RUN_DEVICES)
+    if resumed is None or not os.path.exists(path):
+        return
+    recorded = files.read_json(path)
+    if recorded != devices:
+        count, backend = recorded["num_devices"], recorded["backend"]
+        raise TrainingError(
+            f"The run in {workdir} started on {count} {backend} devices ({path}); resumed on "
+            f"{devices['num_devices']} {devices['backend']} devices it would not be the uninterrupted run. "
+            f"Resume on {count} {backend} devices (on CPU: --cpu_devices={count}), or use a new workdir."
+        )
 
 
 def resumed_step(workdir: str) -> int | None:

@@ -217,8 +217,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     # Refuses a corrupt or non-finite zoo before the run writes anything.
     the_zoo = zoo.load(identity["path"], on_disk=config.train.zoo_on_disk)
     trainer = Trainer(config, the_zoo)
+    devices = {"num_devices": trainer.mesh.size, "backend": jax.default_backend()}
+    runs.check_devices(workdir, devices, resumed)
     split = trainer.run.split
     multihost.write_json(os.path.join(workdir, "config.json"), recorded_config)
+    multihost.write_json(os.path.join(workdir, runs.RUN_DEVICES), devices)
     multihost.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     multihost.write_json(os.path.join(workdir, "split.json"), described)

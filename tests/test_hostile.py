@@ -75,6 +75,16 @@ def smoke_run(smoke_zoo, tmp_path_factory):
     return workdir
 
 
+def _resume_command(workdir, num_steps):
+    """experiments.main resuming the smoke run copied to `workdir` (its own zoo, its cadence)."""
+    config = json.loads((workdir / "config.json").read_text())
+    return [
+        *TRAIN, f"--workdir={workdir}", f"--config.zoo.path={config['zoo']['path']}",
+        f"--config.train.num_steps={num_steps}", "--config.train.checkpoint_every_steps=2",
+        "--config.eval.every_steps=2",
+    ]  # fmt: skip
+
+
 def _copy_zoo(smoke_zoo, tmp_path):
     copy = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, copy)
@@ -119,11 +129,7 @@ def test_3_a_flipped_byte_in_the_latest_checkpoint_resumes_from_the_previous_one
     content = bytearray(file.read_bytes())
     content[len(content) // 2] ^= 0xFF
     file.write_bytes(bytes(content))
-    config = json.loads((workdir / "config.json").read_text())
-    result = _entry_point(
-        *TRAIN, f"--workdir={workdir}", f"--config.zoo.path={config['zoo']['path']}", "--config.train.num_steps=4",
-        "--config.train.checkpoint_every_steps=2", "--config.eval.every_steps=2",
-    )  # fmt: skip
+    result = _entry_point(*_resume_command(workdir, 4))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Checkpoint step 4 in" in result.stderr and "is damaged" in result.stderr
     assert "Resuming from step 2" in result.stderr
@@ -145,12 +151,20 @@ def test_7_10_bad_builder_values_are_refused_before_anything_is_written(override
     _refused(tmp_path, [*BUILD, f"--workdir={tmp_path / 'build'}", override], "BuildError", message)
 
 
-def test_8_a_resume_on_another_device_count_is_refused(smoke_zoo, tmp_path):
+def test_8_a_build_resumed_on_another_device_count_is_refused(smoke_zoo, tmp_path):
     workdir = tmp_path / "build"
     workdir.mkdir()
     build.check_config(formal_languages.get_config("smoke"), str(workdir))
     (workdir / "layout.json").write_text(json.dumps({"group_size": 2, "num_devices": 2, "backend": "cpu"}))
     _refused(tmp_path, [*BUILD, f"--workdir={workdir}", "--cpu_devices=1"], "BuildError", "--cpu_devices=2")
+
+
+def test_8_a_run_resumed_on_other_devices_is_refused(smoke_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir)
+    assert json.loads((workdir / "devices.json").read_text()) == {"num_devices": 1, "backend": "cpu"}
+    (workdir / "devices.json").write_text(json.dumps({"num_devices": 2, "backend": "cpu"}))  # as if started on 2
+    _refused(tmp_path, _resume_command(workdir, 6), "TrainingError", r"started on 2 cpu devices .*--cpu_devices=2")
 
 
 def test_11_a_workdir_under_a_file_is_one_line(tmp_path):

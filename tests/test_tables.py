@@ -96,9 +96,13 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
-    # Runs made with another preset variant are not reused under its name: the differing keys are named.
+    # Runs made with another preset variant are not reused under its name: the differing keys are named,
+    # and nothing in the output directory changes.
+    contents = lambda: {p: p.read_bytes() for p in outdir.rglob("*") if p.is_file() and ".lock" not in p.name}
+    before = contents()
     with pytest.raises(runs_lib.TrainingError, match=r"holds a run with another config.*emulator\.condition"):
         tables.make_tables(str(outdir), "smoke,condition_every", ("formal_languages",), 2, encoders)
+    assert contents() == before
 
 
 def test_unknown_encoder_is_named(tmp_path):
