@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments import cloning, context, objectives, runs
+from experiments import batches, cloning, context, runs
 from weightspace import cli, dataset, files, multihost, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
@@ -167,10 +167,10 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     graphdef, params, other = nnx.split(model, nnx.Param, ...)
     state = jax.device_put({"params": params, "other": other}, sharding.replicated(mesh))
     on_disk = config.train.zoo_on_disk
-    arrays = objectives.run_arrays(run.objective, the_zoo, mesh, on_disk)
-    read_rows = objectives.row_reader(arrays, sharding.split(mesh), on_disk)
-    batches = objectives.fixed_batches(run, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
-    losses = objectives.split_losses(run, graphdef, mesh, state, read_rows, batches)
+    arrays = batches.run_arrays(run.objective, the_zoo, mesh, on_disk)
+    read_rows = batches.row_reader(arrays, sharding.split(mesh), on_disk)
+    fixed = batches.fixed_batches(run.split, run.config, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
+    losses = batches.split_losses(run.objective, graphdef, mesh, state, read_rows, fixed)
     result = {
         "checkpoint_step": step,
         "evaluate": config.evaluate.to_dict(),
@@ -182,7 +182,7 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
         "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
         "probes": probe_scores(run.targets, embeddings, run.split["train"], subsets, config.evaluate.seed),
     }
-    extras = run.objective.evaluation(model, run, the_zoo, embeddings, subsets)
+    extras = run.objective.evaluation(model, the_zoo, run.split, embeddings, subsets, run.config.evaluate)
     result["probes"].update(extras.pop("probes", {}))
     result.update(extras)
     if not multihost.is_primary():

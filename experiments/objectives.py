@@ -14,23 +14,17 @@ Nothing else in experiments/ asks which objective a run has.
 """
 
 import dataclasses
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
-from experiments import cloning
+from experiments import batches, cloning
 from experiments.model import Model, SupervisedModel, make_model
-from weightspace import dataset, losses, lstm, multihost, sharding, targets, tasks, zoo
+from weightspace import losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
-
-if TYPE_CHECKING:  # the context holds an objective: imported for annotations only
-    from experiments.context import RunContext
 
 EMULATION, SUPERVISED, ORACLE = "emulation", "supervised", "oracle"
 # The predictor name under which a supervised run's evaluation reports its own head's scores.
@@ -89,10 +83,11 @@ class Emulation:
             "boundary_loss": (loss_fn(logits, target, boundary) * jnp.sum(boundary), jnp.sum(boundary)),
         }
 
-    def evaluation(self, model: Model, run: "RunContext", the_zoo: zoo.Zoo, embeddings: np.ndarray, subsets) -> dict:
-        """What the downstream evaluation adds: cloning (`experiments.cloning`)."""
-        config = run.config.evaluate
-        return {"cloning": cloning.report(model, run.family, the_zoo, run.split, embeddings, config)}
+    def evaluation(
+        self, model: Model, the_zoo: zoo.Zoo, split: dict[str, np.ndarray], embeddings: np.ndarray, subsets, settings
+    ) -> dict:
+        """What the downstream evaluation adds: cloning (`experiments.cloning`, `settings` = config.evaluate)."""
+        return {"cloning": cloning.report(model, self.family, the_zoo, split, embeddings, settings)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -145,10 +140,16 @@ class Supervised:
         return {"loss": (self.loss(model, batch, mask) * count, count)}
 
     def evaluation(
-        self, model: SupervisedModel, run: "RunContext", the_zoo: zoo.Zoo, embeddings: np.ndarray, subsets
+        self,
+        model: SupervisedModel,
+        the_zoo: zoo.Zoo,
+        split: dict[str, np.ndarray],
+        embeddings: np.ndarray,
+        subsets,
+        settings,
     ) -> dict:
         """What the downstream evaluation adds: the head's own scores on its target, as predictor "head"."""
-        outputs = apply_in_batches(model, the_zoo.params)
+        outputs = batches.apply_in_batches(model, the_zoo.params)
         return {"probes": {HEAD: targets.subset_scores(self.target, self.target.decode(outputs), subsets)}}
 
 
@@ -199,82 +200,3 @@ def make(
         target = named_target("oracle.target", config.oracle.target, oracle_choices(all_targets))
         return Oracle(family, config.loss, token_loss, target)
     return Emulation(family, config.loss, token_loss)
-
-
-def fixed_batches(run: "RunContext", num_sequences: int, names: tuple[str, ...]) -> dict[str, list]:
-    """Deterministic evaluation batches covering every snapshot of the named splits once."""
-    return {
-        name: dataset.fixed_batches(run.split[name], run.config.eval.batch_size, num_sequences, run.config.split.seed)
-        for name in names
-    }
-
-
-# Reads the rows (`dataset.take`) of one fixed batch, given its (snapshots [B], sequences [B]), placed on a mesh.
-RowReader = Callable[[np.ndarray, np.ndarray], PyTree]
-
-_take_on_device = jax.jit(dataset.take)
-
-
-def run_arrays(objective: "Objective", the_zoo: zoo.Zoo, mesh: jax.sharding.Mesh, on_disk: bool) -> PyTree:
-    """What a run's steps read: the zoo and what `objective` adds (`device_arrays`).
-
-    Placed on every device of `mesh` once (by every process of a multi-process job), or with `on_disk`
-    left on the host, the zoo in its files (`zoo.load(on_disk=True)`).
-    """
-    arrays = objective.device_arrays(dataset.zoo_arrays(the_zoo))
-    return arrays if on_disk else multihost.put(arrays, sharding.replicated(mesh))
-
-
-def row_reader(arrays: PyTree, placement: jax.sharding.Sharding, on_disk: bool) -> RowReader:
-    """How the fixed batches' rows are read from a run's `arrays`.
-
-    Gathered on device from arrays placed there, or with `on_disk` read on the host from the zoo's files
-    (`dataset.read`) and placed on `placement`.
-    """
-    if on_disk:
-        return lambda snapshots, sequences: multihost.put(dataset.read(arrays, snapshots, sequences), placement)
-    return lambda snapshots, sequences: _take_on_device(arrays, jnp.asarray(snapshots), jnp.asarray(sequences))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def batch_sums(objective, graphdef, mesh, state, rows, mask) -> dict[str, tuple]:
-    """The objective's sums over one fixed batch's rows, the model in eval mode (no dropout)."""
-    model = nnx.merge(graphdef, state["params"], state["other"])
-    model.eval()
-    batch = sharding.constrain(dataset.assemble(rows, objective.family), sharding.split(mesh))
-    return objective.eval_sums(model, batch, mask)
-
-
-def split_losses(
-    run: "RunContext", graphdef, mesh, state, read_rows: RowReader, batches: dict[str, list]
-) -> dict[str, float]:
-    """The mean losses over each split's fixed batches: {"<split>_loss": float[, "<split>_boundary_loss": float]}."""
-    means = {}
-    for name, split_batches in batches.items():
-        sums = jax.device_get([
-            batch_sums(run.objective, graphdef, mesh, state, read_rows(snapshots, sequences), jnp.asarray(mask))
-            for snapshots, sequences, mask in split_batches
-        ])  # fmt: skip
-        for kind in sums[0]:
-            total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))
-            means[f"{name}_{kind}"] = total / max(1.0, count)
-    return means
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(graphdef: nnx.GraphDef, state: nnx.State, inputs: PyTree) -> jax.Array:
-    return nnx.merge(graphdef, state)(inputs)
-
-
-def apply_in_batches(module: nnx.Module, inputs: PyTree, batch_size: int = 256) -> np.ndarray:
-    """`module(inputs)` [N, ...] for inputs with a leading axis [N, ...], `batch_size` at a time (one compile).
-
-    Inputs may be a zoo's arrays kept on disk: each batch is read from the files (`zoo.take_rows`).
-    """
-    graphdef, state = nnx.split(module)
-    num = len(jax.tree.leaves(inputs)[0])
-    batches = (np.arange(i, min(i + batch_size, num)) for i in range(0, num, batch_size))
-    return np.concatenate([
-        np.asarray(_apply(graphdef, state, jax.tree.map(lambda x, rows=rows: zoo.take_rows(x, rows), inputs)))
-        for rows in batches
-    ])  # fmt: skip

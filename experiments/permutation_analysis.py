@@ -35,7 +35,7 @@ import matplotlib
 import numpy as np
 from absl import app, flags
 
-from experiments import context, objectives, report, runs, tables
+from experiments import batches, context, report, runs, tables
 from weightspace import cli, losses, lstm, symmetry, targets, zoo
 from weightspace.types import Params, PRNGKey
 
@@ -149,7 +149,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     rows, points = [], {}
     for state in STATES:
         encoder = runs.load_model(workdir, "init" if state == "init" else "best").encoder
-        embed = lambda p, encoder=encoder: objectives.apply_in_batches(encoder, p)
+        embed = lambda p, encoder=encoder: batches.apply_in_batches(encoder, p)
         base = embed(params)
         scale = float(np.mean(np.linalg.norm(base - base[other], axis=1)))
         moved = {kind: np.linalg.norm(base - embed(variants[kind]), axis=1) for kind in KINDS}

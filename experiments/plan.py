@@ -3,7 +3,7 @@
   python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100
 
 Nothing is trained: the run's own jitted train step and evaluation batch (`train.Trainer`,
-`objectives.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
+`batches.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
 data-parallel when N > 1, on abstract inputs (`weightspace.planning` says what is counted and what
 is assumed). The zoo's shapes come from the zoo itself when it is built, else from its builder
 config (`zoo_builder.plan.abstract_zoo`). With `--config.train.zoo_on_disk=true` the step takes its
@@ -38,7 +38,7 @@ def _zoo(config: ml_collections.ConfigDict):
 
 def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float) -> str:
     """The plan of training `config` on every (CPU) device of this process, standing for devices like `on`."""
-    from experiments import objectives, train
+    from experiments import batches, train
     from weightspace import dataset, sharding
 
     devices = jax.device_count()
@@ -65,7 +65,7 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     batch = config.eval.batch_size
     eval_batches = sum(-(-len(run.split[name]) // batch) for name in dataset.HELD_OUT)
     eval_cost = planning.step_cost(
-        jax.jit(lambda *args: objectives.batch_sums(run.objective, trainer.graphdef, trainer.mesh, *args)),
+        jax.jit(lambda *args: batches.batch_sums(run.objective, trainer.graphdef, trainer.mesh, *args)),
         state, rows(batch), placed(np.zeros(batch, bool)),
     )  # fmt: skip
     num_steps = config.train.num_steps

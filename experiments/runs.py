@@ -28,7 +28,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import context, objectives
+from experiments import batches, context, objectives
 from experiments.model import Model, SupervisedModel, TargetOracle, initial_state, make_optimizer
 from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
 from weightspace.errors import UserError
@@ -281,7 +281,7 @@ def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | st
     """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
     model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
-    return objectives.apply_in_batches(model.encoder, encoder_inputs(model, the_zoo), batch_size)
+    return batches.apply_in_batches(model.encoder, encoder_inputs(model, the_zoo), batch_size)
 
 
 def encoder_inputs(model: Model | SupervisedModel, the_zoo: zoo.Zoo) -> PyTree:

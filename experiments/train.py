@@ -21,7 +21,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from experiments import context, objectives, runs
+from experiments import batches, context, runs
 from experiments.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
@@ -68,12 +68,12 @@ class Trainer:
         return multihost.put(tree, sharding.replicated(self.mesh))
 
     def zoo_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
-        """What the steps read (`objectives.run_arrays`): placed on the mesh, or left on disk."""
-        return objectives.run_arrays(self.objective, the_zoo, self.mesh, self.on_disk)
+        """What the steps read (`batches.run_arrays`): placed on the mesh, or left on disk."""
+        return batches.run_arrays(self.objective, the_zoo, self.mesh, self.on_disk)
 
-    def row_reader(self, arrays: PyTree) -> objectives.RowReader:
+    def row_reader(self, arrays: PyTree) -> batches.RowReader:
         """How the rows of a fixed batch are read from `zoo_arrays`: on device, or from disk and placed."""
-        return objectives.row_reader(arrays, sharding.split(self.mesh), self.on_disk)
+        return batches.row_reader(arrays, sharding.split(self.mesh), self.on_disk)
 
     def _keys(self, step: jax.Array) -> jax.Array:
         """The keys of step `step` [2]: its batch's draw, its augmentation."""
@@ -136,9 +136,9 @@ class Trainer:
 
         return prefetch.Prefetcher(produce, first, stop)
 
-    def split_losses(self, state: PyTree, read_rows: objectives.RowReader, batches: dict[str, list]) -> dict:
-        """The objective's mean losses over each split's fixed batches (`objectives.split_losses`)."""
-        return objectives.split_losses(self.run, self.graphdef, self.mesh, state, read_rows, batches)
+    def split_losses(self, state: PyTree, read_rows: batches.RowReader, eval_batches: dict[str, list]) -> dict:
+        """The objective's mean losses over each split's fixed batches (`batches.split_losses`)."""
+        return batches.split_losses(self.objective, self.graphdef, self.mesh, state, read_rows, eval_batches)
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -227,7 +227,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     multihost.write_json(os.path.join(workdir, "split.json"), described)
     arrays = trainer.zoo_arrays(the_zoo)
     read_rows = trainer.row_reader(arrays)
-    eval_batches = objectives.fixed_batches(trainer.run, the_zoo.sequences.shape[1], dataset.HELD_OUT)
+    eval_batches = batches.fixed_batches(split, config, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
     latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
     best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
