@@ -28,9 +28,9 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import batches, context, objectives
+from experiments import batches, context, objectives, upgrade
 from experiments.model import Model, SupervisedModel, TargetOracle, initial_state, make_optimizer
-from weightspace import checkpointing, encoders, files, lstm, tasks, zoo
+from weightspace import checkpointing, files, lstm, tasks, zoo
 from weightspace.errors import UserError
 from weightspace.types import PyTree
 
@@ -145,21 +145,18 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
     return zoo_builder.build_zoo(config.zoo.dataset, config.zoo.preset, os.path.dirname(path))
 
 
-# Config fields added after runs were saved, with the value such runs had in effect: a saved config that
-# lacks one gets this value (and encoder fields their paper default), so older runs resume and load.
-ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0, ("train", "zoo_on_disk"): False}
-
-
-def _with_added_fields(saved: dict) -> dict:
-    """A saved config (as JSON) with the fields added since, at the values in effect before them."""
-    saved = json.loads(json.dumps(saved))
-    for path, value in ADDED_FIELDS.items():
-        node = saved
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node.setdefault(path[-1], value)
-    for key, value in encoders.default_config(saved["encoder"]["name"]).to_dict().items():
-        saved["encoder"].setdefault(key, value)
+def _recorded_config(workdir: str) -> dict:
+    """The config a workdir recorded (as JSON); one written before fields were added is refused, naming the
+    command that upgrades it (`experiments.upgrade`)."""
+    path = os.path.join(workdir, "config.json")
+    saved = files.read_json(path)
+    missing = upgrade.missing_fields(saved)
+    if missing:
+        raise TrainingError(
+            f"{path} was written before the config fields {', '.join(missing[:4])}"
+            f"{' and more' if len(missing) > 4 else ''} existed. Upgrade it once, in place (it trains and "
+            f"evaluates as before): python -m experiments.upgrade --path={workdir}"
+        )
     return saved
 
 
@@ -180,7 +177,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
-        changed = files.config_changes(_with_added_fields(files.read_json(path)), current, _RESUMABLE_KEYS)
+        changed = files.config_changes(_recorded_config(workdir), current, _RESUMABLE_KEYS)
         if changed:
             raise TrainingError(
                 f"{workdir} holds a run with another config ({path}); it differs in {'; '.join(changed)}. "
@@ -229,8 +226,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
-    with open(path) as f:
-        return ml_collections.ConfigDict(_with_added_fields(json.load(f)))
+    return ml_collections.ConfigDict(_recorded_config(workdir))
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import context, evaluate, runs, train
+from experiments import context, evaluate, runs, train, upgrade
 from experiments.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build
@@ -267,16 +267,28 @@ def test_a_resume_drops_the_metrics_it_replays(smoke_zoo, tmp_path):
     assert not any("fake" in r for r in records)
 
 
-def test_a_run_from_before_the_added_fields_resumes_and_loads(smoke_zoo, tmp_path):
+def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resumes_and_loads(smoke_zoo, tmp_path):
     train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=5), str(tmp_path))
-    saved = json.loads((tmp_path / "config.json").read_text())
+    today = json.loads((tmp_path / "config.json").read_text())
+    saved = json.loads(json.dumps(today))
     del saved["oracle"], saved["train"]["min_step"]
     for added in ("answers", "prior_scale"):
         del saved["encoder"][added]
     (tmp_path / "config.json").write_text(json.dumps(saved))
+    message = r"written before the config fields encoder\.answers, .* python -m experiments\.upgrade --path="
+    for attempt in (
+        lambda: train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path)),
+        lambda: runs.load_model(str(tmp_path)),
+    ):
+        with pytest.raises(runs.TrainingError, match=message):
+            attempt()
+    assert json.loads((tmp_path / "config.json").read_text()) == saved
+    # The upgrade gives it the fields at the values in effect before them: today's config, and once only.
+    assert upgrade.upgrade(str(tmp_path)) == [f"{tmp_path}: config.json given the fields added since it was written"]
+    assert json.loads((tmp_path / "config.json").read_text()) == today
+    assert upgrade.upgrade(str(tmp_path)) == []
     final = train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path))
     assert final["step"] == 10
-    (tmp_path / "config.json").write_text(json.dumps(saved))  # the resumed run wrote today's config
     assert not isinstance(runs.load_model(str(tmp_path)).encoder, TargetOracle)
     changed = _config("noninteractive", smoke_zoo, num_steps=15)
     changed.encoder.prior_scale = 2.0

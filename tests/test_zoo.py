@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import upgrade
 from weightspace import checkpointing, files, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)
@@ -286,6 +287,15 @@ def test_an_orbax_zoo_loads_and_upgrades_in_place(manifest, tmp_path):
         np.testing.assert_array_equal(upgraded.params[name], params[name])
     np.testing.assert_array_equal(upgraded.log_probs, behaviour["log_probs"])
     assert not zoo.upgrade(tmp_path / "zoo")
+
+
+def test_the_upgrade_command_finds_a_zoo_under_a_directory(tmp_path):
+    params, _ = _write_orbax(tmp_path / "outdir" / "zoos" / "zoo")
+    assert upgrade.upgrade(str(tmp_path / "outdir")) == [f"{tmp_path / 'outdir' / 'zoos' / 'zoo'}: arrays moved "
+                                                         "from an Orbax checkpoint to npy/"]  # fmt: skip
+    np.testing.assert_array_equal(zoo.load(tmp_path / "outdir" / "zoos" / "zoo", on_disk=True).params["weight_hh_l0"],
+                                  params["weight_hh_l0"])  # fmt: skip
+    assert upgrade.upgrade(str(tmp_path / "outdir")) == []
 
 
 def test_an_upgrade_killed_after_the_rename_is_finished_by_the_next(tmp_path):
