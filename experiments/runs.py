@@ -212,13 +212,10 @@ def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) ->
 
 def resumed_step(workdir: str) -> int | None:
     """The step of the latest checkpoint a run in `workdir` would resume from (None: a first start)."""
-    directory = os.path.join(workdir, "checkpoints", "latest")
-    if not os.path.isdir(directory):
+    if not os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
         return None
-    manager = checkpointing.CheckpointManager(directory, process_local=True)
-    step = manager.latest_step()
-    manager.close()
-    return step
+    with _newest_checkpoint(workdir, "latest", required=False) as (step, _):
+        return step
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -230,12 +227,17 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 @contextlib.contextmanager
-def _newest_checkpoint(workdir: str, which: str) -> Iterator[tuple[int, checkpointing.CheckpointManager]]:
-    """(the newest good step, the manager) of a run's best or latest checkpoints; the manager closes after."""
+def _newest_checkpoint(
+    workdir: str, which: str, required: bool = True
+) -> Iterator[tuple[int | None, checkpointing.CheckpointManager]]:
+    """(the newest good step, the manager) of a run's best or latest checkpoints; the manager closes after.
+
+    With `required`, a run without one is an error naming what to do; without, its step is None.
+    """
     manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
     try:
         step = manager.latest_step()
-        if step is None:
+        if step is None and required:
             raise TrainingError(
                 f"No {which!r} checkpoint in {workdir}: the run stopped before it saved one. Train it again "
                 f"(python -m experiments.main --config=<its config> --workdir={workdir}); it resumes or starts over."
