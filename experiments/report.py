@@ -140,7 +140,8 @@ def table_lines(cells: dict[str, dict]) -> list[str]:
                 }
                 best = {metric: _best(table, metric) for metric, _ in columns}
                 lines += [f"### {_table_title(dataset, split, predictor)}", ""]
-                lines.append("| group | encoder | " + " | ".join(header for _, header in columns) + " |")
+                headers = (f"{header} {'↓' if targets.lower_is_better(m) else '↑'}" for m, header in columns)
+                lines.append("| group | encoder | " + " | ".join(headers) + " |")
                 lines.append("|---|---|" + "---|" * len(columns))
                 for kind, name in rows:
                     group = encoders.GROUPS.get(name, "")

@@ -40,7 +40,7 @@ class DelayedCopy:
     probe_length: ClassVar[int] = 6
     probe_activation: ClassVar[str] = "softmax"
     readout_uses_key: ClassVar[bool] = True
-    table_columns: ClassVar[tuple] = (("delay_accuracy", "delay"), ("accuracy_r2", "accuracy R²"), ("cloning", "Δ ↓"))
+    table_columns: ClassVar[tuple] = (("delay_accuracy", "delay"), ("accuracy_r2", "accuracy R²"), ("cloning", "Δ"))
     oracle_target: ClassVar[str] = "delay"
     pca_colours: ClassVar[tuple] = ("delay", "accuracy", "copy accuracy")
     output_labels: ClassVar[tuple] = ("blank", "x", "y")

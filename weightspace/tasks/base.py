@@ -68,7 +68,7 @@ For the results tables and figures (`experiments/tables.py`, `figures.py`),
 which name no family, a family also says
 
 * `table_columns`: the evaluation metrics shown as table columns,
-  (metric in evaluation.json, header), errors and losses marked ↓;
+  (metric in evaluation.json, its name in the tables);
 * `oracle_target`: the downstream target the task oracle embeds (its exact task);
 * `pca_colours`: (label of `split_score`, metadata column of performance,
   its label), the two colourings of the embedding PCA;

@@ -278,14 +278,14 @@ class CombinationLock:
     # The adaptive search's symbols depend on no random draw.
     readout_uses_key = False
     table_columns = (
-        ("label_accuracy", "label ↑"),
-        ("code_accuracy", "code ↑"),
-        ("lock_accuracy", "code and label ↑"),
-        ("accuracy_r2", "accuracy R² ↑"),
-        ("step_accuracy", "step acc ↑"),
-        ("cloning", "cloning Δ ↓"),
-        ("loss", "emulation loss ↓"),
-        ("boundary_loss", "opening loss ↓"),
+        ("label_accuracy", "label"),
+        ("code_accuracy", "code"),
+        ("lock_accuracy", "code and label"),
+        ("accuracy_r2", "accuracy R²"),
+        ("step_accuracy", "step acc"),
+        ("cloning", "cloning Δ"),
+        ("loss", "emulation loss"),
+        ("boundary_loss", "opening loss"),
     )
     oracle_target = "lock"
     pca_colours = ("code order", "accuracy", "per-step accuracy")

@@ -207,20 +207,20 @@ class FormalLanguages:
     probe_activation = "softmax"
     # The readout samples from the LSTM to score its performance.
     readout_uses_key = True
-    # Results tables and figures.
+    # Results tables and figures (`experiments/report.py` marks each column ↑ or ↓).
     table_columns = (
-        ("task_accuracy", "task acc ↑"),
-        ("task_d1_accuracy", "d1 acc ↑"),
-        ("task_d2_accuracy", "d2 acc ↑"),
-        ("task_d3_accuracy", "d3 acc ↑"),
-        ("performance_r2", "performance R² ↑"),
-        ("performance_mae", "performance MAE ↓"),
-        ("step_accuracy", "step acc ↑"),
-        ("log_step_r2", "log step R² ↑"),
-        ("cloning", "cloning Δ ↓"),
-        ("good_clones", "good clones ↑"),
-        ("loss", "emulation loss ↓"),
-        ("boundary_loss", "boundary loss ↓"),
+        ("task_accuracy", "task acc"),
+        ("task_d1_accuracy", "d1 acc"),
+        ("task_d2_accuracy", "d2 acc"),
+        ("task_d3_accuracy", "d3 acc"),
+        ("performance_r2", "performance R²"),
+        ("performance_mae", "performance MAE"),
+        ("step_accuracy", "step acc"),
+        ("log_step_r2", "log step R²"),
+        ("cloning", "cloning Δ"),
+        ("good_clones", "good clones"),
+        ("loss", "emulation loss"),
+        ("boundary_loss", "boundary loss"),
     )
     oracle_target = "task"
     pca_colours = ("task entropy", "correct", "fraction correct")

@@ -128,17 +128,17 @@ class SequentialMnist:
     probe_activation = "sigmoid"
     # The readout classifies fixed images: the same for every key.
     readout_uses_key = False
-    # Results tables and figures.
+    # Results tables and figures (`experiments/report.py` marks each column ↑ or ↓).
     table_columns = (
-        ("angle_error_degrees", "angle error ° ↓"),
-        ("accuracy_r2", "accuracy R² ↑"),
-        ("accuracy_mae", "accuracy MAE ↓"),
-        ("generalisation_gap_r2", "gen. gap R² ↑"),
-        ("step_accuracy", "step acc ↑"),
-        ("log_step_r2", "log step R² ↑"),
-        ("weight_decay_accuracy", "weight decay acc ↑"),
-        ("cloning", "cloning Δ ↓"),
-        ("loss", "emulation loss ↓"),
+        ("angle_error_degrees", "angle error °"),
+        ("accuracy_r2", "accuracy R²"),
+        ("accuracy_mae", "accuracy MAE"),
+        ("generalisation_gap_r2", "gen. gap R²"),
+        ("step_accuracy", "step acc"),
+        ("log_step_r2", "log step R²"),
+        ("weight_decay_accuracy", "weight decay acc"),
+        ("cloning", "cloning Δ"),
+        ("loss", "emulation loss"),
     )
     oracle_target = "angle"
     pca_colours = ("angle (degrees)", "accuracy", "eval accuracy")
