@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments import batches, cloning, context, runs
+from experiments import batches, cloning, context, workdirs
 from weightspace import cli, dataset, files, multihost, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
@@ -140,13 +140,13 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     devices (nothing is exchanged, so none waits for another); process 0 writes the files.
     """
     workdir = os.path.abspath(workdir)
-    with multihost.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
+    with multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError):
         return _evaluate_locked(workdir, force)
 
 
 def _evaluate_locked(workdir: str, force: bool) -> dict:
-    config = runs.read_config(workdir)
-    step = runs.checkpoint_step(workdir)
+    config = workdirs.read_config(workdir)
+    step = workdirs.checkpoint_step(workdir)
     path = os.path.join(workdir, EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
@@ -156,12 +156,12 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
             return saved
         if not same_settings:
             logging.info("%s was made with other evaluate.* settings (or before they were recorded); redoing it.", path)
-    model = runs.load_model(workdir)
-    the_zoo = zoo.load(runs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
+    model = workdirs.load_model(workdir)
+    the_zoo = zoo.load(workdirs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
     run = context.RunContext.of(config, the_zoo)
-    embeddings = runs.embed(model, the_zoo)
+    embeddings = workdirs.embed(model, the_zoo)
     if not np.all(np.isfinite(embeddings)):
-        raise runs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
+        raise workdirs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
     subsets = held_out_subsets(run.split, run.family.trained_snapshots(the_zoo.metadata))
     mesh = run.mesh(local=True)
     graphdef, params, other = nnx.split(model, nnx.Param, ...)

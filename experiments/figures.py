@@ -22,8 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from experiments import context, evaluate
-from experiments import runs as workdirs  # `runs` names the {encoder: workdir} maps here
+from experiments import context, evaluate, workdirs
 from weightspace import encoders, metrics, zoo
 
 NUM_SHOWN = 3

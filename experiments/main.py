@@ -31,7 +31,7 @@ def main(argv):
     config = flags.FLAGS.config
     if not config.train.data_parallel:
         cli.reuse_cpu_step_memory()  # one device: its steps run on this thread and reuse their buffers
-    train.train_and_evaluate(config, flags.FLAGS.workdir)
+    train.train(config, flags.FLAGS.workdir)
     if config.evaluate.after_training:
         evaluate.evaluate(flags.FLAGS.workdir)
 

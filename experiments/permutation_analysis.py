@@ -35,7 +35,7 @@ import matplotlib
 import numpy as np
 from absl import app, flags
 
-from experiments import batches, context, report, runs, tables
+from experiments import batches, context, report, tables, workdirs
 from weightspace import cli, losses, lstm, symmetry, targets, zoo
 from weightspace.types import Params, PRNGKey
 
@@ -134,10 +134,10 @@ def sample_snapshots(run: context.RunContext, num: int, seed: int) -> np.ndarray
 
 def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     """The rows of one run: for each state (init, trained) and kind, the relative and function changes."""
-    config = runs.read_config(workdir)
+    config = workdirs.read_config(workdir)
     if config.oracle.target:
         raise ValueError(f"{workdir} is an oracle run: its embedding reads no weights, so nothing to permute.")
-    the_zoo = zoo.load(runs.run_zoo_path(workdir))
+    the_zoo = zoo.load(workdirs.run_zoo_path(workdir))
     run = context.RunContext.of(config, the_zoo)
     snapshots = sample_snapshots(run, num_snapshots, seed)
     params = jax.tree.map(lambda x: np.asarray(x[snapshots]), the_zoo.params)
@@ -148,7 +148,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     other = np.roll(np.arange(len(snapshots)), 1)  # θ' of snapshot i: the previous one in the sample
     rows, points = [], {}
     for state in STATES:
-        encoder = runs.load_model(workdir, "init" if state == "init" else "best").encoder
+        encoder = workdirs.load_model(workdir, "init" if state == "init" else "best").encoder
         embed = lambda p, encoder=encoder: batches.apply_in_batches(encoder, p)
         base = embed(params)
         scale = float(np.mean(np.linalg.norm(base - base[other], axis=1)))

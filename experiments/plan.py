@@ -25,12 +25,12 @@ from weightspace import cli, planning
 
 def _zoo(config: ml_collections.ConfigDict):
     """The run's zoo with its arrays as shapes: described from the built zoo, or from its builder config."""
-    from experiments import runs
+    from experiments import workdirs
     from weightspace import zoo
     from zoo_builder import configs
     from zoo_builder import plan as zoo_plan
 
-    path = runs.zoo_path(config)
+    path = workdirs.zoo_path(config)
     if zoo.is_complete(path):
         return zoo.describe(path)
     return zoo_plan.abstract_zoo(configs.get_config(config.zoo.dataset, config.zoo.preset))

@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import context, evaluate, runs
+from experiments import context, evaluate, workdirs
 from weightspace import cli, files, lstm, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
@@ -121,7 +121,7 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
     What does not depend on the seed is computed once: the fixed probe's features, and the readout
     of a family whose readout draws no random numbers (`TaskFamily.readout_uses_key`).
     """
-    path = runs.ensure_zoo(config)
+    path = workdirs.ensure_zoo(config)
     the_zoo = zoo.load(path)
     run = context.RunContext.of(config, the_zoo)
     family, split, all_targets = run.family, run.split, run.targets

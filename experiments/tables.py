@@ -39,7 +39,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import evaluate, figures, loss_correlation, objectives, references, report, runs, train
+from experiments import evaluate, figures, loss_correlation, objectives, references, report, train, workdirs
 from experiments.configs import common as config_common
 from weightspace import cli, encoders, tasks
 
@@ -78,12 +78,12 @@ def ensure_run(config, path: str) -> dict:
     """Trains (or resumes) and evaluates one run, or returns its finished evaluation.
 
     A run already in `path` is reused only when it has the config asked for (up to the settings a
-    resume may change); otherwise `runs.TrainingError` names the keys that differ.
+    resume may change); otherwise `workdirs.TrainingError` names the keys that differ.
     """
-    runs.check_config(config, path)
+    workdirs.check_config(config, path)
     if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON)):
         start = time.time()
-        train.train_and_evaluate(config, path)
+        train.train(config, path)
         logging.info("Trained %s in %.0f s.", path, time.time() - start)
     return evaluate.evaluate(path)
 

@@ -1,9 +1,9 @@
-"""Trains an encoder with the emulator (or a prediction head) on a zoo, with evaluation and resumable
-checkpoints:
+"""Trains an encoder with the emulator (or a prediction head) on a zoo, with the eval and OOD losses
+measured as it goes and resumable checkpoints (the downstream evaluation is `experiments.evaluate`):
 
-    train_and_evaluate(config, workdir)
+    train(config, workdir)
 
-The workdir's layout, and loading what a run trained, are in `experiments.runs`.
+The workdir's layout, and loading what a run trained, are in `experiments.workdirs`.
 """
 
 import contextlib
@@ -21,7 +21,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from experiments import batches, context, runs
+from experiments import batches, context, workdirs
 from experiments.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
@@ -144,7 +144,7 @@ class Trainer:
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Refuses an empty workdir and every out-of-range config value, all in one error naming key and range.
 
-    `train_and_evaluate` calls it before anything is written, so a bad value neither starts a run nor
+    `train` calls it before anything is written, so a bad value neither starts a run nor
     fails one late.
     """
     problems = [] if workdir else ["the workdir is empty (give --workdir=DIR)"]
@@ -187,7 +187,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         raise errors.ConfigError(f"Bad training settings: {'; '.join(problems)}.")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics.
 
     One job at a time trains in a workdir (`multihost.workdir_lock`; a second fails at once). Before
@@ -198,31 +198,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validate(config, workdir)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with multihost.workdir_lock(workdir, "training or evaluation run", runs.TrainingError):
-        multihost.check_shared_workdir(workdir, runs.TrainingError)
-        multihost.check_same_config(config.to_json(), runs.TrainingError)
+    with multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError):
+        multihost.check_shared_workdir(workdir, workdirs.TrainingError)
+        multihost.check_same_config(config.to_json(), workdirs.TrainingError)
         return _train_locked(config, workdir)
 
 
 def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    recorded_config = runs.check_config(config, workdir)
-    resumed = runs.resumed_step(workdir)
+    recorded_config = workdirs.check_config(config, workdir)
+    resumed = workdirs.resumed_step(workdir)
     num_steps = config.train.num_steps
     if resumed is not None and resumed > num_steps:
-        raise runs.TrainingError(
+        raise workdirs.TrainingError(
             f"{workdir}'s latest checkpoint is at step {resumed}, beyond train.num_steps={num_steps}: a run "
             f"cannot go back. Give --config.train.num_steps={resumed} or more, or use a new workdir."
         )
-    identity = runs.check_zoo(config, workdir)
+    identity = workdirs.check_zoo(config, workdir)
     # Refuses a corrupt or non-finite zoo before the run writes anything.
     the_zoo = zoo.load(identity["path"], on_disk=config.train.zoo_on_disk)
     trainer = Trainer(config, the_zoo)
     devices = {"num_devices": trainer.mesh.size, "backend": jax.default_backend()}
-    runs.check_devices(workdir, devices, resumed)
+    workdirs.check_devices(workdir, devices, resumed)
     split = trainer.run.split
     multihost.write_json(os.path.join(workdir, "config.json"), recorded_config)
-    multihost.write_json(os.path.join(workdir, runs.RUN_DEVICES), devices)
-    multihost.write_json(os.path.join(workdir, runs.RUN_ZOO), identity)
+    multihost.write_json(os.path.join(workdir, workdirs.RUN_DEVICES), devices)
+    multihost.write_json(os.path.join(workdir, workdirs.RUN_ZOO), identity)
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     multihost.write_json(os.path.join(workdir, "split.json"), described)
     arrays = trainer.zoo_arrays(the_zoo)
@@ -237,7 +237,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
         logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
     step = int(state["step"])
     if multihost.is_primary():
-        metrics.drop_after(os.path.join(workdir, runs.METRICS), step)
+        metrics.drop_after(os.path.join(workdir, workdirs.METRICS), step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
@@ -257,7 +257,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                 pending = []
                 values = {k: np.array([m[k] for m in fetched]) for k in fetched[0]}
                 if not all(np.all(np.isfinite(v)) for v in values.values()):
-                    raise runs.TrainingError(
+                    raise workdirs.TrainingError(
                         f"Non-finite training loss or gradient norm before step {step} "
                         f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); {_last_good(latest)}"
                     )
@@ -271,7 +271,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                     last.update(trainer.split_losses(state, read_rows, eval_batches))
                     non_finite = [k for k, v in last.items() if not np.isfinite(v)]
                     if non_finite:
-                        raise runs.TrainingError(
+                        raise workdirs.TrainingError(
                             f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}"
                         )
                     if last["eval_loss"] < float(state["best_eval_loss"]):
@@ -279,7 +279,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                         best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
                 if multihost.is_primary():
                     row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
-                    metrics.append(os.path.join(workdir, runs.METRICS), row)
+                    metrics.append(os.path.join(workdir, workdirs.METRICS), row)
                     events.scalars(step, _tensorboard_scalars(row))
                 logging.info(
                     "step %d/%d | %.2f steps/s | ETA %s | %s",

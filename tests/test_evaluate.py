@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import cloning, context, evaluate, runs, train
+from experiments import cloning, context, evaluate, train, workdirs
 from experiments.model import Model, SupervisedModel, TargetOracle
 from weightspace import emulator, lstm, probes, zoo
 from weightspace.tasks import formal_languages as fl
@@ -36,7 +36,7 @@ def _reject_constant(constant: str):
 
 
 def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monkeypatch):
-    train.train_and_evaluate(_config("interactive", smoke_zoo, **{"train.num_steps": 10}), str(tmp_path))
+    train.train(_config("interactive", smoke_zoo, **{"train.num_steps": 10}), str(tmp_path))
     result = evaluate.evaluate(str(tmp_path))
     metrics = {"task_accuracy", "task_d1_accuracy", "task_d2_accuracy", "task_d3_accuracy", "performance_r2",
                "performance_mae", "step_accuracy", "log_step_r2", "log_step_mae"}  # fmt: skip
@@ -48,7 +48,7 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     splits = {"train", "eval", "ood"}
     assert set(result["loss"]) == splits | {f"{s}_boundary" for s in splits}
     assert all(np.isfinite(list(result["loss"].values())))
-    assert result["checkpoint_step"] == runs.checkpoint_step(str(tmp_path))
+    assert result["checkpoint_step"] == workdirs.checkpoint_step(str(tmp_path))
     for split in ("eval", "ood"):
         cloning = result["cloning"][split]
         assert cloning["abs_difference"] >= abs(cloning["original"] - cloning["clone"]) - 1e-9
@@ -60,7 +60,7 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     assert result["probes"]["mlp"]["ood"]["performance_r2"] is None
     assert "| performance_r2 | n/a |" in (tmp_path / "evaluation.md").read_text()
     embeddings = np.load(tmp_path / "embeddings.npy")
-    np.testing.assert_allclose(embeddings, runs.embed(str(tmp_path), smoke_zoo), atol=1e-6)
+    np.testing.assert_allclose(embeddings, workdirs.embed(str(tmp_path), smoke_zoo), atol=1e-6)
 
     # Same checkpoint: nothing is refitted.
     monkeypatch.setattr(probes, "fit", lambda *a, **k: pytest.fail("refitted a probe"))
@@ -74,7 +74,7 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     # A finished run rerun with other evaluate.* settings is evaluated again with them, not reused.
     monkeypatch.undo()
     config = _config("interactive", smoke_zoo, **{"train.num_steps": 10, "evaluate.seed": 1})
-    train.train_and_evaluate(config, str(tmp_path))  # records the new config; nothing to train
+    train.train(config, str(tmp_path))  # records the new config; nothing to train
     evaluate.evaluate(str(tmp_path))
     again = json.loads((tmp_path / "evaluation.json").read_text())
     assert again["evaluate"]["seed"] == 1 and again["checkpoint_step"] == result["checkpoint_step"]
@@ -129,11 +129,11 @@ def test_an_exact_clone_scores_like_the_original():
 @pytest.mark.slow
 def test_supervised_baseline_learns_its_target_and_reports_its_head(smoke_zoo, tmp_path):
     config = _config("flat", smoke_zoo, **{"supervised.target": "log_step", "train.num_steps": 40})
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train(config, str(tmp_path))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     eval_losses = [r["eval_loss"] for r in records if "eval_loss" in r]
     assert eval_losses[-1] < 0.8 * eval_losses[0]  # held-out tasks: it learns the target, not the batch
-    model = runs.load_model(str(tmp_path))
+    model = workdirs.load_model(str(tmp_path))
     assert isinstance(model, SupervisedModel)
     result = evaluate.evaluate(str(tmp_path))
     assert result["supervised_target"] == "log_step" and "cloning" not in result
@@ -144,13 +144,13 @@ def test_supervised_baseline_learns_its_target_and_reports_its_head(smoke_zoo, t
 @pytest.mark.slow
 def test_task_oracle_embeds_the_task_and_is_evaluated_like_an_encoder(smoke_zoo, tmp_path):
     config = _config("dwsnet", smoke_zoo, **{"oracle.target": "task", "train.num_steps": 40})
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train(config, str(tmp_path))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    model = runs.load_model(str(tmp_path))
+    model = workdirs.load_model(str(tmp_path))
     assert isinstance(model.encoder, TargetOracle) and isinstance(model, Model)
     the_zoo = zoo.load(smoke_zoo)
-    embeddings = runs.embed(model, the_zoo)
+    embeddings = workdirs.embed(model, the_zoo)
     # One embedding per task: equal for the snapshots of a task, different across tasks.
     task = np.asarray(the_zoo.metadata["task"])
     _, first, which = np.unique(task, axis=0, return_index=True, return_inverse=True)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import context, evaluate, runs, train, upgrade
+from experiments import context, evaluate, train, upgrade, workdirs
 from experiments.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build
@@ -50,7 +50,7 @@ def _latest_params(workdir):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", encoders.NAMES)
 def test_smoke_training_runs_and_learns(name, smoke_zoo, tmp_path):
-    final = train.train_and_evaluate(_config(name, smoke_zoo), str(tmp_path))
+    final = train.train(_config(name, smoke_zoo), str(tmp_path))
     records = _metrics(tmp_path)
     assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
     assert {"eval_loss", "ood_loss"} <= set(records[-1]) and final["step"] == 30
@@ -63,9 +63,9 @@ def test_smoke_training_runs_and_learns(name, smoke_zoo, tmp_path):
 @pytest.mark.slow
 def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(whole))
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(parts))
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(parts))  # resumes at step 10
+    train.train(_config("flat", smoke_zoo, num_steps=20), str(whole))
+    train.train(_config("flat", smoke_zoo, num_steps=10), str(parts))
+    train.train(_config("flat", smoke_zoo, num_steps=20), str(parts))  # resumes at step 10
     a, b = _latest_params(whole), _latest_params(parts)
     assert int(a["step"]) == int(b["step"]) == 20
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -78,10 +78,10 @@ def test_training_on_disk_matches_training_in_memory(smoke_zoo, tmp_path, monkey
     also across a resume."""
     monkeypatch.setattr(train, "_DRAW_BLOCK", 7)  # several blocks of host-side draws in 20 steps
     memory, disk, mixed = tmp_path / "memory", tmp_path / "disk", tmp_path / "mixed"
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(memory))
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(disk))
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(mixed))
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(mixed))
+    train.train(_config("flat", smoke_zoo, num_steps=20), str(memory))
+    train.train(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(disk))
+    train.train(_config("flat", smoke_zoo, num_steps=10), str(mixed))
+    train.train(_config("flat", smoke_zoo, num_steps=20, zoo_on_disk=True), str(mixed))
     expected = _latest_params(memory)
     for workdir in (disk, mixed):
         jax.tree.map(np.testing.assert_array_equal, _latest_params(workdir), expected)
@@ -96,11 +96,11 @@ def test_training_on_disk_matches_training_in_memory(smoke_zoo, tmp_path, monkey
 def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, checkpoint_every_steps=1, log_every_steps=1)
     config.optim.lr = 1e30
-    with pytest.raises(runs.TrainingError, match=r"Non-finite .* the last good checkpoint is step \d+ in .*latest"):
-        train.train_and_evaluate(config, str(tmp_path / "run"))
+    with pytest.raises(workdirs.TrainingError, match=r"Non-finite .* the last good checkpoint is step \d+ in .*latest"):
+        train.train(config, str(tmp_path / "run"))
     config.train.checkpoint_every_steps = 1000
-    with pytest.raises(runs.TrainingError, match=r"Non-finite .* no checkpoint was saved yet"):
-        train.train_and_evaluate(config, str(tmp_path / "other"))
+    with pytest.raises(workdirs.TrainingError, match=r"Non-finite .* no checkpoint was saved yet"):
+        train.train(config, str(tmp_path / "other"))
 
 
 @pytest.mark.parametrize("split", ["train", "eval", "ood"])
@@ -114,30 +114,30 @@ def test_a_non_finite_snapshot_is_refused_before_the_run_writes_anything(split, 
         patch.setattr(zoo, "check_finite", lambda *args, **kwargs: None)
         zoo.save(broken, params, good.behaviour, good.metadata, good.spec, good.info)
     with pytest.raises(zoo.ZooError, match=rf"snapshots {chosen} have NaN or infinite values"):
-        train.train_and_evaluate(_config("layerwise_statistics", broken), str(tmp_path / "run"))
+        train.train(_config("layerwise_statistics", broken), str(tmp_path / "run"))
     assert os.listdir(tmp_path / "run") == [".lock"]
 
 
 def test_a_zoo_of_another_family_is_refused(smoke_zoo, tmp_path):
     config = importlib.import_module("experiments.configs.layerwise_statistics").get_config("smoke")
     config.zoo.dataset, config.zoo.path = "sequential_mnist", smoke_zoo
-    with pytest.raises(runs.TrainingError, match="is a formal_languages zoo, but the config trains on"):
-        train.train_and_evaluate(config, str(tmp_path / "run"))
+    with pytest.raises(workdirs.TrainingError, match="is a formal_languages zoo, but the config trains on"):
+        train.train(config, str(tmp_path / "run"))
     assert os.listdir(tmp_path / "run") == [".lock"]
 
 
 def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
-    train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
+    train.train(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
     before = {name: (tmp_path / name).read_text() for name in ("config.json", "zoo.json", "metrics.jsonl")}
     config = _config("layerwise_statistics", smoke_zoo, num_steps=10)
     config.optim.lr = 0.5
     config.encoder.embedding_size = 8
     changed = r"another config .*differs in encoder\.embedding_size: 16 -> 8; optim\.lr: 0\.003 -> 0\.5\."
-    with pytest.raises(runs.TrainingError, match=changed):
-        train.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(workdirs.TrainingError, match=changed):
+        train.train(config, str(tmp_path))
     # A shorter run than its checkpoint cannot resume: refused, not a silent success.
-    with pytest.raises(runs.TrainingError, match=r"checkpoint is at step 5, beyond train\.num_steps=3"):
-        train.train_and_evaluate(_config("layerwise_statistics", smoke_zoo, num_steps=3), str(tmp_path))
+    with pytest.raises(workdirs.TrainingError, match=r"checkpoint is at step 5, beyond train\.num_steps=3"):
+        train.train(_config("layerwise_statistics", smoke_zoo, num_steps=3), str(tmp_path))
     assert {name: (tmp_path / name).read_text() for name in before} == before
 
 
@@ -157,9 +157,9 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     workdir = tmp_path / "run"
     config = _config("layerwise_statistics", "", num_steps=5)
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
-    train.train_and_evaluate(config, str(workdir))
+    train.train(config, str(workdir))
     recorded = json.loads((workdir / "zoo.json").read_text())
-    assert recorded == runs.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
+    assert recorded == workdirs.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
     before = {name: (workdir / name).read_text() for name in ("zoo.json", "split.json", "metrics.jsonl")}
 
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "b"))
@@ -168,29 +168,29 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
         rf"trained on the zoo at {re.escape(zoo_a)} .* would use the zoo at {re.escape(zoo_b)}; "
         "they differ in: path; metadata_sha256"
     )
-    with pytest.raises(runs.TrainingError, match=switched):
-        train.train_and_evaluate(config, str(workdir))
+    with pytest.raises(workdirs.TrainingError, match=switched):
+        train.train(config, str(workdir))
     # A cache without the zoo: refused before the zoo is built there.
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "c"))
-    with pytest.raises(runs.TrainingError, match=r"they differ in: path; no complete zoo is there\."):
-        train.train_and_evaluate(config, str(workdir))
+    with pytest.raises(workdirs.TrainingError, match=r"they differ in: path; no complete zoo is there\."):
+        train.train(config, str(workdir))
     assert not os.path.exists(tmp_path / "c")
     assert {name: (workdir / name).read_text() for name in before} == before
-    assert runs.checkpoint_step(str(workdir), "latest") == 5
+    assert workdirs.checkpoint_step(str(workdir), "latest") == 5
 
     # A workdir from before zoo identities (only the path) resumes on its zoo, and records the identity.
     files.write_json(workdir / "zoo.json", {"path": zoo_a})
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
-    assert train.train_and_evaluate(config, str(workdir))["step"] == 10
+    assert train.train(config, str(workdir))["step"] == 10
     assert json.loads((workdir / "zoo.json").read_text()) == recorded
-    assert runs.run_zoo_path(str(workdir)) == zoo_a
+    assert workdirs.run_zoo_path(str(workdir)) == zoo_a
 
     # Another zoo at the recorded path (rebuilt with other contents) is refused too.
     shutil.rmtree(zoo_a)
     _zoo_cache(tmp_path / "a", other)
     config.train.num_steps = 15
-    with pytest.raises(runs.TrainingError, match=r"they differ in: metadata_sha256 '[0-9a-f]+' -> '[0-9a-f]+'\."):
-        train.train_and_evaluate(config, str(workdir))
+    with pytest.raises(workdirs.TrainingError, match=r"they differ in: metadata_sha256 '[0-9a-f]+' -> '[0-9a-f]+'\."):
+        train.train(config, str(workdir))
 
 
 def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
@@ -203,9 +203,9 @@ def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = rf"Another training or evaluation run \(pid {holder.pid}\) is writing {re.escape(str(tmp_path))}"
-        with pytest.raises(runs.TrainingError, match=busy):
-            train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
-        with pytest.raises(runs.TrainingError, match=busy):
+        with pytest.raises(workdirs.TrainingError, match=busy):
+            train.train(_config("flat", "/no/such/zoo"), str(tmp_path))
+        with pytest.raises(workdirs.TrainingError, match=busy):
             evaluate.evaluate(str(tmp_path))
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -213,7 +213,7 @@ def test_a_second_trainer_on_a_busy_workdir_fails_at_once(tmp_path):
     assert os.listdir(tmp_path) == [".lock"]
     # The killed holder's lock is taken over: the run gets as far as its (missing) zoo.
     with pytest.raises(FileNotFoundError, match="/no/such/zoo"):
-        train.train_and_evaluate(_config("flat", "/no/such/zoo"), str(tmp_path))
+        train.train(_config("flat", "/no/such/zoo"), str(tmp_path))
 
 
 BAD_VALUES = [
@@ -240,7 +240,7 @@ def test_bad_values_are_named_before_anything_is_written(key, value, allowed, tm
     config = _config("flat", "/no/such/zoo")
     config.update_from_flattened_dict({key: value})
     with pytest.raises(ValueError, match=rf"Bad training settings: {key}={value!r} must be {re.escape(allowed)}[;.]"):
-        train.train_and_evaluate(config, str(tmp_path / "run"))
+        train.train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
 
 
@@ -248,7 +248,7 @@ def test_every_bad_value_is_named_at_once_and_an_empty_workdir_is_refused():
     config = _config("flat", "/no/such/zoo")
     config.optim.lr, config.split.ood_fraction, config.split.eval_fraction = -1.0, 0.6, 0.5
     with pytest.raises(ValueError) as error:
-        train.train_and_evaluate(config, "")
+        train.train(config, "")
     assert str(error.value) == (
         "Bad training settings: the workdir is empty (give --workdir=DIR); optim.lr=-1.0 must be > 0; "
         "split.ood_fraction + split.eval_fraction = 1.1 must be < 1 (tasks must be left to train on)."
@@ -256,19 +256,19 @@ def test_every_bad_value_is_named_at_once_and_an_empty_workdir_is_refused():
 
 
 def test_a_resume_drops_the_metrics_it_replays(smoke_zoo, tmp_path):
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=10), str(tmp_path))
+    train.train(_config("flat", smoke_zoo, num_steps=10), str(tmp_path))
     assert [r["step"] for r in _metrics(tmp_path)] == [5, 10]
     # Rows logged after the checkpoint at step 10 by a run that then died (the last one cut short).
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"step": 15, "fake": true}\n{"step": 20, "fake": true}\n{"step": 2')
-    train.train_and_evaluate(_config("flat", smoke_zoo, num_steps=20), str(tmp_path))
+    train.train(_config("flat", smoke_zoo, num_steps=20), str(tmp_path))
     records = _metrics(tmp_path)
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     assert not any("fake" in r for r in records)
 
 
 def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resumes_and_loads(smoke_zoo, tmp_path):
-    train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=5), str(tmp_path))
+    train.train(_config("noninteractive", smoke_zoo, num_steps=5), str(tmp_path))
     today = json.loads((tmp_path / "config.json").read_text())
     saved = json.loads(json.dumps(today))
     del saved["oracle"], saved["train"]["min_step"]
@@ -277,23 +277,23 @@ def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resum
     (tmp_path / "config.json").write_text(json.dumps(saved))
     message = r"written before the config fields encoder\.answers, .* python -m experiments\.upgrade --path="
     for attempt in (
-        lambda: train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path)),
-        lambda: runs.load_model(str(tmp_path)),
+        lambda: train.train(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path)),
+        lambda: workdirs.load_model(str(tmp_path)),
     ):
-        with pytest.raises(runs.TrainingError, match=message):
+        with pytest.raises(workdirs.TrainingError, match=message):
             attempt()
     assert json.loads((tmp_path / "config.json").read_text()) == saved
     # The upgrade gives it the fields at the values in effect before them: today's config, and once only.
     assert upgrade.upgrade(str(tmp_path)) == [f"{tmp_path}: config.json given the fields added since it was written"]
     assert json.loads((tmp_path / "config.json").read_text()) == today
     assert upgrade.upgrade(str(tmp_path)) == []
-    final = train.train_and_evaluate(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path))
+    final = train.train(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path))
     assert final["step"] == 10
-    assert not isinstance(runs.load_model(str(tmp_path)).encoder, TargetOracle)
+    assert not isinstance(workdirs.load_model(str(tmp_path)).encoder, TargetOracle)
     changed = _config("noninteractive", smoke_zoo, num_steps=15)
     changed.encoder.prior_scale = 2.0
-    with pytest.raises(runs.TrainingError, match="another config"):
-        train.train_and_evaluate(changed, str(tmp_path))
+    with pytest.raises(workdirs.TrainingError, match="another config"):
+        train.train(changed, str(tmp_path))
 
 
 def test_typo_in_a_config_override_fails_clearly(tmp_path):
@@ -308,13 +308,13 @@ def test_typo_in_a_config_override_fails_clearly(tmp_path):
 
 
 def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
-    train.train_and_evaluate(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
-    assert runs.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
+    train.train(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
+    assert workdirs.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
     the_zoo = zoo.load(smoke_zoo)
-    embeddings = runs.embed(str(tmp_path), the_zoo, batch_size=5)
+    embeddings = workdirs.embed(str(tmp_path), the_zoo, batch_size=5)
     assert embeddings.shape == (len(the_zoo), 16)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
-    model = runs.load_model(str(tmp_path))
+    model = workdirs.load_model(str(tmp_path))
     np.testing.assert_allclose(model.encoder(jax.tree.map(lambda x: x[:3], the_zoo.params)), embeddings[:3], atol=1e-5)
 
 
@@ -326,11 +326,11 @@ def test_sequential_mnist_zoo_trains(tmp_path):
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     config = _config("interactive", path)
     config.zoo.dataset = "sequential_mnist"
-    final = train.train_and_evaluate(config, str(tmp_path / "run"))
+    final = train.train(config, str(tmp_path / "run"))
     assert np.isfinite(final["eval_loss"]) and np.isfinite(final["ood_loss"])
     records = _metrics(tmp_path / "run")
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    model = runs.load_model(str(tmp_path / "run"))
+    model = workdirs.load_model(str(tmp_path / "run"))
     assert model.encoder.probe_length == 50  # the dataset's probing defaults were applied
     # Downstream evaluation of an MNIST zoo: its own targets, and clones scored on rotated eval images.
     result = evaluate.evaluate(str(tmp_path / "run"))
@@ -377,7 +377,7 @@ def test_token_loss_needs_token_targets(tmp_path):
     config.zoo.dataset = "sequential_mnist"
     config.loss = "cross_entropy"
     with pytest.raises(ValueError, match="next-token targets"):
-        train.train_and_evaluate(config, str(tmp_path / "run"))
+        train.train(config, str(tmp_path / "run"))
 
 
 def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
@@ -387,11 +387,11 @@ def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
     steps = np.asarray(the_zoo.metadata["step"])
     assert set(steps[run.train_snapshots]) == {10, 20}
     assert set(run.train_snapshots) == {i for i in run.split["train"] if steps[i] >= 10}
-    final = train.train_and_evaluate(config, str(tmp_path / "boundary"))
+    final = train.train(config, str(tmp_path / "boundary"))
     assert 0 < final["eval_boundary_loss"] <= 1 and final["eval_boundary_loss"] != final["eval_loss"]
     config.oracle.target = "constant"
-    train.train_and_evaluate(config, str(tmp_path / "constant"))
-    embeddings = runs.embed(str(tmp_path / "constant"), the_zoo)
+    train.train(config, str(tmp_path / "constant"))
+    embeddings = workdirs.embed(str(tmp_path / "constant"), the_zoo)
     np.testing.assert_allclose(embeddings, np.broadcast_to(embeddings[0], embeddings.shape), atol=1e-6)
 
 
@@ -413,5 +413,5 @@ def test_a_zoo_too_small_for_the_split_is_refused_by_name(tmp_path):
     zoo_config.train.snapshot_steps = (0,)
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     with pytest.raises(errors.ConfigError, match=r"leave the eval and ood split empty.*more distinct tasks"):
-        train.train_and_evaluate(_config("flat", path), str(tmp_path / "run"))
+        train.train(_config("flat", path), str(tmp_path / "run"))
     assert set(os.listdir(tmp_path / "run")) <= {".lock"}  # nothing of the run was written

@@ -71,7 +71,7 @@ def smoke_run(smoke_zoo, tmp_path_factory):
     config = flat.get_config("smoke")
     config.zoo.path = smoke_zoo
     config.train.num_steps, config.train.checkpoint_every_steps, config.eval.every_steps = 4, 2, 2
-    train.train_and_evaluate(config, str(workdir))
+    train.train(config, str(workdir))
     return workdir
 
 

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import loss_correlation, references, report, tables, train
-from experiments import runs as runs_lib
+from experiments import loss_correlation, references, report, tables, train, workdirs
 from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -92,7 +91,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     assert row["rho"] == pytest.approx(expected) or (np.isnan(row["rho"]) and np.isnan(expected))
 
     # A rerun trains nothing and only re-aggregates.
-    monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
@@ -100,7 +99,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     # and nothing in the output directory changes.
     contents = lambda: {p: p.read_bytes() for p in outdir.rglob("*") if p.is_file() and ".lock" not in p.name}
     before = contents()
-    with pytest.raises(runs_lib.TrainingError, match=r"holds a run with another config.*emulator\.condition"):
+    with pytest.raises(workdirs.TrainingError, match=r"holds a run with another config.*emulator\.condition"):
         tables.make_tables(str(outdir), "smoke,condition_every", ("formal_languages",), 2, encoders)
     assert contents() == before
 

@@ -11,7 +11,7 @@ import pytest
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
-from experiments import runs, train
+from experiments import train, workdirs
 from experiments.configs import flat
 from weightspace import files, metrics, multihost, tensorboard
 from zoo_builder import build
@@ -68,7 +68,7 @@ def _shown(logdir) -> dict[str, list[tuple[int, float]]]:
 def _from_metrics(workdir) -> dict[str, list[tuple[int, float]]]:
     """What TensorBoard should show of a run: its metrics file's columns, as float32 like the events."""
     expected: dict[str, list[tuple[int, float]]] = {}
-    for row in metrics.read(os.path.join(workdir, runs.METRICS)):
+    for row in metrics.read(os.path.join(workdir, workdirs.METRICS)):
         for name, value in row.items():
             if name not in ("step", "time"):
                 expected.setdefault(TAGS[name], []).append((row["step"], float(np.float32(value))))
@@ -121,14 +121,14 @@ def test_a_run_shows_its_metrics_each_step_once_across_resumes(smoke_build, tmp_
     """Trained to step 4, continued to 8, then, as if killed after logging step 8 but before checkpointing
     it, replayed from step 4: TensorBoard shows the metrics file each time, each step once."""
     logdir = tmp_path / tensorboard.DIRECTORY
-    train.train_and_evaluate(_config(smoke_build, num_steps=4), str(tmp_path))
+    train.train(_config(smoke_build, num_steps=4), str(tmp_path))
     shown = _shown(logdir)
     assert shown == _from_metrics(tmp_path) and set(shown) == set(TAGS.values())
     assert [step for step, _ in shown["loss/train"]] == [1, 2, 3, 4]
-    train.train_and_evaluate(_config(smoke_build, num_steps=8), str(tmp_path))
+    train.train(_config(smoke_build, num_steps=8), str(tmp_path))
     assert _shown(logdir) == _from_metrics(tmp_path)
     shutil.rmtree(tmp_path / "checkpoints" / "latest" / "8")
-    train.train_and_evaluate(_config(smoke_build, num_steps=8), str(tmp_path))
+    train.train(_config(smoke_build, num_steps=8), str(tmp_path))
     written = [
         event.step for event in _all_events(logdir) for value in event.summary.value if value.tag == "loss/train"
     ]
