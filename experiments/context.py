@@ -23,11 +23,6 @@ def task_split(config: ml_collections.ConfigDict, the_zoo: zoo.Zoo, family: task
     return dataset.task_split(the_zoo, family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction)
 
 
-def downstream_targets(metadata: dict[str, np.ndarray], family: tasks.TaskFamily) -> list[targets.Target]:
-    """Every downstream target of a zoo (from its metadata columns): its family's, then the training step."""
-    return [*family.downstream_targets(metadata), *targets.step_targets(metadata["step"])]
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class RunContext:
     """A run's fixed facts about its zoo (see the module docstring).
@@ -60,7 +55,7 @@ class RunContext:
         train_snapshots = split["train"][steps >= config.train.min_step]
         if not len(train_snapshots):
             raise ValueError(f"No training snapshot has a step >= train.min_step={config.train.min_step}.")
-        all_targets = downstream_targets(the_zoo.metadata, family)
+        all_targets = targets.downstream(family, the_zoo.metadata)
         # Shapes only: does this family's emulation data have next-token targets?
         has_tokens = "tokens" in jax.eval_shape(family.emulation_data, the_zoo.behaviour)
         objective = objectives.make(config, family, all_targets, split["train"], has_tokens)

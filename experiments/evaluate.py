@@ -159,7 +159,7 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     model = workdirs.load_model(workdir)
     the_zoo = zoo.load(workdirs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
     run = context.RunContext.of(config, the_zoo)
-    embeddings = workdirs.embed(model, the_zoo)
+    embeddings = batches.apply_in_batches(model.encoder, run.objective.encoder_inputs(the_zoo))
     if not np.all(np.isfinite(embeddings)):
         raise workdirs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
     subsets = held_out_subsets(run.split, run.family.trained_snapshots(the_zoo.metadata))

@@ -103,8 +103,16 @@ class Oracle(Emulation):
         return make_model(config, self.family, spec, oracle=self.target)
 
     def encoder_inputs(self, the_zoo: zoo.Zoo) -> PyTree:
-        """The target's features {"oracle": [N, F]} for every snapshot."""
-        return {"oracle": self.target.features()}
+        """The target's features {"oracle": [N, F]} for every snapshot of `the_zoo` (any zoo of the family)."""
+        choices = oracle_choices(targets.downstream(self.family, the_zoo.metadata))
+        features = named_target("oracle.target", self.target.name, choices).features()
+        expected = self.target.features().shape[1]
+        if features.shape[1] != expected:
+            raise ValueError(
+                f"The oracle reads {expected} features of {self.target.name!r}; this zoo gives "
+                f"{features.shape[1]} (another zoo's classes?)."
+            )
+        return {"oracle": features}
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
         return {**arrays, "params": {"oracle": np.asarray(self.target.features())}}

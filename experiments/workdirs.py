@@ -28,11 +28,10 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import batches, context, objectives, upgrade
-from experiments.model import Model, SupervisedModel, TargetOracle, initial_state, make_optimizer
-from weightspace import checkpointing, files, lstm, tasks, zoo
+from experiments import batches, objectives, upgrade
+from experiments.model import Model, SupervisedModel, initial_state, make_optimizer
+from weightspace import checkpointing, files, lstm, targets, tasks, zoo
 from weightspace.errors import UserError
-from weightspace.types import PyTree
 
 # The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
 RUN_ZOO = "zoo.json"
@@ -253,18 +252,19 @@ def checkpoint_step(workdir: str, which: str = "best") -> int:
         return step
 
 
-def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
-    """The model of a run in eval mode: trained ("best" by eval loss, "latest"), or "init", as initialised.
+def load_run(workdir: str, which: str = "best") -> tuple[objectives.Objective, Model | SupervisedModel]:
+    """A run's objective and its model in eval mode: trained ("best" by eval loss, "latest"), or "init", as
+    initialised (its config's seed, restored from nothing).
 
-    A `Model` (encoder and emulator), or for a supervised run a `SupervisedModel` (encoder and
-    prediction head); both have `.encoder`. "init" is the model the run started from (its config's
-    seed), restored from nothing.
+    The model is a `Model` (encoder and emulator), or for a supervised run a `SupervisedModel` (encoder
+    and prediction head); both have `.encoder`. The objective says what the encoder reads
+    (`encoder_inputs`).
     """
     config = read_config(workdir)
     document = zoo.read_metadata(run_zoo_path(workdir))
     family = tasks.make(document["family"], document.get("family_settings") or {})
     metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
-    objective = objectives.make(config, family, context.downstream_targets(metadata, family))
+    objective = objectives.make(config, family, targets.downstream(family, metadata))
     model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
     if which != "init":
         with _newest_checkpoint(workdir, which) as (step, manager):
@@ -272,29 +272,17 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
             state = manager.restore(step, checkpointing.abstract_of(template))
         nnx.update(model, state["params"], state["other"])
     model.eval()
-    return model
+    return objective, model
 
 
-def embed(workdir_or_model: str | Model | SupervisedModel, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
-    """Embeddings [N, embedding_size] of every snapshot of a zoo (a Zoo or its path)."""
-    model = load_model(workdir_or_model) if isinstance(workdir_or_model, str) else workdir_or_model
+def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
+    """The model of a run in eval mode (`load_run`)."""
+    return load_run(workdir, which)[1]
+
+
+def embed(workdir: str, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
+    """Embeddings [N, embedding_size] by a run's trained encoder of every snapshot of a zoo (a Zoo or its
+    path; any zoo of the run's family)."""
+    objective, model = load_run(workdir)
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
-    return batches.apply_in_batches(model.encoder, encoder_inputs(model, the_zoo), batch_size)
-
-
-def encoder_inputs(model: Model | SupervisedModel, the_zoo: zoo.Zoo) -> PyTree:
-    """What a trained model's encoder reads for every snapshot of `the_zoo` (any zoo of its family).
-
-    The zoo params, or for an oracle its target's features [N, F], computed from this zoo's metadata.
-    """
-    if not isinstance(model.encoder, TargetOracle):
-        return the_zoo.params
-    all_targets = context.downstream_targets(the_zoo.metadata, context.zoo_family(the_zoo))
-    target = objectives.named_target("oracle.target", model.encoder.target_name, objectives.oracle_choices(all_targets))
-    features = target.features()
-    if features.shape[1] != model.encoder.linear.in_features:
-        raise ValueError(
-            f"The oracle reads {model.encoder.linear.in_features} features of {target.name!r}; "
-            f"this zoo gives {features.shape[1]} (another zoo's classes?)."
-        )
-    return {"oracle": features}
+    return batches.apply_in_batches(model.encoder, objective.encoder_inputs(the_zoo), batch_size)

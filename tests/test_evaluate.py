@@ -150,7 +150,7 @@ def test_task_oracle_embeds_the_task_and_is_evaluated_like_an_encoder(smoke_zoo,
     model = workdirs.load_model(str(tmp_path))
     assert isinstance(model.encoder, TargetOracle) and isinstance(model, Model)
     the_zoo = zoo.load(smoke_zoo)
-    embeddings = workdirs.embed(model, the_zoo)
+    embeddings = workdirs.embed(str(tmp_path), the_zoo)
     # One embedding per task: equal for the snapshots of a task, different across tasks.
     task = np.asarray(the_zoo.metadata["task"])
     _, first, which = np.unique(task, axis=0, return_index=True, return_inverse=True)

@@ -213,6 +213,12 @@ def step_targets(steps: np.ndarray) -> list[Target]:
     ]
 
 
+def downstream(family, metadata: dict[str, np.ndarray]) -> list[Target]:
+    """Every downstream target of a zoo of `family` (a `TaskFamily`), from its metadata columns: the
+    family's own, then the training step."""
+    return [*family.downstream_targets(metadata), *step_targets(metadata["step"])]
+
+
 def subset_scores(target: Target, predicted: np.ndarray, subsets: dict[str, np.ndarray]) -> dict[str, dict]:
     """{subset: {"<target>_<metric>": value}} of predictions for every snapshot [N, ...] (an empty subset: {})."""
     scores = {}
