@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments import batches, cloning, context, workdirs
+from experiments import batches, report, workdirs
 from weightspace import cli, dataset, files, multihost, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
@@ -77,59 +77,16 @@ def records(result: dict) -> list[dict]:
             rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
     for split in HELD_OUT:
         rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
-        boundary = result["loss"].get(f"{split}_boundary")  # runs evaluated before the boundary loss have none
-        if boundary is not None:
-            rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
-        if "cloning" in result:
+        if f"{split}_boundary" in result["loss"]:  # the emulation objectives' (`Objective.eval_sums`)
+            rows.append(
+                dict(split=split, predictor="", metric="boundary_loss", value=result["loss"][f"{split}_boundary"])
+            )
+        if "cloning" in result:  # the emulation objectives' (`Objective.evaluation`)
             cloning = result["cloning"][split]
             rows.append(dict(split=split, predictor="", metric="cloning", value=cloning["abs_difference"]))
-            if "good_clones" in cloning:  # evaluations before it have none; None: no good original sampled
-                rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
+            # None where no sampled original does its task.
+            rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
     return rows
-
-
-def _cell(value: float | None) -> str:
-    """A metric in evaluation.md: blank where the predictor has none, n/a where it is undefined."""
-    if value is None:
-        return ""
-    return f"{value:.4f}" if np.isfinite(value) else "n/a"
-
-
-def _markdown(result: dict) -> str:
-    encoder = f"oracle of {result['oracle_target']}" if result["oracle_target"] else result["encoder"]
-    lines = [
-        f"# Evaluation: {encoder} on {result['dataset']}"
-        + (f", supervised on {result['supervised_target']}" if result["supervised_target"] else ""),
-        "",
-        f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/{'/'.join(SUBSETS)}): "
-        + "/".join(str(result["num_snapshots"][s]) for s in ("train", *SUBSETS))
-        + ".",
-        "",
-        "Loss of the training objective: " + ", ".join(f"{s} {v:.4f}" for s, v in result["loss"].items()) + ".",
-        "",
-    ]
-    predictors = list(result["probes"])
-    header = [f"{p} {s}" for p in predictors for s in SUBSETS]
-    lines += ["| metric | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    metrics = list(result["probes"][predictors[0]]["eval"])
-    for p in predictors[1:]:
-        metrics += [m for m in result["probes"][p]["eval"] if m not in metrics]
-    for metric in metrics:
-        cells = [result["probes"][p][s].get(metric) for p in predictors for s in SUBSETS]
-        lines.append(f"| {metric} | " + " | ".join(_cell(c) for c in cells) + " |")
-    if result.get("cloning"):
-        lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
-        lines += [
-            f"| split | original | clone | mean abs difference | snapshots | originals >= {cloning.GOOD_PERFORMANCE} "
-            "| of those, clones too |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for s, c in result["cloning"].items():
-            lines.append(
-                f"| {s} | {c['original']:.4f} | {c['clone']:.4f} | {c['abs_difference']:.4f} | {c['num_snapshots']} "
-                f"| {c.get('num_good_originals', '')} | {_cell(c.get('good_clones'))} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 def evaluate(workdir: str, *, force: bool = False) -> dict:
@@ -156,9 +113,8 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
             return saved
         if not same_settings:
             logging.info("%s was made with other evaluate.* settings (or before they were recorded); redoing it.", path)
-    model = workdirs.load_model(workdir)
     the_zoo = zoo.load(workdirs.run_zoo_path(workdir), on_disk=config.train.zoo_on_disk)
-    run = context.RunContext.of(config, the_zoo)
+    run, model = workdirs.load_run(workdir, the_zoo=the_zoo)
     embeddings = batches.apply_in_batches(model.encoder, run.objective.encoder_inputs(the_zoo))
     if not np.all(np.isfinite(embeddings)):
         raise workdirs.TrainingError(f"The encoder of {workdir} gives non-finite embeddings.")
@@ -189,9 +145,10 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
         return json.loads(json.dumps(files.strict(result)))  # as process 0 reads it back
     with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
         np.save(temporary, embeddings)
-    files.write_text(os.path.join(workdir, EVALUATION_MD), _markdown(result))
+    markdown = report.evaluation_markdown(result, run.objective.describe(config.encoder.name))
+    files.write_text(os.path.join(workdir, EVALUATION_MD), markdown)
     files.write_json(path, result)  # last: its presence marks a finished evaluation
-    logging.info("Evaluation of %s:\n%s", workdir, _markdown(result))
+    logging.info("Evaluation of %s:\n%s", workdir, markdown)
     return files.read_json(path)  # as a reuse returns it: undefined metrics are None
 
 

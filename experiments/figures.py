@@ -79,7 +79,7 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
     fig, axes = plt.subplots(len(probing), len(snapshots), figsize=(3.6 * len(snapshots), 2.6 * len(probing)))
     axes = np.asarray(axes).reshape(len(probing), len(snapshots))
     for row, encoder in enumerate(probing):
-        model = workdirs.load_model(runs[encoder])
+        model = workdirs.load_run(runs[encoder], the_zoo=the_zoo)[1]
         inputs = np.asarray(model.encoder.probing_inputs(params))[:, :, 0]  # [steps, LSTMs, input] (first sequence)
         # How differently the shown LSTMs are probed: 0 means every LSTM is asked the same questions.
         diversity = float(model.encoder.probe_diversity(params))
@@ -105,7 +105,7 @@ def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, 
 
 
 def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: str) -> str:
-    model = workdirs.load_model(workdir)
+    model = workdirs.load_run(workdir, the_zoo=the_zoo)[1]
     behaviour = jax.tree.map(lambda x: np.asarray(x)[snapshots, 0], the_zoo.behaviour)
     data = family.emulation_data(behaviour)
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)

@@ -23,7 +23,7 @@ import matplotlib
 import numpy as np
 from absl import app, flags
 
-from experiments import report
+from experiments import objectives, report
 from weightspace import cli, targets, tasks
 
 matplotlib.use("Agg")
@@ -52,7 +52,7 @@ def run_values(records: list[dict], dataset: str) -> dict[tuple[str, str], dict[
     """{(encoder, seed): {"loss/<split>": value, "<split>/<metric>": value}} of the dataset's emulation runs."""
     values: dict[tuple[str, str], dict[str, float]] = {}
     for r in records:
-        if r["dataset"] != dataset or r["kind"] != "emulation" or r["value"] is None:
+        if r["dataset"] != dataset or r["kind"] != objectives.EMULATION or r["value"] is None:
             continue
         run = values.setdefault((r["encoder"], r["seed"]), {})
         if r["metric"] == "loss" and r["split"] in LOSS_SPLITS:

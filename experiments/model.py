@@ -1,10 +1,6 @@
-"""The composite models a run trains: an encoder with the emulator (emulation and oracle runs), or with a
-prediction head (supervised runs), built from the run's config.
-
-`config.oracle.target` (a downstream target's name) swaps the weight encoder
-for `TargetOracle`, an embedding of that target's true value: the same
-emulation training then shows what the emulator reaches when the embedding
-knows, say, the exact task.
+"""The composite models a run trains, and their parts built from the run's config: an encoder with the
+emulator (emulation runs; oracle runs with `TargetOracle` as the encoder), or with a prediction head
+(supervised runs). Each objective (`experiments.objectives`) assembles its own.
 """
 
 import jax
@@ -69,37 +65,30 @@ def resolve_encoder_config(config: ml_collections.ConfigDict, family: tasks.Task
     return resolved
 
 
-def make_model(
-    config: ml_collections.ConfigDict,
-    family: tasks.TaskFamily,
-    spec: lstm.LSTMSpec,
-    target: targets.Target | None = None,
-    oracle: targets.Target | None = None,
-) -> Model | SupervisedModel:
-    """The encoder with the emulator, or (supervised runs, given their `target`) with a prediction head.
+def make_encoder(config: ml_collections.ConfigDict, family: tasks.TaskFamily, spec: lstm.LSTMSpec) -> encoders.Encoder:
+    """The weight encoder of `config.encoder` for LSTMs of `spec`, with the family's probing defaults and prior."""
+    resolved = resolve_encoder_config(config.encoder, family)
+    data = {}
+    if resolved.get("prior_scale"):
+        data["probe_prior"] = family.probe_prior(resolved.probe_length, resolved.num_parallel)
+    return encoders.build(resolved, spec, seed=config.seed, **data)
 
-    An oracle run (given its `oracle` target) has a `TargetOracle` in place of the weight encoder.
-    """
-    if oracle is not None:
-        features = oracle.features().shape[1]
-        encoder = TargetOracle(oracle.name, features, config.encoder.embedding_size, rngs=nnx.Rngs(config.seed))
-    else:
-        resolved = resolve_encoder_config(config.encoder, family)
-        data = {}
-        if resolved.get("prior_scale"):
-            data["probe_prior"] = family.probe_prior(resolved.probe_length, resolved.num_parallel)
-        encoder = encoders.build(resolved, spec, seed=config.seed, **data)
-    if target is not None:
-        sizes = (config.encoder.embedding_size, *config.supervised.hidden_sizes, target.output_size)
-        return SupervisedModel(encoder, base.MLP(sizes, rngs=nnx.Rngs(config.seed + 1)))
-    emulator_module = emulator.Emulator(
+
+def make_emulator(config: ml_collections.ConfigDict, family: tasks.TaskFamily) -> emulator.Emulator:
+    """The emulator of `config.emulator`, conditioned on embeddings of `config.encoder.embedding_size`."""
+    return emulator.Emulator(
         family.input_size,
         family.output_size,
         embedding_size=config.encoder.embedding_size,
         **config.emulator.to_dict(),
         rngs=nnx.Rngs(config.seed + 1),
     )
-    return Model(encoder, emulator_module)
+
+
+def make_head(config: ml_collections.ConfigDict, target: targets.Target) -> base.MLP:
+    """The supervised baseline's prediction head (`config.supervised.hidden_sizes`), from embedding to `target`."""
+    sizes = (config.encoder.embedding_size, *config.supervised.hidden_sizes, target.output_size)
+    return base.MLP(sizes, rngs=nnx.Rngs(config.seed + 1))
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

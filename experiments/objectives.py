@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from experiments import batches, cloning
-from experiments.model import Model, SupervisedModel, make_model
+from experiments.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
 from weightspace import losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
@@ -38,15 +39,31 @@ class Emulation:
     """The emulator imitates the zoo LSTM: `loss` between its logits and the stored outputs (or next tokens)."""
 
     name: ClassVar[str] = EMULATION
-    # Weight augmentation applies: the encoder reads the weights it permutes.
-    augments: ClassVar[bool] = True
+    # Its rows in the results tables: labelled by the encoder's group (`encoders.GROUPS`), scored by each
+    # table's own probe (`table_predictor` None).
+    row_label: ClassVar[str] = "{group}"
+    table_predictor: ClassVar[str | None] = None
+    # Its rows compete for a column's best (a bound, like the oracle, does not).
+    competes: ClassVar[bool] = True
+    # The encoder reads the zoo's weights: weight augmentation applies, and permuting them may move the embedding.
+    reads_weights: ClassVar[bool] = True
 
     family: tasks.TaskFamily
     loss_name: str
     token_loss: bool  # the loss compares with next tokens (`losses.TOKEN_LOSSES`), not stored outputs
 
     def make_model(self, config: ml_collections.ConfigDict, spec: lstm.LSTMSpec) -> Model:
-        return make_model(config, self.family, spec)
+        """The weight encoder of `config.encoder` with the emulator."""
+        return Model(make_encoder(config, self.family, spec), make_emulator(config, self.family))
+
+    @classmethod
+    def table_row(cls, config: ml_collections.ConfigDict) -> tuple[str, str]:
+        """(directory, row name) of a run of `config` in a tables output: runs/<dataset>/<directory>/<row>/seed<k>."""
+        return cls.name, config.encoder.name
+
+    def describe(self, encoder: str) -> str:
+        """What a run of this objective with the weight encoder `encoder` is, in reports."""
+        return encoder
 
     def encoder_inputs(self, the_zoo: zoo.Zoo) -> PyTree:
         """What the encoder reads for every snapshot: the zoo params [N, ...]."""
@@ -95,12 +112,24 @@ class Oracle(Emulation):
     """Emulation with the embedding of `target`'s true value (`model.TargetOracle`) in place of the encoder."""
 
     name: ClassVar[str] = ORACLE
-    augments: ClassVar[bool] = False  # an oracle reads no weights
+    row_label: ClassVar[str] = ORACLE
+    competes: ClassVar[bool] = False
+    reads_weights: ClassVar[bool] = False  # an oracle reads a target's value
 
     target: targets.Target
 
     def make_model(self, config: ml_collections.ConfigDict, spec: lstm.LSTMSpec) -> Model:
-        return make_model(config, self.family, spec, oracle=self.target)
+        """`TargetOracle` of the target, in place of the weight encoder, with the emulator."""
+        features = self.target.features().shape[1]
+        oracle = TargetOracle(self.target.name, features, config.encoder.embedding_size, rngs=nnx.Rngs(config.seed))
+        return Model(oracle, make_emulator(config, self.family))
+
+    @classmethod
+    def table_row(cls, config: ml_collections.ConfigDict) -> tuple[str, str]:
+        return cls.name, config.oracle.target
+
+    def describe(self, encoder: str) -> str:
+        return f"oracle of {self.target.name}"
 
     def encoder_inputs(self, the_zoo: zoo.Zoo) -> PyTree:
         """The target's features {"oracle": [N, F]} for every snapshot of `the_zoo` (any zoo of the family)."""
@@ -123,13 +152,25 @@ class Supervised:
     """A prediction head reads `target` (standardised on the train split) from the embedding."""
 
     name: ClassVar[str] = SUPERVISED
-    augments: ClassVar[bool] = True
+    # A row per encoder; each target's column from the run trained on it, scored by its own head.
+    row_label: ClassVar[str] = "supervised, {group}"
+    table_predictor: ClassVar[str | None] = HEAD
+    competes: ClassVar[bool] = True
+    reads_weights: ClassVar[bool] = True
 
     family: tasks.TaskFamily
     target: targets.Target
 
     def make_model(self, config: ml_collections.ConfigDict, spec: lstm.LSTMSpec) -> SupervisedModel:
-        return make_model(config, self.family, spec, target=self.target)
+        """The weight encoder of `config.encoder` with a prediction head for the target."""
+        return SupervisedModel(make_encoder(config, self.family, spec), make_head(config, self.target))
+
+    @classmethod
+    def table_row(cls, config: ml_collections.ConfigDict) -> tuple[str, str]:
+        return f"{cls.name}_{config.supervised.target}", config.encoder.name
+
+    def describe(self, encoder: str) -> str:
+        return f"{encoder}, supervised on {self.target.name}"
 
     def encoder_inputs(self, the_zoo: zoo.Zoo) -> PyTree:
         return the_zoo.params
@@ -182,29 +223,40 @@ def oracle_choices(all_targets: list[targets.Target]) -> list[targets.Target]:
     return [*all_targets, constant]
 
 
+def kind_of(config: ml_collections.ConfigDict) -> type[Objective]:
+    """The objective class of a run's config: `supervised.target` or `oracle.target` set, else emulation."""
+    if config.oracle.target and config.supervised.target:
+        raise ValueError("oracle.target and supervised.target exclude each other: an oracle run trains by emulation.")
+    if config.supervised.target:
+        return Supervised
+    return Oracle if config.oracle.target else Emulation
+
+
 def make(
     config: ml_collections.ConfigDict,
     family: tasks.TaskFamily,
     all_targets: list[targets.Target],
-    train: np.ndarray | None = None,
-    has_tokens: bool = True,
+    train: np.ndarray,
+    has_tokens: bool,
 ) -> Objective:
-    """The run's objective, from `config.supervised.target` / `config.oracle.target` (both empty: emulation).
+    """The run's objective (`kind_of` its config), for a zoo of `family` with the downstream `all_targets`.
 
     Args:
-      train: the train split's snapshots, on which a supervised target is standardised (None: left as is,
-        enough to rebuild the model of a finished run).
+      train: the train split's snapshots, on which a supervised target is standardised.
       has_tokens: whether the zoo's emulation data has next-token targets (a token loss needs them).
     """
-    if config.oracle.target and config.supervised.target:
-        raise ValueError("oracle.target and supervised.target exclude each other: an oracle run trains by emulation.")
-    if config.supervised.target:
+    kind = kind_of(config)
+    if kind is Supervised:
         target = named_target("supervised.target", config.supervised.target, all_targets)
-        return Supervised(family, target if train is None else target.fitted(train))
+        return Supervised(family, target.fitted(train))
     token_loss = config.loss in losses.TOKEN_LOSSES
     if token_loss and not has_tokens:
         raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {family.name} zoos do not have.")
-    if config.oracle.target:
+    if kind is Oracle:
         target = named_target("oracle.target", config.oracle.target, oracle_choices(all_targets))
         return Oracle(family, config.loss, token_loss, target)
     return Emulation(family, config.loss, token_loss)
+
+
+# Every objective by name (the row kinds of the results tables, besides the reference rows).
+KINDS: dict[str, type[Objective]] = {kind.name: kind for kind in (Emulation, Supervised, Oracle)}

@@ -134,11 +134,14 @@ def sample_snapshots(run: context.RunContext, num: int, seed: int) -> np.ndarray
 
 def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     """The rows of one run: for each state (init, trained) and kind, the relative and function changes."""
-    config = workdirs.read_config(workdir)
-    if config.oracle.target:
-        raise ValueError(f"{workdir} is an oracle run: its embedding reads no weights, so nothing to permute.")
     the_zoo = zoo.load(workdirs.run_zoo_path(workdir))
-    run = context.RunContext.of(config, the_zoo)
+    run, trained = workdirs.load_run(workdir, the_zoo=the_zoo)
+    models = {"init": workdirs.load_run(workdir, "init", the_zoo)[1], "trained": trained}
+    if not run.objective.reads_weights:
+        raise ValueError(
+            f"{workdir} is an {run.objective.name} run: its embedding reads no weights, so nothing to permute."
+        )
+    config = run.config
     snapshots = sample_snapshots(run, num_snapshots, seed)
     params = jax.tree.map(lambda x: np.asarray(x[snapshots]), the_zoo.params)
     behaviour = jax.tree.map(lambda x: np.asarray(x[snapshots]), the_zoo.behaviour)
@@ -148,7 +151,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     other = np.roll(np.arange(len(snapshots)), 1)  # θ' of snapshot i: the previous one in the sample
     rows, points = [], {}
     for state in STATES:
-        encoder = workdirs.load_model(workdir, "init" if state == "init" else "best").encoder
+        encoder = models[state].encoder
         embed = lambda p, encoder=encoder: batches.apply_in_batches(encoder, p)
         base = embed(params)
         scale = float(np.mean(np.linalg.norm(base - base[other], axis=1)))

@@ -31,7 +31,6 @@ in one jitted `lax.map`, `CHUNK` snapshots vmapped at a time.
 """
 
 import functools
-import importlib
 import os
 import sys
 import time
@@ -42,28 +41,27 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import context, evaluate, workdirs
+from experiments import context, evaluate, report, workdirs
+from experiments.configs import common as config_common
 from weightspace import cli, files, lstm, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
 DATASETS = tuple(tasks.FAMILIES)
-# The rows, as the tables name them (their "encoder").
+# The rows' kind in the tables, and the rows, as the tables name them (their "encoder").
+KIND = report.REFERENCE
 ROWS = ("readout", "fixed_probe")
 # Snapshots vmapped at once (bounds memory: an MNIST readout runs 200 images at 36 angles per snapshot).
 CHUNK = 8
-# The experiment config the zoo and split come from (every encoder's config has the same ones).
-CONFIG_HOST = "layerwise_statistics"
 
 
 def reference_config(dataset: str, preset: str) -> ml_collections.ConfigDict:
     """The experiment config of `dataset` and `preset` whose zoo and split the references use."""
-    config = importlib.import_module(f"experiments.configs.{CONFIG_HOST}").get_config(preset)
-    config.zoo.dataset = dataset
-    return config
+    return config_common.experiment(config_common.HOST, preset, dataset)
 
 
 def workdir(outdir: str, dataset: str, seed: int) -> str:
-    return os.path.join(outdir, "runs", dataset, "reference", f"seed{seed}")
+    """Where the reference rows of one seed are saved in a tables output directory (`workdirs.table_run`)."""
+    return workdirs.table_run(outdir, dataset, KIND, seed)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -169,7 +167,7 @@ def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int]) -> list
     for seed, result in computed.items():
         directory = workdir(outdir, dataset, seed)
         os.makedirs(directory, exist_ok=True)
-        files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), markdown(result))
+        files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), report.references_markdown(result))
         files.write_json(paths[seed], result)  # last: its presence marks a finished evaluation
         logging.info("Reference rows of %s, seed %d: %s", dataset, seed, paths[seed])
         results[seed] = files.read_json(paths[seed])  # as a reuse returns it: undefined metrics are None
@@ -192,34 +190,6 @@ def records(result: dict) -> list[dict]:
     ]
 
 
-def _cell(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}"
-
-
-def markdown(result: dict) -> str:
-    """One table per subset: rows readout, fixed_probe (linear), fixed_probe (MLP); columns every metric."""
-    rows = records(result)
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    kinds = [("readout", ""), *(("fixed_probe", p) for p in result["fixed_probe"])]
-    lines = [
-        f"# Reference rows: {result['dataset']}, seed {result['seed']}",
-        "",
-        "Snapshots: " + ", ".join(f"{s} {n}" for s, n in result["num_snapshots"].items()) + ". "
-        f"Fixed-probe features: {result['num_features']}.",
-        "",
-    ]
-    for subset in evaluate.SUBSETS:
-        values = {(r["encoder"], r["predictor"], r["metric"]): r["value"] for r in rows if r["split"] == subset}
-        lines += [f"## {subset}", "", "| row | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
-        for row, predictor in kinds:
-            cells = [_cell(values[key]) if (key := (row, predictor, m)) in values else "-" for m in metrics]
-            lines.append(f"| {row}{f' ({predictor})' if predictor else ''} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -227,7 +197,7 @@ def main(argv):
     datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
     for dataset in datasets:
         for result in ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, range(flags.FLAGS.seeds)):
-            print(markdown(result))
+            print(report.references_markdown(result))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ HEADING (any level), up to the next heading of the same or a higher level. Paths
 repository root. `tests/test_report.py` fails while any block differs from its render.
 """
 
+import csv
 import dataclasses
 import glob
 import math
@@ -32,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import references
+from experiments import cloning, objectives
 from weightspace import cli, encoders, errors, files, targets, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +46,9 @@ HEADING = re.compile(r"(?P<level>#{1,6}) (?P<text>.*)")
 # The results tables' layout: each dataset's tables by split and probe, and its rows by kind, in this order.
 SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
 PREDICTORS = ("mlp", "linear")
-ROW_KINDS = ("emulation", "supervised", "reference", "oracle")
-# Rows that are bounds or references, not competitors: never a column's best.
-NOT_COMPETING = ("reference", "oracle")
+# The reference rows' kind (`experiments.references`); the other kinds are the objectives' names.
+REFERENCE = "reference"
+ROW_KINDS = (objectives.EMULATION, objectives.SUPERVISED, REFERENCE, objectives.ORACLE)
 
 
 class ReportError(errors.UserError, ValueError):
@@ -91,6 +92,71 @@ def format_cell(cell: dict | None) -> str:
     return f"{cell['mean']:.3f} ± {cell['std']:.3f}"
 
 
+def format_value(value: float | None, digits: int = 3) -> str:
+    """One number of a run's results: "n/a" where undefined (None, JSON's null, or non-finite)."""
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "n/a"
+
+
+def _value_or_dash(values: dict[str, float | None], key: str, digits: int = 3) -> str:
+    """`values[key]` formatted (`format_value`), or "-" where `values` has no such key."""
+    return format_value(values[key], digits) if key in values else "-"
+
+
+def evaluation_markdown(result: dict, title: str) -> str:
+    """A run's `evaluation.md` from its evaluation (`experiments.evaluate`): losses, every probe on every
+    subset (a column each), and cloning where the objective reports it."""
+    subsets = [s for s in result["num_snapshots"] if s != "train"]
+    lines = [
+        f"# Evaluation: {title} on {result['dataset']}",
+        "",
+        f"Best checkpoint: step {result['checkpoint_step']}. Snapshots (train/{'/'.join(subsets)}): "
+        + "/".join(str(n) for n in result["num_snapshots"].values())
+        + ".",
+        "",
+        "Loss of the training objective: " + ", ".join(f"{s} {v:.4f}" for s, v in result["loss"].items()) + ".",
+        "",
+    ]
+    columns = [result["probes"][p][s] for p in result["probes"] for s in subsets]  # {metric: value} each
+    metrics = list(dict.fromkeys(m for values in columns for m in values))
+    header = [f"{p} {s}" for p in result["probes"] for s in subsets]
+    lines += ["| metric | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for metric in metrics:
+        lines.append(f"| {metric} | " + " | ".join(_value_or_dash(c, metric, 4) for c in columns) + " |")
+    if result.get("cloning"):
+        lines += ["", "Cloning (task performance of the original LSTM and of the emulator conditioned on E(θ)):", ""]
+        lines += [
+            f"| split | original | clone | mean abs difference | snapshots | originals >= {cloning.GOOD_PERFORMANCE} "
+            "| of those, clones too |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s, c in result["cloning"].items():
+            lines.append(
+                f"| {s} | {c['original']:.4f} | {c['clone']:.4f} | {c['abs_difference']:.4f} | {c['num_snapshots']} "
+                f"| {c.get('num_good_originals', '-')} | {format_value(c.get('good_clones'), 4)} |"
+            )
+    return _text(lines)
+
+
+def references_markdown(result: dict) -> str:
+    """The reference rows' `evaluation.md` (`experiments.references`), one table per subset: rows readout and
+    fixed_probe under each probe, columns every metric."""
+    rows = {"readout": result["readout"], **{f"fixed_probe ({p})": v for p, v in result["fixed_probe"].items()}}
+    metrics = list(dict.fromkeys(m for by_subset in rows.values() for values in by_subset.values() for m in values))
+    lines = [
+        f"# Reference rows: {result['dataset']}, seed {result['seed']}",
+        "",
+        "Snapshots: " + ", ".join(f"{s} {n}" for s, n in result["num_snapshots"].items()) + ". "
+        f"Fixed-probe features: {result['num_features']}.",
+        "",
+    ]
+    for subset in result["readout"]:
+        lines += [f"## {subset}", "", "| row | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for name, by_subset in rows.items():
+            lines.append(f"| {name} | " + " | ".join(_value_or_dash(by_subset[subset], m) for m in metrics) + " |")
+        lines.append("")
+    return _text(lines)
+
+
 def _table_title(dataset: str, split: str, predictor: str) -> str:
     """E.g. "<dataset>, OOD split, trained snapshots, mlp probe": a table's heading (a docs block's section)."""
     held_out, trained = split.removesuffix("_trained"), split.endswith("_trained")
@@ -99,19 +165,26 @@ def _table_title(dataset: str, split: str, predictor: str) -> str:
 
 
 def _row_order(row: tuple[str, str]) -> tuple:
-    """Sort key of a table row (kind, name): by kind, then encoders in registry order, reference rows in theirs."""
+    """Sort key of a table row (kind, name): by kind, then encoders in registry order (a stable sort keeps the
+    other rows, reference and oracle, in the order of the cells)."""
     kind, name = row
-    order = {"emulation": encoders.NAMES, "supervised": encoders.NAMES, "reference": references.ROWS}.get(kind, ())
-    return ROW_KINDS.index(kind), order.index(name) if name in order else len(order), name
+    return ROW_KINDS.index(kind), encoders.NAMES.index(name) if name in encoders.NAMES else len(encoders.NAMES)
+
+
+def _competes(kind: str) -> bool:
+    """Whether a row of `kind` competes for a column's best: not a reference row, nor a bound (the oracle)."""
+    return kind in objectives.KINDS and objectives.KINDS[kind].competes
+
+
+def _row_label(kind: str, name: str) -> str:
+    """The group column of a row: the encoder's group as its objective labels it (`Objective.row_label`)."""
+    label = objectives.KINDS[kind].row_label if kind in objectives.KINDS else kind
+    return label.format(group=encoders.GROUPS.get(name, ""))
 
 
 def _best(table: dict[tuple[str, str, str], dict | None], metric: str) -> float | None:
     """The best defined value of `metric` among the competing rows of one table (None if there is none)."""
-    means = [
-        cell["mean"]
-        for (kind, _, m), cell in table.items()
-        if m == metric and kind not in NOT_COMPETING and _defined(cell)
-    ]
+    means = [cell["mean"] for (kind, _, m), cell in table.items() if m == metric and _competes(kind) and _defined(cell)]
     if not means:
         return None
     return min(means) if targets.lower_is_better(metric) else max(means)
@@ -130,7 +203,7 @@ def table_lines(cells: dict[str, dict]) -> list[str]:
     lines = []
     for dataset, at in by_dataset.items():
         columns = tasks.FAMILIES[dataset].table_columns
-        rows = sorted({(kind, name) for _, _, kind, name, _ in at}, key=_row_order)
+        rows = sorted(dict.fromkeys((kind, name) for _, _, kind, name, _ in at), key=_row_order)
         for split in SPLITS:
             for predictor in PREDICTORS:
                 table = {
@@ -144,16 +217,14 @@ def table_lines(cells: dict[str, dict]) -> list[str]:
                 lines.append("| group | encoder | " + " | ".join(headers) + " |")
                 lines.append("|---|---|" + "---|" * len(columns))
                 for kind, name in rows:
-                    group = encoders.GROUPS.get(name, "")
-                    group = {"emulation": group, "supervised": f"supervised, {group}"}.get(kind, kind)
                     texts = []
                     for metric, _ in columns:
                         cell = table[(kind, name, metric)]
                         text = format_cell(cell)
-                        if kind not in NOT_COMPETING and _defined(cell) and np.isclose(cell["mean"], best[metric]):
+                        if _competes(kind) and _defined(cell) and np.isclose(cell["mean"], best[metric]):
                             text = f"**{text}**"
                         texts.append(text)
-                    lines.append(f"| {group} | {name} | " + " | ".join(texts) + " |")
+                    lines.append(f"| {_row_label(kind, name)} | {name} | " + " | ".join(texts) + " |")
                 lines.append("")
     return lines
 
@@ -367,6 +438,18 @@ def write(path: str, result: dict) -> str:
     _renderer(path)  # an unknown name fails before anything is written
     files.write_json(path, result)
     return rerender(path)
+
+
+# The columns of results.csv: one row per number of every run behind a tables output directory.
+RECORD_COLUMNS = ("dataset", "kind", "encoder", "seed", "run", "split", "predictor", "metric", "value")
+
+
+def write_records(path: str, records: list[dict]) -> None:
+    """Writes the records of a tables output directory as results.csv (`RECORD_COLUMNS`), atomically."""
+    with files.atomic_path(path) as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, RECORD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
 
 
 def rerender_directory(outdir: str) -> list[str]:

@@ -3,7 +3,7 @@
   python -m experiments.tables --preset=quick --dataset=all --seeds=1 --outdir=/tmp/tables
 
 Runs all six encoders x datasets x seeds (each run is `experiments.main`:
-training, then downstream evaluation) in `<outdir>/runs/<dataset>/<encoder>/seed<k>`,
+training, then downstream evaluation) in `<outdir>/runs/<dataset>/emulation/<encoder>/seed<k>`,
 or reuses finished ones: an interrupted table resumes where it stopped, and a
 finished one is only re-aggregated. `--supervised_targets=task,performance`
 adds the supervised baselines (one run per encoder x target x seed, in
@@ -20,15 +20,14 @@ Writes into `outdir`:
                   snapshots only) and probe: rows = encoders (mechanistic, then
                   functionalist), columns = targets, mean ± std over seeds,
                   best per column in bold; with the command, machine and wall time
-  results.csv     every number of every run (long format)
+  results.csv     every number of every run (long format: dataset, kind, encoder, seed, run (its
+                  workdir), split, predictor, metric, value)
   results.json    the table cells (mean, std, n) behind tables.md, and the command, machine,
                   wall time and figures it shows (`python -m experiments.report --outdir=DIR`
                   renders tables.md from it again)
   *.png           the figures (experiments/figures.py)
 """
 
-import csv
-import importlib
 import os
 import platform
 import shlex
@@ -36,6 +35,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
@@ -46,32 +46,25 @@ from weightspace import cli, encoders, tasks
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
 ENCODERS = encoders.NAMES
-# Each family declares its columns (`TaskFamily.table_columns`) and its oracle target.
-# Row kinds whose records come from one run each (the others: supervised rows, one run per target).
-UNSUPERVISED = ("emulation", "reference", "oracle")
-# The config whose emulator and training the oracle row uses (the same in every encoder's config; the encoder
-# itself is replaced by the oracle of the family's `oracle_target`).
-ORACLE_HOST = "layerwise_statistics"
 
 
-def workdir(outdir: str, dataset: str, encoder: str, seed: int, supervised_target: str = "") -> str:
-    kind = f"supervised_{supervised_target}" if supervised_target else "emulation"
-    return os.path.join(outdir, "runs", dataset, kind, encoder, f"seed{seed}")
-
-
-def run_config(encoder: str, preset: str, dataset: str, seed: int, supervised_target: str = ""):
-    config = importlib.import_module(f"experiments.configs.{encoder}").get_config(preset)
-    config.zoo.dataset = dataset
-    config.seed = seed
-    config.supervised.target = supervised_target
-    return config
-
-
-def oracle_run(outdir: str, preset: str, dataset: str, seed: int) -> tuple:
-    """The task oracle's (config, workdir) for one dataset and seed."""
-    config = run_config(ORACLE_HOST, preset, dataset, seed)
-    config.oracle.target = tasks.FAMILIES[dataset].oracle_target
-    return config, os.path.join(outdir, "runs", dataset, "oracle", config.oracle.target, f"seed{seed}")
+def table_configs(
+    preset: str, dataset: str, seeds: int, encoders: tuple[str, ...], supervised_targets: tuple[str, ...], oracle: bool
+) -> list[ml_collections.ConfigDict]:
+    """The config of every run behind one dataset's tables: each encoder by emulation, then supervised on each
+    target, then (`oracle`) the oracle of the family's `oracle_target`, each for seeds 0 .. seeds - 1."""
+    configs = []
+    for target in ("", *supervised_targets):
+        for encoder in encoders:
+            for seed in range(seeds):
+                config = config_common.experiment(encoder, preset, dataset, seed)
+                config.supervised.target = target
+                configs.append(config)
+    for seed in range(seeds if oracle else 0):
+        config = config_common.experiment(config_common.HOST, preset, dataset, seed)
+        config.oracle.target = tasks.FAMILIES[dataset].oracle_target
+        configs.append(config)
+    return configs
 
 
 def ensure_run(config, path: str) -> dict:
@@ -89,19 +82,21 @@ def ensure_run(config, path: str) -> dict:
 
 
 def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, split: str, predictor: str, metric: str):
-    """The values over seeds of one table cell. Supervised rows take each target from the run trained on it.
+    """The values over seeds of one table cell, from the records of its row (`kind`, `encoder`).
 
-    A value whose predictor is "" (losses, cloning, the readout) belongs to every predictor's table.
+    A value whose predictor is "" (losses, cloning, the readout) belongs to every predictor's table. A row
+    whose objective scores it with a predictor of its own (`Objective.table_predictor`: a supervised run's
+    head, on the target it was trained on) takes that one in every table.
     """
-    values = []
-    for r in records:
-        if (r["dataset"], r["encoder"], r["split"], r["metric"]) != (dataset, encoder, split, metric):
-            continue
-        if (kind in UNSUPERVISED and r["kind"] == kind and r["predictor"] in (predictor, "")) or (
-            kind == "supervised" and r["kind"].startswith("supervised_") and r["predictor"] == objectives.HEAD
-        ):
-            values.append(float("nan") if r["value"] is None else r["value"])
-    return values
+    objective = objectives.KINDS.get(kind)
+    own = objective.table_predictor if objective else None
+    predictors = (own,) if own else (predictor, "")
+    return [
+        float("nan") if r["value"] is None else r["value"]
+        for r in records
+        if (r["dataset"], r["kind"], r["encoder"], r["split"], r["metric"]) == (dataset, kind, encoder, split, metric)
+        and r["predictor"] in predictors
+    ]
 
 
 def summary(values: list[float]) -> dict | None:
@@ -111,33 +106,20 @@ def summary(values: list[float]) -> dict | None:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
-def build_cells(
-    records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False, with_references: bool = False
-) -> dict[str, dict]:
+def build_cells(records: list[dict]) -> dict[str, dict]:
     """The cells {"dataset/split/predictor/kind/encoder/metric": {mean, std, n}} of every table (one per dataset,
-    split and predictor; `report.table_lines` renders them): the rows asked for, the columns of each family."""
-    kinds = ("emulation", "supervised") if supervised else ("emulation",)
+    split and predictor; `report.table_lines` renders them): a row per (kind, encoder) in the records, the
+    columns of each family (`TaskFamily.table_columns`)."""
+    rows = dict.fromkeys((r["dataset"], r["kind"], r["encoder"]) for r in records)
     cells = {}
-    for dataset in datasets:
-        rows = [(kind, e) for kind in kinds for e in encoders]
-        rows += [("reference", row) for row in references.ROWS] if with_references else []
-        rows += [("oracle", tasks.FAMILIES[dataset].oracle_target)] if oracle else []
-        for split in report.SPLITS:
-            for predictor in report.PREDICTORS:
-                for kind, e in rows:
-                    for metric, _ in tasks.FAMILIES[dataset].table_columns:
-                        cell = summary(cell_values(records, dataset, e, kind, split, predictor, metric))
-                        if cell is not None:
-                            cells["/".join((dataset, split, predictor, kind, e, metric))] = cell
+    for split in report.SPLITS:
+        for predictor in report.PREDICTORS:
+            for dataset, kind, e in rows:
+                for metric, _ in tasks.FAMILIES[dataset].table_columns:
+                    cell = summary(cell_values(records, dataset, e, kind, split, predictor, metric))
+                    if cell is not None:
+                        cells["/".join((dataset, split, predictor, kind, e, metric))] = cell
     return cells
-
-
-def build_tables(
-    records: list[dict], datasets, encoders, supervised: bool, oracle: bool = False, with_references: bool = False
-) -> tuple[str, dict]:
-    """The markdown tables of `records` (`report.table_lines`) and their cells (`build_cells`)."""
-    cells = build_cells(records, datasets, encoders, supervised, oracle, with_references)
-    return "\n".join(report.table_lines(cells)), cells
 
 
 def machine() -> str:
@@ -146,6 +128,11 @@ def machine() -> str:
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
         f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
     )
+
+
+def _run_records(outdir: str, path: str, meta: dict, rows: list[dict]) -> list[dict]:
+    """A run's evaluation rows as records of results.csv: `meta` and the run's workdir (relative to `outdir`)."""
+    return [{**meta, "run": os.path.relpath(path, outdir), **row} for row in rows]
 
 
 def make_tables(
@@ -170,31 +157,22 @@ def make_tables(
     start = time.time()
     records, runs = [], {}
     for dataset in datasets:
-        for kind in ("", *supervised_targets):
-            for encoder in encoders:
-                for seed in range(seeds):
-                    path = workdir(outdir, dataset, encoder, seed, kind)
-                    result = ensure_run(run_config(encoder, preset, dataset, seed, kind), path)
-                    runs[(dataset, kind, encoder, seed)] = path
-                    kind_name = f"supervised_{kind}" if kind else "emulation"
-                    meta = dict(dataset=dataset, kind=kind_name, encoder=encoder, seed=seed)
-                    records += [{**meta, **row} for row in evaluate.records(result)]
-        for seed in range(seeds if oracle else 0):
-            config, path = oracle_run(outdir, preset, dataset, seed)
-            meta = dict(dataset=dataset, kind="oracle", encoder=config.oracle.target, seed=seed)
-            records += [{**meta, **row} for row in evaluate.records(ensure_run(config, path))]
+        for config in table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle):
+            path = workdirs.table_config_run(outdir, config)
+            kind = objectives.kind_of(config)
+            meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
+            runs[tuple(meta.values())] = path
+            records += _run_records(outdir, path, meta, evaluate.records(ensure_run(config, path)))
         reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
-            meta = dict(dataset=dataset, kind="reference", seed=seed)
-            records += [{**meta, **row} for row in references.records(result)]
-    cells = build_cells(records, datasets, encoders, bool(supervised_targets), oracle, with_references)
-    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, ["dataset", "kind", "encoder", "seed", "split", "predictor", "metric", "value"])
-        writer.writeheader()
-        writer.writerows(records)
+            path = workdirs.table_run(outdir, dataset, references.KIND, seed)
+            meta = dict(dataset=dataset, kind=references.KIND, seed=seed)
+            records += _run_records(outdir, path, meta, references.records(result))
+    cells = build_cells(records)
+    report.write_records(os.path.join(outdir, workdirs.RESULTS_CSV), records)
     figure_paths = []
     for dataset in datasets:
-        family_runs = {e: runs[(dataset, "", e, 0)] for e in encoders}
+        family_runs = {e: runs[(dataset, objectives.EMULATION, e, 0)] for e in encoders}
         figure_paths += figures.make_figures(dataset, family_runs, outdir)
     figure_paths += loss_correlation.make(outdir)["figures"]
     wall = time.time() - start
@@ -207,7 +185,7 @@ def make_tables(
         wall_s=wall,
         figures=[os.path.basename(p) for p in figure_paths],
     )
-    report.write(os.path.join(outdir, "results.json"), result)
+    report.write(os.path.join(outdir, workdirs.RESULTS_JSON), result)
     return {"cells": cells, "wall_s": wall, "figures": figure_paths}
 
 

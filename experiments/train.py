@@ -48,7 +48,7 @@ class Trainer:
         self.config = config
         self.run = context.RunContext.of(config, the_zoo)
         self.objective = self.run.objective
-        self.augment = bool(config.encoder.augment) and self.objective.augments
+        self.augment = bool(config.encoder.augment) and self.objective.reads_weights
         model = self.objective.make_model(config, self.run.spec)
         self.graphdef = nnx.graphdef(model)
         self.optimizer = make_optimizer(config)

@@ -5,9 +5,11 @@
 Upgrades every training workdir (a directory holding `config.json`) and every zoo (`metadata.json` and
 `COMPLETE`) at or under DIR: a run's recorded config gets the fields added to the configs since it was
 written, at the values in effect before them (so it resumes, evaluates and is reused by the tables
-exactly as before), and a zoo whose arrays are one Orbax checkpoint moves them to `npy/`
-(`zoo.upgrade`). Each file is rewritten atomically; running it twice changes nothing. Until a workdir
-is upgraded, training, evaluation and the tables refuse it, naming this command.
+exactly as before); a run whose `zoo.json` records only its zoo's path records that zoo's identity
+(`zoo.identity`: what a resume is checked against since), and a zoo whose arrays are one Orbax
+checkpoint moves them to `npy/` (`zoo.upgrade`). Each file is rewritten atomically; running it twice
+changes nothing. Until a workdir is upgraded, training, evaluation and the tables refuse it, naming
+this command.
 """
 
 import json
@@ -51,6 +53,24 @@ def upgrade_workdir(workdir: str) -> bool:
     return True
 
 
+def upgrade_zoo_record(workdir: str) -> bool:
+    """Records the identity of the zoo a workdir's `zoo.json` names by path alone; False when it has one.
+
+    Raises:
+      zoo.ZooError: when no complete zoo is at that path any more (nothing to record; nothing is written).
+    """
+    path = os.path.join(workdir, "zoo.json")
+    recorded = files.read_json(path) if os.path.exists(path) else {}
+    if set(recorded) != {"path"}:
+        return False
+    if not zoo.is_complete(recorded["path"]):
+        raise zoo.ZooError(
+            f"{path} names the zoo at {recorded['path']}, and no complete zoo is there: put it back, then upgrade."
+        )
+    files.write_json(path, zoo.identity(recorded["path"]))
+    return True
+
+
 def upgrade(path: str) -> list[str]:
     """Upgrades every workdir and zoo at or under `path`; returns what changed, one line each."""
     changed = []
@@ -58,6 +78,8 @@ def upgrade(path: str) -> list[str]:
         names.sort()
         if "config.json" in file_names and upgrade_workdir(root):
             changed.append(f"{root}: config.json given the fields added since it was written")
+        if "zoo.json" in file_names and upgrade_zoo_record(root):
+            changed.append(f"{root}: zoo.json given the identity of its zoo")
         if "metadata.json" in file_names and zoo.is_complete(root) and zoo.upgrade(root):
             changed.append(f"{root}: arrays moved from an Orbax checkpoint to npy/")
     return changed

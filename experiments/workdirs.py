@@ -12,12 +12,18 @@ Workdir layout:
   checkpoints/best/        the state with the lowest eval loss so far
   evaluation.json/.md      the downstream evaluation (`experiments.evaluate`), and embeddings.npy
 
-For notebooks: `load_model(workdir)` rebuilds the trained encoder and
-emulator, and `embed(workdir_or_model, zoo)` embeds every snapshot of a zoo.
+A tables output directory (`experiments.tables`):
+  results.json             the table cells (mean, std, n) and how they were made; tables.md renders it
+  results.csv              every number of every run, one row each
+  runs/<dataset>/<row>/seed<k>   one workdir per run behind the tables (`table_run`), `row` being the
+                           objective's directory and row name (`Objective.table_row`: emulation/<encoder>,
+                           supervised_<target>/<encoder>, oracle/<target>), or reference for the reference rows
+
+For notebooks: `load_run(workdir)` rebuilds a run's context and trained
+model, and `embed(workdir, zoo)` embeds every snapshot of a zoo.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -28,15 +34,29 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import batches, objectives, upgrade
+from experiments import batches, context, objectives, upgrade
 from experiments.model import Model, SupervisedModel, initial_state, make_optimizer
-from weightspace import checkpointing, files, lstm, targets, tasks, zoo
+from weightspace import checkpointing, files, zoo
 from weightspace.errors import UserError
 
 # The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
 RUN_ZOO = "zoo.json"
 METRICS = "metrics.jsonl"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
+
+
+RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+
+
+def table_run(outdir: str, dataset: str, row: str, seed: int) -> str:
+    """The workdir of one run behind a tables output directory (see the module docstring)."""
+    return os.path.join(outdir, "runs", dataset, row, f"seed{seed}")
+
+
+def table_config_run(outdir: str, config: ml_collections.ConfigDict) -> str:
+    """The workdir of the run of `config` in a tables output directory."""
+    row = os.path.join(*objectives.kind_of(config).table_row(config))
+    return table_run(outdir, config.zoo.dataset, row, config.seed)
 
 
 class TrainingError(UserError, RuntimeError):
@@ -57,53 +77,46 @@ def run_zoo_path(workdir: str) -> str:
     Raises:
       TrainingError: when the zoo at the recorded path is no longer the one the run was trained on.
     """
-    path = os.path.join(workdir, RUN_ZOO)
-    if not os.path.exists(path):
+    recorded = _recorded_zoo(workdir)
+    if recorded is None:
         return zoo_path(read_config(workdir))
-    recorded = files.read_json(path)
-    if len(recorded) > 1:  # runs from before identities were recorded only have the path
-        current = zoo_identity(recorded["path"]) if zoo.is_complete(recorded["path"]) else {"path": recorded["path"]}
-        if current != recorded:
-            raise _zoo_mismatch(workdir, recorded, current)
+    current = zoo.identity(recorded["path"]) if zoo.is_complete(recorded["path"]) else {"path": recorded["path"]}
+    if current != recorded:
+        raise _zoo_mismatch(workdir, recorded, current)
     return recorded["path"]
 
 
-def zoo_identity(path: str) -> dict[str, Any]:
-    """What a run records of its zoo: absolute path, family, LSTM spec, snapshot count, metadata checksum.
-
-    The checksum is the SHA-256 of the zoo's metadata document (`zoo.read_metadata`, keys sorted): it
-    covers the build config and every snapshot's run, step, task and metrics, so a zoo rebuilt
-    differently at the same path is told apart without reading its arrays.
-    """
-    document = zoo.read_metadata(path)
-    return {
-        "path": os.path.abspath(path),
-        "family": document.get("family"),
-        "spec": document.get("spec"),
-        "num_snapshots": document.get("num_snapshots"),
-        "metadata_sha256": hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
-    }
+def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
+    """The zoo identity a run recorded at its start (None before it started); one from before identities
+    were recorded (only the path) is refused, naming the command that upgrades it (`experiments.upgrade`)."""
+    path = os.path.join(workdir, RUN_ZOO)
+    if not os.path.exists(path):
+        return None
+    recorded = files.read_json(path)
+    if set(recorded) == {"path"}:
+        raise TrainingError(
+            f"{path} records only its zoo's path, as runs did before zoo identities. Upgrade it once, in place "
+            f"(it records the identity of the zoo at that path): python -m experiments.upgrade --path={workdir}"
+        )
+    return recorded
 
 
 def check_zoo(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """The identity of the run's zoo (built first if missing); a resumed run must have the recorded zoo.
-
-    Runs recorded before identities were (zoo.json with only a path) are checked on the path alone.
-    """
-    record = os.path.join(workdir, RUN_ZOO)
-    recorded = files.read_json(record) if os.path.exists(record) else None
+    """The identity of the run's zoo (`zoo.identity`, the zoo built first if missing); a resumed run must
+    have the recorded zoo."""
+    recorded = _recorded_zoo(workdir)
     path = os.path.abspath(zoo_path(config))
     if recorded is not None and os.path.abspath(recorded["path"]) != path:
         # Refused before the other zoo is built: it may not exist yet.
-        current = zoo_identity(path) if zoo.is_complete(path) else {"path": path}
+        current = zoo.identity(path) if zoo.is_complete(path) else {"path": path}
         raise _zoo_mismatch(workdir, recorded, current)
-    identity = zoo_identity(ensure_zoo(config))
+    identity = zoo.identity(ensure_zoo(config))
     if identity["family"] != config.zoo.dataset:
         raise TrainingError(
             f"The zoo at {identity['path']} is a {identity['family']} zoo, but the config trains on "
             f"zoo.dataset={config.zoo.dataset!r}; give a {config.zoo.dataset} zoo or the matching config."
         )
-    if recorded is not None and any(recorded[key] != identity.get(key) for key in recorded if key != "path"):
+    if recorded is not None and recorded != identity:
         raise _zoo_mismatch(workdir, recorded, identity)
     return identity
 
@@ -252,27 +265,30 @@ def checkpoint_step(workdir: str, which: str = "best") -> int:
         return step
 
 
-def load_run(workdir: str, which: str = "best") -> tuple[objectives.Objective, Model | SupervisedModel]:
-    """A run's objective and its model in eval mode: trained ("best" by eval loss, "latest"), or "init", as
-    initialised (its config's seed, restored from nothing).
+def load_run(
+    workdir: str, which: str = "best", the_zoo: zoo.Zoo | None = None
+) -> tuple[context.RunContext, Model | SupervisedModel]:
+    """A run's context (`RunContext.of` its config and zoo) and its model in eval mode: trained ("best" by
+    eval loss, "latest"), or "init", as initialised (its config's seed, restored from nothing).
 
-    The model is a `Model` (encoder and emulator), or for a supervised run a `SupervisedModel` (encoder
-    and prediction head); both have `.encoder`. The objective says what the encoder reads
-    (`encoder_inputs`).
+    The model is the objective's (`Objective.make_model`): a `Model` (encoder and emulator), or for a
+    supervised run a `SupervisedModel` (encoder and prediction head); both have `.encoder`, which reads
+    what the objective says it reads (`encoder_inputs`).
+
+    Args:
+      the_zoo: the run's zoo when the caller has it loaded; else it is loaded here, kept on disk.
     """
     config = read_config(workdir)
-    document = zoo.read_metadata(run_zoo_path(workdir))
-    family = tasks.make(document["family"], document.get("family_settings") or {})
-    metadata = {name: np.asarray(column) for name, column in document["snapshots"].items()}
-    objective = objectives.make(config, family, targets.downstream(family, metadata))
-    model = objective.make_model(config, lstm.LSTMSpec(**document["spec"]))
+    the_zoo = zoo.load(run_zoo_path(workdir), on_disk=True) if the_zoo is None else the_zoo
+    run = context.RunContext.of(config, the_zoo)
+    model = run.objective.make_model(config, run.spec)
     if which != "init":
         with _newest_checkpoint(workdir, which) as (step, manager):
             template = initial_state(model, make_optimizer(config))
             state = manager.restore(step, checkpointing.abstract_of(template))
         nnx.update(model, state["params"], state["other"])
     model.eval()
-    return objective, model
+    return run, model
 
 
 def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
@@ -283,6 +299,6 @@ def load_model(workdir: str, which: str = "best") -> Model | SupervisedModel:
 def embed(workdir: str, the_zoo: zoo.Zoo | str, batch_size: int = 256) -> np.ndarray:
     """Embeddings [N, embedding_size] by a run's trained encoder of every snapshot of a zoo (a Zoo or its
     path; any zoo of the run's family)."""
-    objective, model = load_run(workdir)
+    run, model = load_run(workdir)
     the_zoo = zoo.load(the_zoo) if isinstance(the_zoo, str) else the_zoo
-    return batches.apply_in_batches(model.encoder, objective.encoder_inputs(the_zoo), batch_size)
+    return batches.apply_in_batches(model.encoder, run.objective.encoder_inputs(the_zoo), batch_size)

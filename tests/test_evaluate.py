@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import cloning, context, evaluate, train, workdirs
+from experiments import cloning, context, evaluate, objectives, train, workdirs
 from experiments.model import Model, SupervisedModel, TargetOracle
 from weightspace import emulator, lstm, probes, zoo
 from weightspace.tasks import formal_languages as fl
@@ -170,16 +170,18 @@ def test_oracle_and_supervised_targets_exclude_each_other(smoke_zoo):
 
 
 @pytest.mark.parametrize(
-    "overrides, kind, augments",
+    "overrides, kind, reads_weights, table_row",
     [
-        ({}, "emulation", True),
-        ({"supervised.target": "task"}, "supervised", True),
-        ({"oracle.target": "task"}, "oracle", False),
+        ({}, "emulation", True, ("emulation", "flat")),
+        ({"supervised.target": "task"}, "supervised", True, ("supervised_task", "flat")),
+        ({"oracle.target": "task"}, "oracle", False, ("oracle", "task")),
     ],
 )
-def test_the_config_picks_one_objective(overrides, kind, augments, smoke_zoo):
+def test_the_config_picks_one_objective(overrides, kind, reads_weights, table_row, smoke_zoo):
     run = context.RunContext.of(_config("flat", smoke_zoo, **overrides), zoo.load(smoke_zoo))
-    assert (run.objective.name, run.objective.augments) == (kind, augments)
+    assert (run.objective.name, run.objective.reads_weights) == (kind, reads_weights)
+    assert objectives.kind_of(run.config) is type(run.objective) is objectives.KINDS[kind]
+    assert type(run.objective).table_row(run.config) == table_row
     model = run.objective.make_model(run.config, run.spec)
     assert isinstance(model, SupervisedModel if kind == "supervised" else Model)
     assert isinstance(model.encoder, TargetOracle) == (kind == "oracle")

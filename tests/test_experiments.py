@@ -159,7 +159,7 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     train.train(config, str(workdir))
     recorded = json.loads((workdir / "zoo.json").read_text())
-    assert recorded == workdirs.zoo_identity(zoo_a) and recorded["num_snapshots"] == len(good)
+    assert recorded == zoo.identity(zoo_a) and recorded["num_snapshots"] == len(good)
     before = {name: (workdir / name).read_text() for name in ("zoo.json", "split.json", "metrics.jsonl")}
 
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "b"))
@@ -178,11 +178,16 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     assert {name: (workdir / name).read_text() for name in before} == before
     assert workdirs.checkpoint_step(str(workdir), "latest") == 5
 
-    # A workdir from before zoo identities (only the path) resumes on its zoo, and records the identity.
+    # A workdir from before zoo identities (only the path) is refused until the upgrade records the identity
+    # of the zoo at that path; then it resumes on it.
     files.write_json(workdir / "zoo.json", {"path": zoo_a})
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
+    for attempt in (lambda: train.train(config, str(workdir)), lambda: workdirs.run_zoo_path(str(workdir))):
+        with pytest.raises(workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.upgrade --path="):
+            attempt()
+    assert upgrade.upgrade(str(workdir)) == [f"{workdir}: zoo.json given the identity of its zoo"]
+    assert json.loads((workdir / "zoo.json").read_text()) == recorded and upgrade.upgrade(str(workdir)) == []
     assert train.train(config, str(workdir))["step"] == 10
-    assert json.loads((workdir / "zoo.json").read_text()) == recorded
     assert workdirs.run_zoo_path(str(workdir)) == zoo_a
 
     # Another zoo at the recorded path (rebuilt with other contents) is refused too.

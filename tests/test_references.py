@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import context, evaluate, references, tables
+from experiments import context, evaluate, references, report, tables
 from weightspace import zoo
 from weightspace.tasks import base
 from weightspace.tasks import formal_languages as fl
@@ -179,7 +179,7 @@ def test_reference_rows_on_the_smoke_zoo_are_saved_and_reused(tmp_path, monkeypa
     rows = references.records(result)
     assert {(r["encoder"], r["predictor"]) for r in rows} == {("readout", ""), ("fixed_probe", "linear"),
                                                               ("fixed_probe", "mlp")}  # fmt: skip
-    assert "| readout |" in references.markdown(result)
+    assert "| readout |" in report.references_markdown(result)
 
     # Seeds computed together share the readout when it draws no random numbers, and only then.
     readouts, calls = references.readouts, []
@@ -209,7 +209,8 @@ def test_tables_show_reference_rows_and_trained_subsets_never_best():
         "fixed_probe": {p: {s: {"task_accuracy": v} for s in evaluate.SUBSETS} for p, v in probe.items()},
     }
     records += [{**meta, "kind": "reference", **row} for row in references.records(result)]
-    text, cells = tables.build_tables(records, ("formal_languages",), ("flat",), False, with_references=True)
+    cells = tables.build_cells(records)
+    text = "\n".join(report.table_lines(cells))
     assert text.count("### formal_languages") == 8
     assert "### formal_languages, OOD split, trained snapshots, linear probe" in text
     for table in text.split("### ")[1:]:

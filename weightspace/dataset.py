@@ -54,17 +54,13 @@ def take(
 ) -> PyTree:
     """The rows of snapshots `snapshots` [B], each with its stored sequence `sequences` [B].
 
-    Returns {"params": {tensor: [B, ...]}, "behaviour": {name: [B, ...]}} and "target" [B, ...] when
-    `arrays` holds a supervised run's encoded target. `rows(array, *index)` indexes one array's leading
-    axes: plain indexing (in a jitted step), or `zoo.take_rows` to read a zoo kept on disk (`read`).
+    `arrays` holds "behaviour" {name: [N, S, ...]}, indexed by snapshot and sequence, and any other
+    per-snapshot arrays [N, ...] ("params", and whatever a training objective adds), indexed by snapshot.
+    `rows(array, *index)` indexes one array's leading axes: plain indexing (in a jitted step), or
+    `zoo.take_rows` to read a zoo kept on disk (`read`).
     """
-    taken = {
-        "params": jax.tree.map(lambda x: rows(x, snapshots), arrays["params"]),
-        "behaviour": jax.tree.map(lambda x: rows(x, snapshots, sequences), arrays["behaviour"]),
-    }
-    if "target" in arrays:  # a supervised run's encoded downstream target
-        taken["target"] = rows(arrays["target"], snapshots)
-    return taken
+    index = {key: (snapshots, sequences) if key == "behaviour" else (snapshots,) for key in arrays}
+    return {key: jax.tree.map(lambda x, at=index[key]: rows(x, *at), value) for key, value in arrays.items()}
 
 
 def read(arrays: PyTree, snapshots: np.ndarray, sequences: np.ndarray) -> PyTree:
@@ -73,16 +69,14 @@ def read(arrays: PyTree, snapshots: np.ndarray, sequences: np.ndarray) -> PyTree
 
 
 def assemble(rows: PyTree, family: TaskFamily) -> dict[str, jax.Array]:
-    """The training batch of rows from `take`.
+    """The training batch of rows from `take`: the behaviour as the family's emulation data, the rest as taken.
 
     Returns:
       {"params": {tensor: [B, ...]}, "inputs": [B, T, in], "targets": [B, T, out]}, plus "tokens" [B, T]
-      for families whose outputs predict the next token, and "target" [B, ...] for a supervised run.
+      for families whose outputs predict the next token, and any other per-snapshot rows [B, ...].
     """
-    batch = {"params": rows["params"], **family.emulation_data(rows["behaviour"])}
-    if "target" in rows:
-        batch["target"] = rows["target"]
-    return batch
+    per_snapshot = {key: value for key, value in rows.items() if key != "behaviour"}
+    return {**per_snapshot, **family.emulation_data(rows["behaviour"])}
 
 
 def gather(arrays: PyTree, family: TaskFamily, snapshots: jax.Array, sequences: jax.Array) -> dict[str, jax.Array]:

@@ -330,6 +330,24 @@ def _warn_once(message: str) -> None:
     logging.warning(message)
 
 
+def identity(path: str | os.PathLike) -> dict[str, Any]:
+    """What a run records of the zoo at `path` (`experiments.workdirs`): absolute path, family, LSTM spec,
+    snapshot count, metadata checksum.
+
+    The checksum is the SHA-256 of the zoo's metadata document (`read_metadata`, keys sorted): it
+    covers the build config and every snapshot's run, step, task and metrics, so a zoo rebuilt
+    differently at the same path is told apart without reading its arrays.
+    """
+    document = read_metadata(path)
+    return {
+        "path": os.path.abspath(path),
+        "family": document.get("family"),
+        "spec": document.get("spec"),
+        "num_snapshots": document.get("num_snapshots"),
+        "metadata_sha256": hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
+    }
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The zoo's `metadata.json` as a dict (no arrays loaded); checks completeness."""
     path = os.path.abspath(path)

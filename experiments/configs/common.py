@@ -17,10 +17,24 @@ which). For sequential MNIST (--config.zoo.dataset=sequential_mnist) the quick
 MNIST zoo (64 runs) is used the same way.
 """
 
+import importlib
+
 import ml_collections
 
 from weightspace import emulator, encoders
 from weightspace.presets import PRESETS, parse_preset
+
+# The experiment config that runs with no weight encoder of their own (oracles, reference rows) take their
+# zoo, split, emulator and training from: every encoder's config has the same ones.
+HOST = "layerwise_statistics"
+
+
+def experiment(encoder: str, arg: str, dataset: str, seed: int = 0) -> ml_collections.ConfigDict:
+    """The config of `experiments/configs/<encoder>.py` with `arg` (preset and variants), on the zoo `dataset`."""
+    config = importlib.import_module(f"experiments.configs.{encoder}").get_config(arg)
+    config.zoo.dataset = dataset
+    config.seed = seed
+    return config
 
 
 def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_collections.ConfigDict:
