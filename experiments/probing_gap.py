@@ -17,7 +17,10 @@ probe budget L, same training; the preset's variants) and DWSNet on it (`<outdir
 held-out codes (the OOD split) that implement their lock. Beside the encoders, two references with no
 learning read the same LSTMs within the same budget: the adaptive search
 (`combination_lock.adaptive_search`) and the best fixed sequence (a de Bruijn prefix,
-`combination_lock.fixed_read`). The same is done for several budgets L at one m.
+`combination_lock.fixed_read`). Between the two: the fixed sequence's answers read by the downstream
+probe the encoders are scored with, fitted on the training codes (`READERS`): what a learned reader of
+the best fixed probe reads of held-out codes. The same is done for several budgets L at one m.
+`--encoders=interactive,noninteractive` trains only those.
 
 A learned encoder always answers (an MLP probe on its embedding); a reference reads a label or
 nothing, and is scored as if it guessed uniformly where it read nothing (read + (1 - read) / K), so
@@ -49,7 +52,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from experiments import context, report, tables
+from experiments import context, evaluate, report, tables
 from experiments.configs import common as config_common
 from weightspace import cli, lstm, zoo
 from weightspace.tasks import combination_lock as cl
@@ -61,6 +64,10 @@ from matplotlib import pyplot as plt
 
 ENCODERS = ("interactive", "noninteractive", "dwsnet")
 REFERENCES = ("adaptive", "fixed")
+# The fixed sequence's answers read by the downstream probe the encoders are scored with (fitted on the
+# training codes): as the sequence of answers, and pooled (how often each answer class occurs). What a
+# learned reader of the best fixed probe reads of held-out codes, with no encoder.
+READERS = ("fixed_read_by_probe", "fixed_pooled_by_probe")
 # The subset every number is read on: LSTMs of held-out codes that implement their lock.
 SUBSET = "ood_trained"
 PREDICTOR = "mlp"
@@ -224,6 +231,28 @@ def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> list
     return rows
 
 
+def reader_rows(run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, budget: int) -> list[dict]:
+    """The `READERS`: the answers of every LSTM along the fixed sequence of `budget` symbols, read by the
+    downstream probe (`PREDICTOR`) fitted on the train split and scored on `subset`."""
+    family = run_context.family
+    probe = jax.nn.one_hot(cl.fixed_probe(family.alphabet_size, family.code_length, budget), family.alphabet_size)
+    answer = jax.jit(jax.vmap(lambda params: jnp.argmax(lstm.Bound(params).apply(probe), axis=-1)))
+    answers = jax.nn.one_hot(np.asarray(answer(the_zoo.params)), family.output_size)  # [N, L, m + K]
+    features = {READERS[0]: answers.reshape(len(answers), -1), READERS[1]: answers.sum(axis=1)}
+    label_and_code = [t for t in run_context.targets if t.name in ("label", "code")]
+    rows = []
+    for name, values in features.items():
+        scores = evaluate.probe_scores(
+            label_and_code, np.asarray(values), run_context.split["train"], {SUBSET: subset}, seed=0
+        )[PREDICTOR][SUBSET]
+        rows.append(
+            dict(
+                row=name, n=len(subset), label_accuracy=scores["label_accuracy"], code_accuracy=scores["code_accuracy"]
+            )
+        )
+    return rows
+
+
 def encoder_row(result: dict, encoder: str, seed: int) -> dict:
     scores = result["probes"][PREDICTOR][SUBSET]
     return dict(
@@ -235,8 +264,10 @@ def encoder_row(result: dict, encoder: str, seed: int) -> dict:
     )
 
 
-def run_point(plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: bool):
-    """Every row at one (m, L): the references, and with `learned` the three encoders over seeds."""
+def run_point(
+    plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: tuple[str, ...]
+) -> tuple[list[dict], dict]:
+    """Every row at one (m, L): the references, and the `learned` encoders over seeds."""
     zoo_path = build.build(zoo_config(plan, m), os.path.join(outdir, "zoos", f"m{m}"))
     the_zoo = zoo.load(zoo_path)
     run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
@@ -244,7 +275,8 @@ def run_point(plan: Plan, outdir: str, options: Options, seeds: int, m: int, bud
     ood = run_context.split["ood"]
     point = dict(code_length=m, budget=budget)
     rows = [{**point, **row} for row in reference_rows(the_zoo, ood[trained[ood]], budget)]
-    for encoder, seed in itertools.product(ENCODERS if learned else (), range(seeds)):
+    rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, ood[trained[ood]], budget)]
+    for encoder, seed in itertools.product(learned, range(seeds)):
         at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
         path = os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{seed}")
         result = tables.ensure_run(run_config(encoder, plan, options, zoo_path, budget, seed), path)
@@ -277,19 +309,21 @@ STYLE = {
     "dwsnet": dict(color="C2", marker="^"),
     "adaptive": dict(color="C0", marker="o", linestyle="--", markerfacecolor="none"),
     "fixed": dict(color="C1", marker="s", linestyle="--", markerfacecolor="none"),
+    "fixed_read_by_probe": dict(color="C3", marker="x", linestyle=":"),
+    "fixed_pooled_by_probe": dict(color="C4", marker="+", linestyle=":"),
 }
 
 
 def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, path: str) -> None:
     """Label accuracy of every row against `key` (m or L), with chance and both bounds."""
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for name in (*ENCODERS, *REFERENCES):
+    for name in (*ENCODERS, *READERS, *REFERENCES):
         points = sorted((r[key], r) for r in rows if r["row"] == name and "label_accuracy" in r)
         if points:
             x = [p for p, _ in points]
             y = [r["label_accuracy"] for _, r in points]
             error = [r.get("label_accuracy_std", 0.0) for _, r in points]
-            label = name if name in ENCODERS else f"{name} reference (no learning)"
+            label = f"{name} reference (no learning)" if name in REFERENCES else name
             axis.errorbar(x, y, yerr=error, label=label, capsize=3, **STYLE[name])
     for name, style in (("adaptive", ":"), ("fixed", "-.")):
         points = sorted({(r[key], r["bound"]) for r in rows if r["row"] == name})
@@ -303,21 +337,28 @@ def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, p
     plt.close(figure)
 
 
-def make(outdir: str, preset: str, options: Options, seeds: int, command: str = "") -> dict:
-    """Runs or reuses every zoo, run and reference of `preset`; writes the figures, the JSON and its markdown."""
+def make(
+    outdir: str, preset: str, options: Options, seeds: int, command: str = "", encoders: Sequence[str] = ENCODERS
+) -> dict:
+    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset`; writes the figures, the JSON and
+    its markdown."""
     if preset not in PLANS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
+    unknown = sorted(set(encoders) - set(ENCODERS))
+    if unknown:
+        raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
+    encoders = tuple(e for e in ENCODERS if e in encoders)
     plan = PLANS[preset]
     os.makedirs(outdir, exist_ok=True)
     start = time.time()
     rows, zoos = [], []
     for m in plan.code_lengths:
-        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, learned=True)
+        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, encoders)
         rows += point_rows
         zoos.append(zoo_row)
     for budget in plan.sweep_budgets:
         if budget != plan.budget or plan.sweep_code_length not in plan.code_lengths:
-            learned = budget in plan.learned_budgets
+            learned = encoders if budget in plan.learned_budgets else ()
             rows += run_point(plan, outdir, options, seeds, plan.sweep_code_length, budget, learned)[0]
     by_m = mean_rows([r for r in rows if r["budget"] == plan.budget])
     by_budget = mean_rows([r for r in rows if r["code_length"] == plan.sweep_code_length])
@@ -355,7 +396,8 @@ def make(outdir: str, preset: str, options: Options, seeds: int, command: str = 
         wall_s=wall,
         command=command,
         machine=tables.machine(),
-        encoders=ENCODERS,
+        encoders=encoders,
+        readers=READERS,
         references=REFERENCES,
         subset=SUBSET,
         predictor=PREDICTOR,
@@ -374,6 +416,7 @@ def main(argv):
         Options.parse(flags.FLAGS.variants, flags.FLAGS.overrides),
         flags.FLAGS.seeds,
         command=" ".join(["python -m experiments.probing_gap", *map(shlex.quote, sys.argv[1:])]),
+        encoders=flags.FLAGS.encoders,
     )
 
 
@@ -382,6 +425,7 @@ if __name__ == "__main__":
     flags.DEFINE_list("variants", ["condition_every", "probe_prior"], "Named departures of every run (see configs).")
     flags.DEFINE_list("overrides", list(DEFAULT_OVERRIDES), "key=value config overrides of every run that has the key.")
     flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
+    flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")
     flags.DEFINE_string("outdir", None, "Where zoos, runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
     app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -296,7 +296,8 @@ def _probing_gap_table(
 def probing_gap_markdown(result: dict) -> str:
     """`probing_gap.md` from `probing_gap.json` (experiments.probing_gap): accuracy against m and against L."""
     plan, labels = result["plan"], result["plan"]["num_labels"]
-    readers = (result["encoders"], result["references"])
+    # The encoders, and the fixed sequence read by their probe (results files from before these have none).
+    readers = ([*result["encoders"], *result.get("readers", ())], result["references"])
     zoos = "; ".join(
         f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
         f"{z['ood_trained']} held-out ones do"
@@ -314,7 +315,13 @@ def probing_gap_markdown(result: dict) -> str:
             "Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock "
             f"({result['subset']}, {result['predictor']} probe for the encoders; references read with no learning, "
             f"guessing uniformly where they read nothing). Chance: label {1 / labels:.2f}. Bounds: the "
-            "guess-adjusted fraction of locks the budget covers.",
+            "guess-adjusted fraction of locks the budget covers."
+            + (
+                " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
+                "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer."
+                if result.get("readers")
+                else ""
+            ),
             "",
             f"Zoos: {zoos}",
             "",

@@ -36,12 +36,18 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     rows = {(r["row"], r["budget"]) for r in saved["rows"]}
     assert {(e, plan.budget) for e in probing_gap.ENCODERS} <= rows
     assert {(r, b) for r in probing_gap.REFERENCES for b in plan.sweep_budgets} <= rows
+    # The fixed sequence read by the encoders' probe, at every budget, on the same held-out LSTMs.
+    assert {(r, b) for r in probing_gap.READERS for b in plan.sweep_budgets} <= rows
+    readers = [r for r in saved["rows"] if r["row"] in probing_gap.READERS]
+    adaptive_n = {r["budget"]: r["n"] for r in saved["rows"] if r["row"] == "adaptive"}
+    assert all(0 <= r["label_accuracy"] <= 1 and r["n"] == adaptive_n[r["budget"]] for r in readers)
     bounds = {(r["row"], r["budget"]): r["bound"] for r in saved["rows"] if r["row"] in probing_gap.REFERENCES}
     # Enough symbols for the adaptive search (11 for m = 2) cover every lock; a fixed sequence needs 17.
     assert bounds[("adaptive", 11)] == 1.0 and bounds[("fixed", 11)] < 1.0
     assert bounds[("fixed", 3)] <= bounds[("fixed", 6)] <= bounds[("fixed", 11)]
     text = (tmp_path / "gap" / "probing_gap.md").read_text()
     assert "## Against the code length m" in text and "## Against the budget L" in text
+    assert "fixed_pooled_by_probe: label / code" in text
     # The markdown is rendered from the JSON alone, which records what its header shows.
     assert text == report.render(os.path.join(outdir, "probing_gap.json"))
     assert saved["machine"] in text and saved["command"] == "" and "Command:" not in text
