@@ -354,3 +354,21 @@ def test_a_higher_answer_temperature_lets_gradient_through_saturated_answers():
     (cold, embedding), (warm, same) = probe_gradient(1.0), probe_gradient(10.0)
     np.testing.assert_array_equal(embedding, same)  # the forward pass does not see the temperature
     assert warm > 3 * cold
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_pooled_answers_are_how_often_each_answer_was_given(name):
+    """With `pool_answers` the head also reads the mean one-hot answer over the probing steps: with its weights
+    on the encoder LSTM's output zeroed, the embedding is the head of that mean, computed here independently
+    by running each LSTM on its probes."""
+    encoder = _build(name, answers="argmax", pool_answers=True, normalize=False)
+    first = encoder.head.layers[0].kernel
+    first[...] = first[...].at[: _PROBING["lstm_size"]].set(0.0)
+    params = _params()
+    probes = np.asarray(encoder.probing_inputs(params))  # [time, batch, parallel, input]
+    run = jax.vmap(jax.vmap(lstm.apply, in_axes=(None, 1), out_axes=1), in_axes=(0, 1), out_axes=1)
+    outputs, _ = run(params, jnp.asarray(probes))  # [time, batch, parallel, output]
+    counts = jax.nn.one_hot(jnp.argmax(outputs, -1), SPEC.output_size).mean(0).reshape(BATCH, -1)
+    expected = encoder.head(jnp.concatenate([jnp.zeros((BATCH, _PROBING["lstm_size"])), counts], axis=-1))
+    np.testing.assert_allclose(encoder(params), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(counts[0], counts[1])  # the LSTMs answer differently: the check is not vacuous

@@ -31,12 +31,12 @@ def default_config() -> ml_collections.ConfigDict:
 class Interactive(probing.ProbingEncoder):
     """Encoder LSTM <-> probed LSTM dialogue -> embedding."""
 
-    def _dialogue(self, params: Params) -> tuple[jax.Array, jax.Array, lstm.State]:
+    def _dialogue(self, params: Params) -> tuple[jax.Array, jax.Array, jax.Array, lstm.State]:
         """Runs the probing steps.
 
         Returns:
-          (probing inputs [time, batch, parallel, input], the encoder LSTM's next input (the transformed
-          last answers) [batch, lstm_size], its state).
+          (probing inputs [time, batch, parallel, input], answer vectors [time, batch, parallel * output],
+          the encoder LSTM's next input (the transformed last answers) [batch, lstm_size], its state).
         """
         batch = params["weight_out"].shape[0]
         probed_state = jax.tree.map(
@@ -47,16 +47,17 @@ class Interactive(probing.ProbingEncoder):
             x, state, probed_state = carry
             ys, state = self.lstm(x[None], state)
             probes = self.probes(ys[0], step)
-            answers, probed_state = _batched_step(params, probes, probed_state)
-            return (self.read_answers(answers), state, probed_state), probes
+            outputs, probed_state = _batched_step(params, probes, probed_state)
+            answers = self.answer_vectors(outputs)
+            return (self.read_answers(answers), state, probed_state), (probes, answers)
 
         start = (self.start(batch), self.lstm.initial_state(batch), probed_state)
-        (x, state, _), probes = jax.lax.scan(probing_step, start, jnp.arange(self.probe_length))
-        return probes, x, state
+        (x, state, _), (probes, answers) = jax.lax.scan(probing_step, start, jnp.arange(self.probe_length))
+        return probes, answers, x, state
 
     def probing_inputs(self, params: Params) -> jax.Array:
         return self._dialogue(params)[0]
 
     def encode(self, params: Params) -> jax.Array:
-        _, x, state = self._dialogue(params)
-        return self.finish(x[None], state)
+        _, answers, x, state = self._dialogue(params)
+        return self.finish(x[None], state, answers)

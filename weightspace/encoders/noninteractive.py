@@ -43,6 +43,7 @@ class NonInteractive(probing.ProbingEncoder):
     def encode(self, params: Params) -> jax.Array:
         probes = jnp.swapaxes(self._fixed_probes(), 0, 1)  # [parallel, time, input]
         outputs, _ = jax.vmap(lstm.apply, in_axes=(0, None))(params, probes)  # [batch, parallel, time, output]
-        answers = self.read_answers(jnp.transpose(outputs, (2, 0, 1, 3)))  # [time, batch, lstm_size]
+        answers = self.answer_vectors(jnp.transpose(outputs, (2, 0, 1, 3)))  # [time, batch, parallel * output]
+        inputs = self.read_answers(answers)  # [time, batch, lstm_size]
         batch = answers.shape[1]
-        return self.finish(jnp.concatenate([self.start(batch)[None], answers]), self.lstm.initial_state(batch))
+        return self.finish(jnp.concatenate([self.start(batch)[None], inputs]), self.lstm.initial_state(batch), answers)

@@ -84,6 +84,12 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # inputs that `encoders.build(..., probe_prior=...)` is given (a task family's hand-written probing
         # strings): probes start on real strings and training moves them from there. 0 (the paper): none.
         prior_scale=0.0,
+        # The embedding also reads how often each answer was given over the probing steps (the mean of the
+        # answers as the encoder reads them, beside the encoder LSTM's last output): a summary that does not
+        # depend on when an answer came. Combination locks show their label at a step that depends on the
+        # code, so a reader of the answer sequence trained on some codes misses it for others. False (the
+        # paper): the LSTM's last output alone.
+        pool_answers=False,
     )
 
 
@@ -157,6 +163,7 @@ class ProbingEncoder(base.Encoder):
         answers: str,
         answer_temperature: float,
         prior_scale: float,
+        pool_answers: bool,
         rngs: nnx.Rngs,
         probe_prior: jax.Array | None = None,
     ):
@@ -191,7 +198,9 @@ class ProbingEncoder(base.Encoder):
         self.bos = nnx.Param(jnp.zeros((lstm_size,)))
         self.eos = nnx.Param(jnp.zeros((lstm_size,)))
         self.lstm = EncoderLSTM(lstm_size, lstm_layers, residual, rngs=rngs)
-        self.head = base.MLP([lstm_size, *hidden_sizes, embedding_size], rngs=rngs)
+        self.pool_answers = pool_answers
+        pooled = num_parallel * spec.output_size if pool_answers else 0
+        self.head = base.MLP([lstm_size + pooled, *hidden_sizes, embedding_size], rngs=rngs)
 
     def probing_inputs(self, params: Params) -> jax.Array:
         """The probing inputs each LSTM is given: [probe_length, batch, num_parallel, input_size]."""
@@ -224,20 +233,29 @@ class ProbingEncoder(base.Encoder):
             return jax.nn.sigmoid(logits)
         return jax.nn.softmax(logits) if self.probe_activation == "softmax" else straight_through(logits)
 
-    def read_answers(self, outputs: jax.Array) -> jax.Array:
-        """Encoder-LSTM inputs from the probed LSTM's readouts: [..., num_parallel, output_size] -> [..., lstm_size]."""
+    def answer_vectors(self, outputs: jax.Array) -> jax.Array:
+        """The answers as the encoder reads them (`answers`): [..., parallel, output_size] -> [..., parallel * out]."""
         if self.answers == "log_softmax":
             outputs = jax.nn.log_softmax(outputs)
         elif self.answers == "argmax":
             outputs = straight_through(outputs, self.answer_temperature)
-        return jax.nn.sigmoid(self.read(outputs.reshape(*outputs.shape[:-2], -1)))
+        return outputs.reshape(*outputs.shape[:-2], -1)
+
+    def read_answers(self, answers: jax.Array) -> jax.Array:
+        """Encoder-LSTM inputs from answer vectors (`answer_vectors`): [..., parallel * out] -> [..., lstm_size]."""
+        return jax.nn.sigmoid(self.read(answers))
 
     def start(self, batch: int) -> jax.Array:
         """The BOS input for a batch: [batch, lstm_size]."""
         return jnp.broadcast_to(self.bos[...], (batch, self.bos.shape[0]))
 
-    def finish(self, xs: jax.Array, state: lstm.State) -> jax.Array:
-        """Reads the remaining inputs `xs` [time, batch, lstm_size] and EOS from `state`; -> embedding [batch, E]."""
+    def finish(self, xs: jax.Array, state: lstm.State, answers: jax.Array) -> jax.Array:
+        """Reads the remaining inputs `xs` [time, batch, lstm_size] and EOS from `state`; -> embedding [batch, E].
+
+        `answers` [probe_length, batch, parallel * out] are every step's answer vectors, pooled into the
+        embedding with `pool_answers`.
+        """
         eos = jnp.broadcast_to(self.eos[...], xs.shape[1:])
         ys, _ = self.lstm(jnp.concatenate([xs, eos[None]]), state)
-        return self.head(ys[-1])
+        last = ys[-1]
+        return self.head(jnp.concatenate([last, answers.mean(0)], axis=-1) if self.pool_answers else last)
