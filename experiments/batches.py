@@ -57,26 +57,35 @@ def row_reader(arrays: PyTree, placement: jax.sharding.Sharding, on_disk: bool) 
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def batch_sums(objective, graphdef, mesh, state, rows, mask) -> dict[str, tuple]:
-    """The objective's sums over one fixed batch's rows, the model in eval mode (no dropout)."""
-    model = nnx.merge(graphdef, state["params"], state["other"])
-    model.eval()
+def batch_sums(objective, graphdef, mesh, states, rows, mask) -> dict[str, tuple]:
+    """The objective's sums over one fixed batch's rows for every member of `states` (a leading member axis
+    [M, ...]), the models in eval mode (no dropout): {kind: (sums [M], counts [M])}."""
     batch = sharding.constrain(dataset.assemble(rows, objective.family), sharding.split(mesh))
-    return objective.eval_sums(model, batch, mask)
+
+    def member_sums(state):
+        model = nnx.merge(graphdef, state["params"], state["other"])
+        model.eval()
+        return objective.eval_sums(model, batch, mask)
+
+    return jax.vmap(member_sums)(states)
 
 
-def split_losses(objective, graphdef, mesh, state, read_rows: RowReader, batches: dict[str, list]) -> dict[str, float]:
-    """The objective's mean losses over each split's fixed batches:
-    {"<split>_loss": float[, "<split>_boundary_loss": float]}."""
-    means = {}
+def split_losses(
+    objective, graphdef, mesh, states, read_rows: RowReader, batches: dict[str, list]
+) -> list[dict[str, float]]:
+    """Each member's mean losses over each split's fixed batches, for `states` with a leading member axis:
+    [{"<split>_loss": float[, "<split>_boundary_loss": float]}, ...]."""
+    members = len(jax.tree.leaves(states)[0])
+    means = [{} for _ in range(members)]
     for name, split_batches in batches.items():
         sums = jax.device_get([
-            batch_sums(objective, graphdef, mesh, state, read_rows(snapshots, sequences), jnp.asarray(mask))
+            batch_sums(objective, graphdef, mesh, states, read_rows(snapshots, sequences), jnp.asarray(mask))
             for snapshots, sequences, mask in split_batches
         ])  # fmt: skip
         for kind in sums[0]:
-            total, count = (sum(float(s[kind][i]) for s in sums) for i in (0, 1))
-            means[f"{name}_{kind}"] = total / max(1.0, count)
+            for member in range(members):
+                total, count = (sum(float(s[kind][i][member]) for s in sums) for i in (0, 1))
+                means[member][f"{name}_{kind}"] = total / max(1.0, count)
     return means
 
 

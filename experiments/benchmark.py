@@ -117,23 +117,24 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
     config.zoo.path = zoo_path
     the_zoo = zoo.load(zoo_path)
-    trainer = train.Trainer(config, the_zoo)
+    trainer = train.Trainer([config], the_zoo)
     arrays = dataset.zoo_arrays(the_zoo)
     indices = jax.numpy.arange(len(the_zoo))
     # Placed as in training: an uncommitted state would make the second call compile again.
     replicated = sharding.replicated(trainer.mesh)
-    state, arrays, indices = jax.device_put((trainer.initial_state, arrays, indices), replicated)
-    flops = benchmarking.matmul_flops(jax.make_jaxpr(trainer.train_step)(state, arrays, indices).jaxpr)
+    inputs = (trainer.keys, trainer.learning_rates, arrays, indices)
+    state, inputs = jax.device_put((trainer.initial_state, inputs), replicated)
+    flops = benchmarking.matmul_flops(jax.make_jaxpr(trainer.train_step)(state, *inputs).jaxpr)
     start = time.perf_counter()
-    train_step = trainer.train_step.lower(state, arrays, indices).compile()
+    train_step = trainer.train_step.lower(state, *inputs).compile()
     compile_s = time.perf_counter() - start
     for _ in range(2):
-        state, metrics = train_step(state, arrays, indices)
+        state, metrics = train_step(state, *inputs)
         jax.block_until_ready(metrics)
 
     def step():
         nonlocal state
-        state, metrics = train_step(state, arrays, indices)
+        state, metrics = train_step(state, *inputs)
         jax.block_until_ready(metrics)
 
     rates = benchmarking.window_rates(step, seconds)

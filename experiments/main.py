@@ -7,6 +7,11 @@ evaluation (experiments/evaluate.py) writes evaluation.json/.md into the
 workdir; --config.evaluate.after_training=false skips it. Supervised baseline:
 --config.supervised.target=task (see configs/common.py).
 
+A sweep trains runs of the config that differ only in seed (and learning rate) together, in one
+vmapped step: `--seeds=0,1,2 [--learning_rates=1e-3,3e-4,1e-4]` trains member k in
+`<workdir>/seed<k>` (`<workdir>/seed<k>_lr<rate>`), each exactly the workdir its single run would write,
+then evaluates each.
+
 Multi-process (data-parallel over every process's devices, `--config.train.data_parallel=true`):
 `--distributed` on a pod or cluster JAX knows, or for processes on one machine
 `python -m zoo_builder.launch_local --module=experiments.main -- <these flags>`.
@@ -31,14 +36,20 @@ def main(argv):
     config = flags.FLAGS.config
     if not config.train.data_parallel:
         cli.reuse_cpu_step_memory()  # one device: its steps run on this thread and reuse their buffers
-    train.train(config, flags.FLAGS.workdir)
+    configs, workdirs = train.sweep_members(
+        config, flags.FLAGS.workdir, [int(s) for s in flags.FLAGS.seeds], [float(r) for r in flags.FLAGS.learning_rates]
+    )
+    train.train_sweep(configs, workdirs)
     if config.evaluate.after_training:
-        evaluate.evaluate(flags.FLAGS.workdir)
+        for workdir in workdirs:
+            evaluate.evaluate(workdir)
 
 
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
+    flags.DEFINE_list("seeds", [], "Train these seeds of the config as one sweep, each in <workdir>/seed<k>.")
+    flags.DEFINE_list("learning_rates", [], "With --seeds: each member's optim.lr (one per seed).")
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
     flags.DEFINE_bool("distributed", False, "Join the multi-process job JAX finds (TPU pods, SLURM, ...).")
     cli.define_job_flags()

@@ -92,9 +92,12 @@ def make_head(config: ml_collections.ConfigDict, target: targets.Target) -> base
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """AdamW after clipping, at unit learning rate: a step applies `config.optim.lr` times its update, so the
+    members of a sweep with other learning rates share one optimiser (the update is the same number as
+    AdamW's at that rate: its last operation is the same product)."""
     return optax.chain(
         optax.clip_by_global_norm(config.optim.clip_norm),
-        optax.adamw(config.optim.lr, weight_decay=config.optim.weight_decay),
+        optax.adamw(1.0, weight_decay=config.optim.weight_decay),
     )
 
 

@@ -45,23 +45,24 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     config = ml_collections.ConfigDict(config.to_dict())
     config.train.data_parallel = devices > 1
     the_zoo = _zoo(config)
-    trainer = train.Trainer(config, the_zoo)
+    trainer = train.Trainer([config], the_zoo)
     run, replicated = trainer.run, sharding.replicated(trainer.mesh)
 
     def placed(tree):
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated), tree)
 
-    def rows(size):  # a batch's rows (`dataset.take`)
-        indices = np.zeros(size, np.int32)
+    def rows(size, members=()):  # a batch's rows (`dataset.take`), for each member
+        indices = np.zeros((*members, size), np.int32)
         return placed(jax.eval_shape(lambda a: dataset.take(a, indices, indices), arrays))
 
-    state = placed(trainer.initial_state)
+    state = placed(trainer.initial_state)  # one member [1, ...]
+    member = placed((trainer.keys, trainer.learning_rates))
     arrays = placed(trainer.objective.device_arrays(dataset.zoo_arrays(the_zoo)))
     if trainer.on_disk:
-        train_cost = planning.step_cost(trainer.train_step, state, rows(config.train.batch_size))
+        train_cost = planning.step_cost(trainer.train_step, state, *member, rows(config.train.batch_size, (1,)))
     else:
         indices = placed(np.zeros(len(run.train_snapshots), np.int32))
-        train_cost = planning.step_cost(trainer.train_step, state, arrays, indices)
+        train_cost = planning.step_cost(trainer.train_step, state, *member, arrays, indices)
     batch = config.eval.batch_size
     eval_batches = sum(-(-len(run.split[name]) // batch) for name in dataset.HELD_OUT)
     eval_cost = planning.step_cost(

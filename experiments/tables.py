@@ -28,6 +28,7 @@ Writes into `outdir`:
   *.png           the figures (experiments/figures.py)
 """
 
+import itertools
 import os
 import platform
 import shlex
@@ -68,17 +69,25 @@ def table_configs(
 
 
 def ensure_run(config, path: str) -> dict:
-    """Trains (or resumes) and evaluates one run, or returns its finished evaluation.
+    """Trains (or resumes) and evaluates one run, or returns its finished evaluation (`ensure_sweep` of one)."""
+    return ensure_sweep([config], [path])[0]
 
-    A run already in `path` is reused only when it has the config asked for (up to the settings a
+
+def ensure_sweep(configs: list, paths: list[str]) -> list[dict]:
+    """Trains (or resumes) the runs of `configs` that have no evaluation yet as one sweep
+    (`train.train_sweep`: they differ only in seed and learning rate), and evaluates every run.
+
+    A run already in its path is reused only when it has the config asked for (up to the settings a
     resume may change); otherwise `workdirs.TrainingError` names the keys that differ.
     """
-    workdirs.check_config(config, path)
-    if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON)):
+    for config, path in zip(configs, paths, strict=True):
+        workdirs.check_config(config, path)
+    todo = [i for i, path in enumerate(paths) if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON))]
+    if todo:
         start = time.time()
-        train.train(config, path)
-        logging.info("Trained %s in %.0f s.", path, time.time() - start)
-    return evaluate.evaluate(path)
+        train.train_sweep([configs[i] for i in todo], [paths[i] for i in todo])
+        logging.info("Trained %s in %.0f s.", ", ".join(paths[i] for i in todo), time.time() - start)
+    return [evaluate.evaluate(path) for path in paths]
 
 
 def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, split: str, predictor: str, metric: str):
@@ -145,9 +154,11 @@ def make_tables(
     command: str = "",
     oracle: bool = False,
     with_references: bool = True,
+    sweep: bool = True,
 ) -> dict:
     """Runs or reuses every run and reference row, then writes results.csv, the figures, and results.json with
-    the tables.md rendered from it (`report.tables_markdown`)."""
+    the tables.md rendered from it (`report.tables_markdown`). With `sweep`, each row's seeds train together
+    (`train.train_sweep`), each into its own run's workdir."""
     families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
@@ -157,12 +168,17 @@ def make_tables(
     start = time.time()
     records, runs = [], {}
     for dataset in datasets:
-        for config in table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle):
-            path = workdirs.table_config_run(outdir, config)
-            kind = objectives.kind_of(config)
-            meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
-            runs[tuple(meta.values())] = path
-            records += _run_records(outdir, path, meta, evaluate.records(ensure_run(config, path)))
+        configs = table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle)
+        # A sweep per row (its seeds), or one run at a time.
+        groups = itertools.groupby(configs, key=workdirs.table_row) if sweep else ((None, [c]) for c in configs)
+        for _, group in groups:
+            group = list(group)
+            paths = [workdirs.table_config_run(outdir, config) for config in group]
+            for config, path, result in zip(group, paths, ensure_sweep(group, paths), strict=True):
+                kind = objectives.kind_of(config)
+                meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
+                runs[tuple(meta.values())] = path
+                records += _run_records(outdir, path, meta, evaluate.records(result))
         reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
             path = workdirs.table_run(outdir, dataset, references.KIND, seed)
@@ -204,6 +220,7 @@ def main(argv):
         command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
         oracle=flags.FLAGS.oracle,
         with_references=flags.FLAGS.references,
+        sweep=flags.FLAGS.sweep,
     )
 
 
@@ -219,6 +236,7 @@ if __name__ == "__main__":
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
     flags.DEFINE_bool("oracle", False, "Also run the task oracle (emulator given each dataset's exact task).")
+    flags.DEFINE_bool("sweep", True, "Train each row's seeds together, vmapped (false: one run at a time).")
     flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")

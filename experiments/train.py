@@ -2,15 +2,20 @@
 measured as it goes and resumable checkpoints (the downstream evaluation is `experiments.evaluate`):
 
     train(config, workdir)
+    train_sweep(configs, workdirs)   # runs that differ only in seed and learning rate, trained together
 
-The workdir's layout, and loading what a run trained, are in `experiments.workdirs`.
+A sweep trains its members in one jitted step, vmapped over a leading member axis of the params, the
+optimiser state and the keys: each member draws the batches, and takes the steps, of its single run
+(up to floating-point rounding), and writes a single run's workdir (its config, metrics, checkpoints),
+so evaluation, tables and `workdirs.load_run` read a member as they read a run. A single run is a sweep
+of one member. The workdir's layout, and loading what a run trained, are in `experiments.workdirs`.
 """
 
 import contextlib
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +32,7 @@ from weightspace import (
     checkpointing,
     dataset,
     errors,
+    files,
     metrics,
     multihost,
     prefetch,
@@ -41,24 +47,58 @@ from weightspace.types import PyTree
 _DRAW_BLOCK = 256  # on disk: steps whose batches are drawn at once
 
 
-class Trainer:
-    """A run's jitted training step, over its context (`context.RunContext`: family, split, objective)."""
+# Config keys in which the members of a sweep may differ.
+MEMBER_KEYS = ("seed", "optim.lr")
 
-    def __init__(self, config: ml_collections.ConfigDict, the_zoo: zoo.Zoo):
-        self.config = config
+
+def _stack(trees: Sequence[PyTree]) -> PyTree:
+    """Trees of one structure stacked along a new leading (member) axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def member_state(state: PyTree, member: int) -> PyTree:
+    """One member's state, as a single run's, from a sweep's state with a leading member axis."""
+    return jax.tree.map(lambda x: x[member], state)
+
+
+class Trainer:
+    """A sweep's jitted training step over its context (`context.RunContext`: family, split, objective).
+
+    The members are runs of configs equal but for `MEMBER_KEYS`; every array of the training state has a
+    leading member axis [M, ...], and the step is the single run's step vmapped over it.
+    """
+
+    def __init__(self, configs: Sequence[ml_collections.ConfigDict], the_zoo: zoo.Zoo):
+        self.configs = list(configs)
+        config = self.config = self.configs[0]
+        for other in self.configs[1:]:
+            differences = files.config_changes(config.to_dict(), other.to_dict(), MEMBER_KEYS)
+            if differences:
+                raise errors.ConfigError(
+                    f"The members of a sweep differ only in {', '.join(MEMBER_KEYS)}; these differ in "
+                    f"{'; '.join(differences)}."
+                )
         self.run = context.RunContext.of(config, the_zoo)
         self.objective = self.run.objective
         self.augment = bool(config.encoder.augment) and self.objective.reads_weights
-        model = self.objective.make_model(config, self.run.spec)
-        self.graphdef = nnx.graphdef(model)
+        models = [self.objective.make_model(c, self.run.spec) for c in self.configs]
+        self.graphdef = nnx.graphdef(models[0])
         self.optimizer = make_optimizer(config)
-        self.initial_state = initial_state(model, self.optimizer)
-        self.key = jax.random.key(config.seed)
+        self.initial_state = _stack([initial_state(model, self.optimizer) for model in models])
+        # Each member's key and learning rate [M]: what its single run has.
+        self.keys = jax.vmap(jax.random.key)(jnp.asarray([c.seed for c in self.configs]))
+        self.learning_rates = jnp.asarray([c.optim.lr for c in self.configs], jnp.float32)
         self.mesh = self.run.mesh()
         self.on_disk = bool(config.train.zoo_on_disk)
-        # In memory: train_step(state, arrays, indices); on disk: train_step(state, rows) (`step_inputs`).
-        self.train_step = jax.jit(self._step_on_rows if self.on_disk else self._train_step, donate_argnums=0)
-        self.draw_block = jax.jit(jax.vmap(self._draw, in_axes=(0, None, None)), static_argnums=2)
+        # In memory: train_step(state, keys, lrs, arrays, indices); on disk: train_step(state, keys, lrs, rows)
+        # (`step_inputs`; rows [M, B, ...]).
+        if self.on_disk:
+            member_step, axes = self._step_on_rows, (0, 0, 0, 0)
+        else:
+            member_step, axes = self._train_step, (0, 0, 0, None, None)
+        self.train_step = jax.jit(jax.vmap(member_step, in_axes=axes), donate_argnums=0)
+        draw_steps = jax.vmap(self._draw, in_axes=(0, None, None, None))  # [steps] of one member
+        self.draw_block = jax.jit(jax.vmap(draw_steps, in_axes=(None, None, None, 0)), static_argnums=2)
 
     def replicate(self, tree: PyTree) -> PyTree:
         """`tree` placed on every device of the run's mesh (state and data that all steps read whole).
@@ -75,24 +115,26 @@ class Trainer:
         """How the rows of a fixed batch are read from `zoo_arrays`: on device, or from disk and placed."""
         return batches.row_reader(arrays, sharding.split(self.mesh), self.on_disk)
 
-    def _keys(self, step: jax.Array) -> jax.Array:
-        """The keys of step `step` [2]: its batch's draw, its augmentation."""
-        return jax.random.split(jax.random.fold_in(self.key, step))
+    @staticmethod
+    def _keys(step: jax.Array, key: jax.Array) -> jax.Array:
+        """The keys of step `step` of the run of `key` [2]: its batch's draw, its augmentation."""
+        return jax.random.split(jax.random.fold_in(key, step))
 
-    def _draw(self, step: jax.Array, indices: jax.Array, num_sequences: int) -> tuple[jax.Array, jax.Array]:
-        """Step `step`'s batch: (snapshots [B], sequences [B]) drawn from `indices`."""
-        return dataset.sample_indices(self._keys(step)[0], indices, self.config.train.batch_size, num_sequences)
+    def _draw(self, step: jax.Array, indices: jax.Array, num_sequences: int, key: jax.Array):
+        """Step `step`'s batch of the run of `key`: (snapshots [B], sequences [B]) drawn from `indices`."""
+        return dataset.sample_indices(self._keys(step, key)[0], indices, self.config.train.batch_size, num_sequences)
 
-    def _train_step(self, state: PyTree, arrays: PyTree, indices: jax.Array) -> tuple[PyTree, dict]:
-        """One optimisation step, its batch drawn and gathered on device from the placed zoo `arrays`."""
-        draw = self._draw(state["step"], indices, dataset.num_sequences(arrays))
-        return self._step_on_rows(state, dataset.take(arrays, *draw))
+    def _train_step(self, state: PyTree, key: jax.Array, lr: jax.Array, arrays: PyTree, indices: jax.Array):
+        """One member's optimisation step, its batch drawn and gathered on device from the placed zoo `arrays`."""
+        draw = self._draw(state["step"], indices, dataset.num_sequences(arrays), key)
+        return self._step_on_rows(state, key, lr, dataset.take(arrays, *draw))
 
-    def _step_on_rows(self, state: PyTree, rows: PyTree) -> tuple[PyTree, dict]:
-        """One optimisation step on its batch's rows (`dataset.take`); the augmentation's key is the step's."""
+    def _step_on_rows(self, state: PyTree, key: jax.Array, lr: jax.Array, rows: PyTree) -> tuple[PyTree, dict]:
+        """One member's optimisation step on its batch's rows (`dataset.take`); the augmentation's key is the
+        step's. The optimiser's update is at unit learning rate (`make_optimizer`), scaled here by `lr`."""
         batch = dataset.assemble(rows, self.run.family)
         if self.augment:
-            batch["params"] = augment.augment(self._keys(state["step"])[1], batch["params"], self.run.spec)
+            batch["params"] = augment.augment(self._keys(state["step"], key)[1], batch["params"], self.run.spec)
         batch = sharding.constrain(batch, sharding.split(self.mesh))
         (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
             state["params"], state["other"], batch
@@ -100,7 +142,7 @@ class Trainer:
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
         new_state = {
             **state,
-            "params": optax.apply_updates(state["params"], updates),
+            "params": optax.apply_updates(state["params"], jax.tree.map(lambda u: u * lr, updates)),
             "other": other,
             "opt_state": opt_state,
             "step": state["step"] + 1,
@@ -115,30 +157,56 @@ class Trainer:
     def step_inputs(self, arrays: PyTree, first: int, stop: int) -> contextlib.AbstractContextManager[Iterator]:
         """The arguments of `train_step` after the state, for steps first, ..., stop - 1 (a context manager).
 
-        In memory: the placed zoo and the train snapshots, every step. On disk: each step's batch rows,
-        read ahead of the steps by a thread (`dataset.read`) and placed split over the mesh; the draws
-        are the in-memory step's (same keys), made on device `_DRAW_BLOCK` steps at a time.
+        Always the members' keys and learning rates. Then in memory: the placed zoo and the train
+        snapshots, every step. On disk: each step's batch rows of every member [M, B, ...], read ahead of
+        the steps by a thread (`dataset.read`) and placed split over the mesh; the draws are the in-memory
+        step's (same keys), made on device `_DRAW_BLOCK` steps at a time.
         """
         indices = np.asarray(self.run.train_snapshots, np.int32)
+        members = (self.replicate(self.keys), self.replicate(self.learning_rates))
         if not self.on_disk:
-            return contextlib.nullcontext(itertools.repeat((arrays, self.replicate(indices))))
-        placement, draws = sharding.split(self.mesh), {}
+            return contextlib.nullcontext(itertools.repeat((*members, arrays, self.replicate(indices))))
+        placement, draws = sharding.split(self.mesh, axis=1), {}
         num_sequences = dataset.num_sequences(arrays)
 
-        def produce(step: int) -> tuple[PyTree]:
+        def produce(step: int) -> tuple[PyTree, ...]:
             block = step - step % _DRAW_BLOCK
             if block not in draws:
                 draws.clear()
                 steps = np.arange(block, block + _DRAW_BLOCK, dtype=np.int32)
-                draws[block] = jax.device_get(self.draw_block(steps, indices, num_sequences))
-            snapshots, sequences = (drawn[step - block] for drawn in draws[block])
-            return (multihost.put(dataset.read(arrays, snapshots, sequences), placement),)
+                draws[block] = jax.device_get(self.draw_block(steps, indices, num_sequences, self.keys))
+            snapshots, sequences = (drawn[:, step - block] for drawn in draws[block])  # [M, B] each
+            rows = _stack([dataset.read(arrays, s, q) for s, q in zip(snapshots, sequences, strict=True)])
+            return (*members, multihost.put(rows, placement))
 
         return prefetch.Prefetcher(produce, first, stop)
 
-    def split_losses(self, state: PyTree, read_rows: batches.RowReader, eval_batches: dict[str, list]) -> dict:
-        """The objective's mean losses over each split's fixed batches (`batches.split_losses`)."""
+    def split_losses(self, state: PyTree, read_rows: batches.RowReader, eval_batches: dict[str, list]) -> list[dict]:
+        """Each member's mean losses over each split's fixed batches (`batches.split_losses`)."""
         return batches.split_losses(self.objective, self.graphdef, self.mesh, state, read_rows, eval_batches)
+
+
+def sweep_members(
+    config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[int] = (), learning_rates: Sequence[float] = ()
+) -> tuple[list[ml_collections.ConfigDict], list[str]]:
+    """The members (configs, workdirs) of a sweep of `config` over `seeds` (and `learning_rates`, one per seed)
+    run in `workdir` (`workdirs.member_workdir`); no seeds: the single run of `config` in `workdir`."""
+    if learning_rates and len(learning_rates) != len(seeds):
+        raise errors.ConfigError(
+            f"A sweep takes one learning rate per seed: {len(seeds)} seeds, {len(learning_rates)} learning rates."
+        )
+    if not seeds:
+        return [config], [workdir]
+    configs, paths = [], []
+    for i, seed in enumerate(seeds):
+        member = ml_collections.ConfigDict(config.to_dict())
+        member.seed = seed
+        rate = learning_rates[i] if learning_rates else None
+        if rate is not None:
+            member.optim.lr = rate
+        configs.append(member)
+        paths.append(workdirs.member_workdir(workdir, seed, rate))
+    return configs, paths
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -188,64 +256,103 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics.
+    """Trains (or resumes) the run of `config` in `workdir`; returns the final metrics (a sweep of one)."""
+    return train_sweep([config], [workdir])[0]
 
-    One job at a time trains in a workdir (`multihost.workdir_lock`; a second fails at once). Before
-    anything is written, the config is validated and, on a resume, checked against the recorded
-    config, zoo and latest checkpoint. In a multi-process job every process runs this with the same
-    arguments and a shared workdir; only process 0 writes the run's files, all save checkpoints together.
+
+def train_sweep(configs: Sequence[ml_collections.ConfigDict], workdirs_: Sequence[str]) -> list[dict[str, float]]:
+    """Trains (or resumes) the runs of `configs` together, each in its workdir; returns each one's final metrics.
+
+    The configs differ only in `MEMBER_KEYS` (seed, learning rate). One job at a time trains in a workdir
+    (`multihost.workdir_lock`; a second fails at once). Before anything is written, every config is
+    validated and, on a resume, checked against its workdir's recorded config, zoo and latest checkpoint.
+    In a multi-process job every process runs this with the same arguments and shared workdirs; only
+    process 0 writes the runs' files, all save checkpoints together.
     """
-    validate(config, workdir)
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError):
-        multihost.check_shared_workdir(workdir, workdirs.TrainingError)
-        multihost.check_same_config(config.to_json(), workdirs.TrainingError)
-        return _train_locked(config, workdir)
-
-
-def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    recorded_config = workdirs.check_config(config, workdir)
-    resumed = workdirs.resumed_step(workdir)
-    num_steps = config.train.num_steps
-    if resumed is not None and resumed > num_steps:
-        raise workdirs.TrainingError(
-            f"{workdir}'s latest checkpoint is at step {resumed}, beyond train.num_steps={num_steps}: a run "
-            f"cannot go back. Give --config.train.num_steps={resumed} or more, or use a new workdir."
+    if len(configs) != len(workdirs_) or not configs:
+        raise ValueError(
+            f"A sweep needs one workdir per config, got {len(configs)} configs, {len(workdirs_)} workdirs."
         )
-    identity = workdirs.check_zoo(config, workdir)
+    for config, workdir in zip(configs, workdirs_, strict=True):
+        validate(config, workdir)
+    paths = [os.path.abspath(w) for w in workdirs_]
+    if len(set(paths)) != len(paths):
+        raise workdirs.TrainingError(f"The members of a sweep need workdirs of their own, got {list(workdirs_)}.")
+    with contextlib.ExitStack() as locks:
+        for workdir in paths:
+            os.makedirs(workdir, exist_ok=True)
+            locks.enter_context(multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError))
+            multihost.check_shared_workdir(workdir, workdirs.TrainingError)
+        multihost.check_same_config("".join(c.to_json() for c in configs), workdirs.TrainingError)
+        return _train_locked(list(configs), paths)
+
+
+def _resume_step(paths: list[str], num_steps: int) -> tuple[int | None, list[str]]:
+    """The step every member resumes from, the newest one all have (None: a first start), and the members
+    ahead of it (killed while the others saved: they replay those steps exactly, `_set_aside_ahead`)."""
+    resumed = [workdirs.resumed_step(path) for path in paths]
+    for path, step in zip(paths, resumed, strict=True):
+        if step is not None and step > num_steps:
+            raise workdirs.TrainingError(
+                f"{path}'s latest checkpoint is at step {step}, beyond train.num_steps={num_steps}: a run "
+                f"cannot go back. Give --config.train.num_steps={step} or more, or use a new workdir."
+            )
+    common = None if None in resumed else min(resumed)
+    return common, [path for path, step in zip(paths, resumed, strict=True) if step != common]
+
+
+def _set_aside_ahead(paths: list[str], step: int | None) -> None:
+    """Sets the latest and best checkpoints after `step` of these members aside (`checkpointing.set_aside_after`)."""
+    for path in paths:
+        for which in ("latest", "best"):
+            checkpointing.set_aside_after(os.path.join(path, "checkpoints", which), step, "ahead")
+
+
+def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:
+    config, num_steps = configs[0], configs[0].train.num_steps
+    recorded_configs = [workdirs.check_config(c, path) for c, path in zip(configs, paths, strict=True)]
+    resumed, ahead = _resume_step(paths, num_steps)
+    identity = [workdirs.check_zoo(c, path) for c, path in zip(configs, paths, strict=True)][-1]
     # Refuses a corrupt or non-finite zoo before the run writes anything.
     the_zoo = zoo.load(identity["path"], on_disk=config.train.zoo_on_disk)
-    trainer = Trainer(config, the_zoo)
+    trainer = Trainer(configs, the_zoo)
     devices = {"num_devices": trainer.mesh.size, "backend": jax.default_backend()}
-    workdirs.check_devices(workdir, devices, resumed)
     split = trainer.run.split
-    multihost.write_json(os.path.join(workdir, "config.json"), recorded_config)
-    multihost.write_json(os.path.join(workdir, workdirs.RUN_DEVICES), devices)
-    multihost.write_json(os.path.join(workdir, workdirs.RUN_ZOO), identity)
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
-    multihost.write_json(os.path.join(workdir, "split.json"), described)
+    for path in paths:
+        workdirs.check_devices(path, devices, resumed)
+    _set_aside_ahead(ahead, resumed)
+    for path, recorded in zip(paths, recorded_configs, strict=True):
+        multihost.write_json(os.path.join(path, "config.json"), recorded)
+        multihost.write_json(os.path.join(path, workdirs.RUN_DEVICES), devices)
+        multihost.write_json(os.path.join(path, workdirs.RUN_ZOO), identity)
+        multihost.write_json(os.path.join(path, "split.json"), described)
     arrays = trainer.zoo_arrays(the_zoo)
     read_rows = trainer.row_reader(arrays)
     eval_batches = batches.fixed_batches(split, config, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
-    latest = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "latest"))
-    best = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", "best"))
+    latest = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "latest")) for p in paths]
+    best = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "best")) for p in paths]
     state = trainer.replicate(trainer.initial_state)
-    if latest.latest_step() is not None:
-        state = latest.restore(latest.latest_step(), checkpointing.abstract_of(state))
-        logging.info("Resuming from step %d (%s).", int(state["step"]), workdir)
-    step = int(state["step"])
+    if resumed is not None:
+        single = checkpointing.abstract_of(member_state(state, 0))
+        state = trainer.replicate(_stack([manager.restore(resumed, single) for manager in latest]))
+        logging.info("Resuming from step %d (%s).", resumed, ", ".join(paths))
+    step = int(state["step"][0])
     if multihost.is_primary():
-        metrics.drop_after(os.path.join(workdir, workdirs.METRICS), step)
+        for path in paths:
+            metrics.drop_after(os.path.join(path, workdirs.METRICS), step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
-        config.encoder.name, the_zoo.family, sizes, num_steps, workdir,
+        config.encoder.name, the_zoo.family, sizes, num_steps, ", ".join(paths),
     )  # fmt: skip
-    pending, last, steps = [], {}, progress.Progress(num_steps, done_before=step)
-    events = tensorboard.EventWriter(os.path.join(workdir, tensorboard.DIRECTORY), resumed_step=step)
-    with events, trainer.step_inputs(arrays, step, num_steps) as inputs:
+    pending, last, steps = [], [{} for _ in paths], progress.Progress(num_steps, done_before=step)
+    events = [tensorboard.EventWriter(os.path.join(p, tensorboard.DIRECTORY), resumed_step=step) for p in paths]
+    with contextlib.ExitStack() as stack:
+        for writer in events:
+            stack.enter_context(writer)
+        inputs = stack.enter_context(trainer.step_inputs(arrays, step, num_steps))
         while step < num_steps:
             state, step_metrics = trainer.train_step(state, *next(inputs))
             step += 1
@@ -255,42 +362,62 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
             if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
                 fetched = jax.device_get(pending)
                 pending = []
-                values = {k: np.array([m[k] for m in fetched]) for k in fetched[0]}
-                if not all(np.all(np.isfinite(v)) for v in values.values()):
-                    raise workdirs.TrainingError(
-                        f"Non-finite training loss or gradient norm before step {step} "
-                        f"(loss {values['loss'][-5:]}, grad norm {values['grad_norm'][-5:]}); {_last_good(latest)}"
-                    )
-                last = {
-                    "step": step,
-                    "train_loss": float(values["loss"].mean()),
-                    "grad_norm": float(values["grad_norm"].mean()),
-                }
+                values = {k: np.stack([m[k] for m in fetched], axis=1) for k in fetched[0]}  # [M, steps]
+                for member in range(len(paths)):
+                    if not all(np.all(np.isfinite(v[member])) for v in values.values()):
+                        raise workdirs.TrainingError(
+                            f"Non-finite training loss or gradient norm before step {step}"
+                            f"{_member_name(paths, member)} (loss {values['loss'][member][-5:]}, grad norm "
+                            f"{values['grad_norm'][member][-5:]}); {_last_good(latest[member])}"
+                        )
+                last = [
+                    {
+                        "step": step,
+                        "train_loss": float(values["loss"][member].mean()),
+                        "grad_norm": float(values["grad_norm"][member].mean()),
+                    }
+                    for member in range(len(paths))
+                ]
                 rate = steps.rate  # before the evaluation below
                 if is_eval:
-                    last.update(trainer.split_losses(state, read_rows, eval_batches))
-                    non_finite = [k for k, v in last.items() if not np.isfinite(v)]
-                    if non_finite:
-                        raise workdirs.TrainingError(
-                            f"Non-finite {', '.join(non_finite)} at step {step}; {_last_good(latest)}"
-                        )
-                    if last["eval_loss"] < float(state["best_eval_loss"]):
-                        state["best_eval_loss"] = trainer.replicate(jnp.float32(last["eval_loss"]))
-                        best.save(step, state, metrics={"eval_loss": last["eval_loss"]})
+                    for member, losses in enumerate(trainer.split_losses(state, read_rows, eval_batches)):
+                        last[member].update(losses)
+                        non_finite = [k for k, v in last[member].items() if not np.isfinite(v)]
+                        if non_finite:
+                            raise workdirs.TrainingError(
+                                f"Non-finite {', '.join(non_finite)} at step {step}{_member_name(paths, member)}; "
+                                f"{_last_good(latest[member])}"
+                            )
+                    best_losses = np.array(jax.device_get(state["best_eval_loss"]))
+                    improved = [m for m in range(len(paths)) if last[m]["eval_loss"] < best_losses[m]]
+                    if improved:
+                        best_losses[improved] = [last[m]["eval_loss"] for m in improved]
+                        state["best_eval_loss"] = trainer.replicate(jnp.asarray(best_losses, jnp.float32))
+                        for m in improved:
+                            best[m].save(step, member_state(state, m), metrics={"eval_loss": last[m]["eval_loss"]})
                 if multihost.is_primary():
-                    row = {**last, "steps_per_s": round(rate, 3), "time": time.time()}
-                    metrics.append(os.path.join(workdir, workdirs.METRICS), row)
-                    events.scalars(step, _tensorboard_scalars(row))
-                logging.info(
-                    "step %d/%d | %.2f steps/s | ETA %s | %s",
-                    step, num_steps, rate, steps.eta(),
-                    " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"),
-                )  # fmt: skip
+                    for member, path in enumerate(paths):
+                        row = {**last[member], "steps_per_s": round(rate, 3), "time": time.time()}
+                        metrics.append(os.path.join(path, workdirs.METRICS), row)
+                        events[member].scalars(step, _tensorboard_scalars(row))
+                for member in range(len(paths)):
+                    logging.info(
+                        "step %d/%d | %.2f steps/s | ETA %s | %s%s",
+                        step, num_steps, rate, steps.eta(),
+                        " ".join(f"{k} {v:.4f}" for k, v in last[member].items() if k != "step"),
+                        _member_name(paths, member),
+                    )  # fmt: skip
                 if step % config.train.checkpoint_every_steps == 0 or step == num_steps:
-                    latest.save(step, state)
-    latest.close()
-    best.close()
+                    for member, manager in enumerate(latest):
+                        manager.save(step, member_state(state, member))
+    for manager in (*latest, *best):
+        manager.close()
     return last
+
+
+def _member_name(paths: list[str], member: int) -> str:
+    """ ", member <i> (<workdir>)" in a sweep's messages; nothing for a single run."""
+    return f", member {member} ({paths[member]})" if len(paths) > 1 else ""
 
 
 def _tensorboard_scalars(row: dict[str, float]) -> dict[str, float]:

@@ -1,5 +1,8 @@
 """A run's workdir: its config, its zoo, its checkpoints and metrics, and the trained model it holds.
 
+A sweep (`experiments.main --seeds=...`) trains each member in a workdir of this layout of its own,
+`<workdir>/seed<k>` (`member_workdir`).
+
 Workdir layout:
   config.json              the run's config
   zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
@@ -15,7 +18,8 @@ Workdir layout:
 A tables output directory (`experiments.tables`):
   results.json             the table cells (mean, std, n) and how they were made; tables.md renders it
   results.csv              every number of every run, one row each
-  runs/<dataset>/<row>/seed<k>   one workdir per run behind the tables (`table_run`), `row` being the
+  runs/<dataset>/<row>/seed<k>   one workdir per run behind the tables (`table_run`; a row's seeds are
+                           trained together as one sweep, `experiments.train.train_sweep`), `row` being the
                            objective's directory and row name (`Objective.table_row`: emulation/<encoder>,
                            supervised_<target>/<encoder>, oracle/<target>), or reference for the reference rows
 
@@ -53,10 +57,20 @@ def table_run(outdir: str, dataset: str, row: str, seed: int) -> str:
     return os.path.join(outdir, "runs", dataset, row, f"seed{seed}")
 
 
+def table_row(config: ml_collections.ConfigDict) -> str:
+    """The row directory of the run of `config` in a tables output directory (`Objective.table_row`)."""
+    return os.path.join(*objectives.kind_of(config).table_row(config))
+
+
 def table_config_run(outdir: str, config: ml_collections.ConfigDict) -> str:
     """The workdir of the run of `config` in a tables output directory."""
-    row = os.path.join(*objectives.kind_of(config).table_row(config))
-    return table_run(outdir, config.zoo.dataset, row, config.seed)
+    return table_run(outdir, config.zoo.dataset, table_row(config), config.seed)
+
+
+def member_workdir(workdir: str, seed: int, learning_rate: float | None = None) -> str:
+    """The workdir of one member of a sweep run in `workdir` (`experiments.main --seeds`): seed<k>, or with a
+    swept learning rate seed<k>_lr<rate>."""
+    return os.path.join(workdir, f"seed{seed}" + ("" if learning_rate is None else f"_lr{learning_rate:g}"))
 
 
 class TrainingError(UserError, RuntimeError):

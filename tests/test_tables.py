@@ -94,7 +94,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     assert row["rho"] == pytest.approx(expected) or (np.isnan(row["rho"]) and np.isnan(expected))
 
     # A rerun trains nothing and only re-aggregates.
-    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(train, "train_sweep", lambda *a, **k: pytest.fail("retrained a finished run"))
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])

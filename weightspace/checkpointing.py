@@ -204,12 +204,23 @@ class CheckpointManager:
         self._manager.close()
 
 
-def _set_aside(directory: str, damaged: list[int]) -> None:
-    """Moves damaged steps to `<directory>.damaged/` and removes the temporary directories of saves cut short."""
-    aside = f"{directory}.damaged"
-    if damaged:
+def set_aside_after(directory: str | os.PathLike, step: int | None, why: str) -> list[int]:
+    """Moves the steps newer than `step` (None: every step) to `<directory>.<why>/`, nothing deleted; before a
+    manager opens the directory. Returns the steps moved."""
+    directory = os.path.abspath(directory)
+    newer = [s for s in _steps(directory) if step is None or s > step]
+    for moved in newer:
+        logging.warning("Setting checkpoint step %d in %s aside to %s.%s/.", moved, directory, directory, why)
+    _set_aside(directory, newer, why)
+    return newer
+
+
+def _set_aside(directory: str, steps: list[int], why: str = "damaged") -> None:
+    """Moves `steps` to `<directory>.<why>/` and removes the temporary directories of saves cut short."""
+    aside = f"{directory}.{why}"
+    if steps:
         os.makedirs(aside, exist_ok=True)
-    for step in damaged:
+    for step in steps:
         shutil.move(os.path.join(directory, str(step)), os.path.join(aside, f"{step}-{time.time_ns()}"))
     if os.path.isdir(directory):
         for name in os.listdir(directory):

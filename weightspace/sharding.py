@@ -21,9 +21,9 @@ def replicated(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(on, jax.P())
 
 
-def split(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
-    """The leading axis split over the mesh's one axis."""
-    return jax.sharding.NamedSharding(on, jax.P(on.axis_names[0]))
+def split(on: jax.sharding.Mesh, axis: int = 0) -> jax.sharding.NamedSharding:
+    """Axis `axis` (the leading one by default) split over the mesh's one axis."""
+    return jax.sharding.NamedSharding(on, jax.P(*(None,) * axis, on.axis_names[0]))
 
 
 def constrain(tree, sharding: jax.sharding.NamedSharding):
