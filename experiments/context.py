@@ -61,11 +61,17 @@ class RunContext:
         objective = objectives.make(config, family, all_targets, split["train"], has_tokens)
         return cls(config, family, the_zoo.spec, split, train_snapshots, all_targets, objective)
 
-    def mesh(self, local: bool = False) -> jax.sharding.Mesh:
-        """The mesh a batch is split over: every device with `train.data_parallel`, else the first one.
+    def mesh(self, local: bool = False, members: int = 1) -> jax.sharding.Mesh:
+        """The mesh a run's (or a sweep's) steps run on, axes ("members", "data").
 
-        Every device of every process of the job, or with `local` this process's own (evaluation, which
-        each process of a multi-process job runs alone).
+        With `train.data_parallel` the batch is split over every device ("data"); otherwise a sweep's
+        `members` are split over as many devices as divide their number ("members"; a single run: the
+        first device). Every device of every process of the job, or with `local` this process's own
+        (evaluation, which each process of a multi-process job runs alone).
         """
         devices = jax.local_devices() if local else jax.devices()
-        return sharding.mesh("data", devices if self.config.train.data_parallel else devices[:1])
+        if self.config.train.data_parallel:
+            shape = (1, len(devices))
+        else:
+            shape = (max(n for n in range(1, min(members, len(devices)) + 1) if members % n == 0), 1)
+        return sharding.grid(("members", "data"), shape, devices)

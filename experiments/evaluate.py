@@ -124,7 +124,7 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     state = jax.device_put({"params": params, "other": other}, sharding.replicated(mesh))
     on_disk = config.train.zoo_on_disk
     arrays = batches.run_arrays(run.objective, the_zoo, mesh, on_disk)
-    read_rows = batches.row_reader(arrays, sharding.split(mesh), on_disk)
+    read_rows = batches.row_reader(arrays, sharding.split(mesh, name="data"), on_disk)
     fixed = batches.fixed_batches(run.split, run.config, the_zoo.sequences.shape[1], ("train", *HELD_OUT))
     one_member = jax.tree.map(lambda x: x[None], state)  # the member axis of `batches.split_losses`
     (losses,) = batches.split_losses(run.objective, graphdef, mesh, one_member, read_rows, fixed)

@@ -88,7 +88,7 @@ class Trainer:
         # Each member's key and learning rate [M]: what its single run has.
         self.keys = jax.vmap(jax.random.key)(jnp.asarray([c.seed for c in self.configs]))
         self.learning_rates = jnp.asarray([c.optim.lr for c in self.configs], jnp.float32)
-        self.mesh = self.run.mesh()
+        self.mesh = self.run.mesh(members=len(self.configs))
         self.on_disk = bool(config.train.zoo_on_disk)
         # In memory: train_step(state, keys, lrs, arrays, indices); on disk: train_step(state, keys, lrs, rows)
         # (`step_inputs`; rows [M, B, ...]).
@@ -96,7 +96,8 @@ class Trainer:
             member_step, axes = self._step_on_rows, (0, 0, 0, 0)
         else:
             member_step, axes = self._train_step, (0, 0, 0, None, None)
-        self.train_step = jax.jit(jax.vmap(member_step, in_axes=axes), donate_argnums=0)
+        # The members' axis is the mesh's "members": each device steps its own members.
+        self.train_step = jax.jit(jax.vmap(member_step, in_axes=axes, spmd_axis_name="members"), donate_argnums=0)
         draw_steps = jax.vmap(self._draw, in_axes=(0, None, None, None))  # [steps] of one member
         self.draw_block = jax.jit(jax.vmap(draw_steps, in_axes=(None, None, None, 0)), static_argnums=2)
 
@@ -107,13 +108,17 @@ class Trainer:
         """
         return multihost.put(tree, sharding.replicated(self.mesh))
 
+    def place_members(self, tree: PyTree) -> PyTree:
+        """`tree` with a leading member axis [M, ...] split over the mesh's "members" (state, keys, rates)."""
+        return multihost.put(tree, sharding.split(self.mesh, name="members"))
+
     def zoo_arrays(self, the_zoo: zoo.Zoo) -> PyTree:
         """What the steps read (`batches.run_arrays`): placed on the mesh, or left on disk."""
         return batches.run_arrays(self.objective, the_zoo, self.mesh, self.on_disk)
 
     def row_reader(self, arrays: PyTree) -> batches.RowReader:
         """How the rows of a fixed batch are read from `zoo_arrays`: on device, or from disk and placed."""
-        return batches.row_reader(arrays, sharding.split(self.mesh), self.on_disk)
+        return batches.row_reader(arrays, sharding.split(self.mesh, name="data"), self.on_disk)
 
     @staticmethod
     def _keys(step: jax.Array, key: jax.Array) -> jax.Array:
@@ -135,7 +140,7 @@ class Trainer:
         batch = dataset.assemble(rows, self.run.family)
         if self.augment:
             batch["params"] = augment.augment(self._keys(state["step"], key)[1], batch["params"], self.run.spec)
-        batch = sharding.constrain(batch, sharding.split(self.mesh))
+        batch = sharding.constrain(batch, sharding.split(self.mesh, name="data"))
         (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
             state["params"], state["other"], batch
         )
@@ -163,10 +168,10 @@ class Trainer:
         step's (same keys), made on device `_DRAW_BLOCK` steps at a time.
         """
         indices = np.asarray(self.run.train_snapshots, np.int32)
-        members = (self.replicate(self.keys), self.replicate(self.learning_rates))
+        members = self.place_members((self.keys, self.learning_rates))
         if not self.on_disk:
             return contextlib.nullcontext(itertools.repeat((*members, arrays, self.replicate(indices))))
-        placement, draws = sharding.split(self.mesh, axis=1), {}
+        placement, draws = jax.sharding.NamedSharding(self.mesh, jax.P("members", "data")), {}
         num_sequences = dataset.num_sequences(arrays)
 
         def produce(step: int) -> tuple[PyTree, ...]:
@@ -316,7 +321,8 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
     # Refuses a corrupt or non-finite zoo before the run writes anything.
     the_zoo = zoo.load(identity["path"], on_disk=config.train.zoo_on_disk)
     trainer = Trainer(configs, the_zoo)
-    devices = {"num_devices": trainer.mesh.size, "backend": jax.default_backend()}
+    # The devices a member's batch is split over: members on other devices compute alike.
+    devices = {"num_devices": trainer.mesh.shape["data"], "backend": jax.default_backend()}
     split = trainer.run.split
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     for path in paths:
@@ -333,10 +339,10 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
 
     latest = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "latest")) for p in paths]
     best = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "best")) for p in paths]
-    state = trainer.replicate(trainer.initial_state)
+    state = trainer.place_members(trainer.initial_state)
     if resumed is not None:
-        single = checkpointing.abstract_of(member_state(state, 0))
-        state = trainer.replicate(_stack([manager.restore(resumed, single) for manager in latest]))
+        single = checkpointing.abstract_of(member_state(state, 0), sharding.replicated(trainer.mesh))
+        state = trainer.place_members(_stack([manager.restore(resumed, single) for manager in latest]))
         logging.info("Resuming from step %d (%s).", resumed, ", ".join(paths))
     step = int(state["step"][0])
     if multihost.is_primary():
@@ -392,7 +398,7 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
                     improved = [m for m in range(len(paths)) if last[m]["eval_loss"] < best_losses[m]]
                     if improved:
                         best_losses[improved] = [last[m]["eval_loss"] for m in improved]
-                        state["best_eval_loss"] = trainer.replicate(jnp.asarray(best_losses, jnp.float32))
+                        state["best_eval_loss"] = trainer.place_members(jnp.asarray(best_losses, jnp.float32))
                         for m in improved:
                             best[m].save(step, member_state(state, m), metrics={"eval_loss": last[m]["eval_loss"]})
                 if multihost.is_primary():

@@ -134,15 +134,23 @@ def test_a_sweep_reading_the_zoo_from_disk_matches_the_sweep_in_memory(smoke_zoo
 
 
 @pytest.mark.slow
-def test_main_trains_the_seeds_given_as_one_sweep_each_in_its_member_workdir(smoke_zoo, tmp_path):
+def test_main_trains_the_seeds_given_as_one_sweep_members_split_over_the_devices(smoke_zoo, tmp_path):
+    """Two members on two forced host devices (one each) give what they give on one device."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    command = [
-        sys.executable, "-m", "experiments.main", "--config=experiments/configs/flat.py:smoke",
-        f"--config.zoo.path={smoke_zoo}", "--config.train.num_steps=10", "--config.evaluate.after_training=false",
-        f"--workdir={tmp_path}", "--seeds=3,4", "--learning_rates=1e-3,3e-4",
-    ]  # fmt: skip
-    subprocess.run(command, cwd=repo, check=True, capture_output=True, timeout=600)
+    for devices in (1, 2):
+        command = [
+            sys.executable, "-m", "experiments.main", "--config=experiments/configs/flat.py:smoke",
+            f"--config.zoo.path={smoke_zoo}", "--config.train.num_steps=10",
+            "--config.evaluate.after_training=false", f"--workdir={tmp_path / str(devices)}",
+            "--seeds=3,4", "--learning_rates=1e-3,3e-4", f"--cpu_devices={devices}",
+        ]  # fmt: skip
+        subprocess.run(command, cwd=repo, check=True, capture_output=True, timeout=600)
     for seed, rate in ((3, 1e-3), (4, 3e-4)):
-        config = workdirs.read_config(str(tmp_path / f"seed{seed}_lr{rate:g}"))
+        one, two = (str(tmp_path / str(devices) / f"seed{seed}_lr{rate:g}") for devices in (1, 2))
+        config = workdirs.read_config(two)
         assert (config.seed, config.optim.lr) == (seed, rate)
-        assert workdirs.checkpoint_step(str(tmp_path / f"seed{seed}_lr{rate:g}"), "latest") == 10
+        assert workdirs.checkpoint_step(two, "latest") == 10
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        jax.tree.map(close, _trained_params(one), _trained_params(two))
+        for a, b in zip(_losses(one), _losses(two), strict=True):
+            assert a.keys() == b.keys() and np.allclose(list(a.values()), list(b.values()), rtol=0, atol=1e-6)

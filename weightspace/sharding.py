@@ -1,7 +1,7 @@
 """Device meshes: every parallel axis here is one named axis over a list of devices.
 
-The zoo builder splits runs over `('models',)`, the trainer a batch over
-`('data',)`. Axes are `Auto`: shardings are propagated by XLA from the inputs
+The zoo builder splits runs over `('models',)`, the trainer a sweep's members
+and its batch over `('members', 'data')` (`grid`). Axes are `Auto`: shardings are propagated by XLA from the inputs
 and `with_sharding_constraint`, as the jitted steps are written for.
 """
 
@@ -16,14 +16,22 @@ def mesh(axis: str, devices: Sequence[jax.Device] | None = None) -> jax.sharding
     return jax.make_mesh((len(devices),), (axis,), (jax.sharding.AxisType.Auto,), devices=devices)
 
 
+def grid(axes: tuple[str, ...], shape: tuple[int, ...], devices: Sequence[jax.Device]) -> jax.sharding.Mesh:
+    """A mesh of `shape` with axes named `axes` over the first prod(shape) of `devices`."""
+    count = 1
+    for size in shape:
+        count *= size
+    return jax.make_mesh(shape, axes, (jax.sharding.AxisType.Auto,) * len(axes), devices=list(devices)[:count])
+
+
 def replicated(on: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     """Every device holds the whole array."""
     return jax.sharding.NamedSharding(on, jax.P())
 
 
-def split(on: jax.sharding.Mesh, axis: int = 0) -> jax.sharding.NamedSharding:
-    """Axis `axis` (the leading one by default) split over the mesh's one axis."""
-    return jax.sharding.NamedSharding(on, jax.P(*(None,) * axis, on.axis_names[0]))
+def split(on: jax.sharding.Mesh, axis: int = 0, name: str | None = None) -> jax.sharding.NamedSharding:
+    """Axis `axis` (the leading one by default) split over the mesh axis `name` (default: the mesh's first)."""
+    return jax.sharding.NamedSharding(on, jax.P(*(None,) * axis, name or on.axis_names[0]))
 
 
 def constrain(tree, sharding: jax.sharding.NamedSharding):
