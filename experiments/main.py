@@ -36,9 +36,9 @@ def main(argv):
     config = flags.FLAGS.config
     if not config.train.data_parallel:
         cli.reuse_cpu_step_memory()  # one device: its steps run on this thread and reuse their buffers
-    configs, workdirs = train.sweep_members(
-        config, flags.FLAGS.workdir, [int(s) for s in flags.FLAGS.seeds], [float(r) for r in flags.FLAGS.learning_rates]
-    )
+    seeds = cli.parse_list("seeds", flags.FLAGS.seeds, int)
+    learning_rates = cli.parse_list("learning_rates", flags.FLAGS.learning_rates, float)
+    configs, workdirs = train.sweep_members(config, flags.FLAGS.workdir, seeds, learning_rates)
     train.train_sweep(configs, workdirs)
     if config.evaluate.after_training:
         for workdir in workdirs:

@@ -4,6 +4,7 @@ the single run of its config up to floating-point rounding, in a single run's wo
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -154,3 +155,21 @@ def test_main_trains_the_seeds_given_as_one_sweep_members_split_over_the_devices
         jax.tree.map(close, _trained_params(one), _trained_params(two))
         for a, b in zip(_losses(one), _losses(two), strict=True):
             assert a.keys() == b.keys() and np.allclose(list(a.values()), list(b.values()), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds=a,b"], r"--seeds=a,b is not a list of ints"),
+        (["--seeds=0,1", "--learning_rates=1e-3"], r"one learning rate per seed"),
+    ],
+)
+def test_bad_sweep_flags_get_one_line_and_write_nothing(flags, message, tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "experiments.main", "--config=experiments/configs/flat.py:smoke",
+               f"--workdir={tmp_path / 'run'}", *flags]  # fmt: skip
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error (ConfigError)") and re.search(message, last)
+    assert not (tmp_path / "run").exists()

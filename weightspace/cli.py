@@ -236,3 +236,13 @@ def _describe_override_error(argv: Sequence[str], flag_values, error: Exception)
                 return f"{where} has no key {key!r} (from {arg!r}); valid keys: {valid}."
             node = node[key]
     return str(error)
+
+
+def parse_list(flag: str, values: list[str], kind: type) -> list:
+    """A comma-separated flag's values as `kind` (int, float), or a `ConfigError` naming the flag and value."""
+    try:
+        return [kind(value) for value in values]
+    except ValueError:
+        raise errors.ConfigError(
+            f"--{flag}={','.join(values)} is not a list of {kind.__name__}s (e.g. --{flag}=0,1,2)."
+        ) from None
