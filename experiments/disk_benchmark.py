@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 
@@ -44,15 +43,13 @@ def _train(zoo: str, on_disk: bool) -> dict:
             f"--config.train.zoo_on_disk={on_disk}", *flags.FLAGS.overrides,
         ]  # fmt: skip
         command = [*shlex.split(flags.FLAGS.wrapper), *command]
-        with open(os.path.join(workdir, "stderr.log"), "w+") as log:
-            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            log.seek(0)
-            tail = log.read()[-2000:]
+        log = os.path.join(workdir, "stderr.log")
+        measured = benchmarking.measured_process(command, log, cwd=REPO)
+        with open(log) as f:
+            tail = f.read()[-2000:]
         rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
-    code = process.returncode
-    result = {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "exit": code}
+    code = measured["exit"]
+    result = {"peak_rss_mb": measured["peak_rss_mb"], "exit": code}
     if code:
         print(f"The {'on-disk' if on_disk else 'in-memory'} run failed ({_exit(code)}):\n{tail}", file=sys.stderr)
         return result | {"rates": []}

@@ -1,26 +1,33 @@
 """Plans an encoder training run: per-device memory and FLOPs of its step, and its wall time on N devices.
 
   python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100
+  python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100 --members=24
 
 Nothing is trained: the run's own jitted train step and evaluation batch (`train.Trainer`,
 `batches.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
 data-parallel when N > 1, on abstract inputs (`weightspace.planning` says what is counted and what
-is assumed). The zoo's shapes come from the zoo itself when it is built, else from its builder
+is assumed). With `--members`, the plan is of a sweep of that many seeds trained together
+(`experiments.main --seeds`), the members split over the devices, beside the same runs one after another.
+The zoo's shapes come from the zoo itself when it is built, else from its builder
 config (`zoo_builder.plan.abstract_zoo`). With `--config.train.zoo_on_disk=true` the step takes its
 batch's rows and the zoo is not in device memory; reading the rows on the host is not counted. The
 estimate covers the training loop with its periodic evaluations; it leaves out compilation and the
 downstream evaluation after training.
 """
 
+import dataclasses
 import os
+import shlex
 import sys
+import time
+from collections.abc import Sequence
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
-from weightspace import cli, planning
+from weightspace import cli, encoders, errors, planning
 
 
 def _zoo(config: ml_collections.ConfigDict):
@@ -36,56 +43,135 @@ def _zoo(config: ml_collections.ConfigDict):
     return zoo_plan.abstract_zoo(configs.get_config(config.zoo.dataset, config.zoo.preset))
 
 
-def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float) -> str:
-    """The plan of training `config` on every (CPU) device of this process, standing for devices like `on`."""
+def _costs(configs: list[ml_collections.ConfigDict], the_zoo) -> tuple:
+    """(trainer, train step's cost, evaluation batch's cost) of training `configs` as one sweep (one config:
+    a single run), compiled on abstract inputs placed as the trainer places them."""
     from experiments import batches, train
     from weightspace import dataset, sharding
 
-    devices = jax.device_count()
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.train.data_parallel = devices > 1
-    the_zoo = _zoo(config)
-    trainer = train.Trainer([config], the_zoo)
-    run, replicated = trainer.run, sharding.replicated(trainer.mesh)
+    trainer = train.Trainer(configs, the_zoo)
+    run, replicated, members = trainer.run, sharding.replicated(trainer.mesh), len(configs)
 
-    def placed(tree):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated), tree)
+    def placed(tree, on=replicated):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=on), tree)
 
-    def rows(size, members=()):  # a batch's rows (`dataset.take`), for each member
-        indices = np.zeros((*members, size), np.int32)
+    def rows(size, leading=()):  # a batch's rows (`dataset.take`), for each member
+        indices = np.zeros((*leading, size), np.int32)
         return placed(jax.eval_shape(lambda a: dataset.take(a, indices, indices), arrays))
 
-    state = placed(trainer.initial_state)  # one member [1, ...]
-    member = placed((trainer.keys, trainer.learning_rates))
+    by_member = sharding.split(trainer.mesh, name="members")
+    state = placed(trainer.initial_state, by_member)  # [M, ...]
+    member = placed((trainer.keys, trainer.learning_rates), by_member)
     arrays = placed(trainer.objective.device_arrays(dataset.zoo_arrays(the_zoo)))
     if trainer.on_disk:
-        train_cost = planning.step_cost(trainer.train_step, state, *member, rows(config.train.batch_size, (1,)))
+        batch_rows = rows(trainer.config.train.batch_size, (members,))
+        train_cost = planning.step_cost(trainer.train_step, state, *member, batch_rows)
     else:
         indices = placed(np.zeros(len(run.train_snapshots), np.int32))
         train_cost = planning.step_cost(trainer.train_step, state, *member, arrays, indices)
-    batch = config.eval.batch_size
-    eval_batches = sum(-(-len(run.split[name]) // batch) for name in dataset.HELD_OUT)
+    batch = trainer.config.eval.batch_size
     eval_cost = planning.step_cost(
         jax.jit(lambda *args: batches.batch_sums(run.objective, trainer.graphdef, trainer.mesh, *args)),
         state, rows(batch), placed(np.zeros(batch, bool)),
     )  # fmt: skip
-    num_steps = config.train.num_steps
-    evaluations = -(-num_steps // config.eval.every_steps)
-    train_s = num_steps * planning.seconds(train_cost, devices, on, fraction)
-    eval_s = evaluations * eval_batches * planning.seconds(eval_cost, devices, on, fraction)
+    return trainer, train_cost, eval_cost
+
+
+def _wall_seconds(trainer, train_cost, eval_cost, on: planning.Device, fraction: float) -> tuple[float, float]:
+    """(training, periodic evaluations) seconds of a run or sweep whose step costs these, its FLOPs shared by
+    the devices of its mesh."""
+    from weightspace import dataset
+
+    config, devices = trainer.config, trainer.mesh.devices.size
+    eval_batches = sum(-(-len(trainer.run.split[name]) // config.eval.batch_size) for name in dataset.HELD_OUT)
+    evaluations = -(-config.train.num_steps // config.eval.every_steps)
+    train_s = config.train.num_steps * planning.seconds(train_cost, devices, on, fraction)
+    return train_s, evaluations * eval_batches * planning.seconds(eval_cost, devices, on, fraction)
+
+
+def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float, members: int = 1) -> str:
+    """The plan of training `config` on every (CPU) device of this process, standing for devices like `on`:
+    a single run (data-parallel over the devices), or with `members` > 1 a sweep of that many seeds
+    (`train.train_sweep`; members split over the devices) beside the same runs one after another."""
+    from experiments import train
+    from weightspace import dataset
+
+    devices = jax.device_count()
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.train.data_parallel = devices > 1 and members == 1
+    the_zoo = _zoo(config)
+    configs, _ = train.sweep_members(config, "", [config.seed + k for k in range(members)] if members > 1 else [])
+    trainer, train_cost, eval_cost = _costs(configs, the_zoo)
+    run, num_steps, batch = trainer.run, config.train.num_steps, config.eval.batch_size
+    train_s, eval_s = _wall_seconds(trainer, train_cost, eval_cost, on, fraction)
+    eval_batches = sum(-(-len(run.split[name]) // batch) for name in dataset.HELD_OUT)
     sizes = "/".join(str(len(run.split[name])) for name in dataset.SPLITS)
+    used = trainer.mesh.devices.size
+    if members == 1:
+        placement = ("devices", f"{devices} x {on.name}" + (" (data-parallel)" if devices > 1 else ""))
+        batch_row = ("batch per device", f"{config.train.batch_size / devices:g} of {config.train.batch_size}")
+    else:
+        idle = f"; {devices - used} idle: give a number of members that {devices} divides" if used < devices else ""
+        per_device = f"{members // used} member{'s' if members // used > 1 else ''}"
+        placement = ("devices", f"{devices} x {on.name}, {per_device} on each of {used}{idle}")
+        batch_row = ("batch per member", f"{config.train.batch_size}")
     rows = [
-        ("devices", f"{devices} x {on.name}" + (" (data-parallel)" if devices > 1 else "")),
+        placement,
         ("zoo", f"{len(the_zoo)} snapshots (train/eval/OOD {sizes})"),
-        ("batch per device", f"{config.train.batch_size / devices:g} of {config.train.batch_size}"),
-        ("per step per device", planning.work(train_cost, devices)),
+        batch_row,
+        ("per step per device", planning.work(train_cost, used)),
         ("memory per device", planning.memory_note(max(train_cost.memory_bytes, eval_cost.memory_bytes), on)),
-        ("steps", f"{num_steps:,}, evaluated {evaluations} times ({eval_batches} batches of {batch} each)"),
+        ("steps", f"{num_steps:,}, evaluated {-(-num_steps // config.eval.every_steps)} times ({eval_batches} "
+                  f"batches of {batch} each)"),
         ("estimated wall time", f"{planning.duration(train_s + eval_s)} (training {planning.duration(train_s)}, "
                                 f"evaluations {planning.duration(eval_s)})"),
     ]  # fmt: skip
-    title = f"Training plan: {config.encoder.name} on {the_zoo.family}, {trainer.objective.name} objective"
+    if members > 1:  # the same runs one after another, each data-parallel over every device (--sweep=false)
+        config.train.data_parallel = devices > 1
+        single = _wall_seconds(*_costs([config], the_zoo), on, fraction)
+        rows.append((
+            "without the sweep",
+            f"{planning.duration(members * sum(single))} ({members} runs one after another, each "
+            f"{planning.duration(sum(single))}{' data-parallel' if devices > 1 else ''}): the sweep takes "
+            f"{(train_s + eval_s) / (members * sum(single)):.2f} of it",
+        ))  # fmt: skip
+    kind = f"a sweep of {members} seeds" if members > 1 else "one run"
+    title = f"Training plan: {config.encoder.name} on {the_zoo.family}, {trainer.objective.name} objective, {kind}"
     return planning.report(title, rows, on, fraction)
+
+
+def table_plan(
+    preset: str, datasets: Sequence[str], names: Sequence[str], seeds: int, on: planning.Device, fraction: float
+) -> dict:
+    """The plan of `experiments.tables --preset=PRESET --seeds=SEEDS` for `datasets` (the encoders `names`
+    by emulation) on every (CPU) device of this process, standing for devices like `on`: each encoder's seeds
+    as one sweep (the default), and one run after another (`--sweep=false`, each run data-parallel)."""
+    from experiments import train
+    from experiments.configs import common
+
+    devices, rows = jax.device_count(), []
+    for dataset in datasets:
+        for encoder in names:
+            config = common.experiment(encoder, preset, dataset, 0)
+            the_zoo = _zoo(config)
+            config.train.data_parallel = devices > 1
+            single = _costs([config], the_zoo)
+            config.train.data_parallel = False
+            sweep = _costs(train.sweep_members(config, "", list(range(seeds)))[0], the_zoo)
+            row = dict(dataset=dataset, encoder=encoder, snapshots=len(the_zoo), steps=config.train.num_steps)
+            row.update(
+                run_s=sum(_wall_seconds(*single, on, fraction)),
+                sweep_s=sum(_wall_seconds(*sweep, on, fraction)),
+                sweep_devices=int(sweep[0].mesh.devices.size),
+                sweep_kernels=sweep[1].kernels,
+                run_kernels=single[1].kernels,
+                sweep_memory_mib=max(sweep[1].memory_bytes, sweep[2].memory_bytes) / 2**20,
+            )
+            rows.append(row)
+            logging.info("Planned %s on %s: %s", encoder, dataset, row)
+    return dict(
+        preset=preset, seeds=seeds, devices=devices, device=dataclasses.asdict(on), fraction=fraction, rows=rows
+    )
 
 
 def main(argv):
@@ -94,10 +180,33 @@ def main(argv):
     cli.quiet_library_logs()
     cli.use_cpu_cores_as_devices(flags.FLAGS.devices)
     on = planning.device(flags.FLAGS.device_kind, flags.FLAGS.devices)
-    print(plan(flags.FLAGS.config, on, flags.FLAGS.fraction))
+    if not flags.FLAGS.tables:
+        if flags.FLAGS.config is None:
+            raise errors.ConfigError("Give --config=FILE[:preset] (one run or sweep), or --tables=PRESET.")
+        print(plan(flags.FLAGS.config, on, flags.FLAGS.fraction, flags.FLAGS.members))
+        return
+    from experiments import report, tables
+
+    start, outdir = time.time(), flags.FLAGS.outdir
+    os.makedirs(outdir, exist_ok=True)
+    result = table_plan(
+        flags.FLAGS.tables, flags.FLAGS.datasets, flags.FLAGS.encoders, flags.FLAGS.members, on, flags.FLAGS.fraction
+    )
+    result.update(
+        command=" ".join(["python -m experiments.plan", *map(shlex.quote, sys.argv[1:])]),
+        machine=tables.machine(),
+        wall_s=time.time() - start,
+    )
+    with open(report.write(os.path.join(outdir, "table_plan.json"), result)) as markdown:
+        print(markdown.read())
 
 
 if __name__ == "__main__":
-    cli.define_plan_flags("Experiment")
+    cli.define_plan_flags("Experiment", config_required=False)
+    flags.DEFINE_integer("members", 1, "Seeds trained together as one sweep (experiments.main --seeds).", lower_bound=1)
+    flags.DEFINE_string("tables", None, "Plan experiments.tables at this preset (--members seeds) instead of --config.")
+    flags.DEFINE_list("datasets", ["formal_languages", "sequential_mnist"], "With --tables: the datasets planned.")
+    flags.DEFINE_list("encoders", list(encoders.NAMES), "With --tables: the encoders planned.")
+    flags.DEFINE_string("outdir", ".", "With --tables: where table_plan.json and table_plan.md are written.")
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
     app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("an experiment"))

@@ -34,7 +34,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import cloning, objectives
-from weightspace import cli, encoders, errors, files, targets, tasks
+from weightspace import cli, encoders, errors, files, planning, targets, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The docs whose rendered blocks are checked, as globs relative to the repository root.
@@ -247,6 +247,16 @@ TABLES_ROWS_AND_COLUMNS = (
 )
 
 
+def timings_lines(timings: list[dict]) -> list[str]:
+    """Where an `experiments.tables` invocation spent its time: the zoo, each row (its seeds as one sweep, or
+    one run), the reference rows; a row whose runs were all trained earlier only evaluated or reloaded them."""
+    lines = ["| dataset | what | seeds | trained here | wall time s |", "|---|---|---|---|---|"]
+    for timing in timings:
+        seeds, done = (", ".join(map(str, timing[key])) or "-" for key in ("seeds", "done"))
+        lines.append(f"| {timing['dataset']} | {timing['row']} | {seeds} | {done} | {timing['wall_s']:.0f} |")
+    return lines
+
+
 def tables_markdown(result: dict) -> str:
     """`tables.md` from `results.json` (experiments.tables): how it was made, every table, the figures."""
     lines = ["# Results", "", *_command(result)]
@@ -256,6 +266,8 @@ def tables_markdown(result: dict) -> str:
             "Wall time of this invocation (the runs it had to do, their evaluation, the figures): "
             f"{result['wall_s']:.0f} s."
         )
+    if result.get("timings"):
+        lines += ["", *timings_lines(result["timings"])]
     lines += ["", TABLES_ROWS_AND_COLUMNS, "", *table_lines(result["cells"])]
     if result.get("figures"):
         lines.append("Figures: " + ", ".join(result["figures"]))
@@ -408,11 +420,87 @@ def loss_correlation_markdown(result: dict) -> str:
 
 
 # Each results file's renderer and the markdown file it renders into, by the results file's name.
+def table_plan_markdown(result: dict) -> str:
+    """The plan of a tables invocation (`experiments.plan --tables`): each encoder's runs one after another
+    against its seeds as one sweep, per dataset and in all."""
+    on, seeds, devices = result["device"], result["seeds"], result["devices"]
+    lines = [
+        f"# Plan: experiments.tables --preset={result['preset']} --seeds={seeds} on {devices} x {on['name']}",
+        "",
+        *_command(result),
+        f"Each encoder's {seeds} seeds one after another, each run data-parallel over the {devices} devices "
+        f"(`--sweep=false`), against the {seeds} seeds as one sweep (the default), its members split over "
+        f"as many devices as divide their number; training and its periodic evaluations, estimated by "
+        f"`experiments.plan` at {result['fraction']:.0%} of the peak {on['peak_tflops']:g} TFLOPS and "
+        f"{on['kernel_us']:g} us per kernel ({on['source']}).{_machine(result, ' Compiled on ', '.')}",
+        "",
+        "| dataset | encoder | kernels per step (run / sweep) | one run | runs one after another | sweep "
+        "| sweep / runs | sweep memory per device |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    totals = {}
+    for row in result["rows"]:
+        runs, sweep = seeds * row["run_s"], row["sweep_s"]
+        total = totals.setdefault(row["dataset"], [0.0, 0.0])
+        total[0], total[1] = total[0] + runs, total[1] + sweep
+        lines.append(
+            f"| {row['dataset']} | {row['encoder']} | {row['run_kernels']:,} / {row['sweep_kernels']:,} "
+            f"| {planning.duration(row['run_s'])} | {planning.duration(runs)} | {planning.duration(sweep)} "
+            f"| {sweep / runs:.2f} | {row['sweep_memory_mib']:.0f} MiB |"
+        )
+    runs, sweep = (sum(total[i] for total in totals.values()) for i in (0, 1))
+    lines.append(
+        f"| **all** | | | | **{planning.duration(runs)}** | **{planning.duration(sweep)}** | **{sweep / runs:.2f}** | |"
+    )
+    return _text(lines)
+
+
+def sweep_benchmark_markdown(result: dict) -> str:
+    """`experiments.sweep_benchmark`: each encoder's seeds one run at a time against one sweep (wall time and
+    peak memory of the process), the whole tables' time, and how far the two tables' cells differ."""
+    runs, sweep = result["processes"]["runs"], result["processes"]["sweep"]
+    lines = [
+        f"# Sweep benchmark: experiments.tables --preset={result['preset']} --seeds={result['seeds']}",
+        "",
+        *_command(result),
+        f"Dataset {result['dataset']}{_machine(result, '; ')}. Each process is one `experiments.tables` "
+        f"invocation: an encoder's {result['seeds']} seeds trained and evaluated one run at a time "
+        "(`--sweep=false`) or as one sweep, the two in turns; the last adds the oracle and the reference rows "
+        "and writes the tables, reusing every run.",
+        "",
+        "| process | one run at a time s | one sweep s | speed-up | peak RSS MB, runs / sweep |",
+        "|---|---|---|---|---|",
+    ]
+    for single, together in zip(runs, sweep, strict=True):
+        what = "oracle, references, tables" if single["final"] else ", ".join(single["encoders"])
+        lines.append(
+            f"| {what} | {single['wall_s']:.0f} | {together['wall_s']:.0f} "
+            f"| {single['wall_s'] / together['wall_s']:.2f}x | {single['peak_rss_mb']:.0f} / "
+            f"{together['peak_rss_mb']:.0f} |"
+        )
+    total = [sum(p["wall_s"] for p in processes) for processes in (runs, sweep)]
+    peak = [max(p["peak_rss_mb"] for p in processes) for processes in (runs, sweep)]
+    lines += [
+        f"| **all** | **{total[0]:.0f}** | **{total[1]:.0f}** | **{total[0] / total[1]:.2f}x** "
+        f"| {peak[0]:.0f} / {peak[1]:.0f} |",
+        "",
+    ]
+    cells = result["cells"]
+    lines.append(
+        f"Cells: {cells['cells']}; {cells['within']} differ by no more than their std over seeds; the largest "
+        f"difference of a mean is {format_value(cells['largest'], 4)}"
+        + (f" ({cells['where']})." if cells["where"] else ".")
+    )
+    return _text(lines)
+
+
 RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "results.json": (tables_markdown, "tables.md"),
     "probing_gap.json": (probing_gap_markdown, "probing_gap.md"),
     "permutation_analysis.json": (permutation_analysis_markdown, "permutation_analysis.md"),
     "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
+    "table_plan.json": (table_plan_markdown, "table_plan.md"),
+    "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
 }
 
 

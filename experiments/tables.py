@@ -42,7 +42,7 @@ from absl import app, flags, logging
 
 from experiments import evaluate, figures, loss_correlation, objectives, references, report, train, workdirs
 from experiments.configs import common as config_common
-from weightspace import cli, encoders, tasks
+from weightspace import cli, encoders, errors, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
@@ -73,6 +73,11 @@ def ensure_run(config, path: str) -> dict:
     return ensure_sweep([config], [path])[0]
 
 
+def _has_evaluation(path: str) -> bool:
+    """Whether the run in `path` was trained and evaluated (by an earlier invocation)."""
+    return os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON))
+
+
 def ensure_sweep(configs: list, paths: list[str]) -> list[dict]:
     """Trains (or resumes) the runs of `configs` that have no evaluation yet as one sweep
     (`train.train_sweep`: they differ only in seed and learning rate), and evaluates every run.
@@ -82,7 +87,7 @@ def ensure_sweep(configs: list, paths: list[str]) -> list[dict]:
     """
     for config, path in zip(configs, paths, strict=True):
         workdirs.check_config(config, path)
-    todo = [i for i, path in enumerate(paths) if not os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON))]
+    todo = [i for i, path in enumerate(paths) if not _has_evaluation(path)]
     if todo:
         start = time.time()
         train.train_sweep([configs[i] for i in todo], [paths[i] for i in todo])
@@ -162,24 +167,34 @@ def make_tables(
     families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
-        raise ValueError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {families}.")
+        raise errors.ConfigError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {families}.")
     config_common.parse_arg(preset)  # a bad preset or variant fails here, before any run
     os.makedirs(outdir, exist_ok=True)
     start = time.time()
-    records, runs = [], {}
+    records, runs, timings = [], {}, []
     for dataset in datasets:
         configs = table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle)
+        began = time.time()
+        workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
+        timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
         # A sweep per row (its seeds), or one run at a time.
         groups = itertools.groupby(configs, key=workdirs.table_row) if sweep else ((None, [c]) for c in configs)
         for _, group in groups:
-            group = list(group)
+            group, began = list(group), time.time()
             paths = [workdirs.table_config_run(outdir, config) for config in group]
+            done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
             for config, path, result in zip(group, paths, ensure_sweep(group, paths), strict=True):
                 kind = objectives.kind_of(config)
                 meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
                 runs[tuple(meta.values())] = path
                 records += _run_records(outdir, path, meta, evaluate.records(result))
+            row = f"{meta['kind']}/{meta['encoder']}"
+            timings.append(
+                dict(dataset=dataset, row=row, seeds=[c.seed for c in group], done=done, wall_s=time.time() - began)
+            )
+        began = time.time()
         reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
+        timings.append(dict(dataset=dataset, row=references.KIND, seeds=[], done=[], wall_s=time.time() - began))
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
             path = workdirs.table_run(outdir, dataset, references.KIND, seed)
             meta = dict(dataset=dataset, kind=references.KIND, seed=seed)
@@ -199,6 +214,7 @@ def make_tables(
         command=command,
         machine=machine(),
         wall_s=wall,
+        timings=timings,
         figures=[os.path.basename(p) for p in figure_paths],
     )
     report.write(os.path.join(outdir, workdirs.RESULTS_JSON), result)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import plan as experiment_plan
+from experiments import report
 from experiments.configs import flat
 from weightspace import planning, zoo
 from zoo_builder import build
@@ -56,3 +57,18 @@ def test_zoo_and_training_plans(smoke_zoo):
     config.zoo.path = smoke_zoo
     text = experiment_plan.plan(config, on, 0.5)
     assert "1 x h100" in text and "30, evaluated 3 times" in text
+
+
+def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_path):
+    on = planning.DEVICES["h100"]
+    config = flat.get_config("smoke")
+    config.zoo.path = smoke_zoo
+    text = experiment_plan.plan(config, on, 0.5, members=3)
+    assert "a sweep of 3 seeds" in text and "3 members on each of 1" in text and "without the sweep" in text
+    result = experiment_plan.table_plan("smoke", ["formal_languages"], ["flat"], 3, on, 0.5)
+    (row,) = result["rows"]
+    # Kernel-bound on an H100: three members cost about one run (vmap adds no kernels), not three.
+    assert row["sweep_kernels"] <= 1.1 * row["run_kernels"]
+    assert row["sweep_s"] < 0.5 * 3 * row["run_s"]
+    markdown = report.table_plan_markdown(result)
+    assert "| formal_languages | flat |" in markdown and "**all**" in markdown

@@ -1,4 +1,4 @@
-"""What both benchmarks (`python -m zoo_builder.benchmark`, `python -m experiments.benchmark`) share.
+"""What the benchmarks (`zoo_builder.benchmark`, `experiments.benchmark`, `disk_benchmark`, `sweep_benchmark`) share.
 
 Each measurement runs in a fresh worker process (the CPU device count and the
 allocator settings are fixed at start-up) that prints one JSON line; rates
@@ -9,6 +9,7 @@ baselines run in the same invocation, in an interpreter that has torch.
 
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -52,6 +53,20 @@ def window_range(summary: dict, key: str = "steps_per_s") -> str:
 def peak_rss_mb() -> float:
     """This process's peak resident memory."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measured_process(command: list[str], log_path: str, cwd: str | None = None) -> dict:
+    """Runs `command` (its stderr to `log_path`, its stdout dropped): {"exit": status (negative: killed by
+    that signal), "wall_s", "peak_rss_mb": the process's own peak resident memory (`wait4`'s ru_maxrss)}."""
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)
+    return {
+        "exit": os.waitstatus_to_exitcode(status),
+        "wall_s": time.perf_counter() - start,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 def run_json(command: list[str]) -> dict | None:

@@ -71,7 +71,7 @@ def define_job_flags() -> None:
     flags.DEFINE_integer("process_id", 0, "This process's index in the job (with --coordinator_address).")
 
 
-def define_plan_flags(what: str) -> None:
+def define_plan_flags(what: str, config_required: bool = True) -> None:
     """Defines the flags of a plan (`zoo_builder.plan`, `experiments.plan`): its config, devices and assumptions."""
     from absl import flags
     from ml_collections import config_flags
@@ -82,7 +82,8 @@ def define_plan_flags(what: str) -> None:
     flags.DEFINE_integer("devices", 1, "Devices of the planned job.", lower_bound=1)
     flags.DEFINE_string("device_kind", "cpu", f"cpu (this machine, measured) or one of {', '.join(planning.DEVICES)}.")
     flags.DEFINE_float("fraction", planning.DEFAULT_FRACTION, "Fraction of the peak the planned matmuls reach.")
-    flags.mark_flags_as_required(["config"])
+    if config_required:
+        flags.mark_flags_as_required(["config"])
 
 
 def join_job(flag_values, distributed: bool = False) -> None:
@@ -178,7 +179,7 @@ def parse_flags_or_exit(argv: Sequence[str], config_kind: str | None = None) -> 
         if path is None:
             raise
         _refuse_command_line(_not_a_config_file(path, error))
-    if config_kind is not None:
+    if config_kind is not None and flags.FLAGS.config is not None:
         keys, where = CONFIG_KINDS[config_kind]
         missing = [key for key in keys if key not in flags.FLAGS.config]
         if missing:
