@@ -50,6 +50,11 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     saved = files.read_json(outdir / "results.json")
     assert (saved["preset"], saved["seeds"], saved["command"]) == ("smoke", 2, "")
     assert saved["figures"] == [os.path.basename(p) for p in result["figures"]] and saved["wall_s"] > 0
+    # Where the time went: the zoo, each row's seeds (all trained here), the reference rows.
+    rows = [(t["row"], t["seeds"], t["done"]) for t in saved["timings"]]
+    trained = [(f"{kind}/{e}", [0, 1], [0, 1]) for kind in ("emulation", "supervised") for e in encoders]
+    assert rows == [("zoo", [], []), *trained, ("oracle/task", [0, 1], [0, 1]), ("reference", [], [])]
+    assert sum(t["wall_s"] for t in saved["timings"]) <= saved["wall_s"]
     assert text == report.render(str(outdir / "results.json"))
     records = loss_correlation.read_records(str(outdir))
     cells = tables.build_cells(records)
@@ -98,6 +103,7 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     monkeypatch.setattr(references, "compute", lambda *a, **k: pytest.fail("recomputed the reference rows"))
     again = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
     assert json.dumps(again["cells"]) == json.dumps(result["cells"])
+    assert all(not t["done"] for t in files.read_json(outdir / "results.json")["timings"])
     # Runs made with another preset variant are not reused under its name: the differing keys are named,
     # and nothing in the output directory changes.
     contents = lambda: {p: p.read_bytes() for p in outdir.rglob("*") if p.is_file() and ".lock" not in p.name}
