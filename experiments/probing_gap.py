@@ -38,7 +38,6 @@ when finished, so an interrupted invocation resumes.
 import ast
 import dataclasses
 import importlib
-import itertools
 import os
 import shlex
 import sys
@@ -276,11 +275,12 @@ def run_point(
     point = dict(code_length=m, budget=budget)
     rows = [{**point, **row} for row in reference_rows(the_zoo, ood[trained[ood]], budget)]
     rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, ood[trained[ood]], budget)]
-    for encoder, seed in itertools.product(learned, range(seeds)):
+    for encoder in learned:  # its seeds as one sweep
         at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
-        path = os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{seed}")
-        result = tables.ensure_run(run_config(encoder, plan, options, zoo_path, budget, seed), path)
-        rows.append({**point, **encoder_row(result, encoder, seed)})
+        configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
+        paths = [os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{s}") for s in range(seeds)]
+        for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
+            rows.append({**point, **encoder_row(result, encoder, seed)})
     implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
     return rows, dict(
         code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
