@@ -1,7 +1,7 @@
 """Encoder-training throughput: train steps/s of each encoder with its emulator.
 
-  python -m experiments.benchmark
-  python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20
+  python -m experiments.benchmark --outdir=DIR
+  python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20 --members=1,2,3
 
 For each encoder (each in its own process): compile time, steady-state train
 steps per second of the real jitted train step (encoder + emulator + loss +
@@ -22,6 +22,12 @@ naming an interpreter that has it): every paper-code train step contains that
 step, so ours divided by it is a lower bound on the speed-up over the paper
 code that does not depend on how busy the machine is.
 
+With `--members=1,2,3` each encoder's step is also measured as a sweep of that many seeds (`train.Trainer`,
+members split over the devices as in training; `experiments.tables` exposes one CPU device per core, and
+so does this): member-steps/s against the single run's steps/s is what a sweep gains per step. With
+`--outdir` the figures go to DIR/encoder_benchmark.json and the encoder_benchmark.md rendered from it
+(`report`); without it they are printed.
+
 The same command runs unchanged on a GPU: the matmul rate is then measured
 8192 wide, memory is the device's peak, the PyTorch step runs on CUDA, and
 the paper code's (CPU) rates are not compared.
@@ -33,9 +39,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
-from weightspace import benchmarking, cli
+from weightspace import benchmarking, cli, errors
 from weightspace.benchmarking import WINDOWS
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
@@ -106,24 +112,27 @@ def _peak_device_mb(device) -> float | None:
     return round(stats["peak_bytes_in_use"] / 2**20, 1) if stats and "peak_bytes_in_use" in stats else None
 
 
-def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
+def _measure(name: str, zoo_path: str, preset: str, seconds: float, members: int) -> dict:
+    """One encoder's train step at `preset`, as a sweep of `members` seeds (1: a single run) placed as in
+    training: compile time, steps/s (windows), matmul FLOPs, peak memory, and this run's matmul rate."""
     import importlib
 
     import jax
 
     from experiments import train
-    from weightspace import dataset, sharding, zoo
+    from weightspace import zoo
 
-    config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
-    config.zoo.path = zoo_path
+    configs = []
+    for seed in range(members):
+        config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
+        config.zoo.path, config.seed = zoo_path, seed
+        configs.append(config)
     the_zoo = zoo.load(zoo_path)
-    trainer = train.Trainer([config], the_zoo)
-    arrays = dataset.zoo_arrays(the_zoo)
-    indices = jax.numpy.arange(len(the_zoo))
+    trainer = train.Trainer(configs, the_zoo)
     # Placed as in training: an uncommitted state would make the second call compile again.
-    replicated = sharding.replicated(trainer.mesh)
-    inputs = (trainer.keys, trainer.learning_rates, arrays, indices)
-    state, inputs = jax.device_put((trainer.initial_state, inputs), replicated)
+    state = trainer.place_members(trainer.initial_state)
+    arrays, indices = trainer.replicate((trainer.zoo_arrays(the_zoo), jax.numpy.arange(len(the_zoo))))
+    inputs = (*trainer.place_members((trainer.keys, trainer.learning_rates)), arrays, indices)
     flops = benchmarking.matmul_flops(jax.make_jaxpr(trainer.train_step)(state, *inputs).jaxpr)
     start = time.perf_counter()
     train_step = trainer.train_step.lower(state, *inputs).compile()
@@ -140,12 +149,14 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
     rates = benchmarking.window_rates(step, seconds)
     return {
         "encoder": name,
+        "members": members,
+        "member_devices": trainer.mesh.shape["members"],
         "backend": jax.default_backend(),
         "device_kind": jax.devices()[0].device_kind,
-        "batch": config.train.batch_size,
+        "batch": configs[0].train.batch_size,
         "compile_s": round(compile_s, 2),
         **benchmarking.rate_summary(rates),
-        "gflop_per_step": round(flops / 1e9, 2),
+        "gflop_per_step": float(f"{flops / 1e9:.4g}"),
         "peak_rss_mb": benchmarking.peak_rss_mb(),
         "peak_device_mb": _peak_device_mb(jax.devices()[0]),
         "matmul_gflop_per_s": round(benchmarking.matmul_rate() / 1e9, 1),
@@ -154,73 +165,56 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float) -> dict:
 
 def main(argv):
     del argv
+    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
+    members = cli.parse_list("members", flags.FLAGS.members, int)
+    if min(members) < 1:
+        raise errors.ConfigError(f"--members={','.join(flags.FLAGS.members)}: a step has at least one member.")
     if flags.FLAGS.worker:
         reused = flags.FLAGS.reuse_step_memory and cli.reuse_cpu_step_memory()
         name, zoo_path = flags.FLAGS.worker.split(",", 1)
-        row = _measure(name, zoo_path, flags.FLAGS.preset, flags.FLAGS.seconds)
+        row = _measure(name, zoo_path, flags.FLAGS.preset, flags.FLAGS.seconds, members[0])
         print(json.dumps(row | {"reuses_step_memory": reused}))
         return
     import jax
 
     import zoo_builder
+    from experiments import report, tables
 
     backend = jax.default_backend()
+    rows = []
     with tempfile.TemporaryDirectory() as workdir:
         zoo_path = zoo_builder.build_zoo("formal_languages", "smoke", workdir)
         torch_device = "cuda" if backend == "gpu" else "cpu"
         torch_rate = _torch_emulator_rate(flags.FLAGS.seconds, torch_device) if flags.FLAGS.preset == "paper" else None
-        if torch_rate:
-            print(
-                f"PyTorch emulator step alone (same run, {torch_rate['device']}, {torch_rate['threads']} threads): "
-                f"{torch_rate['steps_per_s']:.3f} steps/s ({benchmarking.window_range(torch_rate)})"
-            )
-        memory = "peak RSS MB" if backend == "cpu" else "peak device MB"
-        print(
-            "encoder                steps/s    window range  paper code  ratio  compile s  GFLOP/step  ceiling"
-            f"  of ceiling  {memory}" + ("  vs torch emulator" if torch_rate else "")
-        )
-        row, matmul_rates = None, []
         for name in flags.FLAGS.encoders:
-            command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
-            command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
-            command += [f"--reuse_step_memory={flags.FLAGS.reuse_step_memory}"]
-            measured = benchmarking.run_json(command)
-            if measured is None:
-                continue
-            row = measured
-            matmul_rates.append(row["matmul_gflop_per_s"])
-            ceiling = row["matmul_gflop_per_s"] / max(row["gflop_per_step"], 1e-9)
-            # The paper code's rates are for a 2-core CPU: compared on CPUs only.
-            paper = PAPER_CODE_STEPS_PER_S.get(name) if flags.FLAGS.preset == "paper" and backend == "cpu" else None
-            ratio = f"{row['steps_per_s'] / paper:5.2f}x" if paper else "     -"
-            peak_mb = row["peak_rss_mb"] if backend == "cpu" else row["peak_device_mb"] or float("nan")
-            print(
-                f"{name:21s}  {row['steps_per_s']:7.3f}  {benchmarking.window_range(row):>14s}"
-                f"  {paper or float('nan'):10.3f}  {ratio}"
-                f"  {row['compile_s']:9.1f}"
-                f"  {row['gflop_per_step']:10.2f}  {ceiling:7.2f}  {row['steps_per_s'] / ceiling:10.0%}"
-                f"  {peak_mb:{len(memory)}.0f}"
-                + (f"  {row['steps_per_s'] / torch_rate['steps_per_s']:17.2f}x" if torch_rate else ""),
-                flush=True,
-            )
-        if row is None:
-            raise SystemExit("Every encoder failed; see the errors above.")
-        print(
-            f"backend: {row['backend']} ({row['device_kind']}), {os.cpu_count()} CPU cores; "
-            f"float32 matmul rate {min(matmul_rates)}-{max(matmul_rates)} GFLOP/s (the fastest window, measured "
-            "after each encoder); ceiling = that rate / matmul FLOPs per step (forward and backward, loops counted "
-            "per step)."
-        )
-        print(
-            f"steps/s: median of {WINDOWS} consecutive windows of {flags.FLAGS.seconds / WINDOWS:g} s (at least "
-            "one step each); window range: the slowest and the fastest window. Ratios use the median."
-        )
-        print(f"step memory reused (weightspace.cli.reuse_cpu_step_memory): {row['reuses_step_memory']}")
-        if torch_rate:
-            print(
-                "vs torch emulator: steps/s over the PyTorch emulator step alone, measured in this run; every "
-                "paper-code step contains it, so this is a lower bound on the speed-up over the paper code."
-            )
+            for count in members:
+                command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
+                command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
+                command += [f"--reuse_step_memory={flags.FLAGS.reuse_step_memory}", f"--members={count}"]
+                command += [f"--cpu_devices={flags.FLAGS.cpu_devices}"]
+                measured = benchmarking.run_json(command)
+                if measured is not None:
+                    # The paper code's rates are for a 2-core CPU: compared on CPUs only.
+                    paper = PAPER_CODE_STEPS_PER_S.get(name) if flags.FLAGS.preset == "paper" else None
+                    rows.append(measured | {"paper_code_steps_per_s": paper if backend == "cpu" else None})
+                    logging.info("%s, %d member(s): %.3f steps/s", name, count, measured["steps_per_s"])
+    if not rows:
+        raise SystemExit("Every encoder failed; see the errors above.")
+    result = dict(
+        preset=flags.FLAGS.preset,
+        seconds=flags.FLAGS.seconds,
+        windows=WINDOWS,
+        torch_emulator=torch_rate,
+        rows=rows,
+        command=" ".join(["python -m experiments.benchmark", *sys.argv[1:]]),
+        machine=tables.machine(),
+    )
+    if flags.FLAGS.outdir:
+        os.makedirs(flags.FLAGS.outdir, exist_ok=True)
+        with open(report.write(os.path.join(flags.FLAGS.outdir, "encoder_benchmark.json"), result)) as markdown:
+            print(markdown.read())
+    else:
+        print(report.encoder_benchmark_markdown(result))
 
 
 if __name__ == "__main__":
@@ -233,6 +227,14 @@ if __name__ == "__main__":
     flags.DEFINE_float(
         "seconds", 20.0, "Steady-state measuring time per encoder, in 5 equal windows of at least one step each."
     )
+    flags.DEFINE_list(
+        "members",
+        ["1"],
+        "Members of the measured step: 1 is a single run, N a sweep of N seeds "
+        "(each count measured in its own process).",
+    )
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core), as experiments.tables does.")
+    flags.DEFINE_string("outdir", None, "Where encoder_benchmark.json and .md are written (default: printed only).")
     flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
     flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
     flags.DEFINE_bool(
@@ -240,4 +242,4 @@ if __name__ == "__main__":
         True,
         "Run steps on the calling thread and reuse their memory, as one-device training does.",
     )
-    app.run(cli.one_line_errors(main))
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -34,7 +34,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import cloning, objectives
-from weightspace import cli, encoders, errors, files, planning, targets, tasks
+from weightspace import benchmarking, cli, encoders, errors, files, planning, targets, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The docs whose rendered blocks are checked, as globs relative to the repository root.
@@ -455,6 +455,91 @@ def table_plan_markdown(result: dict) -> str:
     return _text(lines)
 
 
+def encoder_benchmark_markdown(result: dict) -> str:
+    """`experiments.benchmark`: each encoder's train steps/s (median of the windows, with the slowest and the
+    fastest), as a single run and as sweeps where measured, beside the paper code's rates, the PyTorch emulator
+    step measured in the same run, compile time, matmul FLOPs and the FLOP-bound ceiling."""
+    rows, torch = result["rows"], result.get("torch_emulator")
+    single = {row["encoder"]: row["steps_per_s"] for row in rows if row["members"] == 1}
+    memory = "peak RSS MB" if rows[0]["backend"] == "cpu" else "peak device MB"
+    columns = [
+        ("encoder", lambda r: r["encoder"]),
+        ("members (devices)", lambda r: f"{r['members']} ({r['member_devices']})"),
+        ("steps/s", lambda r: f"{r['steps_per_s']:.3g}"),
+        ("window range", benchmarking.window_range),
+        ("member-steps/s", lambda r: f"{r['steps_per_s'] * r['members']:.3g}"),
+        (
+            "vs one member",
+            lambda r: (
+                f"{r['steps_per_s'] * r['members'] / single[r['encoder']]:.2f}x" if r["encoder"] in single else "-"
+            ),
+        ),
+        ("paper code", lambda r: format_value(r["paper_code_steps_per_s"]) if r["paper_code_steps_per_s"] else "-"),
+        (
+            "ratio",
+            lambda r: (
+                f"**{r['steps_per_s'] / r['paper_code_steps_per_s']:.2f}x**"
+                if r["paper_code_steps_per_s"] and r["members"] == 1
+                else "-"
+            ),
+        ),
+        (
+            "vs torch emulator",
+            lambda r: f"{r['steps_per_s'] / torch['steps_per_s']:.2f}x" if r["members"] == 1 else "-",
+        ),
+        ("compile s", lambda r: f"{r['compile_s']:.1f}"),
+        ("GFLOP/step", lambda r: f"{r['gflop_per_step']:.3g}"),
+        ("of ceiling", lambda r: f"{r['steps_per_s'] * r['gflop_per_step'] / r['matmul_gflop_per_s']:.0%}"),
+        (memory, lambda r: f"{(r['peak_rss_mb'] if r['backend'] == 'cpu' else r['peak_device_mb']) or 0:.0f}"),
+    ]
+    sweeps = any(row["members"] > 1 for row in rows)
+    left_out = set() if sweeps else {"members (devices)", "member-steps/s", "vs one member"}
+    if not any(row["paper_code_steps_per_s"] for row in rows):
+        left_out |= {"paper code", "ratio"}
+    if not torch:
+        left_out.add("vs torch emulator")
+    columns = [(name, cell) for name, cell in columns if name not in left_out]
+    rates = [row["matmul_gflop_per_s"] for row in rows]
+    lines = [
+        f"# Encoder training benchmark: --preset={result['preset']}",
+        "",
+        *_command(result),
+        f"Train steps/s of the jitted train step (encoder, emulator, loss, AdamW) on a smoke zoo"
+        f"{_machine(result, '; ')}: the median of {result['windows']} consecutive windows of "
+        f"{result['seconds'] / result['windows']:g} s (at least one step each), with the slowest and the fastest."
+        + (
+            " A sweep of N members is one step of N seeds (members split over as many devices as divide their "
+            "number); member-steps/s is its steps/s times N."
+            if sweeps
+            else ""
+        )
+        + (
+            " The paper code's rates are for a 2-core CPU, as reported with the task, not measured here."
+            if "paper code" not in left_out
+            else ""
+        ),
+        "",
+    ]
+    if torch:
+        lines += [
+            f"PyTorch emulator step alone, the same run ({torch['device']}, {torch['threads']} threads): "
+            f"{torch['steps_per_s']:.3g} steps/s ({torch['steps_per_s_range'][0]:.3g}-"
+            f"{torch['steps_per_s_range'][1]:.3g}). Every paper-code step contains it, so 'vs torch emulator' is a "
+            "lower bound on the speed-up over the paper code that moves less with the machine's load.",
+            "",
+        ]
+    lines += [
+        "| " + " | ".join(name for name, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(cell(row) for _, cell in columns) + " |" for row in rows),
+        "",
+        f"Ceiling: the float32 matmul rate measured after each step ({min(rates):g}-{max(rates):g} GFLOP/s) over "
+        "the step's matmul FLOPs (forward and backward, loop bodies counted once per iteration). Step memory "
+        f"reused (`cli.reuse_cpu_step_memory`): {rows[0]['reuses_step_memory']}.",
+    ]
+    return _text(lines)
+
+
 def sweep_benchmark_markdown(result: dict) -> str:
     """`experiments.sweep_benchmark`: each encoder's seeds one run at a time against one sweep (wall time and
     peak memory of the process), the whole tables' time, and how far the two tables' cells differ."""
@@ -501,6 +586,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
     "table_plan.json": (table_plan_markdown, "table_plan.md"),
     "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
+    "encoder_benchmark.json": (encoder_benchmark_markdown, "encoder_benchmark.md"),
 }
 
 

@@ -1,9 +1,17 @@
-"""The benchmarks' shared measurements (weightspace.benchmarking): FLOP counting and windowed rates."""
+"""The benchmarks' shared measurements (weightspace.benchmarking): FLOP counting and windowed rates; the encoder
+training benchmark (experiments.benchmark) end to end on the smoke preset."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 
-from weightspace import benchmarking
+from experiments import report
+from weightspace import benchmarking, files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_matmul_flops_counts_every_scan_step():
@@ -40,3 +48,30 @@ def test_every_window_takes_at_least_one_step():
 def test_a_scaled_rate_summary_under_its_own_name():
     summary = benchmarking.rate_summary([1.0, 2.0, 3.0], scale=10, key="model_steps_per_s")
     assert summary == {"model_steps_per_s": 20.0, "model_steps_per_s_range": [10.0, 30.0]}
+
+
+def _encoder_benchmark(*flags: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "experiments.benchmark", "--preset=smoke", "--seconds=0", *flags]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_encoder_benchmark_measures_a_run_and_a_sweep_and_writes_its_results_file(tmp_path):
+    """One encoder as a single run and as a 2-member sweep: the results file holds both, its members split
+    over the devices as in training, and the markdown beside it is what `report` renders from it."""
+    result = _encoder_benchmark("--encoders=flat", "--members=1,2", f"--outdir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = files.read_json(tmp_path / "encoder_benchmark.json")
+    assert [(row["encoder"], row["members"]) for row in written["rows"]] == [("flat", 1), ("flat", 2)]
+    assert [row["member_devices"] for row in written["rows"]] == [1, min(2, os.cpu_count())]
+    assert all(row["steps_per_s"] > 0 and row["gflop_per_step"] > 0 for row in written["rows"])
+    # The sweep's step holds both members' matmuls.
+    assert written["rows"][1]["gflop_per_step"] >= 1.9 * written["rows"][0]["gflop_per_step"]
+    rendered = report.encoder_benchmark_markdown(written)
+    assert (tmp_path / "encoder_benchmark.md").read_text() == rendered
+    assert "| flat | 2 (" in rendered and "member-steps/s" in rendered
+
+
+def test_encoder_benchmark_refuses_a_step_without_members():
+    result = _encoder_benchmark("--encoders=flat", "--members=0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("a step has at least one member.")
