@@ -540,6 +540,42 @@ def encoder_benchmark_markdown(result: dict) -> str:
     return _text(lines)
 
 
+def zoo_benchmark_markdown(result: dict) -> str:
+    """`zoo_builder.benchmark`: model-steps/s of the zoo builder's training step for each zoo and layout, beside
+    the PyTorch loop that trains one model at a time, measured in the same run."""
+    baselines, rows = result["torch_baselines"], result["rows"]
+    best = max((b["model_steps_per_s"] for b in baselines), default=None)
+    lines = [
+        "# Zoo building benchmark",
+        "",
+        *_command(result),
+        "Model-steps/s (one model, one optimiser step on a batch of 32) of the zoo builder's jitted training "
+        f"step{_machine(result, ', on ')}: the median of {result['windows']} consecutive windows of "
+        f"{result['seconds'] / result['windows']:g} s, with the slowest and the fastest. Batch share: the time "
+        "of making the batches (strings; MNIST rotation and tiling) over the whole step's.",
+        "",
+    ]
+    lines += [
+        f"PyTorch baseline (formal languages, one model at a time, the same run), {b['threads']} thread(s): "
+        f"{b['model_steps_per_s']:.1f} model-steps/s."
+        for b in baselines
+    ]
+    lines += [
+        "",
+        "| zoo | devices x runs/device | steps/call | compile s | model-steps/s | window range | batch share "
+        "| peak RSS MB |" + (" vs PyTorch (best) |" if best else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if best else ""),
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['zoo']} | {row['devices']} x {row['runs_per_device']} | {row['steps_per_call']} "
+            f"| {row['compile_s']:.1f} | {row['model_steps_per_s']:.1f} "
+            f"| {benchmarking.window_range(row, 'model_steps_per_s')} | {row['batch_share']:.0%} "
+            f"| {row['peak_rss_mb']:.0f} |" + (f" {row['model_steps_per_s'] / best:.2f}x |" if best else "")
+        )
+    return _text(lines)
+
+
 def sweep_benchmark_markdown(result: dict) -> str:
     """`experiments.sweep_benchmark`: each encoder's seeds one run at a time against one sweep (wall time and
     peak memory of the process), the whole tables' time, and how far the two tables' cells differ."""
@@ -587,6 +623,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "table_plan.json": (table_plan_markdown, "table_plan.md"),
     "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
     "encoder_benchmark.json": (encoder_benchmark_markdown, "encoder_benchmark.md"),
+    "zoo_benchmark.json": (zoo_benchmark_markdown, "zoo_benchmark.md"),
 }
 
 

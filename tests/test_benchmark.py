@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from experiments import report
 from weightspace import benchmarking, files
@@ -55,6 +56,7 @@ def _encoder_benchmark(*flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_encoder_benchmark_measures_a_run_and_a_sweep_and_writes_its_results_file(tmp_path):
     """One encoder as a single run and as a 2-member sweep: the results file holds both, its members split
     over the devices as in training, and the markdown beside it is what `report` renders from it."""

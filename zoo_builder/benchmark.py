@@ -1,6 +1,6 @@
 """Zoo-building throughput: model-steps per second for several layouts.
 
-  python -m zoo_builder.benchmark
+  python -m zoo_builder.benchmark --outdir=DIR
   python -m zoo_builder.benchmark --zoos=sequential_mnist --devices=1,2 --runs_per_device=1,2,8 --steps_per_call=50
 
 Each zoo and layout (devices x runs per device x steps per call) runs in its
@@ -11,7 +11,9 @@ batch 32 x 42 tokens; sequential MNIST: batch 32 x 50 tiles, rotated on
 device; AdamW), the share of the step spent making batches, and the process's
 peak memory. With `torch` importable
 (or `--torch_python` naming an interpreter that has it), a plain PyTorch loop
-training one model at a time is measured in the same run as the baseline.
+training one model at a time is measured in the same run as the baseline. With `--outdir` the figures go
+to DIR/zoo_benchmark.json and the zoo_benchmark.md rendered from it (`experiments.report`); without it they
+are printed.
 """
 
 import json
@@ -19,7 +21,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from weightspace import benchmarking, cli
 
@@ -163,16 +165,10 @@ def main(argv):
         zoo_name, *layout = flags.FLAGS.worker.split(",")
         print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), flags.FLAGS.seconds)))
         return
+    # The report lives with the experiments' (one module renders every results file); imported here only.
+    from experiments import report, tables
+
     baselines = _torch_baselines()
-    best = max((b["model_steps_per_s"] for b in baselines), default=None)
-    for b in baselines:
-        rate = b["model_steps_per_s"]
-        threads = b["threads"]
-        print(
-            f"PyTorch baseline (formal languages), one model at a time, {threads} thread(s): {rate:.1f} model-steps/s"
-        )
-    print("zoo               devices  runs/dev  group  steps/call  compile s  model-steps/s  batch share  peak RSS MB"
-          + ("  vs torch" if best else ""))  # fmt: skip
     rows = []
     for zoo_name in flags.FLAGS.zoos:
         for devices in map(int, flags.FLAGS.devices):
@@ -182,19 +178,25 @@ def main(argv):
                     row = benchmarking.run_json(
                         [sys.executable, "-m", "zoo_builder.benchmark", worker, f"--seconds={flags.FLAGS.seconds}"]
                     )
-                    if row is None:
-                        continue
-                    rows.append(row)
-                    ratio = f"  {row['model_steps_per_s'] / best:8.2f}x" if best else ""
-                    print(
-                        f"{zoo_name:16s}  {row['devices']:7d}  {per_device:8d}  {row['group']:5d}  {steps:10d}"
-                        f"  {row['compile_s']:9.1f}  {row['model_steps_per_s']:13.1f}  {row['batch_share']:11.0%}"
-                        f"  {row['peak_rss_mb']:11.0f}{ratio}",
-                        flush=True,
-                    )
-    if rows:
-        print(f"backend: {rows[0]['backend']} ({rows[0]['device_kind']}), {os.cpu_count()} CPU cores")
-        print("batch share: time of making the batches (strings; MNIST rotation + tiling) / time of the whole step.")
+                    if row is not None:
+                        rows.append(row)
+                        logging.info("%s, %s: %.1f model-steps/s", zoo_name, worker, row["model_steps_per_s"])
+    if not rows:
+        raise SystemExit("Every layout failed; see the errors above.")
+    result = dict(
+        seconds=flags.FLAGS.seconds,
+        windows=benchmarking.WINDOWS,
+        torch_baselines=baselines,
+        rows=rows,
+        command=" ".join(["python -m zoo_builder.benchmark", *sys.argv[1:]]),
+        machine=tables.machine(),
+    )
+    if flags.FLAGS.outdir:
+        os.makedirs(flags.FLAGS.outdir, exist_ok=True)
+        with open(report.write(os.path.join(flags.FLAGS.outdir, "zoo_benchmark.json"), result)) as markdown:
+            print(markdown.read())
+    else:
+        print(report.zoo_benchmark_markdown(result))
 
 
 if __name__ == "__main__":
@@ -204,5 +206,6 @@ if __name__ == "__main__":
     flags.DEFINE_float("seconds", 8.0, "Steady-state measuring time per layout.")
     flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
     flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
+    flags.DEFINE_string("outdir", None, "Where zoo_benchmark.json and .md are written (default: printed only).")
     flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
-    app.run(cli.one_line_errors(main))
+    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
