@@ -275,7 +275,7 @@ def run_point(
     point = dict(code_length=m, budget=budget)
     rows = [{**point, **row} for row in reference_rows(the_zoo, ood[trained[ood]], budget)]
     rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, ood[trained[ood]], budget)]
-    for encoder in learned:  # its seeds as one sweep
+    for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
         at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
         paths = [os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{s}") for s in range(seeds)]

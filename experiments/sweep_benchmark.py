@@ -33,7 +33,7 @@ def _tables_command(outdir: str, sweep: bool, names: list[str], final: bool) -> 
     return [
         sys.executable, "-m", "experiments.tables", f"--preset={flags.FLAGS.preset}",
         f"--dataset={flags.FLAGS.dataset}", f"--seeds={flags.FLAGS.seeds}", f"--encoders={','.join(names)}",
-        f"--oracle={final and flags.FLAGS.oracle}", f"--references={final}", f"--sweep={sweep}",
+        f"--oracle={final and flags.FLAGS.oracle}", f"--references={final}", f"--sweep={str(sweep).lower()}",
         f"--outdir={outdir}",
     ]  # fmt: skip
 

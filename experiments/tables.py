@@ -68,6 +68,10 @@ def table_configs(
     return configs
 
 
+# --sweep: ensure_sweep's `sweep`.
+SWEEP_CHOICES = {"auto": None, "true": True, "false": False}
+
+
 def ensure_run(config, path: str) -> dict:
     """Trains (or resumes) and evaluates one run, or returns its finished evaluation (`ensure_sweep` of one)."""
     return ensure_sweep([config], [path])[0]
@@ -78,9 +82,11 @@ def _has_evaluation(path: str) -> bool:
     return os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON))
 
 
-def ensure_sweep(configs: list, paths: list[str]) -> list[dict]:
-    """Trains (or resumes) the runs of `configs` that have no evaluation yet as one sweep
-    (`train.train_sweep`: they differ only in seed and learning rate), and evaluates every run.
+def ensure_sweep(configs: list, paths: list[str], sweep: bool | None = None) -> list[dict]:
+    """Trains (or resumes) the runs of `configs` that have no evaluation yet, and evaluates every run.
+
+    They differ only in seed and learning rate. With `sweep` they train as one sweep (`train.train_sweep`),
+    without it one after another; None (auto) chooses the sweep where it is faster (`train.sweep_pays`).
 
     A run already in its path is reused only when it has the config asked for (up to the settings a
     resume may change); otherwise `workdirs.TrainingError` names the keys that differ.
@@ -90,7 +96,9 @@ def ensure_sweep(configs: list, paths: list[str]) -> list[dict]:
     todo = [i for i, path in enumerate(paths) if not _has_evaluation(path)]
     if todo:
         start = time.time()
-        train.train_sweep([configs[i] for i in todo], [paths[i] for i in todo])
+        together = train.sweep_pays(len(todo)) if sweep is None else sweep
+        for members in [todo] if together else [[i] for i in todo]:
+            train.train_sweep([configs[i] for i in members], [paths[i] for i in members])
         logging.info("Trained %s in %.0f s.", ", ".join(paths[i] for i in todo), time.time() - start)
     return [evaluate.evaluate(path) for path in paths]
 
@@ -159,11 +167,12 @@ def make_tables(
     command: str = "",
     oracle: bool = False,
     with_references: bool = True,
-    sweep: bool = True,
+    sweep: bool | None = None,
 ) -> dict:
     """Runs or reuses every run and reference row, then writes results.csv, the figures, and results.json with
-    the tables.md rendered from it (`report.tables_markdown`). With `sweep`, each row's seeds train together
-    (`train.train_sweep`), each into its own run's workdir."""
+    the tables.md rendered from it (`report.tables_markdown`). Each row's seeds train as one sweep
+    (`train.train_sweep`, each member into its own run's workdir) or one after another, as `sweep` says
+    (`ensure_sweep`; None: where the sweep is faster)."""
     families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
@@ -177,13 +186,11 @@ def make_tables(
         began = time.time()
         workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
         timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
-        # A sweep per row (its seeds), or one run at a time.
-        groups = itertools.groupby(configs, key=workdirs.table_row) if sweep else ((None, [c]) for c in configs)
-        for _, group in groups:
-            group, began = list(group), time.time()
+        for _, seeds_of_row in itertools.groupby(configs, key=workdirs.table_row):
+            group, began = list(seeds_of_row), time.time()
             paths = [workdirs.table_config_run(outdir, config) for config in group]
             done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
-            for config, path, result in zip(group, paths, ensure_sweep(group, paths), strict=True):
+            for config, path, result in zip(group, paths, ensure_sweep(group, paths, sweep), strict=True):
                 kind = objectives.kind_of(config)
                 meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
                 runs[tuple(meta.values())] = path
@@ -236,7 +243,7 @@ def main(argv):
         command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
         oracle=flags.FLAGS.oracle,
         with_references=flags.FLAGS.references,
-        sweep=flags.FLAGS.sweep,
+        sweep=SWEEP_CHOICES[flags.FLAGS.sweep],
     )
 
 
@@ -252,7 +259,13 @@ if __name__ == "__main__":
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
     flags.DEFINE_bool("oracle", False, "Also run the task oracle (emulator given each dataset's exact task).")
-    flags.DEFINE_bool("sweep", True, "Train each row's seeds together, vmapped (false: one run at a time).")
+    flags.DEFINE_enum(
+        "sweep",
+        "auto",
+        list(SWEEP_CHOICES),
+        "true: train each row's seeds together, vmapped; false: one run at a time; auto: the sweep where it is "
+        "faster (on accelerators; on CPUs where each seed gets a device of its own, train.sweep_pays).",
+    )
     flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")

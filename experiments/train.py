@@ -191,6 +191,18 @@ class Trainer:
         return batches.split_losses(self.objective, self.graphdef, self.mesh, state, read_rows, eval_batches)
 
 
+def sweep_pays(members: int) -> bool:
+    """Whether `members` runs train faster as one sweep than one after another on this machine's devices.
+
+    On an accelerator always: its step is bound by kernel launches, which the members share. On CPUs
+    only when each member gets a device (a core) of its own: a CPU step is bound by its FLOPs, and
+    members that share a CPU device cost about what their runs one after another cost, or more
+    (experiments/BENCHMARKS.md#sweeps; the parameter transformer, whose matmuls already use every
+    core, is slower as a sweep even then).
+    """
+    return jax.default_backend() != "cpu" or members <= len(jax.devices())
+
+
 def sweep_members(
     config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[int] = (), learning_rates: Sequence[float] = ()
 ) -> tuple[list[ml_collections.ConfigDict], list[str]]:

@@ -4,10 +4,12 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
-from experiments import loss_correlation, references, report, tables, train, workdirs
+from experiments import evaluate, loss_correlation, references, report, tables, train, workdirs
+from experiments.configs import common as config_common
 from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -20,7 +22,9 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(zoos))
     encoders = ("layerwise_statistics", "noninteractive")
     outdir = tmp_path / "tables"
-    result = tables.make_tables(str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True)
+    result = tables.make_tables(
+        str(outdir), "smoke", ("formal_languages",), 2, encoders, ("performance",), oracle=True, sweep=True
+    )
     names = {p.name for p in outdir.iterdir()}
     expected = {f"{f}_formal_languages.png" for f in ("pca", "probing", "emulation", "curves")}
     assert {"tables.md", "results.csv", "results.json", "runs"} | expected <= names
@@ -132,3 +136,16 @@ def test_undefined_metrics_are_null_in_json_and_n_a_in_tables(tmp_path):
     values = tables.cell_values(records, "d", "e", "emulation", "ood", "mlp", "r2")
     assert report.format_cell(tables.summary(values)) == "n/a"
     assert report.format_cell(tables.summary(values[1:])) == "0.500"
+
+
+@pytest.mark.parametrize("sweep", [None, True, False])
+def test_a_row_s_seeds_train_as_one_sweep_where_it_pays(sweep, tmp_path, monkeypatch):
+    """--sweep=true trains a row's seeds as one sweep, false one after another, and auto (None) as one sweep
+    only where each seed gets a device of its own on a CPU (always on an accelerator)."""
+    trained = []
+    monkeypatch.setattr(train, "train_sweep", lambda configs, paths: trained.append([c.seed for c in configs]))
+    monkeypatch.setattr(evaluate, "evaluate", lambda path: {})
+    configs = [config_common.experiment("flat", "smoke", "formal_languages", seed) for seed in range(3)]
+    tables.ensure_sweep(configs, [str(tmp_path / f"seed{seed}") for seed in range(3)], sweep)
+    together = sweep if sweep is not None else jax.default_backend() != "cpu" or len(jax.devices()) >= 3
+    assert trained == ([[0, 1, 2]] if together else [[0], [1], [2]])
