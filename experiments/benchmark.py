@@ -34,7 +34,6 @@ the paper code's (CPU) rates are not compared.
 """
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -209,12 +208,7 @@ def main(argv):
         command=" ".join(["python -m experiments.benchmark", *sys.argv[1:]]),
         machine=tables.machine(),
     )
-    if flags.FLAGS.outdir:
-        os.makedirs(flags.FLAGS.outdir, exist_ok=True)
-        with open(report.write(os.path.join(flags.FLAGS.outdir, "encoder_benchmark.json"), result)) as markdown:
-            print(markdown.read())
-    else:
-        print(report.encoder_benchmark_markdown(result))
+    report.publish(result, "encoder_benchmark.json", flags.FLAGS.outdir)
 
 
 if __name__ == "__main__":

@@ -658,6 +658,17 @@ def write(path: str, result: dict) -> str:
     return rerender(path)
 
 
+def publish(result: dict, name: str, outdir: str | None) -> None:
+    """Prints the markdown of `result`, a results file named `name`; with `outdir`, first writes the file and
+    its markdown there (`write`), so that what is printed is what was written."""
+    if outdir:
+        os.makedirs(outdir, exist_ok=True)
+        with open(write(os.path.join(outdir, name), result)) as markdown:
+            print(markdown.read())
+    else:
+        print(_renderer(name)[0](result))
+
+
 # The columns of results.csv: one row per number of every run behind a tables output directory.
 RECORD_COLUMNS = ("dataset", "kind", "encoder", "seed", "run", "split", "predictor", "metric", "value")
 

@@ -17,7 +17,6 @@ are printed.
 """
 
 import json
-import os
 import sys
 import time
 
@@ -191,12 +190,7 @@ def main(argv):
         command=" ".join(["python -m zoo_builder.benchmark", *sys.argv[1:]]),
         machine=tables.machine(),
     )
-    if flags.FLAGS.outdir:
-        os.makedirs(flags.FLAGS.outdir, exist_ok=True)
-        with open(report.write(os.path.join(flags.FLAGS.outdir, "zoo_benchmark.json"), result)) as markdown:
-            print(markdown.read())
-    else:
-        print(report.zoo_benchmark_markdown(result))
+    report.publish(result, "zoo_benchmark.json", flags.FLAGS.outdir)
 
 
 if __name__ == "__main__":
