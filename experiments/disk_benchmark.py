@@ -9,11 +9,12 @@ the steady train steps/s (the median over the logging intervals, leaving out the
 and the last, which evaluates) and the process's peak resident memory (`ru_maxrss`: every page it
 touched, pages of memory-mapped files included), next to the zoo's size on disk. With `--memory_cap_mb`
 it also says whether each run stayed under that cap; `--wrapper` runs each training process under a
-command that enforces one (a cgroup memory limit), and a run it kills is reported as killed.
+command that enforces one (a cgroup memory limit), and a run it kills is reported as killed. It prints the
+table, and with `--outdir` first writes it as a results file (`disk_benchmark.json`, rendered by
+`experiments.report`).
 """
 
 import itertools
-import json
 import os
 import shlex
 import sys
@@ -21,7 +22,8 @@ import tempfile
 
 from absl import app, flags
 
-from weightspace import benchmarking, cli, files, metrics
+from experiments import report, tables
+from weightspace import benchmarking, cli, metrics, zoo as zoo_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {"in memory": False, "on disk": True}
@@ -72,7 +74,18 @@ def main(argv):
     runs = {mode: [] for mode in MODES}
     for mode in order:
         runs[mode].append(_train(zoo, MODES[mode]))
-    summary = {"zoo": zoo, "zoo_mb": round(_zoo_megabytes(zoo), 1), "memory_cap_mb": flags.FLAGS.memory_cap_mb}
+    document = zoo_lib.read_metadata(zoo)
+    summary = {
+        "command": " ".join(["python -m experiments.disk_benchmark", *sys.argv[1:]]),
+        "machine": tables.machine(),
+        "config": flags.FLAGS.config,
+        "overrides": flags.FLAGS.overrides,
+        "zoo": f"{document['family']}, {document['num_snapshots']:,} snapshots",
+        "zoo_mb": round(_zoo_megabytes(zoo), 1),
+        "steps": flags.FLAGS.steps,
+        "memory_cap_mb": flags.FLAGS.memory_cap_mb,
+        "wrapper": flags.FLAGS.wrapper,
+    }
     for mode, results in runs.items():
         rates = [rate for result in results for rate in result["rates"]]
         summary[mode] = {
@@ -82,19 +95,7 @@ def main(argv):
         }
     memory, disk = summary["in memory"]["steps_per_s"], summary["on disk"]["steps_per_s"]
     summary["disk_over_memory"] = round(disk / memory, 3) if memory and disk else None
-    cap = flags.FLAGS.memory_cap_mb
-    print(f"Zoo {zoo}: {summary['zoo_mb']:.0f} MB on disk" + (f"; memory cap {cap:.0f} MB" if cap else ""))
-    print("| zoo | train steps/s (median; slowest-fastest interval) | peak RSS MB | runs |")
-    print("|---|---|---|---|")
-    for mode in MODES:
-        row = summary[mode]
-        rate = f"{row['steps_per_s']:.3g} ({benchmarking.window_range(row)})" if row["steps_per_s"] else "-"
-        under = "" if not cap else (" (under the cap)" if row["peak_rss_mb"] < cap else " (over the cap)")
-        print(f"| {mode} | {rate} | {row['peak_rss_mb']:.0f}{under} | {', '.join(row['exits'])} |")
-    if summary["disk_over_memory"]:
-        print(f"On disk / in memory, steps/s: {summary['disk_over_memory']:.3f}")
-    print(json.dumps(files.strict(summary)))
-
+    report.publish(summary, "disk_benchmark.json", flags.FLAGS.outdir)
 
 if __name__ == "__main__":
     flags.DEFINE_string("config", "configs/flat.py:quick", "Experiment config file[:preset], as for experiments.main.")
@@ -108,4 +109,5 @@ if __name__ == "__main__":
         "'systemd-run --user --scope -p MemoryMax=1G'.",
     )  # fmt: skip
     flags.DEFINE_multi_string("overrides", [], "More experiments.main flags for both runs (repeatable).")
+    flags.DEFINE_string("outdir", None, "Also write the results file (disk_benchmark.json) and its markdown here.")
     app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)

@@ -615,6 +615,40 @@ def sweep_benchmark_markdown(result: dict) -> str:
     return _text(lines)
 
 
+def disk_benchmark_markdown(result: dict) -> str:
+    """`experiments.disk_benchmark`: the same training with the zoo in memory and on disk, step rate and peak
+    memory, beside the zoo's size (and the memory cap each run was held to, when there was one)."""
+    cap = result["memory_cap_mb"]
+    lines = [
+        f"# Training on a zoo on disk: {result['zoo']}",
+        "",
+        *_command(result),
+        f"Zoo {result['zoo']}, {result['zoo_mb']:,.0f} MB on disk; `{result['config']}`"
+        + "".join(f" `{override}`" for override in result["overrides"])
+        + f", {result['steps']} train steps per run{_machine(result, ', on ')}."
+        + (f" Each run under `{result['wrapper']}`." if result["wrapper"] else "")
+        + " Steps/s: the median over the logging intervals (without the first, which compiles, and the last, "
+        "which evaluates), with the slowest and the fastest. Peak RSS includes pages of memory-mapped files.",
+        "",
+        "| zoo | train steps/s | window range | peak RSS MB | runs |",
+        "|---|---|---|---|---|",
+    ]
+    for mode in ("in memory", "on disk"):
+        row = result[mode]
+        rate = row["steps_per_s"]
+        under = "" if not cap else (" (under the cap)" if row["peak_rss_mb"] < cap else " (over the cap)")
+        lines.append(
+            f"| {mode} | {format_value(rate, 1) if rate else '-'} "
+            f"| {benchmarking.window_range(row) if rate else '-'} "
+            f"| {row['peak_rss_mb']:,.0f}{under} | {', '.join(row['exits'])} |"
+        )
+    ratio = result["disk_over_memory"]
+    lines += ["", f"On disk / in memory, steps/s: **{ratio:.3f}**." if ratio else "No ratio: a run did not finish."]
+    if cap:
+        lines[-1] += f" Memory cap: {cap:,.0f} MB."
+    return _text(lines)
+
+
 RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "results.json": (tables_markdown, "tables.md"),
     "probing_gap.json": (probing_gap_markdown, "probing_gap.md"),
@@ -624,6 +658,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
     "encoder_benchmark.json": (encoder_benchmark_markdown, "encoder_benchmark.md"),
     "zoo_benchmark.json": (zoo_benchmark_markdown, "zoo_benchmark.md"),
+    "disk_benchmark.json": (disk_benchmark_markdown, "disk_benchmark.md"),
 }
 
 
