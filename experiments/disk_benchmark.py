@@ -23,7 +23,8 @@ import tempfile
 from absl import app, flags
 
 from experiments import report, tables
-from weightspace import benchmarking, cli, metrics, zoo as zoo_lib
+from weightspace import benchmarking, cli, metrics
+from weightspace import zoo as zoo_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {"in memory": False, "on disk": True}
@@ -96,6 +97,7 @@ def main(argv):
     memory, disk = summary["in memory"]["steps_per_s"], summary["on disk"]["steps_per_s"]
     summary["disk_over_memory"] = round(disk / memory, 3) if memory and disk else None
     report.publish(summary, "disk_benchmark.json", flags.FLAGS.outdir)
+
 
 if __name__ == "__main__":
     flags.DEFINE_string("config", "configs/flat.py:quick", "Experiment config file[:preset], as for experiments.main.")
