@@ -231,8 +231,9 @@ def table_lines(cells: dict[str, dict]) -> list[str]:
 
 TABLES_ROWS_AND_COLUMNS = (
     "Rows: encoders trained by emulation (and supervised baselines, trained on each target directly and "
-    "scored by their own head; the oracle, an emulator conditioned on the exact task instead of an "
-    "encoder's embedding, bounds emulation and cloning and is never marked best). Reference rows, never "
+    "scored by their own head; the oracles, never marked best, are the emulator conditioned on the exact task "
+    "instead of an encoder's embedding, which bounds emulation and cloning, and on a constant embedding, "
+    "the level at which an embedding tells the emulator nothing). Reference rows, never "
     "marked best, need no learned encoder: readout reads each target off the LSTM's behaviour by its "
     "definition (no learning, the same in every probe's table; '-' where a target has none), fixed_probe "
     "is the named probe on the LSTM's outputs along a fixed, hand-written probing set. Columns: downstream "

@@ -7,10 +7,11 @@ training, then downstream evaluation) in `<outdir>/runs/<dataset>/emulation/<enc
 or reuses finished ones: an interrupted table resumes where it stopped, and a
 finished one is only re-aggregated. `--supervised_targets=task,performance`
 adds the supervised baselines (one run per encoder x target x seed, in
-`runs/<dataset>/supervised_<target>/...`); `--oracle` adds the task oracle
-(`model.TargetOracle` on each dataset's exact task, one run per seed, in
-`runs/<dataset>/oracle/<target>/...`), a row that bounds emulation and
-cloning. `--references` (on by default) adds the reference rows
+`runs/<dataset>/supervised_<target>/...`); `--oracle` adds two oracle rows
+(`model.TargetOracle`, one run per seed, in `runs/<dataset>/oracle/<target>/...`):
+the emulator given each dataset's exact task, which bounds emulation and
+cloning, and given a constant embedding, the level at which an encoder's
+embedding tells the emulator nothing. `--references` (on by default) adds the reference rows
 (experiments/references.py: the readout of every target from the LSTM's
 behaviour, and the same probes on a fixed probing set's outputs; one per
 seed, in `runs/<dataset>/reference/seed<k>`), which need no learned encoder.
@@ -53,7 +54,8 @@ def table_configs(
     preset: str, dataset: str, seeds: int, encoders: tuple[str, ...], supervised_targets: tuple[str, ...], oracle: bool
 ) -> list[ml_collections.ConfigDict]:
     """The config of every run behind one dataset's tables: each encoder by emulation, then supervised on each
-    target, then (`oracle`) the oracle of the family's `oracle_target`, each for seeds 0 .. seeds - 1."""
+    target, then (`oracle`) the oracle of the family's `oracle_target` and the constant embedding (the oracle
+    that embeds nothing: the level an encoder's embedding must beat to matter), each for seeds 0 .. seeds - 1."""
     configs = []
     for target in ("", *supervised_targets):
         for encoder in encoders:
@@ -61,10 +63,11 @@ def table_configs(
                 config = config_common.experiment(encoder, preset, dataset, seed)
                 config.supervised.target = target
                 configs.append(config)
-    for seed in range(seeds if oracle else 0):
-        config = config_common.experiment(config_common.HOST, preset, dataset, seed)
-        config.oracle.target = tasks.FAMILIES[dataset].oracle_target
-        configs.append(config)
+    for target in (tasks.FAMILIES[dataset].oracle_target, objectives.CONSTANT_ORACLE) if oracle else ():
+        for seed in range(seeds):
+            config = config_common.experiment(config_common.HOST, preset, dataset, seed)
+            config.oracle.target = target
+            configs.append(config)
     return configs
 
 
@@ -258,7 +261,9 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seeds", 3, "Seeds per encoder (config.seed = 0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "Encoders to run (default: all six).")
     flags.DEFINE_list("supervised_targets", [], "Also run supervised baselines on these targets (e.g. task).")
-    flags.DEFINE_bool("oracle", False, "Also run the task oracle (emulator given each dataset's exact task).")
+    flags.DEFINE_bool(
+        "oracle", False, "Also run the oracles: the emulator given each dataset's exact task, and a constant embedding."
+    )
     flags.DEFINE_enum(
         "sweep",
         "auto",

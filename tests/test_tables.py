@@ -57,7 +57,8 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     # Where the time went: the zoo, each row's seeds (all trained here), the reference rows.
     rows = [(t["row"], t["seeds"], t["done"]) for t in saved["timings"]]
     trained = [(f"{kind}/{e}", [0, 1], [0, 1]) for kind in ("emulation", "supervised") for e in encoders]
-    assert rows == [("zoo", [], []), *trained, ("oracle/task", [0, 1], [0, 1]), ("reference", [], [])]
+    oracles = [("oracle/task", [0, 1], [0, 1]), ("oracle/constant", [0, 1], [0, 1])]
+    assert rows == [("zoo", [], []), *trained, *oracles, ("reference", [], [])]
     assert sum(t["wall_s"] for t in saved["timings"]) <= saved["wall_s"]
     assert text == report.render(str(outdir / "results.json"))
     records = loss_correlation.read_records(str(outdir))
@@ -66,14 +67,16 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     assert "\n".join(report.table_lines(saved["cells"])) in text
     emulated = ["mechanistic | layerwise_statistics", "functionalist | noninteractive"]
     expected = [*emulated, *(f"supervised, {row}" for row in emulated), "reference | readout"]
-    expected += ["reference | fixed_probe", "oracle | task"]
+    expected += ["reference | fixed_probe", "oracle | task", "oracle | constant"]
     for table in text.split("### ")[1:]:
         lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| group |")]
         assert [" | ".join(line.removeprefix("| ").split(" | ")[:2]) for line in lines] == expected
-    # The task oracle: its own row in every table, from its two seeds' runs, never marked best.
-    oracle_rows = [line for line in text.splitlines() if line.startswith("| oracle | task |")]
-    assert len(oracle_rows) == 8 and not any("**" in line for line in oracle_rows)
-    assert result["cells"]["formal_languages/ood/mlp/oracle/task/cloning"]["n"] == 2
+    # The oracles (the exact task, a constant embedding): each its own row in every table, from its two seeds'
+    # runs, never marked best.
+    for target in ("task", "constant"):
+        oracle_rows = [line for line in text.splitlines() if line.startswith(f"| oracle | {target} |")]
+        assert len(oracle_rows) == 8 and not any("**" in line for line in oracle_rows)
+        assert result["cells"][f"formal_languages/ood/mlp/oracle/{target}/cloning"]["n"] == 2
     # The reference rows: one evaluation per seed, in every table (trained snapshots too), never marked best.
     for row in ("readout", "fixed_probe"):
         lines = [line for line in text.splitlines() if line.startswith(f"| reference | {row} |")]
