@@ -2,6 +2,7 @@
 
   python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100
   python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100 --members=24
+  python -m experiments.plan --check=TABLES_DIR --outdir=DIR    # the plan against what those runs took here
 
 Nothing is trained: the run's own jitted train step and evaluation batch (`train.Trainer`,
 `batches.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
@@ -174,31 +175,94 @@ def table_plan(
     )
 
 
+def _loop_seconds(workdir: str, num_steps: int) -> float:
+    """How long a run's training loop took, from its `metrics.jsonl`: the time between its first and last
+    logged steps (the first takes the compilation), scaled to all `num_steps` steps."""
+    from weightspace import metrics
+
+    timed = [row for row in metrics.read(os.path.join(workdir, "metrics.jsonl")) if "time" in row]
+    if len(timed) < 2:
+        raise errors.ConfigError(f"{workdir}: its metrics.jsonl has fewer than two timed steps; finish the run first.")
+    first, last = timed[0], timed[-1]
+    return (last["time"] - first["time"]) * num_steps / (last["step"] - first["step"])
+
+
+def check(outdir: str, fraction: float) -> dict:
+    """The plan against what a tables directory's runs took on this CPU: for each dataset, its zoo's build
+    (`wall_time_s` of the zoo's `zoo.json`, on the devices of its `layout.json`) and each encoder's seed-0
+    emulation run (the training loop's time in `metrics.jsonl`), planned at `fraction` of this machine's
+    measured matmul rate, with the fraction of that rate each job's matmuls reached."""
+    from experiments import workdirs
+    from weightspace import files, zoo
+    from zoo_builder import plan as zoo_plan
+
+    rate, kernel_s = planning.measure_cpu()
+    rows = []
+    for dataset in sorted(os.listdir(os.path.join(outdir, "runs"))):
+        runs = [(name, workdirs.table_run(outdir, dataset, f"emulation/{name}", 0)) for name in encoders.NAMES]
+        runs = [(name, path) for name, path in runs if os.path.exists(os.path.join(path, "metrics.jsonl"))]
+        if not runs:
+            continue
+        zoo_path = workdirs.run_zoo_path(runs[0][1])
+        built = os.path.dirname(zoo_path)
+        devices = files.read_json(os.path.join(built, "layout.json"))["num_devices"]
+        build_config = ml_collections.ConfigDict(files.read_json(os.path.join(built, "build_config.json")))
+        zoo_cost = zoo_plan.estimate(build_config, devices, planning.cpu_device(rate, kernel_s, devices), fraction)
+        calls, steps = zoo_cost["groups"] * zoo_cost["steps"][-1] / zoo_cost["calls"], zoo_cost["steps"]
+        flops = devices * (calls * zoo_cost["train_cost"].flops + zoo_cost["groups"] * len(steps) * zoo_cost[
+            "snapshot_cost"].flops)  # fmt: skip
+        measured = files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
+        rows.append(dict(
+            dataset=dataset, job="zoo", devices=devices, predicted_s=zoo_cost["train_s"] + zoo_cost["snapshot_s"],
+            measured_s=measured, reached=flops / measured / rate,
+        ))  # fmt: skip
+        the_zoo = zoo.describe(zoo_path)
+        for name, path in runs:
+            config = workdirs.read_config(path)
+            trainer, train_cost, eval_cost = _costs([config], the_zoo)
+            devices = int(trainer.mesh.devices.size)
+            on = planning.cpu_device(rate, kernel_s, devices)
+            train_s, eval_s = _wall_seconds(trainer, train_cost, eval_cost, on, fraction)
+            evaluations = eval_s / planning.seconds(eval_cost, devices, on, fraction)
+            flops = config.train.num_steps * train_cost.flops + evaluations * eval_cost.flops
+            measured = _loop_seconds(path, config.train.num_steps)
+            rows.append(dict(
+                dataset=dataset, job=name, devices=devices, predicted_s=train_s + eval_s, measured_s=measured,
+                reached=flops / measured / rate,
+            ))  # fmt: skip
+            logging.info("Checked %s: %s", path, rows[-1])
+    return dict(tables=outdir, fraction=fraction, cpu_gflops=rate / 1e9, kernel_us=kernel_s * 1e6, rows=rows)
+
+
+def _publish(result: dict, name: str, start: float) -> None:
+    """Adds the command, machine and wall time (since `start`) to `result` and writes it as `name`, with its
+    markdown, into --outdir (`report.publish`)."""
+    from experiments import report, tables
+
+    command = " ".join(["python -m experiments.plan", *map(shlex.quote, sys.argv[1:])])
+    result.update(command=command, machine=tables.machine(), wall_s=time.time() - start)
+    report.publish(result, name, flags.FLAGS.outdir)
+
+
 def main(argv):
     del argv
+    start = time.time()
     jax.config.update("jax_platforms", "cpu")  # plans compile on CPU whatever the machine has
     cli.quiet_library_logs()
     cli.use_cpu_cores_as_devices(flags.FLAGS.devices)
+    if flags.FLAGS.check:
+        _publish(check(flags.FLAGS.check, flags.FLAGS.fraction), "plan_check.json", start)
+        return
     on = planning.device(flags.FLAGS.device_kind, flags.FLAGS.devices)
     if not flags.FLAGS.tables:
         if flags.FLAGS.config is None:
             raise errors.ConfigError("Give --config=FILE[:preset] (one run or sweep), or --tables=PRESET.")
         print(plan(flags.FLAGS.config, on, flags.FLAGS.fraction, flags.FLAGS.members))
         return
-    from experiments import report, tables
-
-    start, outdir = time.time(), flags.FLAGS.outdir
-    os.makedirs(outdir, exist_ok=True)
     result = table_plan(
         flags.FLAGS.tables, flags.FLAGS.datasets, flags.FLAGS.encoders, flags.FLAGS.members, on, flags.FLAGS.fraction
     )
-    result.update(
-        command=" ".join(["python -m experiments.plan", *map(shlex.quote, sys.argv[1:])]),
-        machine=tables.machine(),
-        wall_s=time.time() - start,
-    )
-    with open(report.write(os.path.join(outdir, "table_plan.json"), result)) as markdown:
-        print(markdown.read())
+    _publish(result, "table_plan.json", start)
 
 
 if __name__ == "__main__":
@@ -207,6 +271,11 @@ if __name__ == "__main__":
     flags.DEFINE_string("tables", None, "Plan experiments.tables at this preset (--members seeds) instead of --config.")
     flags.DEFINE_list("datasets", ["formal_languages", "sequential_mnist"], "With --tables: the datasets planned.")
     flags.DEFINE_list("encoders", list(encoders.NAMES), "With --tables: the encoders planned.")
-    flags.DEFINE_string("outdir", ".", "With --tables: where table_plan.json and table_plan.md are written.")
+    flags.DEFINE_string(
+        "check", None, "A tables output directory: plan its zoos and seed-0 runs on this CPU against what they took."
+    )
+    flags.DEFINE_string(
+        "outdir", ".", "With --tables or --check: where table_plan.json or plan_check.json (and .md) are written."
+    )
     argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
     app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("an experiment"))

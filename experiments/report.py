@@ -456,6 +456,30 @@ def table_plan_markdown(result: dict) -> str:
     return _text(lines)
 
 
+def plan_check_markdown(result: dict) -> str:
+    """`experiments.plan --check`: each planned zoo build and training run on this CPU against the time it
+    took, and the fraction of the machine's matmul rate its matmuls reached."""
+    lines = [
+        f"# Plans against runs: {result['tables']}",
+        "",
+        *_command(result),
+        f"Planned at {result['fraction']:.0%} of this machine's float32 matmul rate, measured by the check "
+        f"({result['cpu_gflops']:.0f} GFLOP/s, {result['kernel_us']:.2g} us per kernel){_machine(result, ', on ')}. "
+        "Measured: the zoo's build time (`zoo.json`), and each seed-0 emulation run's training loop "
+        "(`metrics.jsonl`, from its first logged step, scaled to all steps). Reached: the job's matmul FLOPs "
+        "over its measured time, as a fraction of the machine's rate.",
+        "",
+        "| dataset | job | devices | predicted s | measured s | predicted / measured | reached |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['dataset']} | {row['job']} | {row['devices']} | {row['predicted_s']:,.0f} "
+            f"| {row['measured_s']:,.0f} | {row['predicted_s'] / row['measured_s']:.2f} | {row['reached']:.0%} |"
+        )
+    return _text(lines)
+
+
 def encoder_benchmark_markdown(result: dict) -> str:
     """`experiments.benchmark`: each encoder's train steps/s (median of the windows, with the slowest and the
     fastest), as a single run and as sweeps where measured, beside the paper code's rates, the PyTorch emulator
@@ -656,6 +680,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "permutation_analysis.json": (permutation_analysis_markdown, "permutation_analysis.md"),
     "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
     "table_plan.json": (table_plan_markdown, "table_plan.md"),
+    "plan_check.json": (plan_check_markdown, "plan_check.md"),
     "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
     "encoder_benchmark.json": (encoder_benchmark_markdown, "encoder_benchmark.md"),
     "zoo_benchmark.json": (zoo_benchmark_markdown, "zoo_benchmark.md"),

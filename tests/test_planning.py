@@ -1,14 +1,16 @@
 """The cost model: counted work against independent counts, plans from shapes against real zoos."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import plan as experiment_plan
-from experiments import report
+from experiments import report, train, workdirs
 from experiments.configs import flat
-from weightspace import planning, zoo
+from weightspace import files, metrics, planning, zoo
 from zoo_builder import build
 from zoo_builder import plan as zoo_plan
 from zoo_builder.configs import formal_languages
@@ -72,3 +74,26 @@ def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_pa
     assert row["sweep_s"] < 0.5 * 3 * row["run_s"]
     markdown = report.table_plan_markdown(result)
     assert "| formal_languages | flat |" in markdown and "**all**" in markdown
+
+
+def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_times(smoke_zoo, tmp_path):
+    config = flat.get_config("smoke")
+    config.zoo.path = smoke_zoo
+    run = workdirs.table_run(str(tmp_path), "formal_languages", "emulation/flat", 0)
+    train.train(config, run)
+    result = experiment_plan.check(str(tmp_path), 0.2)
+    zoo_row, run_row = result["rows"]
+    assert (zoo_row["job"], run_row["job"]) == ("zoo", "flat")
+    # Measured: the zoo's own build time, and the training loop's span scaled to all of its steps.
+    built = os.path.dirname(smoke_zoo)
+    assert zoo_row["measured_s"] == files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
+    timed = [row for row in metrics.read(os.path.join(run, "metrics.jsonl")) if "time" in row]
+    span = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
+    assert run_row["measured_s"] == pytest.approx(span * config.train.num_steps)
+    # Predicted: the plan of the same job, on this CPU at the rate the check measured.
+    on = planning.cpu_device(result["cpu_gflops"] * 1e9, result["kernel_us"] * 1e-6, 1)
+    costs = experiment_plan._costs([config], zoo.describe(smoke_zoo))
+    assert run_row["predicted_s"] == pytest.approx(sum(experiment_plan._wall_seconds(*costs, on, 0.2)))
+    assert all(row["predicted_s"] > 0 and row["reached"] > 0 for row in result["rows"])
+    markdown = report.plan_check_markdown(result | {"command": "", "machine": "test"})
+    assert "| formal_languages | flat | 1 |" in markdown and "| formal_languages | zoo |" in markdown

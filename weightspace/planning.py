@@ -66,14 +66,19 @@ def device(kind: str, devices: int) -> Device:
     """The `Device` named `kind` (a key of `DEVICES`), or "cpu": this machine, measured (`measure_cpu`), its
     matmul rate shared by `devices` devices, each running its own kernels."""
     if kind == "cpu":
-        rate, kernel = measure_cpu()
-        return Device(
-            "cpu", rate / 1e12 / devices, kernel * 1e6, 0.0,
-            f"measured here: {rate / 1e9:.0f} GFLOP/s float32 matmuls, {kernel * 1e6:.2g} us per kernel",
-        )  # fmt: skip
+        return cpu_device(*measure_cpu(), devices)
     if kind not in DEVICES:
         raise ValueError(f"Unknown device kind {kind!r}; known: cpu, {', '.join(DEVICES)}.")
     return DEVICES[kind]
+
+
+def cpu_device(rate: float, kernel_s: float, devices: int) -> Device:
+    """This machine as a `Device`: its measured matmul rate (FLOP/s; `measure_cpu`) shared by `devices`
+    devices, each running its own kernels at `kernel_s` seconds each."""
+    return Device(
+        "cpu", rate / 1e12 / devices, kernel_s * 1e6, 0.0,
+        f"measured here: {rate / 1e9:.0f} GFLOP/s float32 matmuls, {kernel_s * 1e6:.2g} us per kernel",
+    )  # fmt: skip
 
 
 def measure_cpu(seconds: float = 2.0) -> tuple[float, float]:
