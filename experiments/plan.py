@@ -141,17 +141,33 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     return planning.report(title, rows, on, fraction)
 
 
+# The row of a table plan that is a dataset's zoo build (built once, whatever the seeds).
+ZOO_ROW = "zoo"
+
+
 def table_plan(
     preset: str, datasets: Sequence[str], names: Sequence[str], seeds: int, on: planning.Device, fraction: float
 ) -> dict:
     """The plan of `experiments.tables --preset=PRESET --seeds=SEEDS` for `datasets` (the encoders `names`
-    by emulation) on every (CPU) device of this process, standing for devices like `on`: each encoder's seeds
-    as one sweep (the default), and one run after another (`--sweep=false`, each run data-parallel)."""
+    by emulation) on every (CPU) device of this process, standing for devices like `on`: each dataset's zoo
+    build (`ZOO_ROW`, its runs split over the devices), then each encoder's seeds as one sweep (the
+    default), and one run after another (`--sweep=false`, each run data-parallel)."""
     from experiments import train
     from experiments.configs import common
+    from zoo_builder import configs as zoo_configs
+    from zoo_builder import plan as zoo_plan
 
     devices, rows = jax.device_count(), []
     for dataset in datasets:
+        zoo_config = zoo_configs.get_config(dataset, preset)
+        build = zoo_plan.estimate(zoo_config, devices, on, fraction)
+        rows.append(dict(
+            dataset=dataset, encoder=ZOO_ROW, runs=zoo_config.num_runs, steps=build["steps"][-1],
+            run_s=build["train_s"] + build["snapshot_s"],
+            run_kernels=round(build["train_cost"].kernels / build["calls"]),  # per step: a call runs `calls`
+            memory_mib=max(build["train_cost"].memory_bytes, build["snapshot_cost"].memory_bytes) / 2**20,
+        ))  # fmt: skip
+        logging.info("Planned the %s zoo: %s", dataset, rows[-1])
         for encoder in names:
             config = common.experiment(encoder, preset, dataset, 0)
             the_zoo = _zoo(config)

@@ -422,36 +422,45 @@ def loss_correlation_markdown(result: dict) -> str:
 
 # Each results file's renderer and the markdown file it renders into, by the results file's name.
 def table_plan_markdown(result: dict) -> str:
-    """The plan of a tables invocation (`experiments.plan --tables`): each encoder's runs one after another
-    against its seeds as one sweep, per dataset and in all."""
+    """The plan of a tables invocation (`experiments.plan --tables`): each dataset's zoo build, then each
+    encoder's runs one after another against its seeds as one sweep, per dataset and in all."""
     on, seeds, devices = result["device"], result["seeds"], result["devices"]
     lines = [
         f"# Plan: experiments.tables --preset={result['preset']} --seeds={seeds} on {devices} x {on['name']}",
         "",
         *_command(result),
-        f"Each encoder's {seeds} seeds one after another, each run data-parallel over the {devices} devices "
+        f"Each dataset's zoo, built once (its runs split over the {devices} devices); then each encoder's "
+        f"{seeds} seeds one after another, each run data-parallel over the {devices} devices "
         f"(`--sweep=false`), against the {seeds} seeds as one sweep (the default), its members split over "
         f"as many devices as divide their number; training and its periodic evaluations, estimated by "
         f"`experiments.plan` at {result['fraction']:.0%} of the peak {on['peak_tflops']:g} TFLOPS and "
         f"{on['kernel_us']:g} us per kernel ({on['source']}).{_machine(result, ' Compiled on ', '.')}",
         "",
-        "| dataset | encoder | kernels per step (run / sweep) | one run | runs one after another | sweep "
-        "| sweep / runs | sweep memory per device |",
+        "| dataset | job | kernels per step (run / sweep) | one run | runs one after another | sweep "
+        "| sweep / runs | memory per device (sweep) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    totals = {}
+    runs_s = sweep_s = 0.0
     for row in result["rows"]:
+        if "sweep_s" not in row:  # a zoo build: the same for both
+            job = f"zoo: {row['runs']:,} runs x {row['steps']:,} steps"
+            runs_s, sweep_s = runs_s + row["run_s"], sweep_s + row["run_s"]
+            lines.append(
+                f"| {row['dataset']} | {job} | {row['run_kernels']:,} | {planning.duration(row['run_s'])} "
+                f"| {planning.duration(row['run_s'])} | {planning.duration(row['run_s'])} | - "
+                f"| {row['memory_mib']:.0f} MiB |"
+            )
+            continue
         runs, sweep = seeds * row["run_s"], row["sweep_s"]
-        total = totals.setdefault(row["dataset"], [0.0, 0.0])
-        total[0], total[1] = total[0] + runs, total[1] + sweep
+        runs_s, sweep_s = runs_s + runs, sweep_s + sweep
         lines.append(
             f"| {row['dataset']} | {row['encoder']} | {row['run_kernels']:,} / {row['sweep_kernels']:,} "
             f"| {planning.duration(row['run_s'])} | {planning.duration(runs)} | {planning.duration(sweep)} "
             f"| {sweep / runs:.2f} | {row['sweep_memory_mib']:.0f} MiB |"
         )
-    runs, sweep = (sum(total[i] for total in totals.values()) for i in (0, 1))
     lines.append(
-        f"| **all** | | | | **{planning.duration(runs)}** | **{planning.duration(sweep)}** | **{sweep / runs:.2f}** | |"
+        f"| **all** | | | | **{planning.duration(runs_s)}** | **{planning.duration(sweep_s)}** "
+        f"| **{sweep_s / runs_s:.2f}** | |"
     )
     return _text(lines)
 

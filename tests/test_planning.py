@@ -68,12 +68,16 @@ def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_pa
     text = experiment_plan.plan(config, on, 0.5, members=3)
     assert "a sweep of 3 seeds" in text and "3 members on each of 1" in text and "without the sweep" in text
     result = experiment_plan.table_plan("smoke", ["formal_languages"], ["flat"], 3, on, 0.5)
-    (row,) = result["rows"]
+    zoo_row, row = result["rows"]
+    # The zoo is planned as its builder plans it, once whatever the seeds.
+    build = zoo_plan.estimate(formal_languages.get_config("smoke"), 1, on, 0.5)
+    assert zoo_row["run_s"] == pytest.approx(build["train_s"] + build["snapshot_s"]) and "sweep_s" not in zoo_row
     # Kernel-bound on an H100: three members cost about one run (vmap adds no kernels), not three.
     assert row["sweep_kernels"] <= 1.1 * row["run_kernels"]
     assert row["sweep_s"] < 0.5 * 3 * row["run_s"]
     markdown = report.table_plan_markdown(result)
     assert "| formal_languages | flat |" in markdown and "**all**" in markdown
+    assert "| formal_languages | zoo: 4 runs x " in markdown
 
 
 def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_times(smoke_zoo, tmp_path):
