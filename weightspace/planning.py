@@ -56,9 +56,9 @@ DEVICES = {
         Device("tpu_v6e", 918, _TPU_KERNEL_US, 32, "Cloud TPU v6e docs (bf16 per chip)"),
     )
 }
-# The fraction of peak the matmuls reach unless told otherwise: what the quick presets' steps reach on a
-# 2-core CPU, 11-28 % of its float32 matmul rate (experiments/BENCHMARKS.md, "Planning a job");
-# paper-size encoder steps reach 33-66 % there (same page, "Encoder training").
+# The fraction of peak the matmuls reach unless told otherwise: of the order the quick presets' steps reach on
+# a 2-core CPU (`experiments.plan --check`, experiments/BENCHMARKS.md, "Planning a job"); paper-size encoder
+# steps reach more there (same page, "Encoder training", the "of ceiling" column).
 DEFAULT_FRACTION = 0.2
 
 
