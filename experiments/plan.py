@@ -212,6 +212,8 @@ def check(outdir: str, fraction: float) -> dict:
     from weightspace import files, zoo
     from zoo_builder import plan as zoo_plan
 
+    if not os.path.isdir(os.path.join(outdir, "runs")):
+        raise errors.ConfigError(f"{outdir} is not a tables output directory (it has no runs/); give --check=DIR.")
     rate, kernel_s = planning.measure_cpu()
     rows = []
     for dataset in sorted(os.listdir(os.path.join(outdir, "runs"))):
@@ -224,9 +226,9 @@ def check(outdir: str, fraction: float) -> dict:
         devices = files.read_json(os.path.join(built, "layout.json"))["num_devices"]
         build_config = ml_collections.ConfigDict(files.read_json(os.path.join(built, "build_config.json")))
         zoo_cost = zoo_plan.estimate(build_config, devices, planning.cpu_device(rate, kernel_s, devices), fraction)
-        calls, steps = zoo_cost["groups"] * zoo_cost["steps"][-1] / zoo_cost["calls"], zoo_cost["steps"]
-        flops = devices * (calls * zoo_cost["train_cost"].flops + zoo_cost["groups"] * len(steps) * zoo_cost[
-            "snapshot_cost"].flops)  # fmt: skip
+        groups, steps = zoo_cost["groups"], zoo_cost["steps"]
+        train_calls, snapshots = groups * steps[-1] / zoo_cost["calls"], groups * len(steps)  # per device
+        flops = devices * (train_calls * zoo_cost["train_cost"].flops + snapshots * zoo_cost["snapshot_cost"].flops)
         measured = files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
         rows.append(dict(
             dataset=dataset, job="zoo", devices=devices, predicted_s=zoo_cost["train_s"] + zoo_cost["snapshot_s"],
@@ -247,6 +249,8 @@ def check(outdir: str, fraction: float) -> dict:
                 reached=flops / measured / rate,
             ))  # fmt: skip
             logging.info("Checked %s: %s", path, rows[-1])
+    if not rows:
+        raise errors.ConfigError(f"{outdir} holds no finished seed-0 emulation run to check the plan against.")
     return dict(tables=outdir, fraction=fraction, cpu_gflops=rate / 1e9, kernel_us=kernel_s * 1e6, rows=rows)
 
 

@@ -10,7 +10,7 @@ import pytest
 from experiments import plan as experiment_plan
 from experiments import report, train, workdirs
 from experiments.configs import flat
-from weightspace import files, metrics, planning, zoo
+from weightspace import errors, files, metrics, planning, zoo
 from zoo_builder import build
 from zoo_builder import plan as zoo_plan
 from zoo_builder.configs import formal_languages
@@ -81,6 +81,8 @@ def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_pa
 
 
 def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_times(smoke_zoo, tmp_path):
+    with pytest.raises(errors.ConfigError, match="not a tables output directory"):
+        experiment_plan.check(str(tmp_path), 0.2)
     config = flat.get_config("smoke")
     config.zoo.path = smoke_zoo
     run = workdirs.table_run(str(tmp_path), "formal_languages", "emulation/flat", 0)
