@@ -78,16 +78,21 @@ def _costs(configs: list[ml_collections.ConfigDict], the_zoo) -> tuple:
     return trainer, train_cost, eval_cost
 
 
+def _eval_batches(trainer) -> int:
+    """Evaluation batches a run or sweep computes in all: every held-out split at every periodic evaluation."""
+    from weightspace import dataset
+
+    config = trainer.config
+    per_evaluation = sum(-(-len(trainer.run.split[name]) // config.eval.batch_size) for name in dataset.HELD_OUT)
+    return -(-config.train.num_steps // config.eval.every_steps) * per_evaluation
+
+
 def _wall_seconds(trainer, train_cost, eval_cost, on: planning.Device, fraction: float) -> tuple[float, float]:
     """(training, periodic evaluations) seconds of a run or sweep whose step costs these, its FLOPs shared by
     the devices of its mesh."""
-    from weightspace import dataset
-
-    config, devices = trainer.config, trainer.mesh.devices.size
-    eval_batches = sum(-(-len(trainer.run.split[name]) // config.eval.batch_size) for name in dataset.HELD_OUT)
-    evaluations = -(-config.train.num_steps // config.eval.every_steps)
-    train_s = config.train.num_steps * planning.seconds(train_cost, devices, on, fraction)
-    return train_s, evaluations * eval_batches * planning.seconds(eval_cost, devices, on, fraction)
+    devices = trainer.mesh.devices.size
+    train_s = trainer.config.train.num_steps * planning.seconds(train_cost, devices, on, fraction)
+    return train_s, _eval_batches(trainer) * planning.seconds(eval_cost, devices, on, fraction)
 
 
 def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float, members: int = 1) -> str:
@@ -163,9 +168,7 @@ def table_plan(
         build = zoo_plan.estimate(zoo_config, devices, on, fraction)
         rows.append(dict(
             dataset=dataset, encoder=ZOO_ROW, runs=zoo_config.num_runs, steps=build["steps"][-1],
-            run_s=build["train_s"] + build["snapshot_s"],
-            run_kernels=round(build["train_cost"].kernels / build["calls"]),  # per step: a call runs `calls`
-            memory_mib=max(build["train_cost"].memory_bytes, build["snapshot_cost"].memory_bytes) / 2**20,
+            run_s=build["wall_s"], run_kernels=build["kernels_per_step"], memory_mib=build["memory_bytes"] / 2**20,
         ))  # fmt: skip
         logging.info("Planned the %s zoo: %s", dataset, rows[-1])
         for encoder in names:
@@ -226,13 +229,10 @@ def check(outdir: str, fraction: float) -> dict:
         devices = files.read_json(os.path.join(built, "layout.json"))["num_devices"]
         build_config = ml_collections.ConfigDict(files.read_json(os.path.join(built, "build_config.json")))
         zoo_cost = zoo_plan.estimate(build_config, devices, planning.cpu_device(rate, kernel_s, devices), fraction)
-        groups, steps = zoo_cost["groups"], zoo_cost["steps"]
-        train_calls, snapshots = groups * steps[-1] / zoo_cost["calls"], groups * len(steps)  # per device
-        flops = devices * (train_calls * zoo_cost["train_cost"].flops + snapshots * zoo_cost["snapshot_cost"].flops)
         measured = files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
         rows.append(dict(
-            dataset=dataset, job="zoo", devices=devices, predicted_s=zoo_cost["train_s"] + zoo_cost["snapshot_s"],
-            measured_s=measured, reached=flops / measured / rate,
+            dataset=dataset, job="zoo", devices=devices, predicted_s=zoo_cost["wall_s"], measured_s=measured,
+            reached=zoo_cost["flops"] / measured / rate,
         ))  # fmt: skip
         the_zoo = zoo.describe(zoo_path)
         for name, path in runs:
@@ -241,8 +241,7 @@ def check(outdir: str, fraction: float) -> dict:
             devices = int(trainer.mesh.devices.size)
             on = planning.cpu_device(rate, kernel_s, devices)
             train_s, eval_s = _wall_seconds(trainer, train_cost, eval_cost, on, fraction)
-            evaluations = eval_s / planning.seconds(eval_cost, devices, on, fraction)
-            flops = config.train.num_steps * train_cost.flops + evaluations * eval_cost.flops
+            flops = config.train.num_steps * train_cost.flops + _eval_batches(trainer) * eval_cost.flops
             measured = _loop_seconds(path, config.train.num_steps)
             rows.append(dict(
                 dataset=dataset, job=name, devices=devices, predicted_s=train_s + eval_s, measured_s=measured,

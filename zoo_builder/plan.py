@@ -43,7 +43,9 @@ def _one_device_program(config: ml_collections.ConfigDict, runs: int):
 
 def estimate(config: ml_collections.ConfigDict, devices: int, on: planning.Device, fraction: float) -> dict:
     """What a build of `config` on `devices` devices like `on` costs: its programs' costs per device, the
-    runs each device trains at once, and the seconds of training and of snapshots (`train_s`, `snapshot_s`)."""
+    runs each device trains at once, the seconds of training and of snapshots (`train_s`, `snapshot_s`) and
+    in all (`wall_s`), the matmul FLOPs of the whole build over every device (`flops`), the kernels of one
+    training step (`kernels_per_step`; a call runs `calls` steps) and the memory per device (`memory_bytes`)."""
     backend = "cpu" if on.name == "cpu" else "accelerator"
     per_device = build.runs_per_device(config, backend, devices)
     groups = -(-config.num_runs // (devices * per_device))
@@ -56,11 +58,16 @@ def estimate(config: ml_collections.ConfigDict, devices: int, on: planning.Devic
         state, keys, task, data, step,
     )  # fmt: skip
     snapshot_cost = planning.step_cost(snapshot_fn, state["params"], keys, task, data, step)
+    train_calls, snapshots = groups * steps[-1] / calls, groups * len(steps)  # on each device
+    train_s = train_calls * planning.seconds(train_cost, 1, on, fraction)
+    snapshot_s = snapshots * planning.seconds(snapshot_cost, 1, on, fraction)
     return dict(
         family=family, spec=spec, per_device=per_device, groups=groups, steps=steps, calls=calls,
-        train_cost=train_cost, snapshot_cost=snapshot_cost,
-        train_s=groups * steps[-1] / calls * planning.seconds(train_cost, 1, on, fraction),
-        snapshot_s=groups * len(steps) * planning.seconds(snapshot_cost, 1, on, fraction),
+        train_cost=train_cost, snapshot_cost=snapshot_cost, train_s=train_s, snapshot_s=snapshot_s,
+        wall_s=train_s + snapshot_s,
+        flops=devices * (train_calls * train_cost.flops + snapshots * snapshot_cost.flops),
+        kernels_per_step=round(train_cost.kernels / calls),
+        memory_bytes=max(train_cost.memory_bytes, snapshot_cost.memory_bytes),
     )  # fmt: skip
 
 
@@ -68,15 +75,14 @@ def plan(config: ml_collections.ConfigDict, devices: int, on: planning.Device, f
     """The plan of building `config`'s zoo on `devices` devices like `on`, as text."""
     e = estimate(config, devices, on, fraction)
     per_device, steps, train_s, snapshot_s = e["per_device"], e["steps"], e["train_s"], e["snapshot_s"]
-    memory = max(e["train_cost"].memory_bytes, e["snapshot_cost"].memory_bytes)
     rows = [
         ("devices", f"{devices} x {on.name}"),
         ("runs per device", f"{per_device} (groups of {devices * per_device} runs; {e['groups']} groups)"),
         ("model-steps", f"{config.num_runs * steps[-1]:,} ({config.num_runs} runs x {steps[-1]} steps)"),
         ("per step per device", f"{planning.work(e['train_cost'], calls=e['calls'])} ({per_device} runs x 1 step)"),
         ("per snapshot per device", f"{planning.work(e['snapshot_cost'])} ({len(steps)} snapshots per run)"),
-        ("memory per device", planning.memory_note(memory, on)),
-        ("estimated wall time", f"{planning.duration(train_s + snapshot_s)} (training {planning.duration(train_s)}, "
+        ("memory per device", planning.memory_note(e["memory_bytes"], on)),
+        ("estimated wall time", f"{planning.duration(e['wall_s'])} (training {planning.duration(train_s)}, "
                                 f"snapshots {planning.duration(snapshot_s)})"),
     ]  # fmt: skip
     title = f"Zoo build plan: {e['family'].name}, {config.num_runs} runs of {e['spec']}"
