@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from weightspace import dataset, lstm, tasks, zoo
+from weightspace import dataset, encoders, lstm, tasks, zoo
 from weightspace.tasks import combination_lock as cl
 
 A, B, C, D = range(4)
@@ -165,3 +165,37 @@ def test_the_generic_family_config_builds_any_registered_family():
     assert family.get_config("combination_lock").num_runs == 1000  # the paper preset
     with pytest.raises(ValueError, match="needs a task family name"):
         family.get_config("locks,quick")
+
+
+def test_the_interactive_encoder_with_the_policy_prior_probes_as_the_adaptive_search():
+    family = cl.CombinationLock(code_length=3)
+    spec = lstm.LSTMSpec(family.input_size, 8, 1, family.output_size)
+    params = jax.vmap(lambda k: lstm.init(k, spec))(jax.random.split(jax.random.key(0), 3))
+    # Random LSTMs that answer with progress classes and read their input strongly, so they answer variously.
+    params["weight_out"] = 10.0 * params["weight_out"]
+    params["weight_ih_l0"] = 10.0 * params["weight_ih_l0"]
+    params["bias_out"] = params["bias_out"].at[:, 3:].add(-100.0)
+    config = encoders.default_config("interactive")
+    config.update(lstm_size=8, lstm_layers=1, code_size=8, probe_hidden_sizes=(8,), hidden_sizes=(8,))
+    config.update(probe_length=12, probe_activation="straight_through", prior_scale=100.0, prior_policy=True)
+    encoder = encoders.build(config, spec, probe_policy=family.probe_policy())
+    probed = np.argmax(np.asarray(encoder.probing_inputs(params))[:, :, 0], axis=-1)  # [time, batch]
+
+    policy = family.probe_policy()  # run step by step on each LSTM, independently of the encoder's scan
+    for i in range(3):
+        model = lstm.Bound(jax.tree.map(lambda x, i=i: x[i], params))
+        search, state, symbols = policy.initial_state(), model.initial_state(), []
+        for _ in range(12):
+            x = policy.propose(search)
+            logits, state = model.step(x, state)
+            search = policy.update(search, logits)
+            symbols.append(int(np.argmax(x)))
+        np.testing.assert_array_equal(probed[:, i], symbols)
+    assert len(set(map(tuple, probed.T))) > 1  # the LSTMs answer differently, so they are probed differently
+
+
+def test_a_family_without_a_probing_policy_says_so():
+    config = encoders.default_config("interactive")
+    config.update(prior_scale=3.0, prior_policy=True)
+    with pytest.raises(ValueError, match="needs a probe_policy"):
+        encoders.build(config, lstm.LSTMSpec(4, 8, 1, 7))

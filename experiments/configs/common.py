@@ -160,12 +160,21 @@ def _probe_prior(config: ml_collections.ConfigDict) -> None:
         config.encoder.prior_scale = 3.0
 
 
+def _probe_policy(config: ml_collections.ConfigDict) -> None:
+    _probe_prior(config)
+    if "prior_policy" in config.encoder:  # the interactive encoder
+        config.encoder.prior_policy = True
+
+
 # Named departures from the paper, added to a preset in the config argument
 # (`configs/interactive.py:quick,condition_every,probe_prior`); experiments/RESULTS.md, "Reading the exact task":
 # * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
 # * probe_prior (formal languages): the probing encoders' probes start on the family's real strings
 #   (`prior_scale` 3) instead of random token mixtures.
-VARIANTS = {"condition_every": _condition_every, "probe_prior": _probe_prior}
+# * probe_policy (combination locks; experiments/RESULTS.md, "The probing gap"): as probe_prior, but the
+#   interactive encoder's probes start on the family's hand-written adaptive prober (`prior_policy`), the
+#   non-interactive one's on its best fixed strings.
+VARIANTS = {"condition_every": _condition_every, "probe_prior": _probe_prior, "probe_policy": _probe_policy}
 
 
 def parse_arg(arg: str | None) -> tuple[str, tuple[str, ...]]:

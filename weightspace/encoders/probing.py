@@ -219,16 +219,19 @@ class ProbingEncoder(base.Encoder):
         batch = probes.shape[1]
         return distance.mean((0, 3)).sum() / (batch * (batch - 1))
 
-    def probes(self, x: jax.Array, step: jax.Array | slice) -> jax.Array:
+    def probes(self, x: jax.Array, step: jax.Array | slice, offsets: jax.Array | None = None) -> jax.Array:
         """Probing inputs from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size].
 
         `step` selects the probing step(s) of the learned prior offsets: an index, or a slice when `x` is
-        [probe_length, lstm_size] (all steps at once).
+        [probe_length, lstm_size] (all steps at once). `offsets` [..., num_parallel, input_size], if given,
+        are added to the logits too (the interactive encoder's policy prior).
         """
         codes = nnx.relu(self.code(x)).reshape(*x.shape[:-1], self.num_parallel, -1)
         logits = self.probe_mlp(codes)
         if self.prior is not None:
             logits = logits + self.prior[step]
+        if offsets is not None:
+            logits = logits + offsets
         if self.probe_activation == "sigmoid":
             return jax.nn.sigmoid(logits)
         return jax.nn.softmax(logits) if self.probe_activation == "softmax" else straight_through(logits)

@@ -25,7 +25,10 @@ For encoder training on a finished zoo, a family also says
 * `probe_length` and `probe_activation`: the probing encoders' defaults for
   this family (22 softmax token distributions; 50 sigmoid tiles), and
   `probe_prior(probe_length, num_parallel)`: real inputs the probes may start
-  from (formal languages: one-hot strings; a family without raises);
+  from (formal languages: one-hot strings; a family without raises), and
+  `probe_policy()`: a hand-written adaptive prober (`ProbePolicy`) the
+  interactive encoder's probes may start from (combination locks: the
+  adaptive search; a family without raises);
 * `split_fields` and `split_score(tasks)` (host): which task fields identify a
   task for the train / eval / OOD split, and the score whose highest values are
   out of distribution (formal languages: the entropy criterion; MNIST: angle);
@@ -153,6 +156,22 @@ class SequenceModel(Protocol):
         ...
 
 
+class ProbePolicy(Protocol):
+    """A hand-written adaptive prober: each probing input chosen from the answers so far (pure JAX, vmappable)."""
+
+    def initial_state(self) -> PyTree:
+        """The state before the first probe."""
+        ...
+
+    def propose(self, state: PyTree) -> jax.Array:
+        """The next probing input [input_size]."""
+        ...
+
+    def update(self, state: PyTree, answer: jax.Array) -> PyTree:
+        """The state after the model answered `answer` (its logits [output_size]) to `propose(state)`."""
+        ...
+
+
 class TaskFamily(Protocol):
     """A family of related tasks that a zoo's runs are drawn from."""
 
@@ -178,6 +197,10 @@ class TaskFamily(Protocol):
 
     def probe_prior(self, probe_length: int, num_parallel: int) -> np.ndarray:
         """Real probing inputs [probe_length, num_parallel, input_size] for probes to start from."""
+        ...
+
+    def probe_policy(self) -> ProbePolicy:
+        """A hand-written adaptive prober for the interactive encoder's probes to start from."""
         ...
 
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:

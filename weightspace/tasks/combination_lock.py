@@ -148,43 +148,72 @@ class LockAutomaton:
         return 10.0 * jax.nn.one_hot(outputs, self.code.shape[0] + self.num_labels)
 
 
+@dataclasses.dataclass(frozen=True)
+class AdaptiveSearch:
+    """The adaptive search as a probing policy (`tasks.base.ProbePolicy`): the next symbol from the answers so far.
+
+    With j symbols of the code known and the lock at progress p (its last answer): when p < j it enters
+    the known symbol p (back towards j); when p == j it tries the next untried symbol as symbol j + 1.
+    An answer of j + 1 confirms the guess, a label answer (class >= m) confirms the last symbol and gives
+    the label, anything else rules the guess out. Once the label has shown it enters symbol 0.
+
+    State: {"known": [m] the code found so far (-1 where not), "found": [] how many symbols are known,
+    "progress": [] the lock's last answered progress, "guess": [] the symbol being tried, "label": []
+    (-1 until it shows)}.
+    """
+
+    code_length: int
+    alphabet_size: int
+
+    def initial_state(self) -> dict[str, jax.Array]:
+        zero = jnp.int32(0)
+        known = jnp.full((self.code_length,), -1, jnp.int32)
+        return {"known": known, "found": zero, "progress": zero, "guess": zero, "label": jnp.int32(-1)}
+
+    def propose(self, state: dict[str, jax.Array]) -> jax.Array:
+        """The next probing input: a one-hot symbol [|Σ|]."""
+        known = state["known"][jnp.clip(state["progress"], 0, self.code_length - 1)]
+        # (A lock confirms one of the |Σ| guesses; a model that is not one gets them again, in turn.)
+        symbol = jnp.where(state["progress"] < state["found"], known, state["guess"] % self.alphabet_size)
+        return jax.nn.one_hot(jnp.where(state["label"] >= 0, 0, symbol), self.alphabet_size)
+
+    def update(self, state: dict[str, jax.Array], answer: jax.Array) -> dict[str, jax.Array]:
+        """The state after the lock answered `answer` (its output logits [m + K]) to `propose(state)`."""
+        m, found, progress, guess = self.code_length, state["found"], state["progress"], state["guess"]
+        done = state["label"] >= 0
+        answer = jnp.argmax(answer).astype(jnp.int32)
+        trying = (progress == found) & ~done
+        confirmed = trying & ((answer == found + 1) | (answer >= m))
+        return {
+            "known": jnp.where(confirmed & (jnp.arange(m) == found), guess, state["known"]),
+            "found": found + confirmed,
+            "progress": jnp.where(done, progress, jnp.where(answer >= m, 0, answer)),
+            "guess": jnp.where(confirmed, 0, jnp.where(trying, guess + 1, guess)),
+            "label": jnp.where(~done & (answer >= m), answer - m, state["label"]),
+        }
+
+
 def adaptive_search(
     model: SequenceModel, code_length: int, alphabet_size: int, budget: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Finds a lock's code and label by reading its progress after every symbol (no learning).
 
-    With j symbols of the code known and the lock at progress p (its last answer): when p < j it enters
-    the known symbol p (back towards j); when p == j it tries the next untried symbol as symbol j + 1.
-    An answer of j + 1 confirms the guess, a label answer (class >= m) confirms the last symbol and gives
-    the label, anything else rules the guess out. It stops when the label shows or `budget` symbols have
-    been entered (`lax.scan` of `budget` steps; the steps after it stops enter symbol 0 and are ignored).
+    Runs `AdaptiveSearch` for `budget` symbols (`lax.scan`); it stops reading when the label shows.
 
     Returns:
       (code [m] with -1 where not found, label [] (-1 if not found), symbols entered before the label
       showed (`budget` if it did not)).
     """
-    m = code_length
+    policy = AdaptiveSearch(code_length, alphabet_size)
 
     def step(carry, _):
-        state, known, found, progress, guess, label, used = carry
-        done = label >= 0
-        symbol = jnp.where(progress < found, known[jnp.clip(progress, 0, m - 1)], guess)
-        logits, state = model.step(jax.nn.one_hot(jnp.where(done, 0, symbol), alphabet_size), state)
-        answer = jnp.argmax(logits).astype(jnp.int32)
-        trying = (progress == found) & ~done
-        confirmed = trying & ((answer == found + 1) | (answer >= m))
-        known = jnp.where(confirmed & (jnp.arange(m) == found), guess, known)
-        found = found + confirmed
-        guess = jnp.where(confirmed, 0, jnp.where(trying, guess + 1, guess))
-        opened = ~done & (answer >= m)
-        label = jnp.where(opened, answer - m, label)
-        progress = jnp.where(done, progress, jnp.where(answer >= m, 0, answer))
-        return (state, known, found, progress, guess, label, used + ~done), None
+        state, search = carry
+        logits, state = model.step(policy.propose(search), state)
+        return (state, policy.update(search, logits)), search["label"] < 0
 
-    zero = jnp.int32(0)
-    start = (model.initial_state(), jnp.full((m,), -1, jnp.int32), zero, zero, zero, jnp.int32(-1), zero)
-    (_, known, _, _, _, label, used), _ = jax.lax.scan(step, start, None, length=budget)
-    return known, label, jnp.where(label >= 0, used, budget)
+    (_, search), searching = jax.lax.scan(step, (model.initial_state(), policy.initial_state()), None, length=budget)
+    label = search["label"]
+    return search["known"], label, jnp.where(label >= 0, jnp.sum(searching), budget)
 
 
 def consistent_codes(
@@ -344,6 +373,10 @@ class CombinationLock:
         """The fixed probe (`fixed_probe`) cut into `num_parallel` parts, one-hot [probe_length, num_parallel, |Σ|]."""
         sequence = fixed_probe(self.alphabet_size, self.code_length, num_parallel * probe_length)
         return np.eye(self.alphabet_size, dtype=np.float32)[sequence.reshape(num_parallel, probe_length).T]
+
+    def probe_policy(self) -> AdaptiveSearch:
+        """The adaptive search, which opens any lock within `adaptive_budget` symbols."""
+        return AdaptiveSearch(self.code_length, self.alphabet_size)
 
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """One-hot symbols [..., time, |Σ|] and the LSTM's log-probabilities after each [..., time, m + K]."""

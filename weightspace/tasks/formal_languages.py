@@ -260,6 +260,10 @@ class FormalLanguages:
         ]
         return np.eye(VOCAB_SIZE, dtype=np.float32)[np.stack(strings, axis=1)]
 
+    def probe_policy(self):
+        """Not defined: no hand-written adaptive prober (the probes may start from `probe_prior`)."""
+        raise ValueError("Formal languages have no probing policy to start probes from: keep prior_policy False.")
+
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """One-hot inputs at positions 0..L-2, the LSTM's log-probs there, and the next tokens."""
         sequences = behaviour["sequences"].astype(jnp.int32)

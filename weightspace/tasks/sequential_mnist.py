@@ -192,6 +192,10 @@ class SequentialMnist:
         """Not defined: sigmoid tiles have no token logits to start from."""
         raise ValueError("Sequential MNIST has no probing strings to start probes from: keep prior_scale at 0.")
 
+    def probe_policy(self):
+        """Not defined: no hand-written adaptive prober (the probes may start from `probe_prior`)."""
+        raise ValueError("Sequential MNIST has no probing policy to start probes from: keep prior_policy False.")
+
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """The stored tile sequences and the LSTM's logits on them."""
         return {
