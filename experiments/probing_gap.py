@@ -51,7 +51,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from experiments import context, evaluate, report, tables
+from experiments import context, evaluate, report, tables, workdirs
+from experiments import model as model_lib
 from experiments.configs import common as config_common
 from weightspace import cli, lstm, zoo
 from weightspace.tasks import combination_lock as cl
@@ -252,6 +253,18 @@ def reader_rows(run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.nd
     return rows
 
 
+def opened_fraction(encoder, the_zoo: zoo.Zoo, snapshots: np.ndarray, code_length: int) -> float:
+    """Fraction of `snapshots` whose lock the probing `encoder`'s probes open: their answers show a label.
+
+    The probing inputs are replayed through each LSTM from its initial state (as in the dialogue), so
+    this is what the encoder was shown, whatever it made of it.
+    """
+    params = jax.tree.map(lambda x: jnp.asarray(x[snapshots]), the_zoo.params)
+    probes = jnp.transpose(encoder.probing_inputs(params), (1, 2, 0, 3))  # [batch, parallel, time, input]
+    logits = jax.vmap(lambda p, x: lstm.Bound(p).apply(x))(params, probes)  # [batch, parallel, time, output]
+    return float(np.mean(np.any(np.asarray(jnp.argmax(logits, axis=-1)) >= code_length, axis=(1, 2))))
+
+
 def encoder_row(result: dict, encoder: str, seed: int) -> dict:
     scores = result["probes"][PREDICTOR][SUBSET]
     return dict(
@@ -273,18 +286,28 @@ def run_point(
     trained = run_context.family.trained_snapshots(the_zoo.metadata)
     ood = run_context.split["ood"]
     point = dict(code_length=m, budget=budget)
-    rows = [{**point, **row} for row in reference_rows(the_zoo, ood[trained[ood]], budget)]
-    rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, ood[trained[ood]], budget)]
+    subset = ood[trained[ood]]
+    rows = [{**point, **row} for row in reference_rows(the_zoo, subset, budget)]
+    rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, subset, budget)]
     for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
         at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
         paths = [os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{s}") for s in range(seeds)]
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
-            rows.append({**point, **encoder_row(result, encoder, seed)})
+            row = {**point, **encoder_row(result, encoder, seed)}
+            if "probe_length" in configs[seed].encoder:  # a probing encoder: which locks its probes open
+                initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
+                row["opened_at_init"] = opened_fraction(initial, the_zoo, subset, m)
+                row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, the_zoo, subset, m)
+            rows.append(row)
     implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
     return rows, dict(
         code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
     )
+
+
+# The per-seed numbers of a row that `mean_rows` averages.
+_MEANS = ("label_accuracy", "code_accuracy", "loss", "opened_at_init", "opened")
 
 
 def mean_rows(rows: list[dict]) -> list[dict]:
@@ -294,8 +317,8 @@ def mean_rows(rows: list[dict]) -> list[dict]:
         grouped.setdefault((r["code_length"], r["budget"], r["row"]), []).append(r)
     out = []
     for group in grouped.values():
-        row = {k: v for k, v in group[0].items() if k not in ("seed", "label_accuracy", "code_accuracy", "loss")}
-        for metric in ("label_accuracy", "code_accuracy", "loss"):
+        row = {k: v for k, v in group[0].items() if k not in ("seed", *_MEANS)}
+        for metric in _MEANS:
             values = [g[metric] for g in group if g.get(metric) is not None]
             if values:
                 row[metric], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))

@@ -306,6 +306,29 @@ def _probing_gap_table(
     return lines
 
 
+def _opened_table(rows: list[dict], learned: list[str], reference_names: list[str]) -> list[str]:
+    """Per code length m: the fraction of locks each probing encoder's probes open, untrained and trained, beside
+    the fraction each reference reads the label of."""
+    probing = [n for n in learned if any("opened" in r for r in rows if r["row"] == n)]
+    lines = [
+        "| m | "
+        + " | ".join(f"{n}: at init / trained" for n in probing)
+        + f" | read by reference: {' / '.join(reference_names)} |",
+        "|---|" + "---|" * (len(probing) + 1),
+    ]
+    for m in sorted({r["code_length"] for r in rows}):
+        at = {r["row"]: r for r in rows if r["code_length"] == m}
+        cells = [
+            f"{at[n]['opened_at_init']:.2f} / {at[n]['opened']:.2f}" if "opened" in at.get(n, {}) else "-"
+            for n in probing
+        ]
+        read = " / ".join(
+            f"{at[n]['label_read']:.2f}" if "label_read" in at.get(n, {}) else "-" for n in reference_names
+        )
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {read} |")
+    return lines
+
+
 def probing_gap_markdown(result: dict) -> str:
     """`probing_gap.md` from `probing_gap.json` (experiments.probing_gap): accuracy against m and against L."""
     plan, labels = result["plan"], result["plan"]["num_labels"]
@@ -345,6 +368,20 @@ def probing_gap_markdown(result: dict) -> str:
             f"## Against the budget L (m = {plan['sweep_code_length']})",
             "",
             *_probing_gap_table(result["by_budget"], "budget", "L", *readers),
+            *(
+                [
+                    "",
+                    f"## Locks the probes open (L = {plan['budget']})",
+                    "",
+                    "Fraction of the same LSTMs whose answers to a probing encoder's probes show a label (the "
+                    "lock opened), with the encoder untrained and trained; beside it, the fraction whose label "
+                    "each reference read.",
+                    "",
+                    *_opened_table(result["by_code_length"], result["encoders"], result["references"]),
+                ]
+                if any("opened" in r for r in result["by_code_length"])
+                else []
+            ),
         ]
     )
 
