@@ -70,18 +70,13 @@ class Interactive(probing.ProbingEncoder):
           the encoder LSTM's next input (the transformed last answers) [batch, lstm_size], its state).
         """
         batch = params["weight_out"].shape[0]
-        probed_state = jax.tree.map(
-            lambda x: jnp.broadcast_to(x, (batch, self.num_parallel, *x.shape)), lstm.initial_state(self.spec)
-        )
 
-        # The policy's state for every LSTM and parallel sequence (None without a policy).
-        search = (
-            None
-            if self.policy is None
-            else jax.tree.map(
-                lambda x: jnp.broadcast_to(x, (batch, self.num_parallel, *x.shape)), self.policy.initial_state()
-            )
-        )
+        def per_sequence(tree):  # one copy for every LSTM of the batch and each of its parallel sequences
+            return jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, self.num_parallel, *x.shape)), tree)
+
+        probed_state = per_sequence(lstm.initial_state(self.spec))
+        # The policy's state for every sequence (None without a policy).
+        search = None if self.policy is None else per_sequence(self.policy.initial_state())
 
         def probing_step(carry, step):
             x, state, probed_state, search = carry
