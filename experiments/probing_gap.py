@@ -12,7 +12,8 @@ of m symbols in (|Σ| - 1) m (m + 1) / 2 + m.
 
 For every code length m of the preset this builds (or finds) a zoo of LSTMs trained on their locks
 (`<outdir>/zoos/m<m>`), trains the interactive and non-interactive probing encoders (same sizes, same
-probe budget L, same training; the preset's variants) and DWSNet on it (`<outdir>/runs/...`, each an
+probe budget L, same training; by default each started on and held to the best prober of its kind,
+`DEFAULT_VARIANTS` and `DEFAULT_OVERRIDES`) and DWSNet on it (`<outdir>/runs/...`, each an
 `experiments.main` run with its downstream evaluation), and reads the label and the code of LSTMs of
 held-out codes (the OOD split) that implement their lock. Beside the encoders, two references with no
 learning read the same LSTMs within the same budget: the adaptive search
@@ -169,9 +170,15 @@ class Options:
                 setattr(node, leaf, value)
 
 
-# Probing encoders read only the answers: the bounds are about what a lock outputs, and a trained LSTM's
-# logits lean towards its label before its code is entered (experiments/RESULTS.md: the leak, measured).
-DEFAULT_OVERRIDES = ("encoder.answers=argmax",)
+# Each kind of probing encoder starts on its best prober (the adaptive search; the de Bruijn prefix), held
+# there by a prior that outweighs what the probe MLP learns: emulation alone neither finds the adaptive
+# strategy nor keeps it (experiments/RESULTS.md, "The probing gap with the probes started on each kind's
+# best prober").
+DEFAULT_VARIANTS = ("condition_every", "probe_policy")
+# Probing encoders read only the answers (the bounds are about what a lock outputs, and a trained LSTM's
+# logits lean towards its label before its code is entered), pooled as well as in order (a lock shows its
+# label at a step that depends on its code); the prior scale that holds the probes on their prober.
+DEFAULT_OVERRIDES = ("encoder.answers=argmax", "encoder.pool_answers=True", "encoder.prior_scale=30.0")
 
 
 def run_config(encoder: str, plan: Plan, options: Options, zoo_path: str, budget: int, seed: int):
@@ -445,7 +452,7 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_enum("preset", "quick", list(PLANS), "Size: zoos, code lengths, budgets and training.")
-    flags.DEFINE_list("variants", ["condition_every", "probe_prior"], "Named departures of every run (see configs).")
+    flags.DEFINE_list("variants", list(DEFAULT_VARIANTS), "Named departures of every run (see configs).")
     flags.DEFINE_list("overrides", list(DEFAULT_OVERRIDES), "key=value config overrides of every run that has the key.")
     flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")

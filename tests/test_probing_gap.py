@@ -26,7 +26,7 @@ def test_options_are_parsed_and_named():
 @pytest.mark.slow
 def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     outdir = str(tmp_path / "gap")
-    options = probing_gap.Options.parse(["condition_every", "probe_policy"], list(probing_gap.DEFAULT_OVERRIDES))
+    options = probing_gap.Options.parse(probing_gap.DEFAULT_VARIANTS, probing_gap.DEFAULT_OVERRIDES)
     result = probing_gap.make(outdir, "smoke", options, seeds=1)
     for name in ("probing_gap.json", "probing_gap.md", "probing_gap_m.png", "probing_gap_budget.png"):
         assert os.path.getsize(os.path.join(outdir, name)) > 0
@@ -45,10 +45,11 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     # Enough symbols for the adaptive search (11 for m = 2) cover every lock; a fixed sequence needs 17.
     assert bounds[("adaptive", 11)] == 1.0 and bounds[("fixed", 11)] < 1.0
     assert bounds[("fixed", 3)] <= bounds[("fixed", 6)] <= bounds[("fixed", 11)]
-    # Untrained, the interactive encoder's probes are the adaptive search's (its policy prior outweighs the
-    # small initial logits), so they open exactly the locks whose label the adaptive reference reads.
+    # The interactive encoder's probes are the adaptive search's (its policy prior outweighs the probe MLP's
+    # logits), untrained and trained, so they open exactly the locks whose label the adaptive reference reads.
     at_budget = {r["row"]: r for r in saved["rows"] if r["budget"] == plan.budget}
-    assert at_budget["interactive"]["opened_at_init"] == at_budget["adaptive"]["label_read"]
+    opened = at_budget["interactive"]["opened_at_init"], at_budget["interactive"]["opened"]
+    assert opened == (at_budget["adaptive"]["label_read"],) * 2
     assert all(0 <= at_budget[e]["opened"] <= 1 for e in ("interactive", "noninteractive"))
     assert "opened" not in at_budget["dwsnet"]
     text = (tmp_path / "gap" / "probing_gap.md").read_text()
