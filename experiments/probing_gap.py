@@ -260,13 +260,13 @@ def reader_rows(run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.nd
     return rows
 
 
-def opened_fraction(encoder, the_zoo: zoo.Zoo, snapshots: np.ndarray, code_length: int) -> float:
-    """Fraction of `snapshots` whose lock the probing `encoder`'s probes open: their answers show a label.
+def opened_fraction(encoder, params, code_length: int) -> float:
+    """Fraction of the LSTMs of `params` (every tensor [batch, ...]) whose lock the probing `encoder`'s probes
+    open: their answers show a label.
 
     The probing inputs are replayed through each LSTM from its initial state (as in the dialogue), so
     this is what the encoder was shown, whatever it made of it.
     """
-    params = jax.tree.map(lambda x: jnp.asarray(x[snapshots]), the_zoo.params)
     probes = jnp.transpose(encoder.probing_inputs(params), (1, 2, 0, 3))  # [batch, parallel, time, input]
     logits = jax.vmap(lambda p, x: lstm.Bound(p).apply(x))(params, probes)  # [batch, parallel, time, output]
     return float(np.mean(np.any(np.asarray(jnp.argmax(logits, axis=-1)) >= code_length, axis=(1, 2))))
@@ -294,6 +294,7 @@ def run_point(
     ood = run_context.split["ood"]
     point = dict(code_length=m, budget=budget)
     subset = ood[trained[ood]]
+    subset_params = jax.tree.map(lambda x: jnp.asarray(x[subset]), the_zoo.params)
     rows = [{**point, **row} for row in reference_rows(the_zoo, subset, budget)]
     rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, subset, budget)]
     for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
@@ -304,8 +305,8 @@ def run_point(
             row = {**point, **encoder_row(result, encoder, seed)}
             if "probe_length" in configs[seed].encoder:  # a probing encoder: which locks its probes open
                 initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
-                row["opened_at_init"] = opened_fraction(initial, the_zoo, subset, m)
-                row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, the_zoo, subset, m)
+                row["opened_at_init"] = opened_fraction(initial, subset_params, m)
+                row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
             rows.append(row)
     implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
     return rows, dict(

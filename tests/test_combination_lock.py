@@ -194,8 +194,10 @@ def test_the_interactive_encoder_with_the_policy_prior_probes_as_the_adaptive_se
     assert len(set(map(tuple, probed.T))) > 1  # the LSTMs answer differently, so they are probed differently
 
 
-def test_a_family_without_a_probing_policy_says_so():
+def test_a_policy_prior_without_a_policy_is_named():
     config = encoders.default_config("interactive")
     config.update(prior_scale=3.0, prior_policy=True)
     with pytest.raises(ValueError, match="needs a probe_policy"):
         encoders.build(config, lstm.LSTMSpec(4, 8, 1, 7))
+    with pytest.raises(ValueError, match="keep prior_policy False"):
+        tasks.make("formal_languages").probe_policy()
