@@ -62,6 +62,7 @@ from zoo_builder.configs import common as zoo_common
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
+from matplotlib import ticker
 
 ENCODERS = ("interactive", "noninteractive", "dwsnet")
 REFERENCES = ("adaptive", "fixed")
@@ -362,6 +363,7 @@ def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, p
     axis.axhline(1.0 / num_labels, color="black", linewidth=0.8, label="chance")
     axis.set(xlabel=xlabel, ylabel="label accuracy", title=f"{title}\nheld-out codes, LSTMs that implement their lock")
     axis.set_ylim(0, 1.05)
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # m and L are whole numbers
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
