@@ -125,13 +125,21 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
     family, split, all_targets = run.family, run.split, run.targets
     subsets = evaluate.held_out_subsets(split, family.trained_snapshots(the_zoo.metadata))
     data = jax.device_put(family.data()[0])
+    logging.info(
+        "Reference rows of %s, seeds %s: the fixed probe's features of %d snapshots.",
+        the_zoo.family,
+        list(seeds),
+        len(the_zoo),
+    )
     start = time.time()
     features = fixed_probe_features(family, the_zoo, data)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"The fixed probe gives non-finite features on the zoo at {path}.")
     features_s, results, predictions = time.time() - start, {}, None
+    logging.info("Fixed probe's features in %.0f s.", features_s)
     for seed in seeds:
         if predictions is None or family.readout_uses_key:
+            logging.info("The readout of every snapshot (seed %d).", seed)
             start = time.time()
             predictions = readouts(family, the_zoo, data, seed)
             readout_s = time.time() - start
