@@ -99,6 +99,9 @@ def plot(values: dict, family: type, dataset: str, path: str) -> None:
     rows = -(-len(metrics) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
     encoders = sorted({encoder for encoder, _ in values})
+    losses = [run["loss/ood"] for run in values.values() if "loss/ood" in run]
+    # Losses that span a decade or more read best on a log axis; a narrow range would show only minor ticks.
+    xscale = "log" if losses and max(losses) > 3 * min(losses) else "linear"
     for axis, (metric, header) in zip(axes.flat, metrics, strict=False):
         for k, encoder in enumerate(encoders):
             points = [
@@ -108,7 +111,7 @@ def plot(values: dict, family: type, dataset: str, path: str) -> None:
             ]
             if points:
                 axis.scatter(*zip(*points, strict=True), s=18, color=f"C{k}", label=encoder)
-        axis.set(xlabel="OOD emulation loss", ylabel=header, title=header, xscale="log")
+        axis.set(xlabel="OOD emulation loss", ylabel=header, title=header, xscale=xscale)
     for axis in axes.flat[len(metrics) :]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=6)
