@@ -100,7 +100,7 @@ def plot(values: dict, family: type, dataset: str, path: str) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
     encoders = sorted({encoder for encoder, _ in values})
     losses = [run["loss/ood"] for run in values.values() if "loss/ood" in run]
-    # Losses that span a decade or more read best on a log axis; a narrow range would show only minor ticks.
+    # Losses spanning over a factor of three read best on a log axis; a narrower range shows only minor ticks.
     xscale = "log" if losses and max(losses) > 3 * min(losses) else "linear"
     for axis, (metric, header) in zip(axes.flat, metrics, strict=False):
         for k, encoder in enumerate(encoders):
