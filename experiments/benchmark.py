@@ -38,9 +38,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from weightspace import benchmarking, cli, errors
+from weightspace import benchmarking, cli, encoders, presets, schema
 from weightspace.benchmarking import WINDOWS
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
@@ -162,12 +162,21 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float, members: int
     }
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the encoders, the preset, the member counts, the time."""
+    problems = cli.list_problems("encoders", flag_values.encoders, schema.Choice(*encoders.NAMES), nonempty=True)
+    problems += cli.list_problems("members", flag_values.members, schema.Int(1), nonempty=True)
+    if flag_values.preset not in presets.PRESETS:
+        problems.append(f"--preset={flag_values.preset} must be one of {list(presets.PRESETS)}")
+    if not schema.Float(0.0).fits(flag_values.seconds):
+        problems.append(f"--seconds={flag_values.seconds} must be a finite number >= 0")
+    return problems
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     members = cli.parse_list("members", flags.FLAGS.members, int)
-    if min(members) < 1:
-        raise errors.ConfigError(f"--members={','.join(flags.FLAGS.members)}: a step has at least one member.")
     if flags.FLAGS.worker:
         reused = flags.FLAGS.reuse_step_memory and cli.reuse_cpu_step_memory()
         name, zoo_path = flags.FLAGS.worker.split(",", 1)
@@ -227,7 +236,7 @@ if __name__ == "__main__":
         "Members of the measured step: 1 is a single run, N a sweep of N seeds "
         "(each count measured in its own process).",
     )
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core), as experiments.tables does.")
+    cli.define_cpu_devices_flag()
     flags.DEFINE_string("outdir", None, "Where encoder_benchmark.json and .md are written (default: printed only).")
     flags.DEFINE_string("worker", None, "Internal: 'encoder,zoo_path' to measure.")
     flags.DEFINE_string("torch_python", None, "Python with torch for the baseline (default: this one).")
@@ -236,4 +245,4 @@ if __name__ == "__main__":
         True,
         "Run steps on the calling thread and reuse their memory, as one-device training does.",
     )
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

@@ -20,10 +20,10 @@ import shlex
 import sys
 import tempfile
 
-from absl import app, flags
+from absl import flags
 
 from experiments import report, tables
-from weightspace import benchmarking, cli, metrics
+from weightspace import benchmarking, cli, errors, metrics, schema
 from weightspace import zoo as zoo_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +67,28 @@ def _exit(code: int) -> str:
     return "ok" if code == 0 else f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line before a worker starts: the zoo, the config file, the counts."""
+    problems = cli.path_problems("zoo", flag_values.zoo, "zoo")
+    if not schema.Float(0.0).fits(flag_values.memory_cap_mb):
+        problems.append(f"--memory_cap_mb={flag_values.memory_cap_mb} must be a finite number >= 0")
+    path = flag_values.config.partition(":")[0]
+    if not any(os.path.isfile(p) for p in (path, os.path.join(REPO, "experiments", path))):
+        problems.append(f"--config={flag_values.config}: there is no such experiment config file")
+    return problems
+
+
+def _failures(runs: dict[str, list[dict]]) -> list[str]:
+    """The runs that failed, but for those the memory-capping `--wrapper` killed (what the benchmark measures)."""
+    killed = (-9, 128 + 9)
+    return [
+        f"{mode}: {_exit(result['exit'])}"
+        for mode, results in runs.items()
+        for result in results
+        if result["exit"] and not (flags.FLAGS.wrapper and result["exit"] in killed)
+    ]
+
+
 def main(argv):
     del argv
     zoo = os.path.abspath(flags.FLAGS.zoo)
@@ -94,6 +116,9 @@ def main(argv):
             "peak_rss_mb": max(result["peak_rss_mb"] for result in results),
             "exits": [_exit(result["exit"]) for result in results],
         }
+    failed = _failures(runs)
+    if failed:
+        raise errors.UserError(f"Training runs failed ({'; '.join(failed)}; their logs are above): nothing written.")
     memory, disk = summary["in memory"]["steps_per_s"], summary["on disk"]["steps_per_s"]
     summary["disk_over_memory"] = round(disk / memory, 3) if memory and disk else None
     report.publish(summary, "disk_benchmark.json", flags.FLAGS.outdir)
@@ -102,14 +127,16 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("config", "configs/flat.py:quick", "Experiment config file[:preset], as for experiments.main.")
     flags.DEFINE_string("zoo", None, "The zoo to train on (stored as .npy files).", required=True)
-    flags.DEFINE_integer("steps", 300, "Train steps of each run.")
-    flags.DEFINE_integer("log_every", 25, "Steps per logging interval (one rate each).")
-    flags.DEFINE_integer("repeats", 1, "Runs of each mode.")
-    flags.DEFINE_float("memory_cap_mb", 0, "A host memory cap to compare each run's peak RSS with (0: none).")
+    flags.DEFINE_integer("steps", 300, "Train steps of each run.", lower_bound=1)
+    flags.DEFINE_integer("log_every", 25, "Steps per logging interval (one rate each).", lower_bound=1)
+    flags.DEFINE_integer("repeats", 1, "Runs of each mode.", lower_bound=1)
+    flags.DEFINE_float(
+        "memory_cap_mb", 0, "A host memory cap to compare each run's peak RSS with (0: none).", lower_bound=0
+    )
     flags.DEFINE_string(
         "wrapper", "", "A command each training process runs under, e.g. one that enforces the memory cap: "
         "'systemd-run --user --scope -p MemoryMax=1G'.",
     )  # fmt: skip
     flags.DEFINE_multi_string("overrides", [], "More experiments.main flags for both runs (repeatable).")
     flags.DEFINE_string("outdir", None, "Also write the results file (disk_benchmark.json) and its markdown here.")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

@@ -26,15 +26,14 @@ unchanged and it has every subset (older ones, without the trained subsets or th
 
 import json
 import os
-import sys
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from flax import nnx
 
 from experiments import batches, report, workdirs
-from weightspace import cli, dataset, files, multihost, probes, sharding, targets, zoo
+from weightspace import cli, dataset, files, multihost, ownership, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 HELD_OUT = dataset.HELD_OUT
@@ -96,7 +95,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     constant on a split) are None there. Each process of a multi-process job evaluates on its own
     devices (nothing is exchanged, so none waits for another); process 0 writes the files.
     """
-    workdir = os.path.abspath(workdir)
+    workdir = ownership.require(workdir, "run")
     with multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError):
         return _evaluate_locked(workdir, force)
 
@@ -153,6 +152,11 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     return files.read_json(path)  # as a reuse returns it: undefined metrics are None
 
 
+def check_flags(flag_values) -> list[str]:
+    """The workdir must be a training run."""
+    return cli.directory_problems("workdir", flag_values.workdir, "run", existing=True)
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -164,5 +168,5 @@ if __name__ == "__main__":
     # Defined here, not on import: experiments.main imports this module and has its own --workdir.
     flags.DEFINE_string("workdir", None, "Training workdir to evaluate.", required=True)
     flags.DEFINE_bool("force", False, "Evaluate again even if evaluation.json matches the best checkpoint.")
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.define_cpu_devices_flag()
+    cli.run_command(main, check_flags)

@@ -17,11 +17,10 @@ colour per encoder) into DIR; `experiments.tables` does the same at the end of e
 
 import csv
 import os
-import sys
 
 import matplotlib
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import objectives, report
 from weightspace import cli, targets, tasks
@@ -136,6 +135,11 @@ def make(outdir: str) -> dict:
     return {"correlations": result, "figures": figures}
 
 
+def check_flags(flag_values) -> list[str]:
+    """The outdir must be a tables output."""
+    return cli.directory_problems("outdir", flag_values.outdir, "tables", existing=True)
+
+
 def main(argv):
     del argv
     make(flags.FLAGS.outdir)
@@ -143,4 +147,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("outdir", None, "An experiments.tables output directory (with results.csv).", required=True)
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

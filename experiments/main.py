@@ -17,13 +17,24 @@ Multi-process (data-parallel over every process's devices, `--config.train.data_
 `python -m zoo_builder.launch_local --module=experiments.main -- <these flags>`.
 """
 
-import os
-import sys
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from weightspace import cli
+from experiments.configs import schema
+from weightspace import cli, ownership
+from weightspace import schema as weightspace_schema
+
+
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the config's schema, the sweep's lists, the workdir's owner."""
+    problems = schema.problems(flag_values.config)
+    problems += cli.list_problems("seeds", flag_values.seeds, weightspace_schema.Int(0))
+    positive = weightspace_schema.Float(0.0, open_low=True)
+    problems += cli.list_problems("learning_rates", flag_values.learning_rates, positive, unique=False)
+    if flag_values.learning_rates and len(flag_values.learning_rates) != len(flag_values.seeds):
+        problems.append("--learning_rates needs one learning rate per seed of --seeds")
+    kind = "sweep" if flag_values.seeds else "run"
+    return problems + cli.directory_problems("workdir", flag_values.workdir, kind)
 
 
 def main(argv):
@@ -39,6 +50,8 @@ def main(argv):
     seeds = cli.parse_list("seeds", flags.FLAGS.seeds, int)
     learning_rates = cli.parse_list("learning_rates", flags.FLAGS.learning_rates, float)
     configs, workdirs = train.sweep_members(config, flags.FLAGS.workdir, seeds, learning_rates)
+    if seeds:
+        ownership.claim(flags.FLAGS.workdir, "sweep")
     train.train_sweep(configs, workdirs)
     if config.evaluate.after_training:
         for workdir in workdirs:
@@ -50,9 +63,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).", required=True)
     flags.DEFINE_list("seeds", [], "Train these seeds of the config as one sweep, each in <workdir>/seed<k>.")
     flags.DEFINE_list("learning_rates", [], "With --seeds: each member's optim.lr (one per seed).")
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    cli.define_cpu_devices_flag()
     flags.DEFINE_bool("distributed", False, "Join the multi-process job JAX finds (TPU pods, SLURM, ...).")
     cli.define_job_flags()
     flags.mark_flags_as_required(["config"])
-    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("an experiment"))
+    cli.run_command(main, check_flags, "an experiment")

@@ -24,7 +24,7 @@ from flax import nnx
 
 from experiments import batches, cloning
 from experiments.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
-from weightspace import losses, lstm, targets, tasks, zoo
+from weightspace import errors, losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
 EMULATION, SUPERVISED, ORACLE = "emulation", "supervised", "oracle"
@@ -209,7 +209,7 @@ def named_target(field: str, name: str, choices: list[targets.Target]) -> target
     """The target called `name`, or a clear error naming the config `field`."""
     by_name = {t.name: t for t in choices}
     if name not in by_name:
-        raise ValueError(f"Unknown {field} {name!r}; this zoo's targets are {sorted(by_name)}.")
+        raise errors.ConfigError(f"Unknown {field} {name!r}; this zoo's targets are {sorted(by_name)}.")
     return by_name[name]
 
 

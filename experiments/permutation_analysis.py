@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import batches, context, report, tables, workdirs
 from weightspace import cli, losses, lstm, symmetry, targets, zoo
@@ -241,6 +241,11 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
     return {"rows": rows, "figure": figure}
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every workdir must be a training run."""
+    return [problem for path in flag_values.workdir for problem in cli.directory_problems("workdir", path, "run", True)]
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -260,5 +265,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("outdir", "", "Where the table and figure go (default: the first workdir).")
     flags.DEFINE_integer("num_snapshots", 64, "Held-out snapshots sampled per run.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seeds the sample and the permutations.")
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.define_cpu_devices_flag()
+    cli.run_command(main, check_flags)

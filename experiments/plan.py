@@ -26,9 +26,11 @@ from collections.abc import Sequence
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from weightspace import cli, encoders, errors, planning
+from experiments.configs import common as config_common
+from experiments.configs import schema as config_schema
+from weightspace import cli, encoders, errors, planning, schema, tasks
 
 
 def _zoo(config: ml_collections.ConfigDict):
@@ -263,6 +265,22 @@ def _publish(result: dict, name: str, start: float) -> None:
     report.publish(result, name, flags.FLAGS.outdir)
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the plan's device and fraction, the tables' preset and names, the
+    directory to check, and the config's schema."""
+    problems = cli.plan_flag_problems(flag_values)
+    if flag_values.tables is not None:
+        problems += config_common.arg_problems("tables", flag_values.tables)
+    families = schema.Choice(*tasks.FAMILIES)
+    problems += cli.list_problems("datasets", flag_values.datasets, families, nonempty=True)
+    problems += cli.list_problems("encoders", flag_values.encoders, schema.Choice(*encoders.NAMES), nonempty=True)
+    if flag_values.check is not None:
+        problems += cli.directory_problems("check", flag_values.check, "tables", existing=True)
+    if flag_values.config is not None:
+        problems += config_schema.problems(flag_values.config)
+    return problems
+
+
 def main(argv):
     del argv
     start = time.time()
@@ -296,5 +314,4 @@ if __name__ == "__main__":
     flags.DEFINE_string(
         "outdir", ".", "With --tables or --check: where table_plan.json or plan_check.json (and .md) are written."
     )
-    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("an experiment"))
+    cli.run_command(main, check_flags, "an experiment")

@@ -50,12 +50,13 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import context, evaluate, report, tables, workdirs
 from experiments import model as model_lib
 from experiments.configs import common as config_common
-from weightspace import cli, lstm, zoo
+from experiments.configs import schema as config_schema
+from weightspace import cli, lstm, ownership, schema, zoo
 from weightspace.tasks import combination_lock as cl
 from zoo_builder import build
 from zoo_builder.configs import common as zoo_common
@@ -162,13 +163,10 @@ class Options:
         return ",".join((*self.variants, *(f"{k}={v}" for k, v in self.overrides))) or "paper"
 
     def apply(self, config: ml_collections.ConfigDict) -> None:
+        """Sets each override on `config` where it has the key (a TypeError for a value of another type)."""
         for key, value in self.overrides:
-            *parents, leaf = key.split(".")
-            node = config
-            for part in parents:
-                node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-            if isinstance(node, ml_collections.ConfigDict) and leaf in node:
-                setattr(node, leaf, value)
+            if _has_key(config, key):
+                config.update_from_flattened_dict({key: value})
 
 
 # Each kind of probing encoder starts on its best prober (the adaptive search; the de Bruijn prefix), held
@@ -382,7 +380,7 @@ def make(
         raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
     encoders = tuple(e for e in ENCODERS if e in encoders)
     plan = PLANS[preset]
-    os.makedirs(outdir, exist_ok=True)
+    ownership.claim(outdir, "probing_gap")
     start = time.time()
     rows, zoos = [], []
     for m in plan.code_lengths:
@@ -439,6 +437,42 @@ def make(
     return result
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line, before anything is written: the names, each override against the
+    configs of the runs it reaches (a key no run has, a value out of its field's range), the outdir."""
+    problems = [
+        *cli.list_problems("variants", flag_values.variants, schema.Choice(*config_common.VARIANTS)),
+        *cli.list_problems("encoders", flag_values.encoders, schema.Choice(*ENCODERS)),
+        *cli.directory_problems("outdir", flag_values.outdir, "probing_gap"),
+    ]
+    if problems:
+        return problems
+    try:
+        options = Options.parse(flag_values.variants, flag_values.overrides)
+    except ValueError as error:
+        return [str(error)]
+    configs = [run_config(e, PLANS[flag_values.preset], Options(options.variants), "", 1, 0) for e in ENCODERS]
+    for key, _ in options.overrides:
+        if not any(_has_key(config, key) for config in configs):
+            return [f"--overrides: no run's config has the key {key!r} (e.g. encoder.prior_scale, train.num_steps)"]
+    for config in configs:
+        try:
+            options.apply(config)
+        except (TypeError, ValueError) as error:
+            return [f"--overrides: {' '.join(str(error).split())}"]
+        problems += config_schema.problems(config)
+    return sorted(set(problems))
+
+
+def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        config = config.get(part)
+        if not isinstance(config, ml_collections.ConfigDict):
+            return False
+    return leaf in config
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -460,5 +494,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")
     flags.DEFINE_string("outdir", None, "Where zoos, runs, tables and figures go.", required=True)
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.define_cpu_devices_flag()
+    cli.run_command(main, check_flags)

@@ -32,18 +32,17 @@ in one jitted `lax.map`, `CHUNK` snapshots vmapped at a time.
 
 import functools
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import context, evaluate, report, workdirs
 from experiments.configs import common as config_common
-from weightspace import cli, files, lstm, presets, targets, tasks, zoo
+from weightspace import cli, files, lstm, ownership, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
 DATASETS = tuple(tasks.FAMILIES)
@@ -198,11 +197,17 @@ def records(result: dict) -> list[dict]:
     ]
 
 
+def check_flags(flag_values) -> list[str]:
+    """The outdir must be free for a tables output (or be one)."""
+    return cli.directory_problems("outdir", flag_values.outdir, "tables")
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
     datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
+    ownership.claim(flags.FLAGS.outdir, "tables")  # the reference rows of a tables output, alone
     for dataset in datasets:
         for result in ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, range(flags.FLAGS.seeds)):
             print(report.references_markdown(result))
@@ -213,5 +218,5 @@ if __name__ == "__main__":
     flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to read.")
     flags.DEFINE_integer("seeds", 1, "Probe seeds (0 .. seeds - 1).", lower_bound=1)
     flags.DEFINE_string("outdir", None, "Where runs/<dataset>/reference/seed<k> go.", required=True)
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.define_cpu_devices_flag()
+    cli.run_command(main, check_flags)

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import cloning, objectives
 from weightspace import benchmarking, cli, encoders, errors, files, planning, targets, tasks
@@ -925,10 +925,15 @@ def rewrite_docs(root: str = REPO) -> list[str]:
     return changed
 
 
+def check_flags(flag_values) -> list[str]:
+    """One of the two modes: --outdir=DIR, or --docs [--check]."""
+    if bool(flag_values.outdir) == flag_values.docs or (flag_values.check and not flag_values.docs):
+        return ["Pass --outdir=DIR (re-render its results files) or --docs [--check] (the docs' blocks)"]
+    return []
+
+
 def main(argv):
     del argv
-    if bool(flags.FLAGS.outdir) == flags.FLAGS.docs or (flags.FLAGS.check and not flags.FLAGS.docs):
-        raise ReportError("Pass --outdir=DIR (re-render its results files) or --docs [--check] (the docs' blocks).")
     if flags.FLAGS.outdir:
         rerender_directory(flags.FLAGS.outdir)
     elif flags.FLAGS.check:
@@ -945,4 +950,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("outdir", "", "Re-render every results file in this directory into its markdown.")
     flags.DEFINE_bool("docs", False, "Rewrite every rendered block of the docs from its results file.")
     flags.DEFINE_bool("check", False, "With --docs: write nothing, name each block that differs, exit status 1.")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

@@ -19,9 +19,9 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from weightspace import benchmarking, cli, encoders, errors, files
+from weightspace import benchmarking, cli, encoders, errors, files, schema, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {"runs": False, "sweep": True}  # output subdirectory: --sweep
@@ -56,11 +56,22 @@ def cell_differences(a: dict[str, dict], b: dict[str, dict]) -> dict:
     return {"cells": len(keys), "largest": largest, "where": where, "within": within}
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the preset, the names, a new outdir."""
+    from experiments.configs import common
+
+    problems = common.arg_problems("preset", flag_values.preset)
+    problems += cli.list_problems("encoders", flag_values.encoders, schema.Choice(*encoders.NAMES), nonempty=True)
+    if flag_values.dataset not in tasks.FAMILIES:
+        problems.append(f"--dataset={flag_values.dataset} must be one of {sorted(tasks.FAMILIES)}")
+    if os.path.exists(flag_values.outdir) and (not os.path.isdir(flag_values.outdir) or os.listdir(flag_values.outdir)):
+        problems.append(f"--outdir={flag_values.outdir} is not a new directory (a resumed invocation times only part)")
+    return problems
+
+
 def main(argv):
     del argv
     outdir = flags.FLAGS.outdir
-    if os.path.exists(outdir) and os.listdir(outdir):
-        raise errors.UserError(f"{outdir} is not empty: give a new --outdir (a resumed invocation times only part).")
     os.makedirs(outdir)
     from experiments import report, workdirs
     from experiments.configs import common
@@ -105,4 +116,4 @@ if __name__ == "__main__":
     flags.DEFINE_list("encoders", list(encoders.NAMES), "Encoders, one row each.")
     flags.DEFINE_bool("oracle", True, "Add the oracle row (its seeds are a sweep too).")
     flags.DEFINE_string("outdir", None, "A new directory for both invocations and the results file.", required=True)
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

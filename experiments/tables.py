@@ -39,11 +39,11 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import evaluate, figures, loss_correlation, objectives, references, report, train, workdirs
 from experiments.configs import common as config_common
-from weightspace import cli, encoders, errors, tasks
+from weightspace import cli, encoders, errors, ownership, schema, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
@@ -181,7 +181,7 @@ def make_tables(
     if unknown:
         raise errors.ConfigError(f"Unknown encoder or dataset {unknown}; encoders: {ENCODERS}, datasets: {families}.")
     config_common.parse_arg(preset)  # a bad preset or variant fails here, before any run
-    os.makedirs(outdir, exist_ok=True)
+    ownership.claim(outdir, "tables")
     start = time.time()
     records, runs, timings = [], {}, []
     for dataset in datasets:
@@ -231,6 +231,16 @@ def make_tables(
     return {"cells": cells, "wall_s": wall, "figures": figure_paths}
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line, before anything is written: the preset, the names, the outdir."""
+    return [
+        *config_common.arg_problems("preset", flag_values.preset),
+        *cli.list_problems("encoders", flag_values.encoders, schema.Choice(*ENCODERS), nonempty=True),
+        *cli.list_problems("supervised_targets", flag_values.supervised_targets, schema.Text()),
+        *cli.directory_problems("outdir", flag_values.outdir, "tables"),
+    ]
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -273,5 +283,5 @@ if __name__ == "__main__":
     )
     flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.define_cpu_devices_flag()
+    cli.run_command(main, check_flags)

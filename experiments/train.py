@@ -27,6 +27,7 @@ from absl import logging
 from flax import nnx
 
 from experiments import batches, context, workdirs
+from experiments.configs import schema
 from experiments.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
@@ -35,6 +36,7 @@ from weightspace import (
     files,
     metrics,
     multihost,
+    ownership,
     prefetch,
     progress,
     sharding,
@@ -239,35 +241,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         problems.append(
             f"a job of {jax.process_count()} processes trains data-parallel: give --config.train.data_parallel=true"
         )
-    at_least = {
-        "train.num_steps": 1,
-        "train.batch_size": 1,
-        "train.log_every_steps": 1,
-        "train.checkpoint_every_steps": 1,
-        "train.min_step": 0,
-        "eval.every_steps": 1,
-        "eval.batch_size": 1,
-        "evaluate.num_cloned": 0,
-        "encoder.embedding_size": 1,
-        "emulator.hidden_size": 1,
-        "emulator.num_layers": 1,
-        "optim.weight_decay": 0,
-    }
-    for key, low in at_least.items():
-        if not config[key] >= low:  # also refuses NaN
-            problems.append(f"{key}={config[key]!r} must be >= {low}")
-    for key in ("optim.lr", "optim.clip_norm"):
-        if not config[key] > 0:
-            problems.append(f"{key}={config[key]!r} must be > 0")
-    fractions = ("split.ood_fraction", "split.eval_fraction")
-    for key in fractions:
-        if not 0 <= config[key] < 1:
-            problems.append(f"{key}={config[key]!r} must be in [0, 1)")
-    total = sum(config[key] for key in fractions)
-    if not total < 1:
-        problems.append(
-            f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"
-        )
+    problems += schema.problems(config)
     if problems:
         raise errors.ConfigError(f"Bad training settings: {'; '.join(problems)}.")
 
@@ -297,7 +271,7 @@ def train_sweep(configs: Sequence[ml_collections.ConfigDict], workdirs_: Sequenc
         raise workdirs.TrainingError(f"The members of a sweep need workdirs of their own, got {list(workdirs_)}.")
     with contextlib.ExitStack() as locks:
         for workdir in paths:
-            os.makedirs(workdir, exist_ok=True)
+            ownership.claim(workdir, "run")
             locks.enter_context(multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError))
             multihost.check_shared_workdir(workdir, workdirs.TrainingError)
         multihost.check_same_config("".join(c.to_json() for c in configs), workdirs.TrainingError)
@@ -339,6 +313,7 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     for path in paths:
         workdirs.check_devices(path, devices, resumed)
+        metrics.read(os.path.join(path, workdirs.METRICS))  # a damaged file is refused before anything is written
     _set_aside_ahead(ahead, resumed)
     for path, recorded in zip(paths, recorded_configs, strict=True):
         multihost.write_json(os.path.join(path, "config.json"), recorded)

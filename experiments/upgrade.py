@@ -14,12 +14,11 @@ this command.
 
 import json
 import os
-import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from weightspace import cli, encoders, files, zoo
+from weightspace import cli, encoders, errors, files, zoo
 
 # Config fields added since runs were first recorded, at the value that reproduces the behaviour before them.
 ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0, ("train", "zoo_on_disk"): False}
@@ -72,7 +71,10 @@ def upgrade_zoo_record(workdir: str) -> bool:
 
 
 def upgrade(path: str) -> list[str]:
-    """Upgrades every workdir and zoo at or under `path`; returns what changed, one line each."""
+    """Upgrades every workdir and zoo at or under `path` (a directory); returns what changed, one line each."""
+    problems = cli.path_problems("path", path, "directory")
+    if problems:
+        raise errors.ConfigError(f"{problems[0]}: give a workdir, a zoo, or a directory holding them.")
     changed = []
     for root, names, file_names in os.walk(os.path.abspath(path)):
         names.sort()
@@ -101,4 +103,4 @@ if __name__ == "__main__":
     flags.DEFINE_string(
         "path", None, "A workdir, a zoo, or a directory holding them (e.g. a tables outdir).", required=True
     )
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, lambda flag_values: cli.path_problems("path", flag_values.path, "directory"))

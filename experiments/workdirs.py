@@ -154,9 +154,11 @@ def _zoo_mismatch(workdir: str, recorded: dict[str, Any], current: dict[str, Any
 
 
 def ensure_zoo(config: ml_collections.ConfigDict) -> str:
-    """Returns the zoo's path, building the zoo first (zoo builder, matching preset) if it is missing."""
+    """Returns the zoo's path, building the zoo first (zoo builder, matching preset) if it is missing; a complete
+    one is checked first (`zoo.verify`: a corrupt zoo is refused, never reused)."""
     path = zoo_path(config)
     if zoo.is_complete(path):
+        zoo.verify(path)
         return path
     if config.zoo.path:
         raise FileNotFoundError(f"No complete zoo at zoo.path={path!r}.")

@@ -76,4 +76,4 @@ def test_encoder_benchmark_measures_a_run_and_a_sweep_and_writes_its_results_fil
 def test_encoder_benchmark_refuses_a_step_without_members():
     result = _encoder_benchmark("--encoders=flat", "--members=0")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].endswith("a step has at least one member.")
+    assert result.stderr.strip().splitlines()[-1] == "Error (ConfigError): --members=0: 0 must each be an integer >= 1."

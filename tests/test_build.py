@@ -1,5 +1,6 @@
 """The zoo builder end to end on the smoke preset: contents, resume, devices, bad input."""
 
+import hashlib
 import json
 import os
 import re
@@ -8,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from unittest import mock
 
 import jax
 import numpy as np
@@ -150,6 +153,49 @@ def _contents(workdir):
     }
 
 
+def _digests(workdir):
+    """SHA-256 of every file under `workdir` but its lock."""
+    return {
+        str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(workdir).rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def test_silent_1_a_flipped_byte_in_a_finished_zoo_is_refused_on_reuse(reference_zoo, tmp_path):
+    """A rerun on a finished build checks its zoo: an intact one is complete (hashed once, then only looked at);
+    one with a flipped byte is refused in one line naming the array, also through the command line (exit 2),
+    and nothing is changed."""
+    _, reference = reference_zoo
+    workdir = tmp_path / "build"
+    shutil.copytree(reference, workdir)
+    for hashes in (True, False):  # the copy's files are hashed once, then recorded (`zoo.verify`)
+        with (
+            mock.patch.object(build.logging, "info") as info,
+            mock.patch.object(zoo, "_read_checked", wraps=zoo._read_checked) as read,
+        ):
+            assert build.build(_config(), str(workdir)) == str(workdir / "zoo")
+        assert any("is complete; nothing to do" in call.args[0] for call in info.call_args_list)
+        assert bool(read.call_count) == hashes
+    npy = workdir / "zoo" / "npy"
+    file = max(npy.rglob("*.npy"), key=lambda p: p.stat().st_size)
+    name = str(file.relative_to(npy).with_suffix(""))
+    time.sleep(0.05)  # the file times move on by a clock tick from the verification's, as outside a test
+    content = bytearray(file.read_bytes())
+    content[-1] ^= 0xFF
+    file.write_bytes(bytes(content))
+    before = _digests(workdir)
+    refused = rf"Zoo at {re.escape(str(workdir / 'zoo'))}: the stored array '{name}' does not match metadata\.json"
+    with pytest.raises(zoo.ZooError, match=refused):
+        build.build(_config(), str(workdir))
+    assert _digests(workdir) == before
+    result = _run(workdir, 2)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"Error \(ZooError\): {refused} .*Re-copy or rebuild the zoo\.", last), last
+    assert _digests(workdir) == before
+
+
 @pytest.mark.parametrize("preset", ["other_seed", "other_runs", "mnist"])
 def test_a_finished_workdir_refuses_another_config(preset, reference_zoo):
     _, workdir = reference_zoo
@@ -197,6 +243,7 @@ def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_
         ".lock",
         "build_config.json",
         "layout.json",
+        "owner.json",
         "tensorboard",
         "zoo",
         "zoo.json",
@@ -225,7 +272,7 @@ def test_second_builder_on_a_busy_workdir(tmp_path):
 def test_bad_values_are_refused_before_anything_is_written(key, value, tmp_path):
     config = _config()
     config.update_from_flattened_dict({key: value})
-    with pytest.raises(build.BuildError, match=rf"{key}={value} must be >= 1"):
+    with pytest.raises(build.BuildError, match=rf"{key}={value} must be an integer >= 1"):
         build.build(config, str(tmp_path / "build"))
     assert not os.path.exists(tmp_path / "build")
 
@@ -261,9 +308,9 @@ def test_changed_config_on_resume_is_refused(tmp_path):
     [
         ("train.snapshot_steps", (0, 20, 10), "train.snapshot_steps=.* must be increasing"),
         ("train.snapshot_steps", (), "train.snapshot_steps=.* at least one"),
-        ("lstm.hidden_size", 0, "lstm.hidden_size=0 must be >= 1"),
-        ("lstm.num_layers", -1, "lstm.num_layers=-1 must be >= 1"),
-        ("seed", -1, "seed=-1 must be >= 0"),
+        ("lstm.hidden_size", 0, "lstm.hidden_size=0 must be an integer >= 1"),
+        ("lstm.num_layers", -1, "lstm.num_layers=-1 must be an integer >= 1"),
+        ("seed", -1, "seed=-1 must be an integer >= 0"),
         ("train.lr_points", ((0, float("nan")),), r"train.lr_points=.* must be \(step, learning rate > 0\) pairs"),
         ("train.lr_points", ((0, -0.01),), r"learning rate > 0"),
         ("task.settings.batch_size", 0, "formal_languages settings: batch_size=0 must be at least 1"),

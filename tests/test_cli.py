@@ -70,24 +70,24 @@ def _tree(path):
         (
             "experiments.main",
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.train.num_steps=0"],
-            r"Error \(ConfigError\): Bad training settings: train\.num_steps=0 must be >= 1\.",
+            r"Error \(ConfigError\): train\.num_steps=0 must be an integer >= 1\.",
         ),
         (
             "experiments.main",
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.emulator.hidden_size=0"],
-            r"Error \(ConfigError\): Bad training settings: emulator\.hidden_size=0 must be >= 1\.",
+            r"Error \(ConfigError\): emulator\.hidden_size=0 must be an integer >= 1\.",
         ),
         (
             "experiments.main",
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/a_file"],
-            r"Error \(ConfigError\): Bad training settings: the workdir .*a_file is a file, not a directory",
+            r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a training run",
         ),
         ("experiments.plan", ["--devices=1"], r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run"),
         ("zoo_builder.upgrade_zoo", ["--zoo={tmp}/no_zoo"], r"Error \(ZooError\): No zoo at .*no_zoo: the directory"),
         (
             "zoo_builder.main",
             ["--config=configs/formal_languages.py:smoke", "--workdir={tmp}/a_file"],
-            r"Error \(BuildError\): Bad zoo build settings: the workdir .*a_file is a file, not a directory",
+            r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a zoo build",
         ),
     ],
 )

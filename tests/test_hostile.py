@@ -144,11 +144,11 @@ def test_3_a_flipped_byte_in_the_latest_checkpoint_resumes_from_the_previous_one
         ("--config.task.settings.batch_size=0", "batch_size=0 must be at least 1"),  # 7
         ("--config.train.lr_points=((0,-0.01),)", r"learning rate > 0"),  # 7
         ("--config.train.snapshot_steps=(10,5)", "train.snapshot_steps=.* must be increasing"),  # 10
-        ("--config.lstm.hidden_size=0", "lstm.hidden_size=0 must be >= 1"),  # 10
+        ("--config.lstm.hidden_size=0", "lstm.hidden_size=0 must be an integer >= 1"),  # 10
     ],
 )
 def test_7_10_bad_builder_values_are_refused_before_anything_is_written(override, message, tmp_path):
-    _refused(tmp_path, [*BUILD, f"--workdir={tmp_path / 'build'}", override], "BuildError", message)
+    _refused(tmp_path, [*BUILD, f"--workdir={tmp_path / 'build'}", override], "ConfigError", message)
 
 
 def test_8_a_build_resumed_on_another_device_count_is_refused(smoke_zoo, tmp_path):

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -11,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import upgrade
+from experiments import upgrade, workdirs
+from experiments.configs import flat
 from weightspace import checkpointing, files, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)
@@ -379,3 +381,159 @@ def test_a_bad_block_leaves_nothing_and_names_the_zoos_snapshot(tmp_path):
         add(*first)
         add(_block(params, slice(3, 6)), _block(longer, slice(3, 6)), _block(metadata, slice(3, 6)))
     assert sorted(os.listdir(tmp_path)) == ["whole"]
+
+
+def _flip_a_byte(file, keep_mtime=False):
+    """Flips the last byte of `file` (an array's data, past the `.npy` header), in place; with `keep_mtime`, sets its
+    mtime back, as a copy that keeps times would. Waits first for the file times to move on from the zoo's own
+    write (they advance by a clock tick of a few milliseconds), as they would outside a test."""
+    time.sleep(0.05)
+    stat = os.stat(file)
+    content = bytearray(Path(file).read_bytes())
+    content[-1] ^= 0xFF
+    Path(file).write_bytes(bytes(content))
+    if keep_mtime:
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+_FLIPPED = r"Zoo at .*: the stored array 'params/weight_hh_l1' does not match metadata\.json \(sha256 .*Re-copy"
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_silent_1_a_flipped_byte_in_a_finished_zoo_is_refused_on_reuse(recorded, tmp_path):
+    """Refused whether or not an earlier verification recorded the file, even with its mtime set back; nothing is
+    written."""
+    _write(tmp_path / "zoo")
+    if recorded:
+        zoo.verify(tmp_path / "zoo")
+        assert (tmp_path / "zoo" / "verified.json").exists()
+    _flip_a_byte(tmp_path / "zoo" / "npy" / "params" / "weight_hh_l1.npy", keep_mtime=recorded)
+    before = _tree_digest(tmp_path)
+    with pytest.raises(zoo.ZooError, match=_FLIPPED) as refused:
+        zoo.verify(tmp_path / "zoo")
+    assert "\n" not in str(refused.value)
+    assert _tree_digest(tmp_path) == before
+
+
+def _hashed(path):
+    """The arrays of the zoo at `path` that a `verify` reads (hashes), in order."""
+    with mock.patch.object(zoo, "_read_checked", wraps=zoo._read_checked) as read:
+        zoo.verify(path)
+    return [call.args[2] for call in read.call_args_list]
+
+
+def test_silent_1_an_intact_zoo_is_hashed_once_then_only_what_changed(tmp_path):
+    _write(tmp_path / "zoo")
+    names = sorted(json.loads((tmp_path / "zoo" / "metadata.json").read_text())["arrays"])
+    assert sorted(_hashed(tmp_path / "zoo")) == names
+    record = (tmp_path / "zoo" / "verified.json").read_bytes()
+    assert sorted(json.loads(record)) == names
+    assert _hashed(tmp_path / "zoo") == []  # a second reuse hashes nothing, and rewrites nothing
+    assert (tmp_path / "zoo" / "verified.json").read_bytes() == record
+    time.sleep(0.05)  # the file times move on by a clock tick
+    os.utime(tmp_path / "zoo" / "npy" / "behaviour" / "sequences.npy")  # touched: hashed again, alone
+    assert _hashed(tmp_path / "zoo") == ["behaviour/sequences"]
+    # A copy (record included, times kept) is other files: hashed in full once.
+    shutil.copytree(tmp_path / "zoo", tmp_path / "copy")
+    assert sorted(_hashed(tmp_path / "copy")) == names
+    # A record that does not read back is no record: everything is hashed again and the record rewritten.
+    (tmp_path / "copy" / "verified.json").write_text("{ cut short")
+    assert sorted(_hashed(tmp_path / "copy")) == names and _hashed(tmp_path / "copy") == []
+
+
+def test_silent_1_the_verification_record_leaves_the_zoo_a_zoo(tmp_path):
+    """Loading (in memory and on disk), describing, the upgrade command and an Orbax zoo's check ignore it."""
+    params, _, _ = _write(tmp_path / "zoos" / "zoo")
+    zoo.verify(tmp_path / "zoos" / "zoo")
+    assert _listing(tmp_path / "zoos" / "zoo") == ["COMPLETE", "metadata.json", "npy", "verified.json"]
+    assert zoo.is_complete(tmp_path / "zoos" / "zoo")
+    for on_disk in (False, True):
+        np.testing.assert_array_equal(zoo.load(tmp_path / "zoos" / "zoo", on_disk=on_disk).params["weight_out"],
+                                      params["weight_out"])  # fmt: skip
+    assert len(zoo.describe(tmp_path / "zoos" / "zoo")) == 3
+    assert not zoo.upgrade(tmp_path / "zoos" / "zoo") and upgrade.upgrade(str(tmp_path / "zoos")) == []
+    _write_orbax(tmp_path / "orbax")  # read whole at each check: nothing to record
+    zoo.verify(tmp_path / "orbax")
+    assert _listing(tmp_path / "orbax") == ["COMPLETE", "arrays", "metadata.json"]
+
+
+@pytest.mark.parametrize("where", ["zoo.path", "cache"])
+def test_silent_1_ensure_zoo_refuses_a_finished_zoo_with_a_flipped_byte(where, tmp_path, monkeypatch):
+    """The zoo given by `zoo.path`, or found in the zoo cache, is checked before it is reused; a corrupt one is
+    refused, never rebuilt over."""
+    config = flat.get_config("smoke")
+    if where == "zoo.path":
+        path = config.zoo.path = str(tmp_path / "zoo")
+    else:
+        monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "cache"))
+        path = str(tmp_path / "cache" / "formal_languages_smoke" / "zoo")
+    _write(Path(path))
+    assert workdirs.ensure_zoo(config) == path
+    _flip_a_byte(os.path.join(path, "npy", "params", "weight_hh_l1.npy"))
+    before = _tree_digest(tmp_path)
+    with pytest.raises(zoo.ZooError, match=_FLIPPED):
+        workdirs.ensure_zoo(config)
+    assert _tree_digest(tmp_path) == before
+
+
+def _both_ways(path):
+    """Each array of the zoo at `path` in memory and on disk, with the indices that `take_rows` takes over it."""
+    in_memory, on_disk = zoo.load(path), zoo.load(path, on_disk=True)
+    for part in ("params", "behaviour"):
+        for name, array in getattr(in_memory, part).items():
+            yield array, getattr(on_disk, part)[name], 2 if part == "behaviour" else 1
+
+
+@pytest.mark.parametrize(
+    "index, given",
+    [
+        (np.array([True, False, True]), r"bool \[3\]"),  # NumPy: a mask in memory, rows 1, 0, 1 on disk
+        (np.array([[0, 1], [2, 0]]), r"int64 \[2, 2\] from 0 to 2"),  # in memory [2, 2, ...], on disk flattened
+        (np.array([0.0, 1.0]), r"float64 \[2\] from 0\.0 to 1\.0"),
+        (np.array(1), r"int64 \[\]"),
+    ],
+)
+def test_silent_9_take_rows_refuses_booleans_2d_and_float_indices_alike_in_memory_and_on_disk(index, given, tmp_path):
+    _write(tmp_path / "zoo")
+    for in_memory, on_disk, axes in _both_ways(tmp_path / "zoo"):
+        indices = (index,) * axes
+        messages = []
+        for array in (in_memory, on_disk):
+            with pytest.raises(zoo.ZooError, match=rf"take_rows reads an array .* given {axes}: {given}") as refused:
+                zoo.take_rows(array, *indices)
+            messages.append(str(refused.value))
+        assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize(
+    "index, given",
+    [
+        (np.array([0, -1]), r"int64 \[2\] from -1 to 0"),  # in memory the last row, on disk a raw ValueError
+        (np.array([2, 3]), r"int64 \[2\] from 2 to 3"),  # 3 is one past the last snapshot
+    ],
+)
+def test_silent_10_take_rows_refuses_indices_outside_the_axis_alike_in_memory_and_on_disk(index, given, tmp_path):
+    _write(tmp_path / "zoo")
+    for in_memory, on_disk, axes in _both_ways(tmp_path / "zoo"):
+        messages = []
+        for array in (in_memory, on_disk):
+            with pytest.raises(zoo.ZooError, match=rf"of its axis\); it was given {axes}: {given}") as refused:
+                zoo.take_rows(array, *(index,) * axes)
+            messages.append(str(refused.value))
+        assert messages[0] == messages[1]
+    on_disk = zoo.load(tmp_path / "zoo", on_disk=True).sequences  # index arrays of different lengths
+    with pytest.raises(zoo.ZooError, match=r"given 2: int64 \[2\] from 0 to 1; int64 \[1\] from 0 to 0\."):
+        zoo.take_rows(on_disk, np.array([0, 1]), np.array([0]))
+
+
+def test_silent_9_10_valid_indices_read_the_same_rows_in_memory_and_on_disk(tmp_path):
+    _write(tmp_path / "zoo")
+    snapshots, sequences = np.array([2, 0, 0, 1], np.int32), np.array([1, 0, 1, 1], np.uint16)
+    for in_memory, on_disk, axes in _both_ways(tmp_path / "zoo"):
+        indices = (snapshots, sequences)[:axes]
+        rows = [zoo.take_rows(array, *indices) for array in (in_memory, on_disk)]
+        assert type(rows[1]) is np.ndarray and rows[0].shape == (4, *in_memory.shape[axes:])
+        np.testing.assert_array_equal(rows[0], rows[1])
+        np.testing.assert_array_equal(rows[0], in_memory[indices])
+        empty = [zoo.take_rows(array, *(np.array([], np.int64),) * axes) for array in (in_memory, on_disk)]
+        assert empty[0].shape == empty[1].shape == (0, *in_memory.shape[axes:])

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from weightspace import errors
+from weightspace import errors, ownership, schema
 
 
 def resolve_config_argument(argv: Sequence[str], package_dir: str) -> list[str]:
@@ -31,6 +31,18 @@ def resolve_config_argument(argv: Sequence[str], package_dir: str) -> list[str]:
     return resolved
 
 
+def run_command(main: Callable[[list[str]], Any], check: "FlagCheck | None" = None, config_kind: str | None = None):
+    """Runs an absl `main` as every command here runs: a relative `--config` resolved against the command's
+    package, the flags parsed and checked before anything is written (`parse_flags_or_exit`: the config's kind
+    and schema, `check`), and errors reported as one line (`one_line_errors`)."""
+    from absl import app
+
+    package_dir = os.path.dirname(os.path.abspath(sys.modules[main.__module__].__file__))
+    argv = resolve_config_argument(sys.argv, package_dir)
+    parser = functools.partial(parse_flags_or_exit, config_kind=config_kind, check=check)
+    app.run(one_line_errors(main), argv=argv, flags_parser=parser)
+
+
 def one_line_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     """`main` (an absl main) reporting the user's errors as one line on stderr and exit status 2.
 
@@ -44,11 +56,15 @@ def one_line_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], A
         try:
             return main(argv)
         except (errors.UserError, OSError) as error:
+            ownership.discard_created()
             if os.environ.get("WEIGHTSPACE_TRACEBACK"):
                 raise
             message = " ".join(str(error).split()) or type(error).__name__
             sys.stderr.write(f"Error ({type(error).__name__}): {message}\n")
             sys.exit(2)
+        except BaseException:
+            ownership.discard_created()
+            raise
 
     return wrapped
 
@@ -60,6 +76,13 @@ def use_cpu_cores_as_devices(count: int = 0) -> None:
     backend is the default (a GPU or TPU still is).
     """
     jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
+
+
+def define_cpu_devices_flag() -> None:
+    """Defines --cpu_devices, the CPU devices a command exposes (`use_cpu_cores_as_devices`; 0: one per core)."""
+    from absl import flags
+
+    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).", lower_bound=0)
 
 
 def define_job_flags() -> None:
@@ -84,6 +107,18 @@ def define_plan_flags(what: str, config_required: bool = True) -> None:
     flags.DEFINE_float("fraction", planning.DEFAULT_FRACTION, "Fraction of the peak the planned matmuls reach.")
     if config_required:
         flags.mark_flags_as_required(["config"])
+
+
+def plan_flag_problems(flag_values) -> list[str]:
+    """What is wrong with the flags of `define_plan_flags`: the device kind and the fraction of its peak."""
+    from weightspace import planning
+
+    problems = []
+    if flag_values.device_kind != "cpu" and flag_values.device_kind not in planning.DEVICES:
+        problems.append(f"--device_kind={flag_values.device_kind} must be cpu or one of {sorted(planning.DEVICES)}")
+    if not schema.Float(0.0, 1.0, open_low=True).fits(flag_values.fraction):
+        problems.append(f"--fraction={flag_values.fraction} must be a number in (0, 1]")
+    return problems
 
 
 def join_job(flag_values, distributed: bool = False) -> None:
@@ -158,21 +193,32 @@ CONFIG_KINDS = {
 }
 
 
-def parse_flags_or_exit(argv: Sequence[str], config_kind: str | None = None) -> list[str]:
+# Checks of a command's parsed flags: every problem as one line (none: fine).
+FlagCheck = Callable[[Any], list[str]]
+
+
+def parse_flags_or_exit(
+    argv: Sequence[str], config_kind: str | None = None, check: FlagCheck | None = None
+) -> list[str]:
     """Parses absl flags (pass as `app.run(..., flags_parser=...)`); returns the remaining argv.
 
+    The one place a command's flags and config are validated, before it writes anything or takes a lock.
     Exits with one line (status 2, as `one_line_errors`) for a bad `--config.a.b=...` override (with
     the valid keys at that level: ml_collections raises a bare AttributeError for an unknown key), a
-    `--config` file that does not load (not Python, or broken), or one of another kind than
-    `config_kind` (e.g. a zoo config given to the trainer).
+    `--config` file that is missing or does not load, an unknown preset or variant in its argument (the
+    config file's own message, naming the known ones), a config of another kind than `config_kind` (e.g.
+    a zoo config given to the trainer), and every problem `check` finds in the parsed flags (the config's
+    schema, the flags' ranges and names).
     """
     from absl import flags
 
     path = next((arg[len("--config=") :] for arg in argv if arg.startswith("--config=")), None)
+    if path is not None and not os.path.isfile(path.partition(":")[0]):
+        _refuse_command_line(f"--config={path}: there is no such file (a config is a .py file of {_config_dirs()}).")
     try:
         rest = flags.FLAGS(argv)
     except (AttributeError, KeyError, ValueError, TypeError, flags.Error) as error:
-        if "get_config" not in str(error):
+        if "get_config" not in str(error) and "parsing config file" not in str(error.__context__ or ""):
             _refuse_command_line(_describe_override_error(argv, flags.FLAGS, error))
         _refuse_command_line(_not_a_config_file(path, error))
     except Exception as error:  # raised by the config file as it loads (SyntaxError, NameError, ...)
@@ -185,22 +231,41 @@ def parse_flags_or_exit(argv: Sequence[str], config_kind: str | None = None) -> 
         if missing:
             listed = ", ".join(missing)
             _refuse_command_line(f"--config is not {config_kind} config (it has no {listed}): those are in {where}.")
+    problems = check(flags.FLAGS) if check is not None else []
+    if problems:
+        _refuse_command_line("; ".join(problem.rstrip(".") for problem in problems) + ".")
     return rest
 
 
-def config_parser(config_kind: str) -> Callable[[Sequence[str]], list[str]]:
-    """`parse_flags_or_exit` for an entry point whose --config must be of `config_kind` (a key of CONFIG_KINDS)."""
-    return functools.partial(parse_flags_or_exit, config_kind=config_kind)
+def _config_dirs() -> str:
+    return " or ".join(where for _, where in CONFIG_KINDS.values())
 
 
-def _not_a_config_file(path: str, error: Exception) -> str:
-    return (
-        f"--config={path} does not load as a config file ({type(error).__name__}: {' '.join(str(error).split())}); "
-        "a config is a Python file defining get_config(preset=None)."
-    )
+def _last_error_line(error: BaseException) -> str:
+    """The innermost exception's own line ("ValueError: ..."), out of a traceback a library flattened into text."""
+    texts = [str(error.__context__ or ""), str(error)]
+    for text in texts:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        for line in reversed(lines):
+            name, colon, message = line.partition(": ")
+            if colon and name.isidentifier() and (name.endswith(("Error", "Exception")) or name == "KeyError"):
+                return f"{name}: {message}"
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _not_a_config_file(path: str, error: BaseException) -> str:
+    line = _last_error_line(error)
+    if line.startswith(("ValueError: ", "KeyError: ")):  # get_config refused its argument (preset, variant, name)
+        return f"--config={path}: {line.partition(': ')[2]}"
+    what = "a config is a .py file defining get_config(arg=None)"
+    return f"--config={path} does not load as a config file ({line}); {what}."
 
 
 def _refuse_command_line(message: str) -> None:
+    """Exits as `one_line_errors` does for a `ConfigError` (raising it with `WEIGHTSPACE_TRACEBACK=1`)."""
+    message = " ".join(message.split())
+    if os.environ.get("WEIGHTSPACE_TRACEBACK"):
+        raise errors.ConfigError(message)
     sys.stderr.write(f"Error (ConfigError): {message}\n")
     sys.exit(2)
 
@@ -241,9 +306,55 @@ def _describe_override_error(argv: Sequence[str], flag_values, error: Exception)
 
 def parse_list(flag: str, values: list[str], kind: type) -> list:
     """A comma-separated flag's values as `kind` (int, float), or a `ConfigError` naming the flag and value."""
+    problems = list_problems(flag, values, schema.Rule("int" if kind is int else "float"))
+    if problems:
+        raise errors.ConfigError(problems[0] + ".")
+    return [kind(value) for value in values]
+
+
+def list_problems(
+    flag: str, values: Sequence[str], rule: schema.Rule, unique: bool = True, nonempty: bool = False
+) -> list[str]:
+    """What is wrong with a comma-separated flag's values against `rule` (each one), `unique` (none repeated)
+    and `nonempty`."""
+    kind = {"int": int, "float": float}.get(rule.kind, str)
+    shown = f"--{flag}={','.join(values)}"
+    if nonempty and not values:
+        return [f"--{flag} is empty: give at least one value, each {rule.describe()}"]
     try:
-        return [kind(value) for value in values]
+        parsed = [kind(value) for value in values]
     except ValueError:
-        raise errors.ConfigError(
-            f"--{flag}={','.join(values)} is not a list of {kind.__name__}s (e.g. --{flag}=0,1,2)."
-        ) from None
+        return [f"{shown} must be a comma-separated list, each {rule.describe()}"]
+    bad = [value for value, p in zip(values, parsed, strict=True) if not rule.fits(p)]
+    if bad:
+        return [f"{shown}: {', '.join(bad)} must each be {rule.describe()}"]
+    if unique and len(set(parsed)) != len(parsed):
+        return [f"{shown} names a value twice; name each once"]
+    return []
+
+
+def path_problems(flag: str, path: str | None, want: str) -> list[str]:
+    """What keeps `--flag=path` from being what a command reads or makes: `want` "zoo" (a complete zoo),
+    "directory" (an existing one) or "new" (nothing there yet); none: fine."""
+    from weightspace import zoo
+
+    if not path:
+        return [f"--{flag} is empty: give a path"]
+    fits = {"zoo": zoo.is_complete, "directory": os.path.isdir, "new": lambda p: not os.path.exists(p)}[want]
+    if fits(path):
+        return []
+    said = {"zoo": "is not a complete zoo (the directory holding metadata.json and COMPLETE)",
+            "directory": "is not a directory", "new": "is already there: give a path that does not exist"}  # fmt: skip
+    return [f"--{flag}={path} {said[want]}"]
+
+
+def directory_problems(flag: str, path: str | None, kind: str, existing: bool = False) -> list[str]:
+    """What keeps a command of `kind` (`ownership.KINDS`) from writing the directory of `--flag`, or with
+    `existing` from reading it as one of that kind (`ownership.require`); none: fine."""
+    if not path:
+        return [f"--{flag} is empty: give a directory"]
+    try:
+        (ownership.require if existing else ownership.check)(path, kind)
+    except errors.UserError as error:
+        return [" ".join(str(error).split()).rstrip(".")]
+    return []

@@ -17,9 +17,13 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from weightspace import lstm
+from weightspace import lstm, schema
 
 CONDITIONS = ("first", "every")
+
+
+# The declared type and range of every emulator config field (`weightspace.schema`).
+FIELD_RULES = {"hidden_size": schema.Int(1), "num_layers": schema.Int(1), "condition": schema.Choice(*CONDITIONS)}
 
 
 def default_config() -> ml_collections.ConfigDict:

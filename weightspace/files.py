@@ -88,9 +88,20 @@ def write_json(path: str | os.PathLike, document: Any) -> None:
         json.dump(strict(document), f, indent=1, allow_nan=False)
 
 
+class DamagedFileError(UserError, ValueError):
+    """A file the project wrote no longer reads back (cut short or edited)."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at `path`; a `DamagedFileError` naming the file when it does not parse."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DamagedFileError(
+                f"{path} is not valid JSON ({error}): it was cut short or edited. Restore it from a copy, or "
+                "move its directory away and run the command again."
+            ) from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -13,7 +13,9 @@ A zoo directory holds
   task's fields, the metrics) and the manifest of the arrays: shape, dtype and
   SHA-256 of every stored array; `sha256` is that of the rest of the document,
   so an edited column (a task, a step) is refused like a flipped byte;
-* `COMPLETE`: written last. A directory without it is not a zoo.
+* `COMPLETE`: written last. A directory without it is not a zoo;
+* `verified.json` (optional, written by `verify`): the array files whose hash last matched the manifest,
+  with their size, times, inode and device then, so that reusing a finished zoo need not hash it again.
 
 Loading checks every array against the manifest and refuses non-finite
 values, so a corrupt, truncated or diverged zoo is never used silently. The
@@ -54,7 +56,7 @@ FORMAT = "weightspace-zoo"
 # (`npy/`, or an Orbax checkpoint in `arrays/` before it) is not part of the version: it changes no content,
 # and a zoo moved to `npy/` by `upgrade` keeps its metadata, so runs that recorded the zoo still resume on it.
 VERSION = 3
-_NPY, _ORBAX, _METADATA, _COMPLETE = "npy", "arrays", "metadata.json", "COMPLETE"
+_NPY, _ORBAX, _METADATA, _COMPLETE, _VERIFIED = "npy", "arrays", "metadata.json", "COMPLETE", "verified.json"
 _CHUNK_BYTES = 1 << 26  # loading checks a file 64 MiB at a time
 
 
@@ -468,6 +470,11 @@ def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) ->
 
 def _read_orbax(path: str, document: dict[str, Any], verify: bool) -> dict[str, Any]:
     """The arrays of a zoo written before `npy/` (one Orbax checkpoint), checked, in memory."""
+    if not os.path.isdir(os.path.join(path, _ORBAX)):
+        raise ZooError(
+            f"The zoo at {path} has lost its arrays: neither {_NPY}/ nor {_ORBAX}/ is there. Restore {_NPY}/ from "
+            "a copy, or build the zoo again in a new workdir."
+        )
     try:
         arrays = checkpointing.restore_pytree(os.path.join(path, _ORBAX))
     except checkpointing.CorruptFileError as error:
@@ -506,8 +513,18 @@ def _read_npy(directory: str, document: dict[str, Any], verify: bool, on_disk: b
 
     Zoos without a manifest (format version 1, upgraded) are checked for finiteness only.
     """
+    where = f"Zoo at {os.path.dirname(directory)}"
+    named, bad_rows = {}, {}
+    for name, entry in _npy_manifest(directory, document).items():
+        named[name], bad_rows[name] = _read_checked(where, directory, name, entry, verify, on_disk)
+    _refuse_non_finite(where, bad_rows)
+    return _nested(named)
+
+
+def _npy_manifest(directory: str, document: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """The manifest entry of every array in `npy/` (None in a zoo without a manifest), once the `.npy` files
+    there are those the manifest names."""
     path = os.path.dirname(directory)
-    where = f"Zoo at {path}"
     stored = sorted(
         os.path.relpath(os.path.join(root, name), directory).removesuffix(".npy")
         for root, _, names in os.walk(directory)
@@ -518,12 +535,69 @@ def _read_npy(directory: str, document: dict[str, Any], verify: bool, on_disk: b
     if expected is None:
         _warn_once(f"The zoo at {path} has no manifest (format version 1): its arrays cannot be verified.")
         expected = {name: None for name in stored}
-    _check_names(where, directory, stored, expected)
-    named, bad_rows = {}, {}
-    for name, entry in expected.items():
-        named[name], bad_rows[name] = _read_checked(where, directory, name, entry, verify, on_disk)
+    _check_names(f"Zoo at {path}", directory, stored, expected)
+    return expected
+
+
+def verify(path: str | os.PathLike) -> None:
+    """Checks a complete zoo's arrays as `load` does (manifest, checksums, finiteness) without keeping them:
+    a finished zoo is checked before it is reused (the builder's rerun, `experiments.workdirs.ensure_zoo`).
+
+    Each `.npy` file whose hash matched is recorded in `verified.json` with its size, times, inode and
+    device at that moment; a file with all of them unchanged since is not read again, so a reuse costs a
+    `stat` per file. Any change (a write, even with its mtime set back; a replacement; a copy) hashes the
+    file again. A zoo in an Orbax checkpoint, or without a manifest, is read whole every time.
+
+    Raises:
+      ZooError: one line naming the array (or file) and the zoo, and the fix, when the zoo is incomplete,
+        corrupt, truncated or holds non-finite values; nothing is written then.
+    """
+    path = os.path.abspath(path)
+    document = read_metadata(path)
+    directory = os.path.join(path, _NPY)
+    if not os.path.isdir(directory):
+        _read_orbax(path, document, verify=True)
+        return
+    where, record_path = f"Zoo at {path}", os.path.join(path, _VERIFIED)
+    verified, record, bad_rows = _verification(record_path), {}, {}
+    for name, entry in _npy_manifest(directory, document).items():
+        state = None if entry is None else _file_state(os.path.join(directory, f"{name}.npy"), entry["sha256"])
+        if state is None or verified.get(name) != state:
+            _, bad_rows[name] = _read_checked(where, directory, name, entry, verify=True, on_disk=True)
+        if state is not None:
+            record[name] = state
     _refuse_non_finite(where, bad_rows)
-    return _nested(named)
+    if record != verified:
+        try:
+            files.write_json(record_path, record)
+        except OSError as error:  # a read-only zoo is still checked, in full each time
+            _warn_once(f"Cannot record the verification of the zoo at {path} ({error}): it is hashed at every reuse.")
+
+
+def _verification(record_path: str) -> dict[str, Any]:
+    """What a previous `verify` recorded ({} when there is no readable record: every file is hashed)."""
+    try:
+        record = files.read_json(record_path)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _file_state(file: str, sha256: str) -> dict[str, Any] | None:
+    """What `verify` records of a file whose hash matched `sha256`: its size, times, inode and device, which a
+    write, a replacement or a copy changes (ctime even when the mtime is set back). None when it cannot be read."""
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return None
+    return {
+        "sha256": sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+        "device": stat.st_dev,
+    }
 
 
 def _read_checked(
@@ -583,11 +657,14 @@ def take_rows(array: np.ndarray, *indices: np.ndarray) -> np.ndarray:
     disk are checked for finiteness again, as the file may have changed since it was loaded.
 
     Raises:
-      ZooError: the file was truncated, or overwritten with non-finite values, after it was loaded.
+      ZooError: the indices are not integer 1-D arrays of one length within their axes (the same in
+        memory and on disk), or the file was truncated, or overwritten with non-finite values, after it
+        was loaded.
     """
+    indices = _checked_indices(array.shape, indices)
     if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)):  # not the file's own map
         return np.asarray(array[indices])
-    rows = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), array.shape[: len(indices)]).reshape(-1)
+    rows = np.ravel_multi_index(indices, array.shape[: len(indices)])
     out = np.empty((len(rows), *array.shape[len(indices) :]), array.dtype)
     if not len(rows):
         return out
@@ -613,3 +690,28 @@ def take_rows(array: np.ndarray, *indices: np.ndarray) -> np.ndarray:
                        "that were finite when the zoo was loaded: the file was overwritten. Re-copy or rebuild "
                        "the zoo.")  # fmt: skip
     return out
+
+
+def _checked_indices(shape: tuple[int, ...], indices: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """`take_rows`'s indices as NumPy arrays, refused unless 1 to len(shape) integer 1-D arrays of one length,
+    each within [0, n) of the axis it indexes: in memory NumPy would read a boolean as a mask, a negative index
+    from the end and a 2-D index as the result's shape, where a read from disk would not."""
+    arrays = tuple(np.asarray(index) for index in indices)
+    valid = 1 <= len(arrays) <= len(shape) and all(
+        np.issubdtype(a.dtype, np.integer)
+        and a.ndim == 1
+        and a.shape == arrays[0].shape
+        and (not a.size or 0 <= a.min() <= a.max() < n)
+        for a, n in zip(arrays, shape, strict=False)
+    )
+    if not valid:
+        given = "; ".join(
+            f"{a.dtype} {list(a.shape)}" + (f" from {a.min()} to {a.max()}" if a.size and a.dtype.kind in "iuf" else "")
+            for a in arrays
+        )
+        raise ZooError(
+            f"take_rows reads an array {list(shape)} by 1 to {len(shape)} integer 1-D index arrays of one length "
+            f"over its leading axes, each within [0, the size of its axis); it was given {len(arrays)}: "
+            f"{given or 'none'}."
+        )
+    return arrays

@@ -20,9 +20,9 @@ import json
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from weightspace import benchmarking, cli
+from weightspace import benchmarking, cli, schema, tasks
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -158,6 +158,19 @@ def _torch_baselines() -> list[dict]:
     return [r for r in runs if r]
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the layouts' counts, the zoos, the time."""
+    problems = [
+        problem
+        for name in ("devices", "runs_per_device", "steps_per_call")
+        for problem in cli.list_problems(name, flag_values[name].value, schema.Int(1), nonempty=True)
+    ]
+    problems += cli.list_problems("zoos", flag_values.zoos, schema.Choice(*tasks.FAMILIES), nonempty=True)
+    if not schema.Float(0.0).fits(flag_values.seconds):
+        problems.append(f"--seconds={flag_values.seconds} must be a finite number >= 0")
+    return problems
+
+
 def main(argv):
     del argv
     if flags.FLAGS.worker:
@@ -202,4 +215,4 @@ if __name__ == "__main__":
     flags.DEFINE_list("zoos", ["formal_languages", "sequential_mnist"], "Zoo configs to measure.")
     flags.DEFINE_string("outdir", None, "Where zoo_benchmark.json and .md are written (default: printed only).")
     flags.DEFINE_string("worker", None, "Internal: 'zoo,devices,runs_per_device,steps_per_call' to measure.")
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, check_flags)

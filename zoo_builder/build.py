@@ -25,9 +25,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from weightspace import checkpointing, files, lstm, multihost, progress, sharding, tasks, tensorboard, zoo
+from weightspace import checkpointing, files, lstm, multihost, ownership, progress, sharding, tasks, tensorboard, zoo
 from weightspace.errors import UserError
 from zoo_builder import train
+from zoo_builder.configs import schema
 
 DEFAULT_RUNS_PER_DEVICE = {"cpu": 1}
 ACCELERATOR_RUNS_PER_DEVICE = 256
@@ -167,36 +168,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
             f"{zoo_path} is there but is not a complete zoo (its COMPLETE file is missing): move it away to "
             "build it again, or restore that file if the zoo is intact"
         )
-    for key in (
-        "num_runs",
-        "train.steps_per_call",
-        "train.checkpoint_every_steps",
-        "lstm.hidden_size",
-        "lstm.num_layers",
-    ):
-        value = config[key]
-        if not value >= 1:
-            problems.append(f"{key}={value!r} must be >= 1")
-    for key in ("seed", "layout.runs_per_device"):
-        if not config[key] >= 0:
-            problems.append(f"{key}={config[key]!r} must be >= 0")
-    steps = np.asarray(config.train.snapshot_steps)
-    if steps.ndim != 1 or not len(steps) or steps[0] < 0 or np.any(np.diff(steps) <= 0):
-        problems.append(
-            f"train.snapshot_steps={config.train.snapshot_steps!r} must be increasing steps >= 0, at least one"
-        )
-    points = np.asarray(config.train.lr_points, np.float64)
-    if points.ndim != 2 or points.shape[1] != 2 or not np.all(np.isfinite(points)) or np.any(points[:, 1] <= 0):
-        problems.append(f"train.lr_points={config.train.lr_points!r} must be (step, learning rate > 0) pairs")
-    elif np.any(np.diff(points[:, 0]) <= 0):
-        problems.append(f"train.lr_points={config.train.lr_points!r} must have increasing steps")
-    if config.task.name not in tasks.FAMILIES:
-        problems.append(f"task.name={config.task.name!r} must be one of {sorted(tasks.FAMILIES)}")
-    else:
-        try:
-            tasks.make(config.task.name, config.task.settings)
-        except (TypeError, ValueError) as error:
-            problems.append(f"task.settings do not fit {config.task.name}: {error}")
+    problems += schema.problems(config)
     if problems:
         raise BuildError(f"Bad zoo build settings: {'; '.join(problems)}.")
 
@@ -210,7 +182,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> str:
     validate(config, workdir)
     workdir = os.path.abspath(workdir)
     zoo_path = os.path.join(workdir, "zoo")
-    os.makedirs(workdir, exist_ok=True)
+    ownership.claim(workdir, "zoo_build")
     with multihost.workdir_lock(workdir, "zoo builder", BuildError):
         multihost.check_shared_workdir(workdir, BuildError)
         multihost.check_same_config(config.to_json(), BuildError)
@@ -218,6 +190,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> str:
         if not zoo.is_complete(zoo_path):
             _build_locked(config, workdir, zoo_path)
         elif multihost.is_primary():
+            zoo.verify(zoo_path)  # a finished zoo is reused only if its arrays still match their checksums
             logging.info("The zoo in %s is complete; nothing to do.", zoo_path)
         _finish(workdir, zoo_path)
         multihost.barrier("zoo_builder.build: zoo finished")  # the others wait while process 0 assembles it

@@ -7,7 +7,7 @@ The layout follows from the zoo's family. See `zoo_builder.reference_format`
 for the layouts and their quirks.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from weightspace import cli
 from zoo_builder import reference_format
@@ -23,4 +23,6 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("src", None, "Path of the zoo to export.", required=True)
     flags.DEFINE_string("dst", None, "Directory to write (must not exist).", required=True)
-    app.run(cli.one_line_errors(main))
+    cli.run_command(
+        main, lambda flags_: cli.path_problems("src", flags_.src, "zoo") + cli.path_problems("dst", flags_.dst, "new")
+    )

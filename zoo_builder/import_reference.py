@@ -7,7 +7,7 @@ The family (formal languages or sequential MNIST) follows from the files in
 `--src`. See `zoo_builder.reference_format` for the layouts and their quirks.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from weightspace import cli, zoo
 from zoo_builder import reference_format
@@ -23,4 +23,7 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("src", None, "Directory in a reference layout (parameters.npy, ...).", required=True)
     flags.DEFINE_string("dst", None, "Path of the new zoo (must not exist).", required=True)
-    app.run(cli.one_line_errors(main))
+    cli.run_command(
+        main,
+        lambda flags_: cli.path_problems("src", flags_.src, "directory") + cli.path_problems("dst", flags_.dst, "new"),
+    )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from weightspace import cli
 
@@ -63,4 +63,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("processes", 2, "Local processes.", lower_bound=1)
     flags.DEFINE_integer("devices_per_process", 1, "CPU devices each process exposes.", lower_bound=1)
     flags.DEFINE_string("module", "zoo_builder.main", "Entry point every process runs.")
-    app.run(cli.one_line_errors(main))
+    cli.run_command(main)

@@ -8,13 +8,16 @@ knows, or `python -m zoo_builder.launch_local` for processes on one machine
 (which passes the --coordinator_address, --num_processes and --process_id flags).
 """
 
-import os
-import sys
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from weightspace import cli
+from zoo_builder.configs import schema
+
+
+def check_flags(flag_values) -> list[str]:
+    """Every problem of the command line: the config's schema and the workdir's owner."""
+    return schema.problems(flag_values.config) + cli.directory_problems("workdir", flag_values.workdir, "zoo_build")
 
 
 def main(argv):
@@ -30,8 +33,7 @@ def main(argv):
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Zoo config file[:preset].", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory of the build (checkpoints, zoo).", required=True)
-    flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).")
+    cli.define_cpu_devices_flag()
     cli.define_job_flags()
     flags.mark_flags_as_required(["config"])
-    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("a zoo builder"))
+    cli.run_command(main, check_flags, "a zoo builder")

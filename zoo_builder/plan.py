@@ -10,16 +10,15 @@ final assembly of the zoo.
 """
 
 import functools
-import os
-import sys
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from weightspace import cli, lstm, planning, sharding, tasks, zoo
 from zoo_builder import build, train
+from zoo_builder.configs import schema
 
 
 def _abstract(tree):
@@ -131,5 +130,8 @@ def main(argv):
 
 if __name__ == "__main__":
     cli.define_plan_flags("Zoo")
-    argv = cli.resolve_config_argument(sys.argv, os.path.dirname(__file__))
-    app.run(cli.one_line_errors(main), argv=argv, flags_parser=cli.config_parser("a zoo builder"))
+    cli.run_command(
+        main,
+        lambda flag_values: cli.plan_flag_problems(flag_values) + schema.problems(flag_values.config),
+        "a zoo builder",
+    )

@@ -8,9 +8,9 @@ rotation and tiling are right.
 """
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from weightspace import cli
+from weightspace import cli, schema
 
 
 def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
@@ -44,6 +44,13 @@ def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
     plt.close(figure)
 
 
+def check_flags(flag_values) -> list[str]:
+    """The snapshot indices and the column count."""
+    problems = cli.list_problems("snapshots", flag_values.snapshots, schema.Int(0), nonempty=True)
+    problems += cli.path_problems("zoo", flag_values.zoo, "zoo")
+    return problems + ([] if flag_values.columns >= 1 else [f"--columns={flag_values.columns} must be >= 1"])
+
+
 def main(argv):
     del argv
     render(flags.FLAGS.zoo, flags.FLAGS.out, [int(s) for s in flags.FLAGS.snapshots], flags.FLAGS.columns)
@@ -55,4 +62,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("out", "mnist_inputs.png", "PNG file to write.")
     flags.DEFINE_list("snapshots", ["0", "1", "2", "3"], "Snapshot indices (rows).")
     flags.DEFINE_integer("columns", 8, "Stored sequences per snapshot (columns).")
-    app.run(cli.one_line_errors(main))
+    cli.run_command(main, check_flags)

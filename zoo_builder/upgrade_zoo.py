@@ -7,9 +7,7 @@ so runs that recorded it still resume on it. Only such a zoo can be trained on f
 (`--config.train.zoo_on_disk=true`). Nothing may read the zoo meanwhile.
 """
 
-import sys
-
-from absl import app, flags, logging
+from absl import flags, logging
 
 from weightspace import cli, zoo
 
@@ -24,4 +22,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("zoo", None, "The zoo directory (the one holding metadata.json).", required=True)
-    app.run(cli.one_line_errors(main), argv=sys.argv, flags_parser=cli.parse_flags_or_exit)
+    cli.run_command(main, lambda flag_values: cli.path_problems("zoo", flag_values.zoo, "zoo"))

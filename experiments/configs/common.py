@@ -177,14 +177,26 @@ def _probe_policy(config: ml_collections.ConfigDict) -> None:
 VARIANTS = {"condition_every": _condition_every, "probe_prior": _probe_prior, "probe_policy": _probe_policy}
 
 
+def arg_problems(flag: str, arg: str) -> list[str]:
+    """What is wrong with a flag holding a config argument (`parse_arg`), as lines (none: fine)."""
+    try:
+        parse_arg(arg)
+    except ValueError as error:
+        return [f"--{flag}={arg}: {error}"]
+    return []
+
+
 def parse_arg(arg: str | None) -> tuple[str, tuple[str, ...]]:
     """(preset, variants) from a config argument such as "quick" or "quick,condition_every,probe_prior"."""
     parts = [part for part in (arg or "").split(",") if part]
     presets = [part for part in parts if part in PRESETS]
     variants = tuple(part for part in parts if part not in PRESETS)
     unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or len(presets) > 1:
+    if unknown:
         raise ValueError(
-            f"Config argument {arg!r}: at most one preset of {PRESETS}, then variants of {sorted(VARIANTS)}."
+            f"config argument {arg!r}: {', '.join(map(repr, unknown))} is neither a preset ({', '.join(PRESETS)}) "
+            f"nor a variant ({', '.join(sorted(VARIANTS))})."
         )
+    if len(presets) > 1 or len(set(variants)) != len(variants):
+        raise ValueError(f"config argument {arg!r}: name at most one preset, then each variant once.")
     return parse_preset(presets[0] if presets else None), variants

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import ml_collections
 from flax import nnx
 
-from weightspace import lstm
+from weightspace import lstm, schema
 from weightspace.encoders import (
     dwsnet,
     flat,
@@ -31,6 +31,7 @@ from weightspace.encoders import (
     layerwise_statistics,
     noninteractive,
     parameter_transformer,
+    probing,
 )
 from weightspace.encoders.base import Encoder
 
@@ -48,6 +49,35 @@ NAMES = tuple(_ENCODERS)
 GROUPS = {
     module.NAME: module.GROUP
     for module in (layerwise_statistics, flat, parameter_transformer, dwsnet, noninteractive, interactive)
+}
+# The declared type and range of every encoder config field (`weightspace.schema`), across the six encoders.
+FIELD_RULES: dict[str, schema.Rule] = {
+    "name": schema.Choice(*NAMES),
+    "embedding_size": schema.Int(1),
+    "normalize": schema.Bool(),
+    "augment": schema.Bool(),
+    "hidden_sizes": schema.Tuple(schema.Int(1), nonempty=False),
+    "quantiles": schema.Tuple(schema.Fraction(), increasing=True),
+    "width": schema.Int(1),
+    "num_layers": schema.Int(1),
+    "num_heads": schema.Int(1),
+    "mlp_size": schema.Int(1),
+    "dropout": schema.Fraction(open_high=True),
+    "channels": schema.Int(1),
+    "lstm_size": schema.Int(1),
+    "lstm_layers": schema.Int(1),
+    "residual": schema.Bool(),
+    "code_size": schema.Int(1),
+    "num_parallel": schema.Int(1),
+    # 0 and "auto": the dataset's defaults (experiments/configs/common.py).
+    "probe_length": schema.Int(0),
+    "probe_activation": schema.Choice("auto", *probing.PROBE_ACTIVATIONS),
+    "probe_hidden_sizes": schema.Tuple(schema.Int(1), nonempty=False),
+    "answers": schema.Choice(*probing.ANSWERS),
+    "answer_temperature": schema.Float(0.0, open_low=True),
+    "pool_answers": schema.Bool(),
+    "prior_scale": schema.Float(0.0),
+    "prior_policy": schema.Bool(),
 }
 # Config fields that are not constructor arguments.
 _NOT_MODULE_FIELDS = ("name", "augment")
@@ -86,4 +116,4 @@ def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, 
     return cls(spec, **kwargs, **data, rngs=nnx.Rngs(seed))
 
 
-__all__ = ["GROUPS", "NAMES", "Encoder", "build", "default_config"]
+__all__ = ["FIELD_RULES", "GROUPS", "NAMES", "Encoder", "build", "default_config"]

@@ -326,6 +326,11 @@ class CombinationLock:
             extra.append(f"alphabet_size={self.alphabet_size} must be at most {len(string.ascii_lowercase)}")
         if self.num_stored_sequences > self.num_scored_sequences:
             extra.append("num_stored_sequences must not exceed num_scored_sequences")
+        if self.code_length >= self.length:
+            extra.append(
+                f"code_length={self.code_length} must be less than length={self.length} (a stream must hold "
+                "the whole code and the label it opens)"
+            )
         fractions = ("start_probability", "abort_probability", "implements_threshold")
         check_settings(self, {**minimums, "weight_decay_value": 0.0}, fractions, tuple(extra))
 

@@ -1,0 +1,82 @@
+"""The declared type and range of every field of an experiment config (`weightspace.schema`).
+
+`problems(config)` is what `experiments.main` checks as it parses its flags, and what
+`experiments.train` checks again for a config built in Python: nothing is written before it passes.
+The names that only a zoo knows (a supervised or oracle target) are checked against the zoo once it is
+loaded, still before the run writes a file.
+"""
+
+import ml_collections
+
+from weightspace import emulator, encoders, losses, schema, tasks
+from weightspace.presets import PRESETS
+
+RULES: dict[str, schema.Rule] = {
+    "seed": schema.Int(0),
+    "zoo.dataset": schema.Text(),  # a registered family (`_known_family`: families may register late)
+    "zoo.path": schema.Text(),
+    "zoo.preset": schema.Choice(*PRESETS),
+    **{f"encoder.{key}": rule for key, rule in encoders.FIELD_RULES.items()},
+    **{f"emulator.{key}": rule for key, rule in emulator.FIELD_RULES.items()},
+    "loss": schema.Choice(*losses.LOSSES),
+    "supervised.target": schema.Text(),
+    "supervised.hidden_sizes": schema.Tuple(schema.Int(1), nonempty=False),
+    "oracle.target": schema.Text(),
+    "optim.lr": schema.Float(0.0, open_low=True),
+    "optim.weight_decay": schema.Float(0.0),
+    "optim.clip_norm": schema.Float(0.0, open_low=True),
+    "train.num_steps": schema.Int(1),
+    "train.batch_size": schema.Int(1),
+    "train.log_every_steps": schema.Int(1),
+    "train.checkpoint_every_steps": schema.Int(1),
+    "train.min_step": schema.Int(0),
+    "train.data_parallel": schema.Bool(),
+    "train.zoo_on_disk": schema.Bool(),
+    "eval.every_steps": schema.Int(1),
+    "eval.batch_size": schema.Int(1),
+    "evaluate.after_training": schema.Bool(),
+    "evaluate.seed": schema.Int(0),
+    "evaluate.num_cloned": schema.Int(0),
+    "split.seed": schema.Int(0),
+    "split.ood_fraction": schema.Fraction(open_high=True),
+    "split.eval_fraction": schema.Fraction(open_high=True),
+}
+
+
+def _known_family(config: ml_collections.ConfigDict) -> list[str]:
+    if config.zoo.dataset not in tasks.FAMILIES:
+        return [f"zoo.dataset={config.zoo.dataset!r} must be one of {sorted(tasks.FAMILIES)}"]
+    return []
+
+
+def _tasks_left_to_train_on(config: ml_collections.ConfigDict) -> list[str]:
+    total = config.split.ood_fraction + config.split.eval_fraction
+    if total < 1:
+        return []
+    return [f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"]
+
+
+def _one_objective(config: ml_collections.ConfigDict) -> list[str]:
+    if config.oracle.target and config.supervised.target:
+        return ["oracle.target and supervised.target exclude each other (an oracle run trains by emulation)"]
+    return []
+
+
+def _policy_exists(config: ml_collections.ConfigDict) -> list[str]:
+    """A prior policy needs a family that has a hand-written prober (the combination locks)."""
+    wants = config.encoder.get("prior_policy") and config.encoder.get("prior_scale")
+    if not wants or config.zoo.dataset not in tasks.FAMILIES:
+        return []
+    try:
+        tasks.FAMILIES[config.zoo.dataset]().probe_policy()
+    except ValueError as error:
+        return [f"encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: {error}"]
+    return []
+
+
+RELATIONS = (_known_family, _tasks_left_to_train_on, _one_objective, _policy_exists)
+
+
+def problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Every field of `config` out of its declared range, then the fields that do not fit each other."""
+    return schema.problems(config, RULES, RELATIONS)

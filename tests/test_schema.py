@@ -1,0 +1,99 @@
+"""The declared rules of config fields: what fits, what each says, and that every field of every config has one."""
+
+import itertools
+import math
+import re
+
+import pytest
+
+from experiments.configs import common
+from experiments.configs import schema as experiment_schema
+from weightspace import encoders, presets, schema, tasks
+from zoo_builder import configs as zoo_configs
+from zoo_builder.configs import schema as zoo_schema
+
+
+@pytest.mark.parametrize(
+    ("rule", "fits", "does_not"),
+    [
+        (schema.Int(1), [1, 7], [0, -1, 1.5, True, "1", None, math.nan]),
+        (schema.Int(0, 3), [0, 3], [4, -1]),
+        (schema.Float(0.0, open_low=True), [1e-9, 5, 2.5], [0.0, -1.0, math.nan, math.inf, -math.inf, "1", False]),
+        (schema.Fraction(open_high=True), [0.0, 0.5], [1.0, -0.1, math.nan]),
+        (schema.Choice("a", "b"), ["a", "b"], ["c", "", 1, None]),
+        (schema.Bool(), [True, False], [0, 1, "true", None]),
+        (schema.Text(), ["", "/a"], [None, 3]),
+        (schema.Tuple(schema.Int(0), increasing=True), [(0, 1, 5), [2]], [(), (1, 1), (2, 1), (0, -1), "abc", 3]),
+        (schema.Tuple(schema.Int(1), nonempty=False), [(), (3, 3)], [(0,), (1.5,)]),
+    ],
+)
+def test_a_rule_fits_its_kind_and_range_only(rule, fits, does_not):
+    assert all(rule.fits(value) for value in fits)
+    assert not any(rule.fits(value) for value in does_not)
+
+
+def test_a_rule_says_what_it_wants():
+    assert schema.Int(1).describe() == "an integer >= 1"
+    assert schema.Float(0.0, 1.0, open_low=True).describe() == "a finite number > 0 and <= 1"
+    assert schema.Choice("x", "y").describe() == "one of ['x', 'y']"
+    assert schema.Tuple(schema.Int(0), words="steps").describe() == "steps"
+
+
+def _experiment_configs():
+    for encoder, dataset in itertools.product(encoders.NAMES, tasks.FAMILIES):
+        for preset, variant in itertools.product(presets.PRESETS, ("", *common.VARIANTS)):
+            if variant == "probe_policy" and dataset != "combination_lock":
+                continue  # refused, as the next test shows
+            yield common.experiment(encoder, ",".join(filter(None, (preset, variant))), dataset)
+
+
+def test_every_field_of_every_experiment_config_has_a_rule_that_its_defaults_fit():
+    checked = 0
+    for config in _experiment_configs():
+        assert experiment_schema.problems(config) == []  # raises on a field without a rule
+        checked += 1
+    assert checked > 200
+
+
+def test_every_field_of_every_zoo_config_has_a_rule_that_its_defaults_fit():
+    for family, preset in itertools.product(tasks.FAMILIES, presets.PRESETS):
+        assert zoo_schema.problems(zoo_configs.get_config(family, preset)) == []
+
+
+def test_a_field_without_a_rule_is_the_code_s_mistake():
+    config = common.experiment("flat", "smoke", "formal_languages")
+    config.unlock()
+    config.train.new_field = 3
+    with pytest.raises(KeyError, match=r"'train.new_field' has no declared rule"):
+        experiment_schema.problems(config)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"split.ood_fraction": 0.6, "split.eval_fraction": 0.5}, "must be < 1 .tasks must be left to train on"),
+        ({"oracle.target": "task", "supervised.target": "task"}, "exclude each other"),
+        ({"zoo.dataset": "parity"}, r"zoo.dataset='parity' must be one of \['combination_lock'"),
+        ({"loss": "hinge"}, r"loss='hinge' must be one of \['total_variation'"),
+        ({"optim.lr": math.inf}, "optim.lr=inf must be a finite number > 0"),
+    ],
+)
+def test_fields_out_of_range_or_against_each_other_are_named(change, message):
+    config = common.experiment("flat", "smoke", "formal_languages")
+    config.update_from_flattened_dict(change)
+    assert any(re.search(message, p) for p in experiment_schema.problems(config))
+
+
+def test_a_policy_prior_needs_a_family_with_a_policy():
+    config = common.experiment("interactive", "smoke,probe_policy", "formal_languages")
+    assert experiment_schema.problems(config) == [
+        "encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: Formal languages have no "
+        "probing policy to start probes from: keep prior_policy False."
+    ]
+
+
+def test_a_lock_code_longer_than_its_stream_is_refused():
+    config = zoo_configs.get_config("combination_lock", "smoke")
+    config.task.settings.code_length = 99
+    (problem,) = zoo_schema.problems(config)
+    assert "code_length=99 must be less than length=32" in problem
