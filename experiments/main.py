@@ -3,7 +3,7 @@
   python -m experiments.main --config=configs/dwsnet.py:quick --workdir=/tmp/dwsnet_quick
 
 Rerunning the same command on the same workdir resumes the run. The
-evaluation (experiments/evaluate.py) writes evaluation.json/.md into the
+evaluation (experiments/run/evaluate.py) writes evaluation.json/.md into the
 workdir; --config.evaluate.after_training=false skips it. Supervised baseline:
 --config.supervised.target=task (see configs/common.py).
 
@@ -42,7 +42,7 @@ def main(argv):
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.join_job(flags.FLAGS, distributed=flags.FLAGS.distributed)
     cli.quiet_library_logs()
-    from experiments import evaluate, train
+    from experiments.run import evaluate, train
 
     config = flags.FLAGS.config
     if not config.train.data_parallel:

@@ -1,5 +1,5 @@
 """The benchmarks' shared measurements (weightspace.benchmarking): FLOP counting and windowed rates; the encoder
-training benchmark (experiments.benchmark) end to end on the smoke preset."""
+training benchmark (experiments.benchmarks.encoder) end to end on the smoke preset."""
 
 import os
 import subprocess
@@ -52,7 +52,7 @@ def test_a_scaled_rate_summary_under_its_own_name():
 
 
 def _encoder_benchmark(*flags: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "experiments.benchmark", "--preset=smoke", "--seconds=0", *flags]
+    command = [sys.executable, "-m", "experiments.benchmarks.encoder", "--preset=smoke", "--seconds=0", *flags]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 

@@ -82,7 +82,11 @@ def _tree(path):
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/a_file"],
             r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a training run",
         ),
-        ("experiments.plan", ["--devices=1"], r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run"),
+        (
+            "experiments.benchmarks.plan",
+            ["--devices=1"],
+            r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run",
+        ),
         ("zoo_builder.upgrade_zoo", ["--zoo={tmp}/no_zoo"], r"Error \(ZooError\): No zoo at .*no_zoo: the directory"),
         (
             "zoo_builder.main",

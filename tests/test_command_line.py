@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments import train
 from experiments.configs import common, flat
 from experiments.configs import schema as experiment_schema
+from experiments.run import train
 from tests import command_line
 from tests.command_line import ACCEPTED, REPO, assert_one_line, digests, refusal, tree
 from weightspace import encoders, schema, zoo
@@ -112,18 +112,18 @@ IN_PROCESS = [
     ),
     (
         "silent 6: an encoder named twice",
-        "experiments.tables",
+        "experiments.analyses.tables",
         ["--preset=smoke", "--encoders=flat,flat", "--seeds=1", "--outdir={new}"],
         "names a value twice",
     ),
     (
         "silent 7: an override no run has",
-        "experiments.probing_gap",
+        "experiments.analyses.probing_gap",
         ["--preset=smoke", "--overrides=encoder.nonsense=3", "--outdir={new}"],
         "no run's config has the key",
     ),
-    ("silent 8: upgrading a file", "experiments.upgrade", ["--path={file}"], "is not a directory"),
-    ("silent 8: upgrading a missing folder", "experiments.upgrade", ["--path={new}"], "is not a directory"),
+    ("silent 8: upgrading a file", "experiments.run.upgrade", ["--path={file}"], "is not a directory"),
+    ("silent 8: upgrading a missing folder", "experiments.run.upgrade", ["--path={new}"], "is not a directory"),
     (
         "ugly: a NaN learning rate",
         "zoo_builder.main",
@@ -150,29 +150,34 @@ IN_PROCESS = [
     ),
     (
         "ugly: tables with an unknown variant",
-        "experiments.tables",
+        "experiments.analyses.tables",
         ["--preset=smoke,nonsense", "--outdir={new}"],
         "'nonsense' is neither a preset .* nor a variant",
     ),
     (
         "ugly: an unknown probing-gap encoder",
-        "experiments.probing_gap",
+        "experiments.analyses.probing_gap",
         ["--encoders=nonsense", "--outdir={new}"],
         "must each be one of \\['interactive'",
     ),
     (
         "ugly: an override that is not key=value",
-        "experiments.probing_gap",
+        "experiments.analyses.probing_gap",
         ["--overrides=justtext", "--outdir={new}"],
         "is not key=value",
     ),
     (
         "ugly: an unknown probing-gap variant",
-        "experiments.probing_gap",
+        "experiments.analyses.probing_gap",
         ["--variants=nonsense", "--outdir={new}"],
         "must each be one of \\['condition_every'",
     ),
-    ("ugly: planning unknown tables", "experiments.plan", ["--tables=nonsense"], "'nonsense' is neither a preset"),
+    (
+        "ugly: planning unknown tables",
+        "experiments.benchmarks.plan",
+        ["--tables=nonsense"],
+        "'nonsense' is neither a preset",
+    ),
     (
         "ugly: training in a builder's workdir",
         "experiments.main",
@@ -181,7 +186,7 @@ IN_PROCESS = [
     ),
     (
         "ugly: permutations of a builder's workdir",
-        "experiments.permutation_analysis",
+        "experiments.analyses.permutation_analysis",
         ["--workdir={build}"],
         "holds a zoo build .* not a training run",
     ),
@@ -221,11 +226,11 @@ IN_PROCESS = [
         ["--config=configs/family.py:nonexistent,smoke", "--workdir={new}"],
         "needs a task family name; known: \\[",
     ),
-    ("form: a disk benchmark on no zoo", "experiments.disk_benchmark", ["--zoo={new}"], "is not a complete zoo"),
-    ("form: a disk benchmark on a run", "experiments.disk_benchmark", ["--zoo={run}"], "is not a complete zoo"),
+    ("form: a disk benchmark on no zoo", "experiments.benchmarks.disk", ["--zoo={new}"], "is not a complete zoo"),
+    ("form: a disk benchmark on a run", "experiments.benchmarks.disk", ["--zoo={run}"], "is not a complete zoo"),
     (
         "form: a disk benchmark of no steps",
-        "experiments.disk_benchmark",
+        "experiments.benchmarks.disk",
         ["--zoo={zoo}", "--steps=0"],
         "--steps=0: 0 is not a positive integer",
     ),
@@ -275,7 +280,7 @@ def test_a_run_file_holding_invalid_json_is_one_line(name, places, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(places["run"], run)
     (run / name).write_text('{"cut": ')
-    _refused_as_a_process(tmp_path, ["experiments.evaluate", f"--workdir={run}"], f"{name} is not valid JSON")
+    _refused_as_a_process(tmp_path, ["experiments.run.evaluate", f"--workdir={run}"], f"{name} is not valid JSON")
 
 
 def test_a_complete_zoo_without_its_arrays_names_them(places, tmp_path):
@@ -377,7 +382,7 @@ COMMANDS = {
             },
         ),
     ],
-    "experiments.tables": [
+    "experiments.analyses.tables": [
         (
             ("--preset=smoke", "--outdir={new}"),
             {
@@ -392,7 +397,7 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.probing_gap": [
+    "experiments.analyses.probing_gap": [
         (
             ("--preset=smoke", "--outdir={new}"),
             {
@@ -413,7 +418,7 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.references": [
+    "experiments.analyses.references": [
         (
             ("--outdir={new}",),
             {
@@ -424,14 +429,14 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.evaluate": [((), {"--workdir": ["{file}", "{new}", "{build}", "{zoo}", "{tables}"]})],
-    "experiments.permutation_analysis": [
+    "experiments.run.evaluate": [((), {"--workdir": ["{file}", "{new}", "{build}", "{zoo}", "{tables}"]})],
+    "experiments.analyses.permutation_analysis": [
         ((), {"--workdir": ["{file}", "{new}", "{build}", "{zoo}"]}),
         (("--workdir={run}",), {"--num_snapshots": ["1", "x"], "--cpu_devices": ["-1"]}),
     ],
-    "experiments.loss_correlation": [((), {"--outdir": ["{file}", "{new}", "{run}", "{build}"]})],
-    "experiments.upgrade": [((), {"--path": ["{file}", "{new}", ""]})],
-    "experiments.plan": [
+    "experiments.analyses.loss_correlation": [((), {"--outdir": ["{file}", "{new}", "{run}", "{build}"]})],
+    "experiments.run.upgrade": [((), {"--path": ["{file}", "{new}", ""]})],
+    "experiments.benchmarks.plan": [
         (
             ("--tables=quick",),
             {
@@ -464,7 +469,7 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.benchmark": [
+    "experiments.benchmarks.encoder": [
         (
             (),
             {
@@ -488,7 +493,7 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.disk_benchmark": [
+    "experiments.benchmarks.disk": [
         (
             ("--zoo={zoo}",),
             {
@@ -501,7 +506,7 @@ COMMANDS = {
             },
         )
     ],
-    "experiments.sweep_benchmark": [
+    "experiments.benchmarks.sweep": [
         (
             ("--outdir={new}",),
             {
@@ -547,10 +552,11 @@ def hostile_command_lines(draw):
 
 def test_every_command_and_config_field_is_fuzzed():
     """Every command of both packages is in the fuzz table, and every ruled config field of both entry points."""
-    modules = {f"{package}.{name[:-3]}" for package in ("experiments", "zoo_builder")
-               for name in os.listdir(os.path.join(REPO, package)) if name.endswith(".py")}  # fmt: skip
+    sources = [p for package in ("experiments", "zoo_builder") for p in pathlib.Path(REPO, package).rglob("*.py")]
     commands = {
-        m for m in modules if "cli.run_command(" in pathlib.Path(REPO, *m.split(".")).with_suffix(".py").read_text()
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__main__")
+        for p in sources
+        if "cli.run_command(" in p.read_text()
     }
     assert commands == set(COMMANDS)
     fuzzed = {key for _, mutations in COMMANDS["experiments.main"][: len(encoders.NAMES)] for key, _ in mutations}

@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _benchmark(zoo_path, outdir, *extra):
     command = [
-        sys.executable, "-m", "experiments.disk_benchmark", "--config=configs/flat.py:smoke", f"--zoo={zoo_path}",
+        sys.executable, "-m", "experiments.benchmarks.disk", "--config=configs/flat.py:smoke", f"--zoo={zoo_path}",
         "--steps=20", "--log_every=5", "--memory_cap_mb=100000", f"--outdir={outdir}", *extra,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)

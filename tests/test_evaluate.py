@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import cloning, context, evaluate, objectives, train, workdirs
-from experiments.model import Model, SupervisedModel, TargetOracle
+from experiments.run import cloning, context, evaluate, objectives, train, workdirs
+from experiments.run.model import Model, SupervisedModel, TargetOracle
 from weightspace import emulator, lstm, probes, zoo
 from weightspace.tasks import formal_languages as fl
 from zoo_builder import build

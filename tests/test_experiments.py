@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import context, evaluate, train, upgrade, workdirs
-from experiments.model import TargetOracle
+from experiments.run import context, evaluate, train, upgrade, workdirs
+from experiments.run.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages

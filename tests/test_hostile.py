@@ -20,8 +20,8 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import train
 from experiments.configs import flat
+from experiments.run import train
 from weightspace import checkpointing, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -186,7 +186,7 @@ def test_11_evaluating_a_run_killed_before_its_first_checkpoint(smoke_run, tmp_p
         shutil.copy(smoke_run / name, workdir / name)
     (workdir / "checkpoints").mkdir()
     message = "No 'best' checkpoint in .* the run stopped before it saved one"
-    _refused(tmp_path, ["experiments.evaluate", f"--workdir={workdir}"], "TrainingError", message)
+    _refused(tmp_path, ["experiments.run.evaluate", f"--workdir={workdir}"], "TrainingError", message)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import tables
+from experiments.analyses import tables
 from weightspace import lstm, targets, tasks
 from weightspace.tasks import base
 

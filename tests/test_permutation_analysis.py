@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import permutation_analysis as pa
+from experiments.analyses import permutation_analysis as pa
 from weightspace import encoders, lstm
 
 SPEC = lstm.LSTMSpec(4, 6, 2, 5)

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import plan as experiment_plan
-from experiments import report, train, workdirs
+from experiments import report
+from experiments.benchmarks import plan as experiment_plan
 from experiments.configs import flat
+from experiments.run import train, workdirs
 from weightspace import errors, files, metrics, planning, zoo
 from zoo_builder import build
 from zoo_builder import plan as zoo_plan

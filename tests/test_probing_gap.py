@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from experiments import permutation_analysis, probing_gap, report
+from experiments import report
+from experiments.analyses import permutation_analysis, probing_gap
 
 
 def test_options_are_parsed_and_named():

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import context, evaluate, references, report, tables
+from experiments import report
+from experiments.analyses import references, tables
+from experiments.run import context, evaluate
 from weightspace import zoo
 from weightspace.tasks import base
 from weightspace.tasks import formal_languages as fl

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from experiments import report, tables
+from experiments import report
+from experiments.analyses import tables
 
 RESULTS = os.path.join(report.REPO, "experiments", "results")
 COMMITTED = sorted(p for p in glob.glob(f"{RESULTS}/*/*.json") if os.path.basename(p) in report.RENDERERS)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import train, workdirs
+from experiments.run import train, workdirs
 from weightspace import checkpointing, encoders, errors
 from zoo_builder import build
 from zoo_builder.configs import formal_languages

@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluate, loss_correlation, references, report, tables, train, workdirs
+from experiments import report
+from experiments.analyses import loss_correlation, references, tables
 from experiments.configs import common as config_common
+from experiments.run import evaluate, train, workdirs
 from weightspace import files
 from zoo_builder import build
 from zoo_builder.configs import formal_languages

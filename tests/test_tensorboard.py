@@ -11,8 +11,8 @@ import pytest
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
-from experiments import train, workdirs
 from experiments.configs import flat
+from experiments.run import train, workdirs
 from weightspace import files, metrics, multihost, tensorboard
 from zoo_builder import build
 from zoo_builder.configs import formal_languages

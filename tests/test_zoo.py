@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import upgrade, workdirs
 from experiments.configs import flat
+from experiments.run import upgrade, workdirs
 from weightspace import checkpointing, files, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)

@@ -1,4 +1,4 @@
-"""What the benchmarks (`zoo_builder.benchmark`, `experiments.benchmark`, `disk_benchmark`, `sweep_benchmark`) share.
+"""What the benchmarks (`zoo_builder.benchmark`, `experiments.benchmarks`: encoder, disk, sweep) share.
 
 Each measurement runs in a fresh worker process (the CPU device count and the
 allocator settings are fixed at start-up) that prints one JSON line; rates

@@ -2,6 +2,7 @@
 
 import ctypes
 import functools
+import importlib
 import os
 import platform
 import sys
@@ -37,8 +38,9 @@ def run_command(main: Callable[[list[str]], Any], check: "FlagCheck | None" = No
     and schema, `check`), and errors reported as one line (`one_line_errors`)."""
     from absl import app
 
-    package_dir = os.path.dirname(os.path.abspath(sys.modules[main.__module__].__file__))
-    argv = resolve_config_argument(sys.argv, package_dir)
+    module = sys.modules[main.__module__]  # the command, run as __main__
+    top = importlib.import_module(module.__spec__.name.split(".")[0])  # experiments or zoo_builder: holds configs/
+    argv = resolve_config_argument(sys.argv, os.path.dirname(os.path.abspath(top.__file__)))
     parser = functools.partial(parse_flags_or_exit, config_kind=config_kind, check=check)
     app.run(one_line_errors(main), argv=argv, flags_parser=parser)
 
@@ -95,7 +97,7 @@ def define_job_flags() -> None:
 
 
 def define_plan_flags(what: str, config_required: bool = True) -> None:
-    """Defines the flags of a plan (`zoo_builder.plan`, `experiments.plan`): its config, devices and assumptions."""
+    """Defines the flags of a plan (`zoo_builder.plan`, `experiments.benchmarks.plan`): config, devices, assumptions."""
     from absl import flags
     from ml_collections import config_flags
 

@@ -27,8 +27,8 @@ KINDS = {
     "zoo_build": "a zoo build (python -m zoo_builder.main)",
     "run": "a training run (python -m experiments.main)",
     "sweep": "a sweep's members (python -m experiments.main --seeds)",
-    "tables": "a tables output (python -m experiments.tables or experiments.references)",
-    "probing_gap": "a probing-gap output (python -m experiments.probing_gap)",
+    "tables": "a tables output (python -m experiments.analyses.tables or experiments.analyses.references)",
+    "probing_gap": "a probing-gap output (python -m experiments.analyses.probing_gap)",
     "zoo": "a zoo",
 }
 # The kinds of directory a command makes inside its own (at any depth below it).

@@ -1,4 +1,4 @@
-"""A cost model for planning jobs (`python -m zoo_builder.plan`, `python -m experiments.plan`).
+"""A cost model for planning jobs (`python -m zoo_builder.plan`, `python -m experiments.benchmarks.plan`).
 
 A job's step is compiled here, on CPU devices standing in for the planned ones (a plan needs its
 shapes, not its values). Counted per step and device: the matmul FLOPs of the traced step, every
@@ -57,7 +57,7 @@ DEVICES = {
     )
 }
 # The fraction of peak the matmuls reach unless told otherwise: of the order the quick presets' steps reach on
-# a 2-core CPU (`experiments.plan --check`, experiments/BENCHMARKS.md, "Planning a job"); paper-size encoder
+# a 2-core CPU (`experiments.benchmarks.plan --check`, experiments/BENCHMARKS.md, "Planning a job"); paper-size encoder
 # steps reach more there (same page, "Encoder training", the "of ceiling" column).
 DEFAULT_FRACTION = 0.2
 

@@ -333,7 +333,7 @@ def _warn_once(message: str) -> None:
 
 
 def identity(path: str | os.PathLike) -> dict[str, Any]:
-    """What a run records of the zoo at `path` (`experiments.workdirs`): absolute path, family, LSTM spec,
+    """What a run records of the zoo at `path` (`experiments.run.workdirs`): absolute path, family, LSTM spec,
     snapshot count, metadata checksum.
 
     The checksum is the SHA-256 of the zoo's metadata document (`read_metadata`, keys sorted): it
@@ -541,7 +541,7 @@ def _npy_manifest(directory: str, document: dict[str, Any]) -> dict[str, dict[st
 
 def verify(path: str | os.PathLike) -> None:
     """Checks a complete zoo's arrays as `load` does (manifest, checksums, finiteness) without keeping them:
-    a finished zoo is checked before it is reused (the builder's rerun, `experiments.workdirs.ensure_zoo`).
+    a finished zoo is checked before it is reused (the builder's rerun, `experiments.run.workdirs.ensure_zoo`).
 
     Each `.npy` file whose hash matched is recorded in `verified.json` with its size, times, inode and
     device at that moment; a file with all of them unchanged since is not read again, so a reuse costs a

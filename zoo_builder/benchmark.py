@@ -17,12 +17,13 @@ are printed.
 """
 
 import json
+import os
 import sys
 import time
 
 from absl import flags, logging
 
-from weightspace import benchmarking, cli, schema, tasks
+from weightspace import benchmarking, cli, files, provenance, schema, tasks
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -177,9 +178,6 @@ def main(argv):
         zoo_name, *layout = flags.FLAGS.worker.split(",")
         print(json.dumps(_measure(zoo_name, *(int(x) for x in layout), flags.FLAGS.seconds)))
         return
-    # The report lives with the experiments' (one module renders every results file); imported here only.
-    from experiments import report, tables
-
     baselines = _torch_baselines()
     rows = []
     for zoo_name in flags.FLAGS.zoos:
@@ -200,10 +198,16 @@ def main(argv):
         windows=benchmarking.WINDOWS,
         torch_baselines=baselines,
         rows=rows,
-        command=" ".join(["python -m zoo_builder.benchmark", *sys.argv[1:]]),
-        machine=tables.machine(),
+        command=provenance.command(),
+        machine=provenance.machine(),
     )
-    report.publish(result, "zoo_benchmark.json", flags.FLAGS.outdir)
+    if flags.FLAGS.outdir:
+        path = os.path.join(flags.FLAGS.outdir, "zoo_benchmark.json")
+        os.makedirs(flags.FLAGS.outdir, exist_ok=True)
+        files.write_json(path, result)
+        print(f"Wrote {path}; python -m experiments.report --outdir={flags.FLAGS.outdir} renders its table.")
+    else:
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

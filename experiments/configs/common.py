@@ -111,7 +111,7 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.eval.batch_size = 64
 
     config.evaluate = ml_collections.ConfigDict()
-    # Run the downstream evaluation (python -m experiments.evaluate) when training ends.
+    # Run the downstream evaluation (python -m experiments.run.evaluate) when training ends.
     config.evaluate.after_training = True
     # Seeds the probes (held-out part, init) and the choice of cloned snapshots.
     config.evaluate.seed = 0

@@ -1,7 +1,7 @@
 """The declared type and range of every field of an experiment config (`weightspace.schema`).
 
 `problems(config)` is what `experiments.main` checks as it parses its flags, and what
-`experiments.train` checks again for a config built in Python: nothing is written before it passes.
+`experiments.run.train` checks again for a config built in Python: nothing is written before it passes.
 The names that only a zoo knows (a supervised or oracle target) are checked against the zoo once it is
 loaded, still before the run writes a file.
 """

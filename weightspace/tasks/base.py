@@ -53,7 +53,7 @@ For downstream evaluation (design §5), a family also says
   the scores reported on trained snapshots only (both families: `later_half`,
   the later half of the snapshot steps);
 
-and for the reference rows of the results tables (`experiments/references.py`),
+and for the reference rows of the results tables (`experiments/analyses/references.py`),
 which need no learned encoder:
 
 * `readout(key, model, task, data)`: the downstream targets read off the
@@ -67,7 +67,7 @@ which need no learned encoder:
   hand-written set of probing inputs, as features for the same downstream
   probes that read the encoders' embeddings.
 
-For the results tables and figures (`experiments/tables.py`, `figures.py`),
+For the results tables and figures (`experiments/analyses/tables.py`, `figures.py`),
 which name no family, a family also says
 
 * `table_columns`: the evaluation metrics shown as table columns,

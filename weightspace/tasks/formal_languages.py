@@ -207,7 +207,7 @@ class FormalLanguages:
     probe_activation = "softmax"
     # The readout samples from the LSTM to score its performance.
     readout_uses_key = True
-    # Results tables and figures (`experiments/report.py` marks each column ↑ or ↓).
+    # Results tables and figures (`experiments/report/runs.py` marks each column ↑ or ↓).
     table_columns = (
         ("task_accuracy", "task acc"),
         ("task_d1_accuracy", "d1 acc"),

@@ -1,5 +1,5 @@
 """Trains an encoder with the emulator (or a prediction head) on a zoo, with the eval and OOD losses
-measured as it goes and resumable checkpoints (the downstream evaluation is `experiments.evaluate`):
+measured as it goes and resumable checkpoints (the downstream evaluation is `experiments.run.evaluate`):
 
     train(config, workdir)
     train_sweep(configs, workdirs)   # runs that differ only in seed and learning rate, trained together
@@ -8,7 +8,7 @@ A sweep trains its members in one jitted step, vmapped over a leading member axi
 optimiser state and the keys: each member draws the batches, and takes the steps, of its single run
 (up to floating-point rounding), and writes a single run's workdir (its config, metrics, checkpoints),
 so evaluation, tables and `workdirs.load_run` read a member as they read a run. A single run is a sweep
-of one member. The workdir's layout, and loading what a run trained, are in `experiments.workdirs`.
+of one member. The workdir's layout, and loading what a run trained, are in `experiments.run.workdirs`.
 """
 
 import contextlib
@@ -26,9 +26,9 @@ import optax
 from absl import logging
 from flax import nnx
 
-from experiments import batches, context, workdirs
 from experiments.configs import schema
-from experiments.model import initial_state, make_optimizer
+from experiments.run import batches, context, workdirs
+from experiments.run.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
     dataset,

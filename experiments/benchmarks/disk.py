@@ -1,6 +1,6 @@
 """Training on a zoo kept on disk against the same training with the zoo in memory: step rate and peak memory.
 
-  python -m experiments.disk_benchmark --config=configs/flat.py:quick --zoo=/tmp/zoo_fl_quick/zoo
+  python -m experiments.benchmarks.disk --config=configs/flat.py:quick --zoo=/tmp/zoo_fl_quick/zoo
 
 Trains the same run in separate processes (`experiments.main` without the downstream evaluation), in
 the order memory, disk, disk, memory, ... (`--repeats` of each) so that a machine's drift affects both
@@ -22,11 +22,11 @@ import tempfile
 
 from absl import flags
 
-from experiments import report, tables
-from weightspace import benchmarking, cli, errors, metrics, schema
+from experiments import report
+from weightspace import benchmarking, cli, errors, metrics, provenance, schema
 from weightspace import zoo as zoo_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODES = {"in memory": False, "on disk": True}
 
 
@@ -99,8 +99,8 @@ def main(argv):
         runs[mode].append(_train(zoo, MODES[mode]))
     document = zoo_lib.read_metadata(zoo)
     summary = {
-        "command": " ".join(["python -m experiments.disk_benchmark", *sys.argv[1:]]),
-        "machine": tables.machine(),
+        "command": provenance.command(),
+        "machine": provenance.machine(),
         "config": flags.FLAGS.config,
         "overrides": flags.FLAGS.overrides,
         "zoo": f"{document['family']}, {document['num_snapshots']:,} snapshots",

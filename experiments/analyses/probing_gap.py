@@ -1,7 +1,7 @@
 """The probing gap: interactive probing against any fixed probing sequence, on combination locks.
 
-  python -m experiments.probing_gap --preset=quick --outdir=/tmp/probing_gap    # m = 1..4, 128 LSTMs a zoo
-  python -m experiments.probing_gap --preset=medium --outdir=/tmp/probing_gap   # m = 2..4, 1024 LSTMs a zoo
+  python -m experiments.analyses.probing_gap --preset=quick --outdir=/tmp/probing_gap    # m = 1..4, 128 LSTMs a zoo
+  python -m experiments.analyses.probing_gap --preset=medium --outdir=/tmp/probing_gap   # m = 2..4, 1024 LSTMs a zoo
 
 The paper proves that a prober which chooses its next input after seeing the last answer can need
 exponentially fewer probing steps than any fixed probing sequence. A combination lock
@@ -40,8 +40,6 @@ import ast
 import dataclasses
 import importlib
 import os
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 
@@ -52,11 +50,13 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from experiments import context, evaluate, report, tables, workdirs
-from experiments import model as model_lib
+from experiments import report
+from experiments.analyses import tables
 from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
-from weightspace import cli, lstm, ownership, schema, zoo
+from experiments.run import context, evaluate, workdirs
+from experiments.run import model as model_lib
+from weightspace import cli, lstm, ownership, provenance, schema, zoo
 from weightspace.tasks import combination_lock as cl
 from zoo_builder import build
 from zoo_builder.configs import common as zoo_common
@@ -426,7 +426,7 @@ def make(
         by_budget=by_budget,
         wall_s=wall,
         command=command,
-        machine=tables.machine(),
+        machine=provenance.machine(),
         encoders=encoders,
         readers=READERS,
         references=REFERENCES,
@@ -482,7 +482,7 @@ def main(argv):
         flags.FLAGS.preset,
         Options.parse(flags.FLAGS.variants, flags.FLAGS.overrides),
         flags.FLAGS.seeds,
-        command=" ".join(["python -m experiments.probing_gap", *map(shlex.quote, sys.argv[1:])]),
+        command=provenance.command(),
         encoders=flags.FLAGS.encoders,
     )
 

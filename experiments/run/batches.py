@@ -2,7 +2,7 @@
 evaluation batches and how their rows are read, the objective's loss sums over them, and a module applied
 to every snapshot a batch at a time.
 
-The objective (`experiments.objectives`) is an argument: it says what its steps read (`device_arrays`)
+The objective (`experiments.run.objectives`) is an argument: it says what its steps read (`device_arrays`)
 and what they sum (`eval_sums`); this module only moves the data and runs the jitted steps.
 """
 

@@ -1,6 +1,6 @@
 """Symmetry sensitivity: how far an encoder's embedding moves under correct and incorrect permutations.
 
-  python -m experiments.permutation_analysis --workdir=DIR[,DIR...] [--outdir=DIR]
+  python -m experiments.analyses.permutation_analysis --workdir=DIR[,DIR...] [--outdir=DIR]
 
 A *correct* permutation of an LSTM's hidden neurons (design §2: the rows of every gate block, the
 columns of the recurrent matrix and of the next layer's input matrix or readout, all by the same
@@ -25,8 +25,6 @@ initialised against trained, for every run; and embedding change against functio
 """
 
 import os
-import shlex
-import sys
 from collections.abc import Callable
 
 import jax
@@ -35,8 +33,9 @@ import matplotlib
 import numpy as np
 from absl import flags
 
-from experiments import batches, context, report, tables, workdirs
-from weightspace import cli, losses, lstm, symmetry, targets, zoo
+from experiments import report
+from experiments.run import batches, context, workdirs
+from weightspace import cli, losses, lstm, provenance, symmetry, targets, zoo
 from weightspace.types import Params, PRNGKey
 
 matplotlib.use("Agg")
@@ -234,7 +233,7 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
         rows=rows,
         seed=seed,
         command=command,
-        machine=tables.machine(),
+        machine=provenance.machine(),
         kinds={kind: DESCRIPTIONS[kind] for kind in KINDS},
     )
     report.write(os.path.join(outdir, "permutation_analysis.json"), result)
@@ -256,7 +255,7 @@ def main(argv):
         flags.FLAGS.outdir or workdirs[0],
         flags.FLAGS.num_snapshots,
         flags.FLAGS.seed,
-        command=" ".join(["python -m experiments.permutation_analysis", *map(shlex.quote, sys.argv[1:])]),
+        command=provenance.command(),
     )
 
 

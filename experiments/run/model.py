@@ -1,6 +1,6 @@
 """The composite models a run trains, and their parts built from the run's config: an encoder with the
 emulator (emulation runs; oracle runs with `TargetOracle` as the encoder), or with a prediction head
-(supervised runs). Each objective (`experiments.objectives`) assembles its own.
+(supervised runs). Each objective (`experiments.run.objectives`) assembles its own.
 """
 
 import jax

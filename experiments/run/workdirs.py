@@ -13,13 +13,13 @@ Workdir layout:
   .lock                    held by the process training or evaluating in the workdir (`files.workdir_lock`)
   checkpoints/latest/      the latest training state (Orbax), for resuming
   checkpoints/best/        the state with the lowest eval loss so far
-  evaluation.json/.md      the downstream evaluation (`experiments.evaluate`), and embeddings.npy
+  evaluation.json/.md      the downstream evaluation (`experiments.run.evaluate`), and embeddings.npy
 
-A tables output directory (`experiments.tables`):
+A tables output directory (`experiments.analyses.tables`):
   results.json             the table cells (mean, std, n) and how they were made; tables.md renders it
   results.csv              every number of every run, one row each
   runs/<dataset>/<row>/seed<k>   one workdir per run behind the tables (`table_run`; a row's seeds are
-                           trained together as one sweep, `experiments.train.train_sweep`), `row` being the
+                           trained together as one sweep, `experiments.run.train.train_sweep`), `row` being the
                            objective's directory and row name (`Objective.table_row`: emulation/<encoder>,
                            supervised_<target>/<encoder>, oracle/<target>), or reference for the reference rows
 
@@ -38,8 +38,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments import batches, context, objectives, upgrade
-from experiments.model import Model, SupervisedModel, initial_state, make_optimizer
+from experiments.run import batches, context, objectives, upgrade
+from experiments.run.model import Model, SupervisedModel, initial_state, make_optimizer
 from weightspace import checkpointing, files, zoo
 from weightspace.errors import UserError
 
@@ -102,7 +102,7 @@ def run_zoo_path(workdir: str) -> str:
 
 def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
     """The zoo identity a run recorded at its start (None before it started); one from before identities
-    were recorded (only the path) is refused, naming the command that upgrades it (`experiments.upgrade`)."""
+    were recorded (only the path) is refused, naming the command that upgrades it (`experiments.run.upgrade`)."""
     path = os.path.join(workdir, RUN_ZOO)
     if not os.path.exists(path):
         return None
@@ -110,7 +110,7 @@ def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
     if set(recorded) == {"path"}:
         raise TrainingError(
             f"{path} records only its zoo's path, as runs did before zoo identities. Upgrade it once, in place "
-            f"(it records the identity of the zoo at that path): python -m experiments.upgrade --path={workdir}"
+            f"(it records the identity of the zoo at that path): python -m experiments.run.upgrade --path={workdir}"
         )
     return recorded
 
@@ -175,7 +175,7 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
 
 def _recorded_config(workdir: str) -> dict:
     """The config a workdir recorded (as JSON); one written before fields were added is refused, naming the
-    command that upgrades it (`experiments.upgrade`)."""
+    command that upgrades it (`experiments.run.upgrade`)."""
     path = os.path.join(workdir, "config.json")
     saved = files.read_json(path)
     missing = upgrade.missing_fields(saved)
@@ -183,7 +183,7 @@ def _recorded_config(workdir: str) -> dict:
         raise TrainingError(
             f"{path} was written before the config fields {', '.join(missing[:4])}"
             f"{' and more' if len(missing) > 4 else ''} existed. Upgrade it once, in place (it trains and "
-            f"evaluates as before): python -m experiments.upgrade --path={workdir}"
+            f"evaluates as before): python -m experiments.run.upgrade --path={workdir}"
         )
     return saved
 

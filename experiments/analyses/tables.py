@@ -1,6 +1,6 @@
 """The paper's results tables and figures, from (re)runs of every encoder.
 
-  python -m experiments.tables --preset=quick --dataset=all --seeds=1 --outdir=/tmp/tables
+  python -m experiments.analyses.tables --preset=quick --dataset=all --seeds=1 --outdir=/tmp/tables
 
 Runs all six encoders x datasets x seeds (each run is `experiments.main`:
 training, then downstream evaluation) in `<outdir>/runs/<dataset>/emulation/<encoder>/seed<k>`,
@@ -12,7 +12,7 @@ adds the supervised baselines (one run per encoder x target x seed, in
 the emulator given each dataset's exact task, which bounds emulation and
 cloning, and given a constant embedding, the level at which an encoder's
 embedding tells the emulator nothing. `--references` (on by default) adds the reference rows
-(experiments/references.py: the readout of every target from the LSTM's
+(experiments/analyses/references.py: the readout of every target from the LSTM's
 behaviour, and the same probes on a fixed probing set's outputs; one per
 seed, in `runs/<dataset>/reference/seed<k>`), which need no learned encoder.
 Writes into `outdir`:
@@ -26,24 +26,23 @@ Writes into `outdir`:
   results.json    the table cells (mean, std, n) behind tables.md, and the command, machine,
                   wall time and figures it shows (`python -m experiments.report --outdir=DIR`
                   renders tables.md from it again)
-  *.png           the figures (experiments/figures.py)
+  *.png           the figures (experiments/analyses/figures.py)
 """
 
+import csv
 import itertools
 import os
-import platform
-import shlex
-import sys
 import time
 
-import jax
 import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from experiments import evaluate, figures, loss_correlation, objectives, references, report, train, workdirs
+from experiments import report
+from experiments.analyses import figures, loss_correlation, references
 from experiments.configs import common as config_common
-from weightspace import cli, encoders, errors, ownership, schema, tasks
+from experiments.run import evaluate, objectives, train, workdirs
+from weightspace import cli, encoders, errors, files, ownership, provenance, schema, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
@@ -147,12 +146,16 @@ def build_cells(records: list[dict]) -> dict[str, dict]:
     return cells
 
 
-def machine() -> str:
-    """This machine and JAX's devices, as a results file records where it was computed."""
-    return (
-        f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, "
-        f"JAX {jax.__version__} on {len(jax.devices())} {jax.default_backend()} device(s)"
-    )
+# The columns of results.csv: one row per number of every run behind a tables output directory.
+RECORD_COLUMNS = ("dataset", "kind", "encoder", "seed", "run", "split", "predictor", "metric", "value")
+
+
+def write_records(path: str, records: list[dict]) -> None:
+    """Writes the records of a tables output directory as results.csv (`RECORD_COLUMNS`), atomically."""
+    with files.atomic_path(path) as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, RECORD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
 
 
 def _run_records(outdir: str, path: str, meta: dict, rows: list[dict]) -> list[dict]:
@@ -210,7 +213,7 @@ def make_tables(
             meta = dict(dataset=dataset, kind=references.KIND, seed=seed)
             records += _run_records(outdir, path, meta, references.records(result))
     cells = build_cells(records)
-    report.write_records(os.path.join(outdir, workdirs.RESULTS_CSV), records)
+    write_records(os.path.join(outdir, workdirs.RESULTS_CSV), records)
     figure_paths = []
     for dataset in datasets:
         family_runs = {e: runs[(dataset, objectives.EMULATION, e, 0)] for e in encoders}
@@ -222,7 +225,7 @@ def make_tables(
         seeds=seeds,
         cells=cells,
         command=command,
-        machine=machine(),
+        machine=provenance.machine(),
         wall_s=wall,
         timings=timings,
         figures=[os.path.basename(p) for p in figure_paths],
@@ -253,7 +256,7 @@ def main(argv):
         flags.FLAGS.seeds,
         tuple(flags.FLAGS.encoders),
         tuple(flags.FLAGS.supervised_targets),
-        command=" ".join(["python -m experiments.tables", *map(shlex.quote, sys.argv[1:])]),
+        command=provenance.command(),
         oracle=flags.FLAGS.oracle,
         with_references=flags.FLAGS.references,
         sweep=SWEEP_CHOICES[flags.FLAGS.sweep],

@@ -1,6 +1,6 @@
 """Downstream evaluation of a trained encoder (design §5).
 
-  python -m experiments.evaluate --workdir=/tmp/dwsnet_quick
+  python -m experiments.run.evaluate --workdir=/tmp/dwsnet_quick
 
 The encoder is frozen at its best checkpoint and embeds every snapshot of the
 zoo. For every downstream target (`weightspace.targets`) a linear and an MLP
@@ -11,7 +11,7 @@ encoder never saw, and on their trained snapshots only (`SUBSETS`;
 LSTMs have learnt their task. Also reported: the training objective's loss
 per split, and what the objective adds (`Objective.evaluation`): a
 supervised run's own head on its target (on the same subsets), and for
-emulation and oracle runs, cloning (`experiments.cloning`: the emulator
+emulation and oracle runs, cloning (`experiments.run.cloning`: the emulator
 conditioned on E(θ), scored on the task exactly like the original LSTM θ,
 for a seeded sample of eval and OOD snapshots).
 
@@ -32,7 +32,8 @@ import numpy as np
 from absl import flags, logging
 from flax import nnx
 
-from experiments import batches, report, workdirs
+from experiments import report
+from experiments.run import batches, workdirs
 from weightspace import cli, dataset, files, multihost, ownership, probes, sharding, targets, zoo
 
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"

@@ -1,6 +1,6 @@
 """What a run knows besides its arrays, built once from (config, zoo) and shared by training, evaluation,
 the reference rows and the figures: the task family, the LSTM spec, the task split, the downstream
-targets and the objective (`experiments.objectives`).
+targets and the objective (`experiments.run.objectives`).
 """
 
 import dataclasses
@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from experiments import objectives
+from experiments.run import objectives
 from weightspace import dataset, errors, lstm, sharding, targets, tasks, zoo
 
 

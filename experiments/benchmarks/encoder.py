@@ -1,7 +1,7 @@
 """Encoder-training throughput: train steps/s of each encoder with its emulator.
 
-  python -m experiments.benchmark --outdir=DIR
-  python -m experiments.benchmark --encoders=dwsnet,interactive --preset=quick --seconds=20 --members=1,2,3
+  python -m experiments.benchmarks.encoder --outdir=DIR
+  python -m experiments.benchmarks.encoder --encoders=dwsnet,interactive --preset=quick --seconds=20 --members=1,2,3
 
 For each encoder (each in its own process): compile time, steady-state train
 steps per second of the real jitted train step (encoder + emulator + loss +
@@ -23,7 +23,7 @@ step, so ours divided by it is a lower bound on the speed-up over the paper
 code that does not depend on how busy the machine is.
 
 With `--members=1,2,3` each encoder's step is also measured as a sweep of that many seeds (`train.Trainer`,
-members split over the devices as in training; `experiments.tables` exposes one CPU device per core, and
+members split over the devices as in training; `experiments.analyses.tables` exposes one CPU device per core, and
 so does this): member-steps/s against the single run's steps/s is what a sweep gains per step. With
 `--outdir` the figures go to DIR/encoder_benchmark.json and the encoder_benchmark.md rendered from it
 (`report`); without it they are printed.
@@ -40,7 +40,7 @@ import time
 
 from absl import flags, logging
 
-from weightspace import benchmarking, cli, encoders, presets, schema
+from weightspace import benchmarking, cli, encoders, presets, provenance, schema
 from weightspace.benchmarking import WINDOWS
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
@@ -118,7 +118,7 @@ def _measure(name: str, zoo_path: str, preset: str, seconds: float, members: int
 
     import jax
 
-    from experiments import train
+    from experiments.run import train
     from weightspace import zoo
 
     configs = []
@@ -186,7 +186,7 @@ def main(argv):
     import jax
 
     import zoo_builder
-    from experiments import report, tables
+    from experiments import report
 
     backend = jax.default_backend()
     rows = []
@@ -196,7 +196,7 @@ def main(argv):
         torch_rate = _torch_emulator_rate(flags.FLAGS.seconds, torch_device) if flags.FLAGS.preset == "paper" else None
         for name in flags.FLAGS.encoders:
             for count in members:
-                command = [sys.executable, "-m", "experiments.benchmark", f"--worker={name},{zoo_path}"]
+                command = [sys.executable, "-m", "experiments.benchmarks.encoder", f"--worker={name},{zoo_path}"]
                 command += [f"--preset={flags.FLAGS.preset}", f"--seconds={flags.FLAGS.seconds}"]
                 command += [f"--reuse_step_memory={flags.FLAGS.reuse_step_memory}", f"--members={count}"]
                 command += [f"--cpu_devices={flags.FLAGS.cpu_devices}"]
@@ -214,8 +214,8 @@ def main(argv):
         windows=WINDOWS,
         torch_emulator=torch_rate,
         rows=rows,
-        command=" ".join(["python -m experiments.benchmark", *sys.argv[1:]]),
-        machine=tables.machine(),
+        command=provenance.command(),
+        machine=provenance.machine(),
     )
     report.publish(result, "encoder_benchmark.json", flags.FLAGS.outdir)
 

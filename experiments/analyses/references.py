@@ -1,6 +1,6 @@
 """The reference rows of the results tables: what an LSTM's behaviour reveals with no learned encoder.
 
-  python -m experiments.references --dataset=formal_languages --preset=quick --outdir=/tmp/references
+  python -m experiments.analyses.references --dataset=formal_languages --preset=quick --outdir=/tmp/references
 
 Two rows per dataset, beside the encoders (never marked best):
 
@@ -40,8 +40,9 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from experiments import context, evaluate, report, workdirs
+from experiments import report
 from experiments.configs import common as config_common
+from experiments.run import context, evaluate, workdirs
 from weightspace import cli, files, lstm, ownership, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 

@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from experiments import context, evaluate, workdirs
+from experiments.run import context, evaluate, workdirs
 from weightspace import encoders, metrics, zoo
 
 NUM_SHOWN = 3

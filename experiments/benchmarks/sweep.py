@@ -1,9 +1,9 @@
 """A table's seeds as one sweep against one run after another: wall time, peak memory, and the same cells.
 
-  python -m experiments.sweep_benchmark --preset=quick,condition_every,probe_prior --seeds=3 --outdir=DIR
+  python -m experiments.benchmarks.sweep --preset=quick,condition_every,probe_prior --seeds=3 --outdir=DIR
 
 Makes the same tables twice on the same zoo, into two directories: one run at a time (`--sweep=false`, into
-DIR/runs) and each row's seeds as one sweep (`--sweep=true`, into DIR/sweep). Each `experiments.tables`
+DIR/runs) and each row's seeds as one sweep (`--sweep=true`, into DIR/sweep). Each `experiments.analyses.tables`
 process trains one encoder's row, the two modes taking turns (each goes first every other time, so that a
 machine's drift affects both alike); a last process of each mode adds the oracle and the reference rows and
 writes the whole tables, reusing every run. The zoo is built first, so that no time holds it. It compares
@@ -21,17 +21,17 @@ import time
 
 from absl import flags, logging
 
-from weightspace import benchmarking, cli, encoders, errors, files, schema, tasks
+from weightspace import benchmarking, cli, encoders, errors, files, provenance, schema, tasks
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODES = {"runs": False, "sweep": True}  # output subdirectory: --sweep
 
 
 def _tables_command(outdir: str, sweep: bool, names: list[str], final: bool) -> list[str]:
-    """`experiments.tables` into `outdir` for the encoders `names`; only the `final` one adds the oracle and the
-    reference rows and writes the whole tables (every run before it reused)."""
+    """`experiments.analyses.tables` into `outdir` for the encoders `names`; only the `final` one adds the oracle and
+    the reference rows and writes the whole tables (every run before it reused)."""
     return [
-        sys.executable, "-m", "experiments.tables", f"--preset={flags.FLAGS.preset}",
+        sys.executable, "-m", "experiments.analyses.tables", f"--preset={flags.FLAGS.preset}",
         f"--dataset={flags.FLAGS.dataset}", f"--seeds={flags.FLAGS.seeds}", f"--encoders={','.join(names)}",
         f"--oracle={final and flags.FLAGS.oracle}", f"--references={final}", f"--sweep={str(sweep).lower()}",
         f"--outdir={outdir}",
@@ -73,8 +73,9 @@ def main(argv):
     del argv
     outdir = flags.FLAGS.outdir
     os.makedirs(outdir)
-    from experiments import report, workdirs
+    from experiments import report
     from experiments.configs import common
+    from experiments.run import workdirs
 
     start = time.time()
     dataset, names = flags.FLAGS.dataset, flags.FLAGS.encoders
@@ -89,7 +90,9 @@ def main(argv):
             command = _tables_command(directory, MODES[mode], step_names, final)
             measured = benchmarking.measured_process(command, log, cwd=REPO)
             if measured["exit"]:
-                raise errors.UserError(f"experiments.tables into {directory} failed ({measured['exit']}): see {log}.")
+                raise errors.UserError(
+                    f"experiments.analyses.tables into {directory} failed ({measured['exit']}): see {log}."
+                )
             processes[mode].append({"encoders": step_names, "final": final, **measured})
             logging.info(
                 "%s %s: %.0f s, peak RSS %.0f MB", mode, step_names, measured["wall_s"], measured["peak_rss_mb"]
@@ -101,7 +104,7 @@ def main(argv):
         seeds=flags.FLAGS.seeds,
         processes=processes,
         cells=cell_differences(results["runs"]["cells"], results["sweep"]["cells"]),
-        command=" ".join(["python -m experiments.sweep_benchmark", *sys.argv[1:]]),
+        command=provenance.command(),
         machine=results["sweep"]["machine"],
         wall_s=time.time() - start,
     )

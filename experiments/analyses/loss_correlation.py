@@ -1,10 +1,10 @@
 """Does the emulation loss predict usefulness? Rank correlations between each run's loss and its scores.
 
-  python -m experiments.loss_correlation --outdir=DIR   # DIR: an experiments.tables output directory
+  python -m experiments.analyses.loss_correlation --outdir=DIR   # DIR: an experiments.analyses.tables output directory
 
 The encoders are trained to lower the emulation loss; the tables score what their embeddings reveal
 downstream. If the loss is a good proxy, runs with lower loss (across encoders and seeds) should score
-better. From the `results.csv` that `experiments.tables` writes, for every dataset: over the runs
+better. From the `results.csv` that `experiments.analyses.tables` writes, for every dataset: over the runs
 trained by emulation (every encoder and seed), Spearman's rank correlation between the run's emulation
 loss on the eval and on the OOD split and each downstream score of the family's table columns (MLP
 probe, on the OOD split and on its trained snapshots). The sign is oriented so that a positive
@@ -12,7 +12,7 @@ correlation means "lower loss, better score" (for errors and losses, lower is be
 
 Writes `loss_correlation.json`, `loss_correlation.md` (a table per dataset, rendered from the JSON
 by `experiments.report`) and `loss_correlation_<dataset>.png` (each score against the OOD loss, a
-colour per encoder) into DIR; `experiments.tables` does the same at the end of every invocation.
+colour per encoder) into DIR; `experiments.analyses.tables` does the same at the end of every invocation.
 """
 
 import csv
@@ -22,7 +22,8 @@ import matplotlib
 import numpy as np
 from absl import flags
 
-from experiments import objectives, report
+from experiments import report
+from experiments.run import objectives
 from weightspace import cli, targets, tasks
 
 matplotlib.use("Agg")
@@ -39,7 +40,9 @@ def read_records(outdir: str) -> list[dict]:
     """The rows of `<outdir>/results.csv` (values as floats, None where missing)."""
     path = os.path.join(outdir, "results.csv")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No results.csv in {outdir}: run experiments.tables with --outdir={outdir} first.")
+        raise FileNotFoundError(
+            f"No results.csv in {outdir}: run experiments.analyses.tables with --outdir={outdir} first."
+        )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -146,5 +149,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("outdir", None, "An experiments.tables output directory (with results.csv).", required=True)
+    flags.DEFINE_string(
+        "outdir", None, "An experiments.analyses.tables output directory (with results.csv).", required=True
+    )
     cli.run_command(main, check_flags)

@@ -22,8 +22,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from experiments import batches, cloning
-from experiments.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
+from experiments.run import batches, cloning
+from experiments.run.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
 from weightspace import errors, losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
@@ -103,7 +103,7 @@ class Emulation:
     def evaluation(
         self, model: Model, the_zoo: zoo.Zoo, split: dict[str, np.ndarray], embeddings: np.ndarray, subsets, settings
     ) -> dict:
-        """What the downstream evaluation adds: cloning (`experiments.cloning`, `settings` = config.evaluate)."""
+        """What the downstream evaluation adds: cloning (`experiments.run.cloning`, `settings` = config.evaluate)."""
         return {"cloning": cloning.report(model, self.family, the_zoo, split, embeddings, settings)}
 
 

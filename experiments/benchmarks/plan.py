@@ -1,8 +1,8 @@
 """Plans an encoder training run: per-device memory and FLOPs of its step, and its wall time on N devices.
 
-  python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100
-  python -m experiments.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100 --members=24
-  python -m experiments.plan --check=TABLES_DIR --outdir=DIR    # the plan against what those runs took here
+  python -m experiments.benchmarks.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100
+  python -m experiments.benchmarks.plan --config=configs/dwsnet.py:paper --devices=8 --device_kind=h100 --members=24
+  python -m experiments.benchmarks.plan --check=TABLES_DIR --outdir=DIR    # the plan against what those runs took here
 
 Nothing is trained: the run's own jitted train step and evaluation batch (`train.Trainer`,
 `batches.batch_sums`) are compiled for N CPU devices standing in for the planned ones,
@@ -18,8 +18,6 @@ downstream evaluation after training.
 
 import dataclasses
 import os
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 
@@ -30,12 +28,12 @@ from absl import flags, logging
 
 from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
-from weightspace import cli, encoders, errors, planning, schema, tasks
+from weightspace import cli, encoders, errors, planning, provenance, schema, tasks
 
 
 def _zoo(config: ml_collections.ConfigDict):
     """The run's zoo with its arrays as shapes: described from the built zoo, or from its builder config."""
-    from experiments import workdirs
+    from experiments.run import workdirs
     from weightspace import zoo
     from zoo_builder import configs
     from zoo_builder import plan as zoo_plan
@@ -49,7 +47,7 @@ def _zoo(config: ml_collections.ConfigDict):
 def _costs(configs: list[ml_collections.ConfigDict], the_zoo) -> tuple:
     """(trainer, train step's cost, evaluation batch's cost) of training `configs` as one sweep (one config:
     a single run), compiled on abstract inputs placed as the trainer places them."""
-    from experiments import batches, train
+    from experiments.run import batches, train
     from weightspace import dataset, sharding
 
     trainer = train.Trainer(configs, the_zoo)
@@ -101,7 +99,7 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     """The plan of training `config` on every (CPU) device of this process, standing for devices like `on`:
     a single run (data-parallel over the devices), or with `members` > 1 a sweep of that many seeds
     (`train.train_sweep`; members split over the devices) beside the same runs one after another."""
-    from experiments import train
+    from experiments.run import train
     from weightspace import dataset
 
     devices = jax.device_count()
@@ -155,12 +153,12 @@ ZOO_ROW = "zoo"
 def table_plan(
     preset: str, datasets: Sequence[str], names: Sequence[str], seeds: int, on: planning.Device, fraction: float
 ) -> dict:
-    """The plan of `experiments.tables --preset=PRESET --seeds=SEEDS` for `datasets` (the encoders `names`
+    """The plan of `experiments.analyses.tables --preset=PRESET --seeds=SEEDS` for `datasets` (the encoders `names`
     by emulation) on every (CPU) device of this process, standing for devices like `on`: each dataset's zoo
     build (`ZOO_ROW`, its runs split over the devices), then each encoder's seeds as one sweep (the
     default), and one run after another (`--sweep=false`, each run data-parallel)."""
-    from experiments import train
     from experiments.configs import common
+    from experiments.run import train
     from zoo_builder import configs as zoo_configs
     from zoo_builder import plan as zoo_plan
 
@@ -213,7 +211,7 @@ def check(outdir: str, fraction: float) -> dict:
     (`wall_time_s` of the zoo's `zoo.json`, on the devices of its `layout.json`) and each encoder's seed-0
     emulation run (the training loop's time in `metrics.jsonl`), planned at `fraction` of this machine's
     measured matmul rate, with the fraction of that rate each job's matmuls reached."""
-    from experiments import workdirs
+    from experiments.run import workdirs
     from weightspace import files, zoo
     from zoo_builder import plan as zoo_plan
 
@@ -258,10 +256,10 @@ def check(outdir: str, fraction: float) -> dict:
 def _publish(result: dict, name: str, start: float) -> None:
     """Adds the command, machine and wall time (since `start`) to `result` and writes it as `name`, with its
     markdown, into --outdir (`report.publish`)."""
-    from experiments import report, tables
+    from experiments import report
 
-    command = " ".join(["python -m experiments.plan", *map(shlex.quote, sys.argv[1:])])
-    result.update(command=command, machine=tables.machine(), wall_s=time.time() - start)
+    command = provenance.command()
+    result.update(command=command, machine=provenance.machine(), wall_s=time.time() - start)
     report.publish(result, name, flags.FLAGS.outdir)
 
 
@@ -305,7 +303,9 @@ def main(argv):
 if __name__ == "__main__":
     cli.define_plan_flags("Experiment", config_required=False)
     flags.DEFINE_integer("members", 1, "Seeds trained together as one sweep (experiments.main --seeds).", lower_bound=1)
-    flags.DEFINE_string("tables", None, "Plan experiments.tables at this preset (--members seeds) instead of --config.")
+    flags.DEFINE_string(
+        "tables", None, "Plan experiments.analyses.tables at this preset (--members seeds) instead of --config."
+    )
     flags.DEFINE_list("datasets", ["formal_languages", "sequential_mnist"], "With --tables: the datasets planned.")
     flags.DEFINE_list("encoders", list(encoders.NAMES), "With --tables: the encoders planned.")
     flags.DEFINE_string(

@@ -1,0 +1,194 @@
+"""The markdown of the analyses' results files: the probing gap, symmetry sensitivity, the loss correlation."""
+
+from experiments.report.format import (
+    command_lines,
+    machine_line,
+    text,
+    with_nan,
+)
+
+
+def _probing_gap_table(
+    rows: list[dict], key: str, label: str, learned: list[str], reference_names: list[str]
+) -> list[str]:
+    """Label / code accuracy of every reader (learned encoders, then references) and the references' bounds, a row
+    per value of `key` (the code length m or the budget L)."""
+    names, rows = [*learned, *reference_names], [with_nan(r) for r in rows]
+    lines = [
+        f"| {label} | "
+        + " | ".join(f"{n}: label / code" for n in names)
+        + f" | bounds: {' / '.join(reference_names)} |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for point in sorted({r[key] for r in rows}):
+        at = {r["row"]: r for r in rows if r[key] == point}
+        cells = []
+        for name in names:
+            r = at.get(name)
+            if r is None or "label_accuracy" not in r:
+                cells.append("-")
+                continue
+            std = f" ± {r['label_accuracy_std']:.2f}" if r.get("seeds", 1) > 1 else ""
+            cells.append(f"{r['label_accuracy']:.2f}{std} / {r['code_accuracy']:.2f}")
+        bounds = (
+            " / ".join(f"{at[r]['bound']:.2f}" for r in reference_names)
+            if all(r in at for r in reference_names)
+            else "-"
+        )
+        lines.append(f"| {point} | " + " | ".join(cells) + f" | {bounds} |")
+    return lines
+
+
+def _opened_table(rows: list[dict], learned: list[str], reference_names: list[str]) -> list[str]:
+    """Per code length m: the fraction of locks each probing encoder's probes open, untrained and trained, beside
+    the fraction each reference reads the label of."""
+    probing = [n for n in learned if any("opened" in r for r in rows if r["row"] == n)]
+    lines = [
+        "| m | "
+        + " | ".join(f"{n}: at init / trained" for n in probing)
+        + f" | read by reference: {' / '.join(reference_names)} |",
+        "|---|" + "---|" * (len(probing) + 1),
+    ]
+    for m in sorted({r["code_length"] for r in rows}):
+        at = {r["row"]: r for r in rows if r["code_length"] == m}
+        cells = [
+            f"{at[n]['opened_at_init']:.2f} / {at[n]['opened']:.2f}" if "opened" in at.get(n, {}) else "-"
+            for n in probing
+        ]
+        read = " / ".join(
+            f"{at[n]['label_read']:.2f}" if "label_read" in at.get(n, {}) else "-" for n in reference_names
+        )
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {read} |")
+    return lines
+
+
+def probing_gap_markdown(result: dict) -> str:
+    """`probing_gap.md` from `probing_gap.json` (experiments.analyses.probing_gap): accuracy against m and against L."""
+    plan, labels = result["plan"], result["plan"]["num_labels"]
+    # The encoders, and the fixed sequence read by their probe (results files from before these have none).
+    readers = ([*result["encoders"], *result.get("readers", ())], result["references"])
+    zoos = "; ".join(
+        f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
+        f"{z['ood_trained']} held-out ones do"
+        for z in result["zoos"]
+    )
+    return text(
+        [
+            "# The probing gap on combination locks",
+            "",
+            *command_lines(result),
+            f"Preset: {result['preset']}; options: {result['options']}; seeds: {result['seeds']}"
+            f"{machine_line(result, '; machine: ')}.",
+            f"Wall time of this invocation: {result['wall_s']:.0f} s.",
+            "",
+            "Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock "
+            f"({result['subset']}, {result['predictor']} probe for the encoders; references read with no learning, "
+            f"guessing uniformly where they read nothing). Chance: label {1 / labels:.2f}. Bounds: the "
+            "guess-adjusted fraction of locks the budget covers."
+            + (
+                " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
+                "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer."
+                if result.get("readers")
+                else ""
+            ),
+            "",
+            f"Zoos: {zoos}",
+            "",
+            f"## Against the code length m (L = {plan['budget']})",
+            "",
+            *_probing_gap_table(result["by_code_length"], "code_length", "m", *readers),
+            "",
+            f"## Against the budget L (m = {plan['sweep_code_length']})",
+            "",
+            *_probing_gap_table(result["by_budget"], "budget", "L", *readers),
+            *(
+                [
+                    "",
+                    f"## Locks the probes open (L = {plan['budget']})",
+                    "",
+                    "Fraction of the same LSTMs whose answers to a probing encoder's probes show a label (the "
+                    "lock opened), with the encoder untrained and trained; beside it, the fraction whose label "
+                    "each reference read.",
+                    "",
+                    *_opened_table(result["by_code_length"], result["encoders"], result["references"]),
+                ]
+                if any("opened" in r for r in result["by_code_length"])
+                else []
+            ),
+        ]
+    )
+
+
+def permutation_analysis_markdown(result: dict) -> str:
+    """`permutation_analysis.md` from `permutation_analysis.json` (experiments.analyses.permutation_analysis): a row per
+    run and kind of permutation, the embedding's relative change as initialised and trained."""
+    rows, kinds = [with_nan(r) for r in result["rows"]], result["kinds"]
+    lines = [
+        "# Symmetry sensitivity",
+        "",
+        *command_lines(result),
+        f"{machine_line(result, 'Machine: ', '. ')}Sample: {rows[0]['snapshots']} held-out snapshots per run "
+        f"(seed {result['seed']}).",
+        "",
+        "Relative change: mean ‖E(θ) - E(Pθ)‖ over the sample / mean ‖E(θ) - E(θ')‖ between different snapshots. "
+        "Function change: total variation between the outputs of θ and Pθ on θ's stored sequences. Rank "
+        "correlation: Spearman, per snapshot, between the embedding change and the function change over every "
+        "incorrect kind.",
+        "",
+        "Kinds: " + "; ".join(f"`{kind}`: {description}" for kind, description in kinds.items()) + ".",
+        "",
+        "| run | kind | function change | relative change, init | relative change, trained | trained / init |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["run"] for r in rows):
+        by = {(r["state"], r["kind"]): r for r in rows if r["run"] == name}
+        for kind in kinds:
+            init, trained = by[("init", kind)], by[("trained", kind)]
+            ratio = (
+                trained["relative_change"] / init["relative_change"] if init["relative_change"] > 0 else float("nan")
+            )
+            lines.append(
+                f"| {name} | {kind} | {init['function_change']:.4f} | {init['relative_change']:.2e} | "
+                f"{trained['relative_change']:.2e} | {ratio:.2f} |"
+            )
+        lines.append(
+            f"| {name} | rank correlation | | {by[('init', 'correct')]['rank_correlation']:.2f} | "
+            f"{by[('trained', 'correct')]['rank_correlation']:.2f} | |"
+        )
+    return text(lines)
+
+
+def _loss_split_name(split: str) -> str:
+    return "OOD" if split == "ood" else split
+
+
+def loss_correlation_markdown(result: dict) -> str:
+    """`loss_correlation.md` from `loss_correlation.json` (`experiments.analyses.loss_correlation`): a table per
+    dataset of
+    the rank correlation between each run's emulation loss (a column per loss split) and each score."""
+    loss_splits = list(dict.fromkeys(r["loss_split"] for dataset in result.values() for r in dataset["rows"]))
+    lines = [
+        "# Does the emulation loss predict usefulness?",
+        "",
+        "Spearman's rank correlation, over every run trained by emulation (encoders x seeds), between the "
+        "run's emulation loss (eval, OOD) and each downstream score (MLP probe). Oriented: positive means "
+        "lower loss, better score. Source: results.csv of this directory.",
+        "",
+    ]
+    for dataset, correlation in result.items():
+        lines += [
+            f"## {dataset} ({correlation['runs']} runs)",
+            "",
+            "| score | split | " + " | ".join(f"rho with {_loss_split_name(s)} loss" for s in loss_splits) + " |",
+            "|---|---|" + "---|" * len(loss_splits),
+        ]
+        rho = {(r["split"], r["metric"], r["loss_split"]): with_nan(r)["rho"] for r in correlation["rows"]}
+        headers = {(r["split"], r["metric"]): r["header"] for r in correlation["rows"] if r["loss_split"] == "ood"}
+        for (split, metric), header in headers.items():
+            cells = [rho.get((split, metric, s), float("nan")) for s in loss_splits]
+            lines.append(f"| {header} | {split} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+        lines.append("")
+    return text(lines)
+
+
+# Each results file's renderer and the markdown file it renders into, by the results file's name.

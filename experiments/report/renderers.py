@@ -1,0 +1,87 @@
+"""Which renderer makes the markdown of each results file (by its name), and writing a results file with it."""
+
+import os
+from collections.abc import Callable
+
+from absl import logging
+
+from experiments.report.analyses import loss_correlation_markdown, permutation_analysis_markdown, probing_gap_markdown
+from experiments.report.benchmarks import (
+    disk_benchmark_markdown,
+    encoder_benchmark_markdown,
+    plan_check_markdown,
+    sweep_benchmark_markdown,
+    table_plan_markdown,
+    zoo_benchmark_markdown,
+)
+from experiments.report.format import ReportError
+from experiments.report.runs import (
+    tables_markdown,
+)
+from weightspace import files
+
+RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
+    "results.json": (tables_markdown, "tables.md"),
+    "probing_gap.json": (probing_gap_markdown, "probing_gap.md"),
+    "permutation_analysis.json": (permutation_analysis_markdown, "permutation_analysis.md"),
+    "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
+    "table_plan.json": (table_plan_markdown, "table_plan.md"),
+    "plan_check.json": (plan_check_markdown, "plan_check.md"),
+    "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),
+    "encoder_benchmark.json": (encoder_benchmark_markdown, "encoder_benchmark.md"),
+    "zoo_benchmark.json": (zoo_benchmark_markdown, "zoo_benchmark.md"),
+    "disk_benchmark.json": (disk_benchmark_markdown, "disk_benchmark.md"),
+}
+
+
+def _renderer(path: str) -> tuple[Callable[[dict], str], str]:
+    name = os.path.basename(path)
+    if name not in RENDERERS:
+        raise ReportError(f"{path}: no renderer for a results file named {name!r}; known: {', '.join(RENDERERS)}.")
+    return RENDERERS[name]
+
+
+def render(path: str) -> str:
+    """The markdown of the results file at `path`, by the renderer of its name."""
+    renderer, _ = _renderer(path)
+    return renderer(files.read_json(path))
+
+
+def rerender(path: str) -> str:
+    """Writes the markdown of the results file at `path` beside it; returns the markdown's path."""
+    markdown = os.path.join(os.path.dirname(path), _renderer(path)[1])
+    files.write_text(markdown, render(path))
+    logging.info("Wrote %s.", markdown)
+    return markdown
+
+
+def write(path: str, result: dict) -> str:
+    """Writes `result` to the results file at `path` and its markdown beside it; returns the markdown's path.
+
+    The markdown is rendered from the file as written, so it is what a later `rerender` gives.
+    """
+    _renderer(path)  # an unknown name fails before anything is written
+    files.write_json(path, result)
+    return rerender(path)
+
+
+def publish(result: dict, name: str, outdir: str | None) -> None:
+    """Prints the markdown of `result`, a results file named `name`; with `outdir`, first writes the file and
+    its markdown there (`write`), so that what is printed is what was written."""
+    if outdir:
+        os.makedirs(outdir, exist_ok=True)
+        with open(write(os.path.join(outdir, name), result)) as markdown:
+            print(markdown.read())
+    else:
+        print(_renderer(name)[0](result))
+
+
+# The columns of results.csv: one row per number of every run behind a tables output directory.
+
+
+def rerender_directory(outdir: str) -> list[str]:
+    """Rewrites the markdown of every results file in `outdir`; returns the markdown files' paths."""
+    paths = [os.path.join(outdir, name) for name in RENDERERS if os.path.isfile(os.path.join(outdir, name))]
+    if not paths:
+        raise ReportError(f"No results file ({', '.join(RENDERERS)}) in {outdir}.")
+    return [rerender(path) for path in paths]
