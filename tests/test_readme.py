@@ -17,7 +17,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def notebook_example() -> str:
     """The python block under the README's "Using it from a notebook" heading."""
-    readme = open(os.path.join(REPO, "README.md")).read()
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
     section = readme.split("## Using it from a notebook", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
