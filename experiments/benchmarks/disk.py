@@ -37,7 +37,8 @@ def _zoo_megabytes(path: str) -> float:
 def _train(zoo: str, on_disk: bool) -> dict:
     """One training process: {"rates": steps/s per logging interval, "peak_rss_mb", "exit"}."""
     steps = flags.FLAGS.steps
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = os.path.join(scratch, "run")  # the run's own directory: the log stays beside it
         command = [
             sys.executable, "-m", "experiments.main", f"--config={flags.FLAGS.config}", f"--workdir={workdir}",
             f"--config.zoo.path={zoo}", f"--config.train.num_steps={steps}",
@@ -46,7 +47,7 @@ def _train(zoo: str, on_disk: bool) -> dict:
             f"--config.train.zoo_on_disk={on_disk}", *flags.FLAGS.overrides,
         ]  # fmt: skip
         command = [*shlex.split(flags.FLAGS.wrapper), *command]
-        log = os.path.join(workdir, "stderr.log")
+        log = os.path.join(scratch, "stderr.log")
         measured = benchmarking.measured_process(command, log, cwd=REPO)
         with open(log) as f:
             tail = f.read()[-2000:]
