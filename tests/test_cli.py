@@ -87,7 +87,11 @@ def _tree(path):
             ["--devices=1"],
             r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run",
         ),
-        ("zoo_builder.upgrade_zoo", ["--zoo={tmp}/no_zoo"], r"Error \(ConfigError\): --zoo=.*no_zoo is not a complete zoo"),
+        (
+            "experiments.run.upgrade",
+            ["--path={tmp}/no_zoo"],
+            r"Error \(ConfigError\): --path=.*no_zoo is not a directory",
+        ),
         (
             "zoo_builder.main",
             ["--config=configs/formal_languages.py:smoke", "--workdir={tmp}/a_file"],

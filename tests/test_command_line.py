@@ -523,7 +523,6 @@ COMMANDS = {
     "zoo_builder.render_mnist": [
         (("--zoo={zoo}",), {"--snapshots": ["-1", "x", ""], "--columns": ["0"], "--zoo": ["{new}", "{run}"]})
     ],
-    "zoo_builder.upgrade_zoo": [((), {"--zoo": ["{new}", "{run}", "{file}"]})],
     "zoo_builder.import_reference": [
         (("--dst={new}",), {"--src": ["{new}", "{file}"]}),
         (("--src={run}",), {"--dst": ["{run}", "{file}"]}),

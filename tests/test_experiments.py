@@ -183,7 +183,7 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     files.write_json(workdir / "zoo.json", {"path": zoo_a})
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     for attempt in (lambda: train.train(config, str(workdir)), lambda: workdirs.run_zoo_path(str(workdir))):
-        with pytest.raises(workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.upgrade --path="):
+        with pytest.raises(workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.run\.upgrade --path="):
             attempt()
     assert upgrade.upgrade(str(workdir)) == [f"{workdir}: zoo.json given the identity of its zoo"]
     assert json.loads((workdir / "zoo.json").read_text()) == recorded and upgrade.upgrade(str(workdir)) == []
@@ -280,7 +280,7 @@ def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resum
     for added in ("answers", "prior_scale"):
         del saved["encoder"][added]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    message = r"written before the config fields encoder\.answers, .* python -m experiments\.upgrade --path="
+    message = r"written before the config fields encoder\.answers, .* python -m experiments\.run\.upgrade --path="
     for attempt in (
         lambda: train.train(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path)),
         lambda: workdirs.load_model(str(tmp_path)),

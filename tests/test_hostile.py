@@ -92,14 +92,15 @@ def _copy_zoo(smoke_zoo, tmp_path):
 
 
 def test_1_an_upgrade_beside_a_stray_npy_is_refused_and_the_arrays_survive(smoke_zoo, tmp_path):
-    """An Orbax-stored zoo with an empty (stray) npy/: nothing deleted, the zoo still loads."""
+    """An Orbax-stored zoo with an empty (stray) npy/: nothing deleted; without the stray, it upgrades and loads."""
     path = _copy_zoo(smoke_zoo, tmp_path)
     loaded = zoo.load(path)
     shutil.rmtree(path / "npy")
     checkpointing.save_pytree(path / "arrays", {"params": loaded.params, "behaviour": loaded.behaviour})
     (path / "npy").mkdir()
-    _refused(tmp_path, ["zoo_builder.upgrade_zoo", f"--zoo={path}"], "ZooError", "is not a complete copy of them")
+    _refused(tmp_path, ["experiments.run.upgrade", f"--path={path}"], "ZooError", "is not a complete copy of them")
     shutil.rmtree(path / "npy")
+    assert zoo.upgrade(path)
     again = zoo.load(path)
     np.testing.assert_array_equal(again.log_probs, loaded.log_probs)
 

@@ -275,12 +275,14 @@ def _write_orbax(path, num=3, manifest=True):
 
 
 @pytest.mark.parametrize("manifest", [True, False])
-def test_an_orbax_zoo_loads_and_upgrades_in_place(manifest, tmp_path):
+def test_an_orbax_zoo_is_refused_naming_the_upgrade_and_upgrades_in_place(manifest, tmp_path):
     params, behaviour = _write_orbax(tmp_path / "zoo", manifest=manifest)
     metadata = (tmp_path / "zoo" / "metadata.json").read_text()
-    assert len(zoo.load(tmp_path / "zoo")) == 3
-    with pytest.raises(zoo.ZooError, match="upgrade_zoo --zoo="):
-        zoo.load(tmp_path / "zoo", on_disk=True)
+    for on_disk in (False, True):
+        with pytest.raises(zoo.ZooError, match=r"older format .* python -m experiments.run.upgrade --path="):
+            zoo.load(tmp_path / "zoo", on_disk=on_disk)
+    with pytest.raises(zoo.ZooError, match="older format"):
+        zoo.verify(tmp_path / "zoo")
     assert zoo.upgrade(tmp_path / "zoo")
     assert _listing(tmp_path / "zoo") == ["COMPLETE", "metadata.json", "npy"]
     assert (tmp_path / "zoo" / "metadata.json").read_text() == metadata  # runs that recorded the zoo still resume
@@ -442,7 +444,7 @@ def test_silent_1_an_intact_zoo_is_hashed_once_then_only_what_changed(tmp_path):
 
 
 def test_silent_1_the_verification_record_leaves_the_zoo_a_zoo(tmp_path):
-    """Loading (in memory and on disk), describing, the upgrade command and an Orbax zoo's check ignore it."""
+    """Loading (in memory and on disk), describing and the upgrade command ignore it."""
     params, _, _ = _write(tmp_path / "zoos" / "zoo")
     zoo.verify(tmp_path / "zoos" / "zoo")
     assert _listing(tmp_path / "zoos" / "zoo") == ["COMPLETE", "metadata.json", "npy", "verified.json"]
@@ -452,9 +454,6 @@ def test_silent_1_the_verification_record_leaves_the_zoo_a_zoo(tmp_path):
                                       params["weight_out"])  # fmt: skip
     assert len(zoo.describe(tmp_path / "zoos" / "zoo")) == 3
     assert not zoo.upgrade(tmp_path / "zoos" / "zoo") and upgrade.upgrade(str(tmp_path / "zoos")) == []
-    _write_orbax(tmp_path / "orbax")  # read whole at each check: nothing to record
-    zoo.verify(tmp_path / "orbax")
-    assert _listing(tmp_path / "orbax") == ["COMPLETE", "arrays", "metadata.json"]
 
 
 @pytest.mark.parametrize("where", ["zoo.path", "cache"])

@@ -446,15 +446,8 @@ def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) ->
     except (KeyError, TypeError, ValueError) as error:
         raise ZooError(f"Malformed {os.path.join(path, _METADATA)}: {error}") from error
     metadata = {name: np.asarray(values) for name, values in columns.items()}
-    if os.path.isdir(os.path.join(path, _NPY)):
-        arrays = _read_npy(os.path.join(path, _NPY), document, verify, on_disk)
-    elif on_disk:
-        raise ZooError(
-            f"The zoo at {path} stores its arrays as one Orbax checkpoint ({_ORBAX}/), which cannot be read "
-            f"row by row from disk. Upgrade it once, in place: python -m zoo_builder.upgrade_zoo --zoo={path}"
-        )
-    else:
-        arrays = _read_orbax(path, document, verify)
+    _require_npy(path)
+    arrays = _read_npy(os.path.join(path, _NPY), document, verify, on_disk)
     params = arrays["params"]
     try:
         batch = lstm.check_params(params, spec)
@@ -468,13 +461,27 @@ def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) ->
     return Zoo(params=params, behaviour=arrays["behaviour"], metadata=metadata, spec=spec, info=_info(document))
 
 
-def _read_orbax(path: str, document: dict[str, Any], verify: bool) -> dict[str, Any]:
-    """The arrays of a zoo written before `npy/` (one Orbax checkpoint), checked, in memory."""
-    if not os.path.isdir(os.path.join(path, _ORBAX)):
+UPGRADE_COMMAND = "python -m experiments.run.upgrade --path={path}"
+
+
+def _require_npy(path: str) -> None:
+    """Refuses a zoo whose arrays are not `npy/` files: one of an older format names the command that upgrades it."""
+    if os.path.isdir(os.path.join(path, _NPY)):
+        return
+    if os.path.isdir(os.path.join(path, _ORBAX)):
         raise ZooError(
-            f"The zoo at {path} has lost its arrays: neither {_NPY}/ nor {_ORBAX}/ is there. Restore {_NPY}/ from "
-            "a copy, or build the zoo again in a new workdir."
+            f"The zoo at {path} stores its arrays in an older format (one Orbax checkpoint, {_ORBAX}/). Upgrade it "
+            f"once, in place (runs that recorded it still resume on it): {UPGRADE_COMMAND.format(path=path)}"
         )
+    raise ZooError(
+        f"The zoo at {path} has lost its arrays: neither {_NPY}/ nor {_ORBAX}/ is there. Restore {_NPY}/ from "
+        "a copy, or build the zoo again in a new workdir."
+    )
+
+
+def _read_orbax(path: str, document: dict[str, Any], verify: bool) -> dict[str, Any]:
+    """The arrays of a zoo written before `npy/` (one Orbax checkpoint), checked, in memory: read by `upgrade`
+    alone."""
     try:
         arrays = checkpointing.restore_pytree(os.path.join(path, _ORBAX))
     except checkpointing.CorruptFileError as error:
@@ -555,9 +562,7 @@ def verify(path: str | os.PathLike) -> None:
     path = os.path.abspath(path)
     document = read_metadata(path)
     directory = os.path.join(path, _NPY)
-    if not os.path.isdir(directory):
-        _read_orbax(path, document, verify=True)
-        return
+    _require_npy(path)
     where, record_path = f"Zoo at {path}", os.path.join(path, _VERIFIED)
     verified, record, bad_rows = _verification(record_path), {}, {}
     for name, entry in _npy_manifest(directory, document).items():

@@ -101,7 +101,7 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.train.data_parallel = False
     # Leave the zoo in its files and read each step's batch from them on a thread, ahead of the step,
     # instead of placing the whole zoo on the devices: for zoos larger than host or device memory. Same
-    # batches, same result. Needs a zoo stored as .npy files (python -m zoo_builder.upgrade_zoo).
+    # batches, same result. Needs a zoo stored as .npy files (python -m experiments.run.upgrade).
     config.train.zoo_on_disk = False
 
     config.eval = ml_collections.ConfigDict()
