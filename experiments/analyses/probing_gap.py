@@ -56,7 +56,7 @@ from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
 from experiments.run import context, evaluate, workdirs
 from experiments.run import model as model_lib
-from weightspace import cli, lstm, ownership, provenance, schema, zoo
+from weightspace import cli, encoders, lstm, ownership, provenance, schema, zoo
 from weightspace.tasks import combination_lock as cl
 from zoo_builder import build
 from zoo_builder.configs import common as zoo_common
@@ -187,7 +187,7 @@ def run_config(encoder: str, plan: Plan, options: Options, zoo_path: str, budget
     config.zoo.dataset = cl.CombinationLock.name
     config.zoo.path = zoo_path
     config.seed = seed
-    if "probe_length" in config.encoder:
+    if encoders.probes(encoder):
         config.encoder.probe_length = budget
     options.apply(config)
     return config
@@ -302,7 +302,7 @@ def run_point(
         paths = [os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{s}") for s in range(seeds)]
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
             row = {**point, **encoder_row(result, encoder, seed)}
-            if "probe_length" in configs[seed].encoder:  # a probing encoder: which locks its probes open
+            if encoders.probes(encoder):  # which locks its probes open
                 initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
                 row["opened_at_init"] = opened_fraction(initial, subset_params, m)
                 row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)

@@ -55,7 +55,7 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # The encoder (fields documented in weightspace/encoders). Probing encoders: probe_length 0 and
     # probe_activation "auto" take the dataset's defaults (22 token distributions; 50 sigmoid tiles).
     config.encoder = encoders.default_config(encoder)
-    if "probe_length" in config.encoder:
+    if encoders.probes(encoder):
         config.encoder.probe_length = 0
         config.encoder.probe_activation = "auto"
     # The emulator (fields documented in weightspace/emulator.py).
@@ -156,13 +156,13 @@ def _condition_every(config: ml_collections.ConfigDict) -> None:
 
 
 def _probe_prior(config: ml_collections.ConfigDict) -> None:
-    if "probe_length" in config.encoder:  # the probing encoders; the others are unchanged
+    if encoders.probes(config.encoder.name):  # the others are unchanged
         config.encoder.prior_scale = 3.0
 
 
 def _probe_policy(config: ml_collections.ConfigDict) -> None:
     _probe_prior(config)
-    if "prior_policy" in config.encoder:  # the interactive encoder
+    if encoders.chooses_probes(config.encoder.name):
         config.encoder.prior_policy = True
 
 

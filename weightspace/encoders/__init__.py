@@ -94,6 +94,17 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     return _lookup(name)[1]()
 
 
+def probes(name: str) -> bool:
+    """Whether encoder `name` reads an LSTM by probing it (its config has the probe fields: length, activation,
+    prior)."""
+    return issubclass(_lookup(name)[0], probing.ProbingEncoder)
+
+
+def chooses_probes(name: str) -> bool:
+    """Whether encoder `name` chooses each probe from the answers so far (and so can follow a probing policy)."""
+    return issubclass(_lookup(name)[0], interactive.Interactive)
+
+
 def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, *, seed: int = 0, **data) -> Encoder:
     """An initialised encoder for zoo LSTMs of `spec`.
 
@@ -116,4 +127,4 @@ def build(name_or_config: str | ml_collections.ConfigDict, spec: lstm.LSTMSpec, 
     return cls(spec, **kwargs, **data, rngs=nnx.Rngs(seed))
 
 
-__all__ = ["FIELD_RULES", "GROUPS", "NAMES", "Encoder", "build", "default_config"]
+__all__ = ["FIELD_RULES", "GROUPS", "NAMES", "Encoder", "build", "chooses_probes", "default_config", "probes"]
