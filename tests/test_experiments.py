@@ -237,8 +237,8 @@ BAD_VALUES = [
     ("optim.lr", float("nan"), "> 0"),
     ("optim.clip_norm", -0.1, "> 0"),
     ("optim.weight_decay", -0.01, ">= 0"),
-    ("split.ood_fraction", 1.0, "in [0, 1)"),
-    ("split.eval_fraction", -0.1, "in [0, 1)"),
+    ("split.ood_fraction", 1.0, ">= 0 and < 1"),
+    ("split.eval_fraction", -0.1, ">= 0 and < 1"),
 ]
 
 
@@ -246,7 +246,8 @@ BAD_VALUES = [
 def test_bad_values_are_named_before_anything_is_written(key, value, allowed, tmp_path):
     config = _config("flat", "/no/such/zoo")
     config.update_from_flattened_dict({key: value})
-    with pytest.raises(ValueError, match=rf"Bad training settings: {key}={value!r} must be {re.escape(allowed)}[;.]"):
+    message = rf"Bad training settings: {key}={value!r} must be (an integer|a finite number) {re.escape(allowed)}[;.]"
+    with pytest.raises(ValueError, match=message):
         train.train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
 
@@ -257,7 +258,8 @@ def test_every_bad_value_is_named_at_once_and_an_empty_workdir_is_refused():
     with pytest.raises(ValueError) as error:
         train.train(config, "")
     assert str(error.value) == (
-        "Bad training settings: the workdir is empty (give --workdir=DIR); optim.lr=-1.0 must be > 0; "
+        "Bad training settings: the workdir is empty (give --workdir=DIR); "
+        "optim.lr=-1.0 must be a finite number > 0; "
         "split.ood_fraction + split.eval_fraction = 1.1 must be < 1 (tasks must be left to train on)."
     )
 

@@ -8,6 +8,7 @@ them all at once. A key of the config without a rule is the code's mistake, not 
     schema.problems(config, RULES)  # ["optim.lr=inf must be a finite number > 0", ...]
 """
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -144,8 +145,8 @@ def problems(
     relations: Sequence[Relation] = (),
     skip: Sequence[str] = (),
 ) -> list[str]:
-    """One line per field of `config` its rule refuses, then the relations' lines (checked when every field
-    fits). Keys under a prefix in `skip` are checked elsewhere (e.g. a task family's settings)."""
+    """One line per field of `config` its rule refuses, then the relations' lines. Keys under a prefix in
+    `skip` are checked elsewhere (e.g. a task family's settings)."""
     found = []
     for key, value in leaves(config):
         if any(key == s or key.startswith(f"{s}.") for s in skip):
@@ -155,7 +156,8 @@ def problems(
             raise KeyError(f"The config field {key!r} has no declared rule; add one to its schema.")
         if not rule.fits(value):
             found.append(f"{key}={value!r} must be {rule.describe()}")
-    if not found:
-        for relation in relations:
+    for relation in relations:
+        # A relation that cannot read a malformed field adds nothing: the field's own rule names it above.
+        with contextlib.suppress(TypeError, ValueError, KeyError, IndexError):
             found += relation(config)
     return found
