@@ -411,8 +411,8 @@ def test_presets_and_variants_in_the_config_argument():
     assert (config.encoder.prior_scale, paper.encoder.prior_scale, paper.emulator.condition) == (3.0, 0.0, "first")
     mechanistic = importlib.import_module("experiments.configs.dwsnet").get_config("quick,probe_prior")
     assert mechanistic.encoder == importlib.import_module("experiments.configs.dwsnet").get_config("quick").encoder
-    for bad in ("quick,smoke", "quick,no_such_variant"):
-        with pytest.raises(ValueError, match="at most one preset"):
+    for bad, message in (("quick,smoke", "at most one preset"), ("quick,no_such_variant", "neither a preset")):
+        with pytest.raises(ValueError, match=message):
             importlib.import_module("experiments.configs.dwsnet").get_config(bad)
 
 
@@ -423,4 +423,4 @@ def test_a_zoo_too_small_for_the_split_is_refused_by_name(tmp_path):
     path = build.build(zoo_config, str(tmp_path / "zoo"))
     with pytest.raises(errors.ConfigError, match=r"leave the eval and ood split empty.*more distinct tasks"):
         train.train(_config("flat", path), str(tmp_path / "run"))
-    assert set(os.listdir(tmp_path / "run")) <= {".lock"}  # nothing of the run was written
+    assert set(os.listdir(tmp_path / "run")) <= {".lock", "owner.json"}  # nothing of the run but bookkeeping
