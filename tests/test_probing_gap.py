@@ -20,7 +20,7 @@ def test_options_are_parsed_and_named():
     assert "answers" not in probing_gap.run_config("dwsnet", plan, options, "/zoo", 5, 0).encoder
     with pytest.raises(ValueError, match="not key=value"):
         probing_gap.Options.parse([], ["train.num_steps"])
-    with pytest.raises(ValueError, match="variants"):
+    with pytest.raises(ValueError, match=r"'no_such_variant' is neither a preset .* nor a variant"):
         probing_gap.Options.parse(["no_such_variant"], [])
 
 
@@ -53,7 +53,18 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     assert opened == (at_budget["adaptive"]["label_read"],) * 2
     assert all(0 <= at_budget[e]["opened"] <= 1 for e in ("interactive", "noninteractive"))
     assert "opened" not in at_budget["dwsnet"]
+    # Statistics: every row read on the held-out LSTMs has its interval around its accuracy, the point says how
+    # many runs and distinct locks stand behind it and what always answering their commonest label scores.
+    for row in (r for r in saved["rows"] if r["budget"] == plan.budget):
+        low, high = row["label_interval"]
+        assert low <= row["label_accuracy"] <= high and 0 <= row["null_mean"] <= row["null_q95"] <= 1
+        assert 1 <= row["n_locks"] <= row["n_runs"] <= row["n"]
+        assert 1 / plan.num_labels <= row["majority"] <= 1
+    # The encoders' intervals are of the accuracy their evaluation reports: the same probe reads the same labels.
+    interactive = at_budget["interactive"]
+    assert interactive["label_interval"][0] <= interactive["label_accuracy"] <= interactive["label_interval"][1]
     text = (tmp_path / "gap" / "probing_gap.md").read_text()
+    assert "## Intervals and baselines" in text and "| adaptive_pooled_by_probe |" in text
     assert "## Locks the probes open" in text
     assert "## Against the code length m" in text and "## Against the budget L" in text
     assert "fixed_pooled_by_probe: label / code" in text

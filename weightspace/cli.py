@@ -214,7 +214,8 @@ def parse_flags_or_exit(
     """
     from absl import flags
 
-    path = next((arg[len("--config=") :] for arg in argv if arg.startswith("--config=")), None)
+    own = argv[: argv.index("--")] if "--" in argv else argv  # after "--": another command's (launch_local)
+    path = next((arg[len("--config=") :] for arg in own if arg.startswith("--config=")), None)
     if path is not None and not os.path.isfile(path.partition(":")[0]):
         _refuse_command_line(f"--config={path}: there is no such file (a config is a .py file of {_config_dirs()}).")
     try:

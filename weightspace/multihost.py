@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from weightspace import files
 from weightspace.types import PyTree
 
-_WORKDIR_TOKEN = ".job_token"
+WORKDIR_TOKEN = ".job_token"
 
 
 def is_primary() -> bool:
@@ -72,7 +72,7 @@ def check_shared_workdir(workdir: str, error: type[Exception]) -> None:
     if jax.process_count() == 1:
         return
     token = multihost_utils.broadcast_one_to_all(np.frombuffer(secrets.token_bytes(16), np.uint8))
-    path, expected = os.path.join(workdir, _WORKDIR_TOKEN), bytes(token).hex()
+    path, expected = os.path.join(workdir, WORKDIR_TOKEN), bytes(token).hex()
     if is_primary():
         files.write_text(path, expected)
     barrier("check_shared_workdir")  # not naming the workdir: the processes' paths may differ

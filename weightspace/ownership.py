@@ -38,7 +38,7 @@ CONTAINS = {
     "probing_gap": ("run", "sweep", "zoo_build"),
 }
 # Files of no command's output: workdir locks and the multi-process workdir token.
-_BOOKKEEPING_PREFIXES = (files.LOCK_FILE, ".workdir_token", OWNER_FILE)
+_BOOKKEEPING_PREFIXES = (files.LOCK_FILE, multihost.WORKDIR_TOKEN, OWNER_FILE)
 
 _created: list[str] = []
 
@@ -157,7 +157,7 @@ def claim(directory: str, kind: str) -> str:
     while not os.path.exists(os.path.dirname(top)):
         top = os.path.dirname(top)
     if not os.path.exists(directory):
-        os.makedirs(directory)
+        os.makedirs(directory, exist_ok=True)  # the other processes of a job make it at the same time
         _created.append(top)
     record = os.path.join(directory, OWNER_FILE)
     if multihost.is_primary() and not os.path.exists(record) and not _names(directory):

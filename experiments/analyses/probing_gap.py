@@ -56,7 +56,7 @@ from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
 from experiments.run import context, evaluate, workdirs
 from experiments.run import model as model_lib
-from weightspace import cli, encoders, lstm, ownership, provenance, schema, zoo
+from weightspace import cli, encoders, lstm, ownership, probes, provenance, schema, statistics, zoo
 from weightspace.tasks import combination_lock as cl
 from zoo_builder import build
 from zoo_builder.configs import common as zoo_common
@@ -67,10 +67,11 @@ from matplotlib import ticker
 
 ENCODERS = ("interactive", "noninteractive", "dwsnet")
 REFERENCES = ("adaptive", "fixed")
-# The fixed sequence's answers read by the downstream probe the encoders are scored with (fitted on the
-# training codes): as the sequence of answers, and pooled (how often each answer class occurs). What a
-# learned reader of the best fixed probe reads of held-out codes, with no encoder.
-READERS = ("fixed_read_by_probe", "fixed_pooled_by_probe")
+# The references' answers read by the downstream probe the encoders are scored with (fitted on the training
+# codes): the fixed sequence's as the sequence of answers and pooled (how often each answer class occurs), the
+# adaptive search's pooled. What a learned reader of each best prober reads of held-out codes, with no
+# encoder: what the learned reader loses, apart from what the prober finds.
+READERS = ("fixed_read_by_probe", "fixed_pooled_by_probe", "adaptive_pooled_by_probe")
 # The subset every number is read on: LSTMs of held-out codes that implement their lock.
 SUBSET = "ood_trained"
 PREDICTOR = "mlp"
@@ -198,8 +199,9 @@ def guessed(read: float, num_labels: int) -> float:
     return read + (1.0 - read) / num_labels
 
 
-def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> list[dict]:
-    """The adaptive and fixed references and their bounds on `snapshots` within `budget` symbols."""
+def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The adaptive and fixed references and their bounds on `snapshots` within `budget` symbols, and the label
+    each read of each snapshot ({row: [len(snapshots)]}, -1 where it read none)."""
     family = context.zoo_family(the_zoo)
     m, size, labels = family.code_length, family.alphabet_size, family.num_labels
     params = jax.tree.map(lambda x: jnp.asarray(x[snapshots]), the_zoo.params)
@@ -225,38 +227,96 @@ def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> list
         "fixed": cl.fixed_coverage(m, size, budget),
     }
     results = jax.device_get(read(params)) if len(snapshots) else {}
-    rows = []
+    rows, predicted = [], {}
     for name in REFERENCES:
         row = dict(row=name, bound=guessed(bounds[name], labels), n=len(snapshots))
         if len(snapshots):
             code, label = results[name]
+            predicted[name] = np.asarray(label)
             row["label_read"] = float(np.mean(label == true_label))
             row["label_accuracy"] = guessed(row["label_read"], labels)
             row["code_accuracy"] = float(np.mean(np.all(code == true_code, axis=1)))
         rows.append(row)
-    return rows
+    return rows, predicted
 
 
-def reader_rows(run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, budget: int) -> list[dict]:
-    """The `READERS`: the answers of every LSTM along the fixed sequence of `budget` symbols, read by the
-    downstream probe (`PREDICTOR`) fitted on the train split and scored on `subset`."""
+def probe_labels(run_context: context.RunContext, features: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """The labels the downstream probe (`PREDICTOR`, fitted on the train split with the evaluation's seed) reads off
+    `features` [N, F] for the snapshots `subset`: [len(subset)]."""
+    target = next(t for t in run_context.targets if t.name == "label")
+    hidden = probes.PREDICTORS[PREDICTOR]
+    probe = probes.fit(target, features, run_context.split["train"], hidden_sizes=hidden, seed=0)
+    return np.asarray(probe.predict(features[subset])).reshape(len(subset))
+
+
+def adaptive_answers(params, code_length: int, alphabet_size: int, budget: int) -> jax.Array:
+    """Every LSTM's answers (its most likely output) along the adaptive search's `budget` symbols: [N, budget]."""
+    policy = cl.AdaptiveSearch(code_length, alphabet_size)
+
+    def answers(params):
+        model = lstm.Bound(params)
+
+        def step(carry, _):
+            state, search = carry
+            logits, state = model.step(policy.propose(search), state)
+            return (state, policy.update(search, logits)), jnp.argmax(logits)
+
+        start = (model.initial_state(), policy.initial_state())
+        return jax.lax.scan(step, start, None, length=budget)[1]
+
+    return jax.jit(jax.vmap(answers))(params)
+
+
+def reader_rows(
+    run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, budget: int
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The `READERS`: the answers of every LSTM along the fixed sequence of `budget` symbols, and along the
+    adaptive search's, read by the downstream probe (`PREDICTOR`) fitted on the train split and scored on
+    `subset`; and the label each read of each snapshot of `subset`."""
     family = run_context.family
-    probe = jax.nn.one_hot(cl.fixed_probe(family.alphabet_size, family.code_length, budget), family.alphabet_size)
+    m, size = family.code_length, family.alphabet_size
+    probe = jax.nn.one_hot(cl.fixed_probe(size, m, budget), size)
     answer = jax.jit(jax.vmap(lambda params: jnp.argmax(lstm.Bound(params).apply(probe), axis=-1)))
     answers = jax.nn.one_hot(np.asarray(answer(the_zoo.params)), family.output_size)  # [N, L, m + K]
-    features = {READERS[0]: answers.reshape(len(answers), -1), READERS[1]: answers.sum(axis=1)}
-    label_and_code = [t for t in run_context.targets if t.name in ("label", "code")]
-    rows = []
+    adaptive = jax.nn.one_hot(np.asarray(adaptive_answers(the_zoo.params, m, size, budget)), family.output_size)
+    features = dict(zip(READERS, (answers.reshape(len(answers), -1), answers.sum(1), adaptive.sum(1)), strict=True))
+    code = [t for t in run_context.targets if t.name == "code"]
+    rows, predicted = [], {}
     for name, values in features.items():
-        scores = evaluate.probe_scores(
-            label_and_code, np.asarray(values), run_context.split["train"], {SUBSET: subset}, seed=0
-        )[PREDICTOR][SUBSET]
-        rows.append(
-            dict(
-                row=name, n=len(subset), label_accuracy=scores["label_accuracy"], code_accuracy=scores["code_accuracy"]
-            )
-        )
-    return rows
+        values = np.asarray(values)
+        code_scores = evaluate.probe_scores(code, values, run_context.split["train"], {SUBSET: subset}, seed=0)
+        predicted[name] = probe_labels(run_context, values, subset)
+        label_accuracy = float(np.mean(predicted[name] == the_zoo.metadata["label"][subset]))
+        code_accuracy = code_scores[PREDICTOR][SUBSET]["code_accuracy"]
+        rows.append(dict(row=name, n=len(subset), label_accuracy=label_accuracy, code_accuracy=code_accuracy))
+    return rows, predicted
+
+
+def label_statistics(predicted: np.ndarray, labels: np.ndarray, runs: np.ndarray, num_labels: int) -> dict:
+    """The interval and the shuffled null of a row's label accuracy, from the labels it read [seeds, n] of
+    snapshots of true `labels` [n] and `runs` [n] (-1: none read, a uniform guess).
+
+    The runs are the independent units (each an LSTM trained on its own lock; its snapshots are not): the
+    95 % interval resamples runs, and seeds too where there are several.
+    """
+    predicted = np.atleast_2d(predicted)
+    hits = (predicted == labels) + (predicted < 0) / num_labels  # [seeds, n]: expected score of each read
+    low, high = statistics.bootstrap_interval(statistics.per_unit(hits, runs))
+    nulls = np.array([statistics.shuffled_null(p, labels) for p in predicted])  # [seeds, 2]
+    return dict(label_interval=[low, high], null_mean=float(nulls[:, 0].mean()), null_q95=float(nulls[:, 1].mean()))
+
+
+def point_statistics(the_zoo: zoo.Zoo, subset: np.ndarray) -> dict:
+    """How many independent units stand behind a point: its runs and their distinct locks (code and label), and
+    the score of always answering their commonest label."""
+    runs = the_zoo.metadata["run"][subset]
+    first = np.unique(runs, return_index=True)[1]  # one snapshot of each run
+    locks = np.concatenate([the_zoo.metadata["code"][subset][first], the_zoo.metadata["label"][subset][first, None]], 1)
+    return dict(
+        n_runs=len(first),
+        n_locks=len(np.unique(locks, axis=0)),
+        majority=statistics.majority_baseline(the_zoo.metadata["label"][subset][first]),
+    )
 
 
 def opened_fraction(encoder, params, code_length: int) -> float:
@@ -294,8 +354,10 @@ def run_point(
     point = dict(code_length=m, budget=budget)
     subset = ood[trained[ood]]
     subset_params = jax.tree.map(lambda x: jnp.asarray(x[subset]), the_zoo.params)
-    rows = [{**point, **row} for row in reference_rows(the_zoo, subset, budget)]
-    rows += [{**point, **row} for row in reader_rows(run_context, the_zoo, subset, budget)]
+    point.update(point_statistics(the_zoo, subset))
+    references, predicted = reference_rows(the_zoo, subset, budget)
+    readers, read = reader_rows(run_context, the_zoo, subset, budget)
+    rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}
     for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
         at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
@@ -307,6 +369,12 @@ def run_point(
                 row["opened_at_init"] = opened_fraction(initial, subset_params, m)
                 row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
             rows.append(row)
+        embeddings = [np.load(os.path.join(path, evaluate.EMBEDDINGS)) for path in paths]  # what was evaluated
+        predicted[encoder] = np.stack([probe_labels(run_context, e, subset) for e in embeddings])
+    labels, runs = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
+    for row in rows:
+        if len(subset) and row["row"] in predicted:
+            row.update(label_statistics(predicted[row["row"]], labels, runs, run_context.family.num_labels))
     implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
     return rows, dict(
         code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
@@ -341,7 +409,18 @@ STYLE = {
     "fixed": dict(color="C1", marker="s", linestyle="--", markerfacecolor="none"),
     "fixed_read_by_probe": dict(color="C3", marker="x", linestyle=":"),
     "fixed_pooled_by_probe": dict(color="C4", marker="+", linestyle=":"),
+    "adaptive_pooled_by_probe": dict(color="C5", marker="*", linestyle=":"),
 }
+
+
+def _error_bar(row: dict) -> tuple[float, float]:
+    """How far below and above its label accuracy a row's error bar reaches: its 95 % interval, or (results from
+    before intervals) the std over seeds."""
+    if "label_interval" in row:
+        low, high = row["label_interval"]
+        return max(0.0, row["label_accuracy"] - low), max(0.0, high - row["label_accuracy"])
+    std = row.get("label_accuracy_std", 0.0)
+    return std, std
 
 
 def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, path: str) -> None:
@@ -352,13 +431,16 @@ def plot(rows: list[dict], key: str, xlabel: str, title: str, num_labels: int, p
         if points:
             x = [p for p, _ in points]
             y = [r["label_accuracy"] for _, r in points]
-            error = [r.get("label_accuracy_std", 0.0) for _, r in points]
+            error = np.array([_error_bar(r) for _, r in points]).T  # [2, points]: below, above
             label = f"{name} reference (no learning)" if name in REFERENCES else name
             axis.errorbar(x, y, yerr=error, label=label, capsize=3, **STYLE[name])
     for name, style in (("adaptive", ":"), ("fixed", "-.")):
         points = sorted({(r[key], r["bound"]) for r in rows if r["row"] == name})
         axis.plot(*zip(*points, strict=True), style, color="grey", label=f"{name} coverage bound")
     axis.axhline(1.0 / num_labels, color="black", linewidth=0.8, label="chance")
+    majority = sorted({(r[key], r["majority"]) for r in rows if "majority" in r})
+    if majority:
+        axis.plot(*zip(*majority, strict=True), "k:", linewidth=1.0, label="commonest label of these runs")
     axis.set(xlabel=xlabel, ylabel="label accuracy", title=f"{title}\nheld-out codes, LSTMs that implement their lock")
     axis.set_ylim(0, 1.05)
     axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # m and L are whole numbers

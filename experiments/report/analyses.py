@@ -62,6 +62,26 @@ def _opened_table(rows: list[dict], learned: list[str], reference_names: list[st
     return lines
 
 
+def _statistics_table(rows: list[dict], names: list[str]) -> list[str]:
+    """Per code length m: the units behind the point, the majority baseline, and each row's label accuracy with its
+    95 % interval and the shuffled null beside it."""
+    lines = [
+        "| m | held-out runs (distinct locks) | majority label | row | label accuracy | 95 % interval | "
+        "shuffled null: mean / 95th pct |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in sorted({r["code_length"] for r in rows}):
+        at = {r["row"]: r for r in rows if r["code_length"] == m and "label_interval" in r}
+        for name in (n for n in names if n in at):
+            r = at[name]
+            low, high = r["label_interval"]
+            lines.append(
+                f"| {m} | {r['n_runs']} ({r['n_locks']}) | {r['majority']:.2f} | {name} | {r['label_accuracy']:.2f} | "
+                f"{low:.2f}-{high:.2f} | {r['null_mean']:.2f} / {r['null_q95']:.2f} |"
+            )
+    return lines
+
+
 def probing_gap_markdown(result: dict) -> str:
     """`probing_gap.md` from `probing_gap.json` (experiments.analyses.probing_gap): accuracy against m and against L."""
     plan, labels = result["plan"], result["plan"]["num_labels"]
@@ -87,7 +107,12 @@ def probing_gap_markdown(result: dict) -> str:
             "guess-adjusted fraction of locks the budget covers."
             + (
                 " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
-                "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer."
+                "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer"
+                + (
+                    "; `adaptive_pooled_by_probe`: the adaptive search's answers, counted, read the same way."
+                    if "adaptive_pooled_by_probe" in result["readers"]
+                    else "."
+                )
                 if result.get("readers")
                 else ""
             ),
@@ -101,6 +126,21 @@ def probing_gap_markdown(result: dict) -> str:
             f"## Against the budget L (m = {plan['sweep_code_length']})",
             "",
             *_probing_gap_table(result["by_budget"], "budget", "L", *readers),
+            *(
+                [
+                    "",
+                    f"## Intervals and baselines (L = {plan['budget']})",
+                    "",
+                    "The held-out runs are the independent units (each an LSTM trained on its own lock; its trained "
+                    "snapshots are not independent). Label accuracy with its 95 % bootstrap interval over runs "
+                    "(and seeds), beside always answering the commonest label of these runs and the accuracy the "
+                    "same reads score against labels shuffled among the snapshots.",
+                    "",
+                    *_statistics_table(result["by_code_length"], [*readers[0], *readers[1]]),
+                ]
+                if any("label_interval" in r for r in result["by_code_length"])
+                else []
+            ),
             *(
                 [
                     "",
