@@ -10,7 +10,7 @@ import pytest
 from experiments import report
 from experiments.benchmarks import plan as experiment_plan
 from experiments.configs import flat
-from experiments.run import train, workdirs
+from experiments.run import layout, train
 from weightspace import errors, files, metrics, planning, zoo
 from zoo_builder import build
 from zoo_builder import plan as zoo_plan
@@ -86,7 +86,7 @@ def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_tim
         experiment_plan.check(str(tmp_path), 0.2)
     config = flat.get_config("smoke")
     config.zoo.path = smoke_zoo
-    run = workdirs.table_run(str(tmp_path), "formal_languages", "emulation/flat", 0)
+    run = layout.table_run(str(tmp_path), "formal_languages", ("emulation", "flat"), 0)
     train.train(config, run)
     result = experiment_plan.check(str(tmp_path), 0.2)
     zoo_row, run_row = result["rows"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.run import train, workdirs
+from experiments.run import layout, train, workdirs
 from weightspace import checkpointing, encoders, errors
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -52,7 +52,7 @@ def _trained_params(workdir):
 
 
 def _losses(workdir):
-    with open(os.path.join(workdir, workdirs.METRICS)) as f:
+    with open(layout.run_file(workdir, layout.METRICS)) as f:
         return [{k: v for k, v in json.loads(line).items() if "loss" in k} for line in f]
 
 

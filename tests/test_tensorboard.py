@@ -12,7 +12,7 @@ from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
 from experiments.configs import flat
-from experiments.run import train, workdirs
+from experiments.run import layout, train
 from weightspace import files, metrics, multihost, tensorboard
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -68,7 +68,7 @@ def _shown(logdir) -> dict[str, list[tuple[int, float]]]:
 def _from_metrics(workdir) -> dict[str, list[tuple[int, float]]]:
     """What TensorBoard should show of a run: its metrics file's columns, as float32 like the events."""
     expected: dict[str, list[tuple[int, float]]] = {}
-    for row in metrics.read(os.path.join(workdir, workdirs.METRICS)):
+    for row in metrics.read(layout.run_file(workdir, layout.METRICS)):
         for name, value in row.items():
             if name not in ("step", "time"):
                 expected.setdefault(TAGS[name], []).append((row["step"], float(np.float32(value))))

@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from experiments.run import context, evaluate, workdirs
+from experiments.run import context, layout, workdirs
 from weightspace import encoders, metrics, zoo
 
 NUM_SHOWN = 3
@@ -49,7 +49,7 @@ def pca_figure(name: str, runs: dict[str, str], the_zoo, family, split, path: st
     colours = ((score, score_label), (np.asarray(the_zoo.metadata[performance_column]), performance_label))
     fig, axes = plt.subplots(2, len(runs), figsize=(3.2 * len(runs), 6.2), squeeze=False)
     for column, (encoder, workdir) in enumerate(runs.items()):
-        points = _pca(np.load(os.path.join(workdir, evaluate.EMBEDDINGS))[held])
+        points = _pca(np.load(layout.run_file(workdir, layout.EMBEDDINGS))[held])
         for row, (values, label) in enumerate(colours):
             ax = axes[row, column]
             for ood, marker in ((False, "o"), (True, "x")):
@@ -131,7 +131,7 @@ def emulation_figure(name: str, workdir: str, the_zoo, family, snapshots, path: 
 def curves_figure(name: str, runs: dict[str, str], path: str) -> str:
     fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.0), squeeze=False, sharey=True)
     for ax, (encoder, workdir) in zip(axes[0], runs.items(), strict=True):
-        records = metrics.read(os.path.join(workdir, workdirs.METRICS))
+        records = metrics.read(layout.run_file(workdir, layout.METRICS))
         for key in ("train_loss", "eval_loss", "ood_loss"):
             points = [(r["step"], r[key]) for r in records if key in r]
             ax.plot(*zip(*points, strict=True), label=key.removesuffix("_loss"))

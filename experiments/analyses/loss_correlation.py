@@ -23,7 +23,7 @@ import numpy as np
 from absl import flags
 
 from experiments import report
-from experiments.run import objectives
+from experiments.run import layout, objectives
 from weightspace import cli, targets, tasks
 
 matplotlib.use("Agg")
@@ -38,7 +38,7 @@ OWN_LOSSES = ("loss", "boundary_loss")
 
 def read_records(outdir: str) -> list[dict]:
     """The rows of `<outdir>/results.csv` (values as floats, None where missing)."""
-    path = os.path.join(outdir, "results.csv")
+    path = layout.tables_file(outdir, layout.RESULTS_CSV)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"No results.csv in {outdir}: run experiments.analyses.tables with --outdir={outdir} first."

@@ -54,7 +54,7 @@ from experiments import report
 from experiments.analyses import tables
 from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
-from experiments.run import context, evaluate, workdirs
+from experiments.run import context, evaluate, layout, workdirs
 from experiments.run import model as model_lib
 from weightspace import cli, encoders, lstm, ownership, probes, provenance, schema, statistics, zoo
 from weightspace.tasks import combination_lock as cl
@@ -346,7 +346,7 @@ def run_point(
     plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: tuple[str, ...]
 ) -> tuple[list[dict], dict]:
     """Every row at one (m, L): the references, and the `learned` encoders over seeds."""
-    zoo_path = build.build(zoo_config(plan, m), os.path.join(outdir, "zoos", f"m{m}"))
+    zoo_path = build.build(zoo_config(plan, m), layout.gap_zoo(outdir, m))
     the_zoo = zoo.load(zoo_path)
     run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
     trained = run_context.family.trained_snapshots(the_zoo.metadata)
@@ -359,9 +359,9 @@ def run_point(
     readers, read = reader_rows(run_context, the_zoo, subset, budget)
     rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}
     for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
-        at = f"L{budget}" if encoder != "dwsnet" else "any_L"  # DWSNet reads the weights: no budget
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
-        paths = [os.path.join(outdir, "runs", options.tag, f"m{m}", at, encoder, f"seed{s}") for s in range(seeds)]
+        reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
+        paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s) for s in range(seeds)]
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
             row = {**point, **encoder_row(result, encoder, seed)}
             if encoders.probes(encoder):  # which locks its probes open
@@ -369,7 +369,7 @@ def run_point(
                 row["opened_at_init"] = opened_fraction(initial, subset_params, m)
                 row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
             rows.append(row)
-        embeddings = [np.load(os.path.join(path, evaluate.EMBEDDINGS)) for path in paths]  # what was evaluated
+        embeddings = [np.load(layout.run_file(path, layout.EMBEDDINGS)) for path in paths]  # what was evaluated
         predicted[encoder] = np.stack([probe_labels(run_context, e, subset) for e in embeddings])
     labels, runs = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
     for row in rows:

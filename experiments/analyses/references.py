@@ -42,7 +42,7 @@ from absl import flags, logging
 
 from experiments import report
 from experiments.configs import common as config_common
-from experiments.run import context, evaluate, workdirs
+from experiments.run import context, evaluate, layout, workdirs
 from weightspace import cli, files, lstm, ownership, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
@@ -60,8 +60,8 @@ def reference_config(dataset: str, preset: str) -> ml_collections.ConfigDict:
 
 
 def workdir(outdir: str, dataset: str, seed: int) -> str:
-    """Where the reference rows of one seed are saved in a tables output directory (`workdirs.table_run`)."""
-    return workdirs.table_run(outdir, dataset, KIND, seed)
+    """Where the reference rows of one seed are saved in a tables output directory (`layout.table_run`)."""
+    return layout.table_run(outdir, dataset, (KIND,), seed)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -163,7 +163,7 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
 def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int]) -> list[dict]:
     """The reference rows of one dataset for each seed: reused from a saved evaluation.json, or computed
     (the missing seeds together, `compute`) and saved."""
-    paths = {seed: os.path.join(workdir(outdir, dataset, seed), evaluate.EVALUATION_JSON) for seed in seeds}
+    paths = {seed: layout.run_file(workdir(outdir, dataset, seed), layout.EVALUATION_JSON) for seed in seeds}
     results = {}
     for seed, path in paths.items():
         if os.path.exists(path):
@@ -175,7 +175,7 @@ def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int]) -> list
     for seed, result in computed.items():
         directory = workdir(outdir, dataset, seed)
         os.makedirs(directory, exist_ok=True)
-        files.write_text(os.path.join(directory, evaluate.EVALUATION_MD), report.references_markdown(result))
+        files.write_text(layout.run_file(directory, layout.EVALUATION_MD), report.references_markdown(result))
         files.write_json(paths[seed], result)  # last: its presence marks a finished evaluation
         logging.info("Reference rows of %s, seed %d: %s", dataset, seed, paths[seed])
         results[seed] = files.read_json(paths[seed])  # as a reuse returns it: undefined metrics are None

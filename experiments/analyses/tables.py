@@ -41,7 +41,7 @@ from absl import flags, logging
 from experiments import report
 from experiments.analyses import figures, loss_correlation, references
 from experiments.configs import common as config_common
-from experiments.run import evaluate, objectives, train, workdirs
+from experiments.run import evaluate, layout, objectives, train, workdirs
 from weightspace import cli, encoders, errors, files, ownership, provenance, schema, tasks
 
 DATASETS = tuple(tasks.FAMILIES)
@@ -81,7 +81,7 @@ def ensure_run(config, path: str) -> dict:
 
 def _has_evaluation(path: str) -> bool:
     """Whether the run in `path` was trained and evaluated (by an earlier invocation)."""
-    return os.path.exists(os.path.join(path, evaluate.EVALUATION_JSON))
+    return os.path.exists(layout.run_file(path, layout.EVALUATION_JSON))
 
 
 def ensure_sweep(configs: list, paths: list[str], sweep: bool | None = None) -> list[dict]:
@@ -192,7 +192,7 @@ def make_tables(
         began = time.time()
         workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
         timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
-        for _, seeds_of_row in itertools.groupby(configs, key=workdirs.table_row):
+        for _, seeds_of_row in itertools.groupby(configs, key=lambda c: objectives.kind_of(c).table_row(c)):
             group, began = list(seeds_of_row), time.time()
             paths = [workdirs.table_config_run(outdir, config) for config in group]
             done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
@@ -209,11 +209,11 @@ def make_tables(
         reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
         timings.append(dict(dataset=dataset, row=references.KIND, seeds=[], done=[], wall_s=time.time() - began))
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
-            path = workdirs.table_run(outdir, dataset, references.KIND, seed)
+            path = layout.table_run(outdir, dataset, (references.KIND,), seed)
             meta = dict(dataset=dataset, kind=references.KIND, seed=seed)
             records += _run_records(outdir, path, meta, references.records(result))
     cells = build_cells(records)
-    write_records(os.path.join(outdir, workdirs.RESULTS_CSV), records)
+    write_records(layout.tables_file(outdir, layout.RESULTS_CSV), records)
     figure_paths = []
     for dataset in datasets:
         family_runs = {e: runs[(dataset, objectives.EMULATION, e, 0)] for e in encoders}
@@ -230,7 +230,7 @@ def make_tables(
         timings=timings,
         figures=[os.path.basename(p) for p in figure_paths],
     )
-    report.write(os.path.join(outdir, workdirs.RESULTS_JSON), result)
+    report.write(layout.tables_file(outdir, layout.RESULTS_JSON), result)
     return {"cells": cells, "wall_s": wall, "figures": figure_paths}
 
 

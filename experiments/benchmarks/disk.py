@@ -23,6 +23,7 @@ import tempfile
 from absl import flags
 
 from experiments import report
+from experiments.run import layout
 from weightspace import benchmarking, cli, errors, metrics, provenance, schema
 from weightspace import zoo as zoo_lib
 
@@ -51,7 +52,7 @@ def _train(zoo: str, on_disk: bool) -> dict:
         measured = benchmarking.measured_process(command, log, cwd=REPO)
         with open(log) as f:
             tail = f.read()[-2000:]
-        rows = metrics.read(os.path.join(workdir, "metrics.jsonl"))
+        rows = metrics.read(layout.run_file(workdir, layout.METRICS))
     code = measured["exit"]
     result = {"peak_rss_mb": measured["peak_rss_mb"], "exit": code}
     if code:

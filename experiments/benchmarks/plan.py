@@ -28,6 +28,7 @@ from absl import flags, logging
 
 from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
+from experiments.run import layout
 from weightspace import cli, encoders, errors, planning, provenance, schema, tasks
 
 
@@ -199,7 +200,7 @@ def _loop_seconds(workdir: str, num_steps: int) -> float:
     logged steps (the first takes the compilation), scaled to all `num_steps` steps."""
     from weightspace import metrics
 
-    timed = [row for row in metrics.read(os.path.join(workdir, "metrics.jsonl")) if "time" in row]
+    timed = [row for row in metrics.read(layout.run_file(workdir, layout.METRICS)) if "time" in row]
     if len(timed) < 2:
         raise errors.ConfigError(f"{workdir}: its metrics.jsonl has fewer than two timed steps; finish the run first.")
     first, last = timed[0], timed[-1]
@@ -215,13 +216,13 @@ def check(outdir: str, fraction: float) -> dict:
     from weightspace import files, zoo
     from zoo_builder import plan as zoo_plan
 
-    if not os.path.isdir(os.path.join(outdir, "runs")):
+    if not os.path.isdir(layout.tables_datasets(outdir)):
         raise errors.ConfigError(f"{outdir} is not a tables output directory (it has no runs/); give --check=DIR.")
     rate, kernel_s = planning.measure_cpu()
     rows = []
-    for dataset in sorted(os.listdir(os.path.join(outdir, "runs"))):
-        runs = [(name, workdirs.table_run(outdir, dataset, f"emulation/{name}", 0)) for name in encoders.NAMES]
-        runs = [(name, path) for name, path in runs if os.path.exists(os.path.join(path, "metrics.jsonl"))]
+    for dataset in sorted(os.listdir(layout.tables_datasets(outdir))):
+        runs = [(name, layout.table_run(outdir, dataset, ("emulation", name), 0)) for name in encoders.NAMES]
+        runs = [(name, path) for name, path in runs if os.path.exists(layout.run_file(path, layout.METRICS))]
         if not runs:
             continue
         zoo_path = workdirs.run_zoo_path(runs[0][1])

@@ -21,6 +21,7 @@ import time
 
 from absl import flags, logging
 
+from experiments.run import layout
 from weightspace import benchmarking, cli, encoders, errors, files, provenance, schema, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -97,7 +98,9 @@ def main(argv):
             logging.info(
                 "%s %s: %.0f s, peak RSS %.0f MB", mode, step_names, measured["wall_s"], measured["peak_rss_mb"]
             )
-    results = {mode: files.read_json(os.path.join(outdir, mode, workdirs.RESULTS_JSON)) for mode in MODES}
+    results = {
+        mode: files.read_json(layout.tables_file(os.path.join(outdir, mode), layout.RESULTS_JSON)) for mode in MODES
+    }
     result = dict(
         preset=flags.FLAGS.preset,
         dataset=dataset,

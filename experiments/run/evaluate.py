@@ -33,10 +33,9 @@ from absl import flags, logging
 from flax import nnx
 
 from experiments import report
-from experiments.run import batches, workdirs
+from experiments.run import batches, layout, workdirs
 from weightspace import cli, dataset, files, multihost, ownership, probes, sharding, targets, zoo
 
-EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 HELD_OUT = dataset.HELD_OUT
 # What scores are reported on: each held-out split, and its trained snapshots only.
 SUBSETS = (*HELD_OUT, *(f"{s}_trained" for s in HELD_OUT))
@@ -104,7 +103,7 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
 def _evaluate_locked(workdir: str, force: bool) -> dict:
     config = workdirs.read_config(workdir)
     step = workdirs.checkpoint_step(workdir)
-    path = os.path.join(workdir, EVALUATION_JSON)
+    path = layout.run_file(workdir, layout.EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
         same_settings = saved.get("evaluate") == config.evaluate.to_dict()
@@ -144,10 +143,10 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
     result.update(extras)
     if not multihost.is_primary():
         return json.loads(json.dumps(files.strict(result)))  # as process 0 reads it back
-    with files.atomic_path(os.path.join(workdir, EMBEDDINGS)) as temporary:
+    with files.atomic_path(layout.run_file(workdir, layout.EMBEDDINGS)) as temporary:
         np.save(temporary, embeddings)
     markdown = report.evaluation_markdown(result, run.objective.describe(config.encoder.name))
-    files.write_text(os.path.join(workdir, EVALUATION_MD), markdown)
+    files.write_text(layout.run_file(workdir, layout.EVALUATION_MD), markdown)
     files.write_json(path, result)  # last: its presence marks a finished evaluation
     logging.info("Evaluation of %s:\n%s", workdir, markdown)
     return files.read_json(path)  # as a reuse returns it: undefined metrics are None

@@ -27,7 +27,7 @@ from absl import logging
 from flax import nnx
 
 from experiments.configs import schema
-from experiments.run import batches, context, workdirs
+from experiments.run import batches, context, layout, workdirs
 from experiments.run.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
@@ -209,7 +209,7 @@ def sweep_members(
     config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[int] = (), learning_rates: Sequence[float] = ()
 ) -> tuple[list[ml_collections.ConfigDict], list[str]]:
     """The members (configs, workdirs) of a sweep of `config` over `seeds` (and `learning_rates`, one per seed)
-    run in `workdir` (`workdirs.member_workdir`); no seeds: the single run of `config` in `workdir`."""
+    run in `workdir` (`layout.member`); no seeds: the single run of `config` in `workdir`."""
     if learning_rates and len(learning_rates) != len(seeds):
         raise errors.ConfigError(
             f"A sweep takes one learning rate per seed: {len(seeds)} seeds, {len(learning_rates)} learning rates."
@@ -224,7 +224,7 @@ def sweep_members(
         if rate is not None:
             member.optim.lr = rate
         configs.append(member)
-        paths.append(workdirs.member_workdir(workdir, seed, rate))
+        paths.append(layout.member(workdir, seed, rate))
     return configs, paths
 
 
@@ -296,7 +296,7 @@ def _set_aside_ahead(paths: list[str], step: int | None) -> None:
     """Sets the latest and best checkpoints after `step` of these members aside (`checkpointing.set_aside_after`)."""
     for path in paths:
         for which in ("latest", "best"):
-            checkpointing.set_aside_after(os.path.join(path, "checkpoints", which), step, "ahead")
+            checkpointing.set_aside_after(layout.checkpoints(path, which), step, "ahead")
 
 
 def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:
@@ -313,19 +313,19 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
     described = dataset.describe_split(the_zoo, trainer.run.family, split)
     for path in paths:
         workdirs.check_devices(path, devices, resumed)
-        metrics.read(os.path.join(path, workdirs.METRICS))  # a damaged file is refused before anything is written
+        metrics.read(layout.run_file(path, layout.METRICS))  # a damaged file is refused before anything is written
     _set_aside_ahead(ahead, resumed)
     for path, recorded in zip(paths, recorded_configs, strict=True):
-        multihost.write_json(os.path.join(path, "config.json"), recorded)
-        multihost.write_json(os.path.join(path, workdirs.RUN_DEVICES), devices)
-        multihost.write_json(os.path.join(path, workdirs.RUN_ZOO), identity)
-        multihost.write_json(os.path.join(path, "split.json"), described)
+        multihost.write_json(layout.run_file(path, layout.CONFIG), recorded)
+        multihost.write_json(layout.run_file(path, layout.DEVICES), devices)
+        multihost.write_json(layout.run_file(path, layout.ZOO_RECORD), identity)
+        multihost.write_json(layout.run_file(path, layout.SPLIT), described)
     arrays = trainer.zoo_arrays(the_zoo)
     read_rows = trainer.row_reader(arrays)
     eval_batches = batches.fixed_batches(split, config, the_zoo.sequences.shape[1], dataset.HELD_OUT)
 
-    latest = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "latest")) for p in paths]
-    best = [checkpointing.CheckpointManager(os.path.join(p, "checkpoints", "best")) for p in paths]
+    latest = [checkpointing.CheckpointManager(layout.checkpoints(p, "latest")) for p in paths]
+    best = [checkpointing.CheckpointManager(layout.checkpoints(p, "best")) for p in paths]
     state = trainer.place_members(trainer.initial_state)
     if resumed is not None:
         single = checkpointing.abstract_of(member_state(state, 0), sharding.replicated(trainer.mesh))
@@ -334,7 +334,7 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
     step = int(state["step"][0])
     if multihost.is_primary():
         for path in paths:
-            metrics.drop_after(os.path.join(path, workdirs.METRICS), step)
+            metrics.drop_after(layout.run_file(path, layout.METRICS), step)
     sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
     logging.info(
         "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
@@ -391,7 +391,7 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
                 if multihost.is_primary():
                     for member, path in enumerate(paths):
                         row = {**last[member], "steps_per_s": round(rate, 3), "time": time.time()}
-                        metrics.append(os.path.join(path, workdirs.METRICS), row)
+                        metrics.append(layout.run_file(path, layout.METRICS), row)
                         events[member].scalars(step, _tensorboard_scalars(row))
                 for member in range(len(paths)):
                     logging.info(

@@ -18,6 +18,7 @@ from typing import Any
 
 from absl import flags, logging
 
+from experiments.run import layout
 from weightspace import cli, encoders, errors, files, zoo
 
 # Config fields added since runs were first recorded, at the value that reproduces the behaviour before them.
@@ -44,7 +45,7 @@ def missing_fields(saved: dict[str, Any]) -> list[str]:
 
 def upgrade_workdir(workdir: str) -> bool:
     """Adds the missing fields to a workdir's `config.json`; False when it had them all."""
-    path = os.path.join(workdir, "config.json")
+    path = layout.run_file(workdir, layout.CONFIG)
     saved = files.read_json(path)
     if not missing_fields(saved):
         return False
@@ -58,7 +59,7 @@ def upgrade_zoo_record(workdir: str) -> bool:
     Raises:
       zoo.ZooError: when no complete zoo is at that path any more (nothing to record; nothing is written).
     """
-    path = os.path.join(workdir, "zoo.json")
+    path = layout.run_file(workdir, layout.ZOO_RECORD)
     recorded = files.read_json(path) if os.path.exists(path) else {}
     if set(recorded) != {"path"}:
         return False

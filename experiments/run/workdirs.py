@@ -1,27 +1,6 @@
-"""A run's workdir: its config, its zoo, its checkpoints and metrics, and the trained model it holds.
-
-A sweep (`experiments.main --seeds=...`) trains each member in a workdir of this layout of its own,
-`<workdir>/seed<k>` (`member_workdir`).
-
-Workdir layout:
-  config.json              the run's config
-  zoo.json                 the zoo it trains on: path, family, spec, snapshots, metadata checksum
-  devices.json             the devices it trains on (a resume must run on the same)
-  split.json               the task split (tasks and sizes of train / eval / OOD)
-  metrics.jsonl            one JSON object per log or eval step (a resume drops the rows it replays)
-  tensorboard/             the same scalars as TensorBoard event files, to watch (weightspace/tensorboard.py)
-  .lock                    held by the process training or evaluating in the workdir (`files.workdir_lock`)
-  checkpoints/latest/      the latest training state (Orbax), for resuming
-  checkpoints/best/        the state with the lowest eval loss so far
-  evaluation.json/.md      the downstream evaluation (`experiments.run.evaluate`), and embeddings.npy
-
-A tables output directory (`experiments.analyses.tables`):
-  results.json             the table cells (mean, std, n) and how they were made; tables.md renders it
-  results.csv              every number of every run, one row each
-  runs/<dataset>/<row>/seed<k>   one workdir per run behind the tables (`table_run`; a row's seeds are
-                           trained together as one sweep, `experiments.run.train.train_sweep`), `row` being the
-                           objective's directory and row name (`Objective.table_row`: emulation/<encoder>,
-                           supervised_<target>/<encoder>, oracle/<target>), or reference for the reference rows
+"""A run's workdir kept consistent: its config, zoo and devices checked on a resume, its checkpoints opened, and
+the trained model it holds restored. Its layout (and every other path of a run, sweep or tables output) is
+`experiments.run.layout`'s.
 
 For notebooks: `load_run(workdir)` rebuilds a run's context and trained
 model, and `embed(workdir, zoo)` embeds every snapshot of a zoo.
@@ -38,39 +17,17 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from experiments.run import batches, context, objectives, upgrade
+from experiments.run import batches, context, layout, objectives, upgrade
 from experiments.run.model import Model, SupervisedModel, initial_state, make_optimizer
 from weightspace import checkpointing, files, zoo
 from weightspace.errors import UserError
 
-# The file in a workdir that records the zoo's identity (`zoo_identity`) at the run's first start.
-RUN_ZOO = "zoo.json"
-METRICS = "metrics.jsonl"
 DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace", "zoos")
 
 
-RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
-
-
-def table_run(outdir: str, dataset: str, row: str, seed: int) -> str:
-    """The workdir of one run behind a tables output directory (see the module docstring)."""
-    return os.path.join(outdir, "runs", dataset, row, f"seed{seed}")
-
-
-def table_row(config: ml_collections.ConfigDict) -> str:
-    """The row directory of the run of `config` in a tables output directory (`Objective.table_row`)."""
-    return os.path.join(*objectives.kind_of(config).table_row(config))
-
-
 def table_config_run(outdir: str, config: ml_collections.ConfigDict) -> str:
-    """The workdir of the run of `config` in a tables output directory."""
-    return table_run(outdir, config.zoo.dataset, table_row(config), config.seed)
-
-
-def member_workdir(workdir: str, seed: int, learning_rate: float | None = None) -> str:
-    """The workdir of one member of a sweep run in `workdir` (`experiments.main --seeds`): seed<k>, or with a
-    swept learning rate seed<k>_lr<rate>."""
-    return os.path.join(workdir, f"seed{seed}" + ("" if learning_rate is None else f"_lr{learning_rate:g}"))
+    """The run of `config` in a tables output directory (`layout.table_run` of its objective's row)."""
+    return layout.table_run(outdir, config.zoo.dataset, objectives.kind_of(config).table_row(config), config.seed)
 
 
 class TrainingError(UserError, RuntimeError):
@@ -103,7 +60,7 @@ def run_zoo_path(workdir: str) -> str:
 def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
     """The zoo identity a run recorded at its start (None before it started); one from before identities
     were recorded (only the path) is refused, naming the command that upgrades it (`experiments.run.upgrade`)."""
-    path = os.path.join(workdir, RUN_ZOO)
+    path = layout.run_file(workdir, layout.ZOO_RECORD)
     if not os.path.exists(path):
         return None
     recorded = files.read_json(path)
@@ -146,8 +103,9 @@ def _zoo_mismatch(workdir: str, recorded: dict[str, Any], current: dict[str, Any
             for key in recorded
             if key != "path" and recorded[key] != current.get(key)
         ]
+    where = layout.run_file(workdir, layout.ZOO_RECORD)
     return TrainingError(
-        f"{workdir} was trained on the zoo at {recorded['path']} (recorded in {os.path.join(workdir, RUN_ZOO)}), "
+        f"{workdir} was trained on the zoo at {recorded['path']} (recorded in {where}), "
         f"but this run would use the zoo at {current['path']}; they differ in: {'; '.join(differences)}. "
         "Resume with the recorded zoo (--config.zoo.path or WEIGHTSPACE_ZOOS), or use a new workdir."
     )
@@ -176,7 +134,7 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
 def _recorded_config(workdir: str) -> dict:
     """The config a workdir recorded (as JSON); one written before fields were added is refused, naming the
     command that upgrades it (`experiments.run.upgrade`)."""
-    path = os.path.join(workdir, "config.json")
+    path = layout.run_file(workdir, layout.CONFIG)
     saved = files.read_json(path)
     missing = upgrade.missing_fields(saved)
     if missing:
@@ -202,7 +160,7 @@ _RESUMABLE_KEYS = (
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The config to record (as JSON); a resumed run must have the recorded one, up to `_RESUMABLE_KEYS`."""
-    path = os.path.join(workdir, "config.json")
+    path = layout.run_file(workdir, layout.CONFIG)
     current = json.loads(config.to_json())
     if os.path.exists(path):
         changed = files.config_changes(_recorded_config(workdir), current, _RESUMABLE_KEYS)
@@ -214,10 +172,6 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return current
 
 
-# The file in a workdir that records the devices a run trains on, at its first start.
-RUN_DEVICES = "devices.json"
-
-
 def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) -> None:
     """Refuses to resume a run on other devices ({"num_devices", "backend"}) than it started on.
 
@@ -225,7 +179,7 @@ def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) ->
     rounds differently: the resumed run would not be the uninterrupted one. Runs from before the record
     resume unchecked.
     """
-    path = os.path.join(workdir, RUN_DEVICES)
+    path = layout.run_file(workdir, layout.DEVICES)
     if resumed is None or not os.path.exists(path):
         return
     recorded = files.read_json(path)
@@ -240,7 +194,7 @@ def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) ->
 
 def resumed_step(workdir: str) -> int | None:
     """The step of the latest checkpoint a run in `workdir` would resume from (None: a first start)."""
-    if not os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
+    if not os.path.isdir(layout.checkpoints(workdir, "latest")):
         return None
     with _newest_checkpoint(workdir, "latest", required=False) as (step, _):
         return step
@@ -248,7 +202,7 @@ def resumed_step(workdir: str) -> int | None:
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a training workdir was run with."""
-    path = os.path.join(workdir, "config.json")
+    path = layout.run_file(workdir, layout.CONFIG)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
     return ml_collections.ConfigDict(_recorded_config(workdir))
@@ -262,7 +216,7 @@ def _newest_checkpoint(
 
     With `required`, a run without one is an error naming what to do; without, its step is None.
     """
-    manager = checkpointing.CheckpointManager(os.path.join(workdir, "checkpoints", which), process_local=True)
+    manager = checkpointing.CheckpointManager(layout.checkpoints(workdir, which), process_local=True)
     try:
         step = manager.latest_step()
         if step is None and required:
