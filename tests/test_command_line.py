@@ -60,8 +60,8 @@ def _refused_in_process(places, module, *args, message=""):
     assert tree(places["root"]) == before
 
 
-def _process(*command, cwd=REPO):
-    env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_TRACEBACK"}
+def _process(*command, cwd=REPO, **environment):
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_TRACEBACK"} | environment
     return subprocess.run([sys.executable, "-m", *command], cwd=cwd, capture_output=True, text=True, env=env)
 
 
@@ -261,6 +261,18 @@ def test_a_trainer_refused_after_parsing_leaves_no_workdir(case, override, messa
     last = assert_one_line(result.returncode, result.stderr)
     assert re.search(message, last), last
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_tables_with_an_unknown_supervised_target_are_refused_before_any_row_trains(places, tmp_path):
+    cache = tmp_path / "zoos"
+    shutil.copytree(places["build"], cache / "formal_languages_smoke")
+    command = ["experiments.analyses.tables", "--preset=smoke", "--encoders=flat", "--seeds=1"]
+    command += ["--supervised_targets=nonsense", f"--outdir={tmp_path / 'tables'}"]
+    result = _process(*command, WEIGHTSPACE_ZOOS=str(cache))
+    last = assert_one_line(result.returncode, result.stderr)
+    assert "Unknown supervised.target 'nonsense'; this zoo's targets are" in last
+    assert not (tmp_path / "tables").exists()
 
 
 @pytest.mark.slow

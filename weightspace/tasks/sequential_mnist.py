@@ -30,6 +30,11 @@ SEQUENCE_LENGTH = (IMAGE_SIZE // TILE) ** 2 + 1  # 49 tiles after the zero tile
 # The readout's angle grid (degrees), and how many fixed eval images (the first ones) it classifies at each.
 READOUT_ANGLES = tuple(range(0, 360, 10))
 READOUT_IMAGES = 200
+# The fixed probe's angle grid (degrees), and how many eval images of each class (the first ones) it rotates by each.
+FIXED_PROBE_ANGLES = tuple(range(0, 360, 30))
+FIXED_PROBE_IMAGES_PER_CLASS = 10
+# The circular harmonics of the fixed probe's per-angle profile that are its features (1..this, and the mean).
+FIXED_PROBE_HARMONICS = 2
 
 
 def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
@@ -93,6 +98,42 @@ def read_angle(model: SequenceModel, images: jax.Array, labels: jax.Array) -> ja
     return angles[jnp.argmax(jax.lax.map(accuracy_at, angles))]
 
 
+def fixed_probe_images(images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The first `FIXED_PROBE_IMAGES_PER_CLASS` of `images` [N, 28, 28] of each class, class by class: [D, 28, 28]
+    and their labels [D] (D = 10 * FIXED_PROBE_IMAGES_PER_CLASS).
+
+    A class with fewer images lends its places to the next class's images (the
+    labels returned are always those of the images returned).
+    """
+    order = jnp.argsort(labels, stable=True)  # class by class, each class in its images' order
+    starts = jnp.searchsorted(labels[order], jnp.arange(NUM_CLASSES))
+    index = order[jnp.minimum((starts[:, None] + jnp.arange(FIXED_PROBE_IMAGES_PER_CLASS)).ravel(), len(order) - 1)]
+    return images[index], labels[index]
+
+
+def fixed_probe_inputs(images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The fixed probe's inputs: the digits of `fixed_probe_images` rotated by every angle of `FIXED_PROBE_ANGLES`.
+
+    Returns input sequences [A, D, 50, 16], made by `input_sequence` exactly as a
+    run of that angle sees its images, and the digits' labels [D].
+    """
+    digits, digit_labels = fixed_probe_images(images, labels)
+    per_angle = jax.vmap(input_sequence, in_axes=(0, None))
+    angles = jnp.asarray(FIXED_PROBE_ANGLES, jnp.float32)
+    return jax.vmap(per_angle, in_axes=(None, 0))(digits, angles), digit_labels
+
+
+def fixed_probe_profile(model: SequenceModel, images: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per angle of `FIXED_PROBE_ANGLES`, the model's mean last-step probability of the true label of the
+    digits of `fixed_probe_inputs` (from `images` [N, 28, 28], `labels` [N]) rotated by that angle: [A].
+
+    Once trained, a model's profile peaks at its run's angle.
+    """
+    inputs, digit_labels = fixed_probe_inputs(images, labels)
+    probs = jax.nn.softmax(model.apply(inputs)[..., -1, :])  # [A, D, 10]
+    return jnp.mean(jnp.take_along_axis(probs, digit_labels[None, :, None], axis=-1)[..., 0], axis=1)
+
+
 def sequence_to_image(sequence: np.ndarray) -> np.ndarray:
     """A stored input sequence [50, 16] back to the (rotated) image in [0, 1], [28, 28]."""
     return np.asarray(from_tiles(np.asarray(sequence, np.float32)[1:])) * STD + MEAN
@@ -128,7 +169,7 @@ class SequentialMnist:
     probe_activation = "sigmoid"
     # The readout classifies fixed images: the same for every key.
     readout_uses_key = False
-    # Results tables and figures (`experiments/report.py` marks each column ↑ or ↓).
+    # Results tables and figures (`experiments/report/runs.py` marks each column ↑ or ↓).
     table_columns = (
         ("angle_error_degrees", "angle error °"),
         ("accuracy_r2", "accuracy R²"),
@@ -285,19 +326,26 @@ class SequentialMnist:
         return {"angle": angle, "accuracy": accuracy, "generalisation_gap": eval_loss - train_loss}
 
     def fixed_probe_features(self, model: SequenceModel, data: PyTree) -> jax.Array:
-        """The model's log-softmax on one unrotated eval image per class, after each row of tiles: [10 * 7 * 10].
+        """The model's per-angle profile on fixed rotated eval digits, as circular harmonics: [1 + 2 * H].
 
-        The images are the first eval image of each class (the eval split's
-        fixed order). The outputs are read where a row of 7 tiles ends (steps
-        7, 14, ..., 49): on the quick zoo's train / eval split these read the
-        angle better than the last step alone or every step (5,000 features for
-        about 200 training snapshots), and accuracy and the generalisation gap
-        about as well.
+        The profile (`fixed_probe_profile`) is the mean last-step probability of
+        the true label of the first `FIXED_PROBE_IMAGES_PER_CLASS` eval images of
+        each class (the eval split's fixed order), rotated by each angle of
+        `FIXED_PROBE_ANGLES` as a run of that angle sees its images. The features
+        are its mean over the grid and, for k = 1..H (`FIXED_PROBE_HARMONICS`), its
+        means times cos(k angle) and sin(k angle): a fixed linear map of the
+        outputs, in which a rotation of the profile turns each (cos, sin) pair.
+
+        Why harmonics: the OOD angles are the largest, where no train snapshot
+        lies, and a probe fitted on the raw profile (or on per-digit outputs) does
+        not carry it there; in harmonics a rotation is a turn of each pair, which
+        a probe carries to any angle. Fewer digits per class are noisier.
         """
-        first = jnp.argmax(data["eval_labels"][None, :] == jnp.arange(NUM_CLASSES)[:, None], axis=1)  # [10]
-        inputs = jax.vmap(input_sequence, in_axes=(0, None))(data["eval_images"][first], 0.0)
-        row = IMAGE_SIZE // TILE
-        return jax.nn.log_softmax(model.apply(inputs)[:, row::row]).ravel()
+        profile = fixed_probe_profile(model, data["eval_images"], data["eval_labels"])  # [A]
+        radians = jnp.deg2rad(jnp.asarray(FIXED_PROBE_ANGLES, jnp.float32))
+        phase = jnp.arange(1, FIXED_PROBE_HARMONICS + 1)[:, None] * radians[None]  # [H, A]
+        cos_sin = jnp.stack([jnp.mean(profile * jnp.cos(phase), -1), jnp.mean(profile * jnp.sin(phase), -1)], -1)
+        return jnp.concatenate([jnp.mean(profile)[None], cos_sin.ravel()])  # mean, cos 1, sin 1, cos 2, ...
 
     def _num_scored(self, data: PyTree) -> int:
         """How many eval images are scored (and train images for the train loss)."""
