@@ -58,7 +58,7 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     for row in (r for r in saved["rows"] if r["budget"] == plan.budget):
         low, high = row["label_interval"]
         assert low <= row["label_accuracy"] <= high and 0 <= row["null_mean"] <= row["null_q95"] <= 1
-        assert 1 <= row["n_locks"] <= row["n_runs"] <= row["n"]
+        assert 1 <= row["n_locks"] <= row["n_runs"] <= adaptive_n[row["budget"]]  # runs hold >= 1 snapshot
         assert 1 / plan.num_labels <= row["majority"] <= 1
     # The encoders' intervals are of the accuracy their evaluation reports: the same probe reads the same labels.
     interactive = at_budget["interactive"]
