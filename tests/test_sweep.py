@@ -160,7 +160,7 @@ def test_main_trains_the_seeds_given_as_one_sweep_members_split_over_the_devices
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--seeds=a,b"], r"--seeds=a,b is not a list of ints"),
+        (["--seeds=a,b"], r"--seeds=a,b must be a comma-separated list, each an integer >= 0"),
         (["--seeds=0,1", "--learning_rates=1e-3"], r"one learning rate per seed"),
     ],
 )
