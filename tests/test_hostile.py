@@ -8,10 +8,8 @@ with other configs) in test_multiprocess, 9 (rows overwritten after loading) in 
 builder's value checks of 7 and 10 one by one in test_build.
 """
 
-import hashlib
 import json
 import os
-import pathlib
 import re
 import shutil
 import subprocess
@@ -22,6 +20,7 @@ import pytest
 
 from experiments.configs import flat
 from experiments.run import train
+from tests.command_line import digests
 from weightspace import checkpointing, zoo
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
@@ -29,16 +28,6 @@ from zoo_builder.configs import formal_languages
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ("experiments.main", "--config=configs/flat.py:smoke")
 BUILD = ("zoo_builder.main", "--config=configs/formal_languages.py:smoke")
-
-
-def _digests(path) -> dict[str, str]:
-    """SHA-256 of every file under `path` but workdir locks, by relative path."""
-    path = pathlib.Path(path)
-    return {
-        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and not p.name.startswith(".lock")
-    }
 
 
 def _entry_point(module, *args):
@@ -50,13 +39,13 @@ def _entry_point(module, *args):
 
 def _refused(tmp_path, command, error, message):
     """Runs `command` (module, args...); asserts one line naming `error` and matching `message`, nothing changed."""
-    before = _digests(tmp_path)
+    before = digests(tmp_path)
     result = _entry_point(*command)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert re.fullmatch(rf"Error \({error}\): .*{message}.*", lines[-1]), lines[-1]
-    assert _digests(tmp_path) == before
+    assert digests(tmp_path) == before
 
 
 @pytest.fixture(scope="module")

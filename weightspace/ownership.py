@@ -167,11 +167,7 @@ def claim(directory: str, kind: str) -> str:
 
 
 def _only_bookkeeping(directory: str) -> bool:
-    for root, _, names in os.walk(directory):
-        if any(not n.startswith(_BOOKKEEPING_PREFIXES) for n in names):
-            return False
-        del root
-    return True
+    return all(n.startswith(_BOOKKEEPING_PREFIXES) for _, _, names in os.walk(directory) for n in names)
 
 
 def discard_created() -> None:

@@ -21,18 +21,25 @@ HEADING (any level), up to the next heading of the same or a higher level. Paths
 repository root. `tests/test_report.py` fails while any block differs from its render.
 """
 
-from experiments.report.analyses import loss_correlation_markdown, permutation_analysis_markdown, probing_gap_markdown
-from experiments.report.benchmarks import (
-    disk_benchmark_markdown,
-    encoder_benchmark_markdown,
-    plan_check_markdown,
-    sweep_benchmark_markdown,
-    table_plan_markdown,
-    zoo_benchmark_markdown,
-)
 from experiments.report.docs import END, REPO, check_docs, rewrite_docs, section
 from experiments.report.format import ReportError, format_cell, format_value
-from experiments.report.renderers import RENDERERS, publish, render, rerender, rerender_directory, write
+from experiments.report.renderers import (
+    RENDERERS,
+    disk_benchmark_markdown,
+    encoder_benchmark_markdown,
+    loss_correlation_markdown,
+    permutation_analysis_markdown,
+    plan_check_markdown,
+    probing_gap_markdown,
+    publish,
+    render,
+    rerender,
+    rerender_directory,
+    sweep_benchmark_markdown,
+    table_plan_markdown,
+    write,
+    zoo_benchmark_markdown,
+)
 from experiments.report.runs import (
     PREDICTORS,
     REFERENCE,
