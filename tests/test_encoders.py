@@ -309,6 +309,29 @@ def test_probes_start_on_the_prior_strings(name):
         encoders.build(_config(name, prior_scale=1.0), SPEC, probe_prior=prior[:2])
 
 
+def _without_probe_mlp(encoder):
+    """`encoder` with its probe MLP's last layer zeroed: its probing logits are the prior offsets alone."""
+    last = encoder.probe_mlp.layers[-1]
+    last.kernel[...] = jnp.zeros_like(last.kernel[...])
+    last.bias[...] = jnp.zeros_like(last.bias[...])
+    return encoder
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_sigmoid_probes_span_the_probe_range_and_start_on_the_prior(name):
+    low, high = -0.5, 2.5
+    prior = np.random.default_rng(0).normal(size=(3, 2, SPEC.input_size)).astype(np.float32)
+    fields = dict(probe_activation="sigmoid", probe_range=(low, high), prior_scale=1.0)
+    encoder = encoders.build(_config(name, **fields), SPEC, probe_prior=prior)
+    probes = np.asarray(encoder.probing_inputs(_params()))
+    assert np.all((probes > low) & (probes < high)) and probes.min() < 0 and probes.max() > 1
+    probes = np.asarray(_without_probe_mlp(encoder).probing_inputs(_params()))
+    expected = low + (high - low) / (1 + np.exp(-prior))
+    np.testing.assert_allclose(probes, np.broadcast_to(expected[:, None], probes.shape), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="probe_range"):
+        _build(name, probe_activation="sigmoid", probe_range=(1.0, 0.0))
+
+
 @pytest.mark.parametrize("answers", ["logits", "log_softmax"])
 def test_log_softmax_answers_ignore_a_shift_of_every_logit(answers):
     """Adding a constant to every readout logit leaves the LSTM's distributions, and log-softmax answers, unchanged."""

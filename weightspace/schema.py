@@ -28,7 +28,7 @@ class Rule:
       open_low, open_high: the bound itself is excluded.
       choices: the only values a string (or every element of a tuple) may take.
       element: the rule of every element of a tuple.
-      nonempty, increasing, unique: what a tuple must also be.
+      nonempty, increasing, unique, length: what a tuple must also be (length None: any).
       optional: None is accepted too.
       words: what the rule says in a message, where its parts say it less well.
     """
@@ -43,6 +43,7 @@ class Rule:
     nonempty: bool = False
     increasing: bool = False
     unique: bool = False
+    length: int | None = None
     optional: bool = False
     words: str | None = None
 
@@ -52,6 +53,8 @@ class Rule:
             return self.words
         if self.kind == "tuple":
             words = "a non-empty tuple" if self.nonempty else "a tuple"
+            if self.length is not None:
+                words = f"a tuple of {self.length}"
             extra = [w for w, on in (("increasing", self.increasing), ("without repeats", self.unique)) if on]
             return f"{words}{' (' + ', '.join(extra) + ')' if extra else ''}, each {self.element.describe()}"
         if self.choices is not None:
@@ -70,6 +73,8 @@ class Rule:
             return self.optional
         if self.kind == "tuple":
             if not isinstance(value, tuple | list) or (self.nonempty and not value):
+                return False
+            if self.length is not None and len(value) != self.length:
                 return False
             if not all(self.element.fits(v) for v in value):
                 return False
@@ -121,9 +126,16 @@ def Text(optional: bool = False) -> Rule:  # noqa: N802
 
 
 def Tuple(  # noqa: N802
-    element: Rule, nonempty: bool = True, increasing: bool = False, unique: bool = False, words: str | None = None
+    element: Rule,
+    nonempty: bool = True,
+    increasing: bool = False,
+    unique: bool = False,
+    words: str | None = None,
+    length: int | None = None,
 ) -> Rule:
-    return Rule("tuple", element=element, nonempty=nonempty, increasing=increasing, unique=unique, words=words)
+    return Rule(
+        "tuple", element=element, nonempty=nonempty, increasing=increasing, unique=unique, length=length, words=words
+    )
 
 
 # A check of fields against each other: returns the lines of what is wrong (none: fine).

@@ -23,6 +23,7 @@ import ml_collections
 
 from weightspace import emulator, encoders
 from weightspace.presets import PRESETS, parse_preset
+from weightspace.tasks import sequential_mnist
 
 # The experiment config that runs with no weight encoder of their own (oracles, reference rows) take their
 # zoo, split, emulator and training from: every encoder's config has the same ones.
@@ -160,6 +161,17 @@ def _probe_prior(config: ml_collections.ConfigDict) -> None:
         config.encoder.prior_scale = 3.0
 
 
+# Parallel probing sequences of `probe_rotations`: sequence p is a digit of class p mod 10 at 360 p / 24 degrees.
+ROTATION_PROBES = 24
+
+
+def _probe_rotations(config: ml_collections.ConfigDict) -> None:
+    if encoders.probes(config.encoder.name):  # the others are unchanged
+        config.encoder.prior_scale = 1.0
+        config.encoder.num_parallel = ROTATION_PROBES
+        config.encoder.probe_range = sequential_mnist.PIXEL_RANGE
+
+
 def _probe_policy(config: ml_collections.ConfigDict) -> None:
     _probe_prior(config)
     if encoders.chooses_probes(config.encoder.name):
@@ -171,10 +183,18 @@ def _probe_policy(config: ml_collections.ConfigDict) -> None:
 # * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
 # * probe_prior (formal languages): the probing encoders' probes start on the family's real strings
 #   (`prior_scale` 3) instead of random token mixtures.
+# * probe_rotations (sequential MNIST): the probing encoders' probes start on real digits rotated by angles
+#   spanning the circle (`SequentialMnist.probe_prior`: `ROTATION_PROBES` parallel sequences, every class,
+#   15 degrees apart), as normalised pixels (`probe_range`), instead of random tiles in (0, 1).
 # * probe_policy (combination locks; experiments/RESULTS.md, "The probing gap"): as probe_prior, but the
 #   interactive encoder's probes start on the family's hand-written adaptive prober (`prior_policy`), the
 #   non-interactive one's on its best fixed strings.
-VARIANTS = {"condition_every": _condition_every, "probe_prior": _probe_prior, "probe_policy": _probe_policy}
+VARIANTS = {
+    "condition_every": _condition_every,
+    "probe_prior": _probe_prior,
+    "probe_rotations": _probe_rotations,
+    "probe_policy": _probe_policy,
+}
 
 
 def arg_problems(flag: str, arg: str) -> list[str]:

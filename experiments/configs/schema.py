@@ -74,7 +74,23 @@ def _policy_exists(config: ml_collections.ConfigDict) -> list[str]:
     return []
 
 
-RELATIONS = (_known_family, _tasks_left_to_train_on, _one_objective, _policy_exists)
+def _probe_range_used(config: ml_collections.ConfigDict) -> list[str]:
+    """A probe range other than (0, 1) (the probe_rotations variant) applies to sigmoid probes only."""
+    probe_range = config.encoder.get("probe_range")
+    if probe_range is None or tuple(probe_range) == (0.0, 1.0) or config.zoo.dataset not in tasks.FAMILIES:
+        return []
+    activation = config.encoder.probe_activation
+    if activation == "auto":
+        activation = tasks.FAMILIES[config.zoo.dataset].probe_activation
+    if activation == "sigmoid":
+        return []
+    return [
+        f"encoder.probe_range={tuple(probe_range)} (the probe_rotations variant) needs sigmoid probes, but "
+        f"zoo.dataset={config.zoo.dataset!r} probes with {activation!r} (keep probe_range at (0.0, 1.0))"
+    ]
+
+
+RELATIONS = (_known_family, _tasks_left_to_train_on, _one_objective, _policy_exists, _probe_range_used)
 
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:

@@ -72,6 +72,7 @@ FIELD_RULES: dict[str, schema.Rule] = {
     # 0 and "auto": the dataset's defaults (experiments/configs/common.py).
     "probe_length": schema.Int(0),
     "probe_activation": schema.Choice("auto", *probing.PROBE_ACTIVATIONS),
+    "probe_range": schema.Tuple(schema.Float(), increasing=True, length=2),
     "probe_hidden_sizes": schema.Tuple(schema.Int(1), nonempty=False),
     "answers": schema.Choice(*probing.ANSWERS),
     "answer_temperature": schema.Float(0.0, open_low=True),

@@ -70,6 +70,10 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # paper, MNIST); 'straight_through': one-hot tokens (the softmax's argmax) with the softmax's gradient.
         # The zoo LSTMs only ever saw one-hot tokens: they answer soft mixtures much less clearly.
         probe_activation="softmax",
+        # With probe_activation 'sigmoid': the probing inputs span (low, high), low + (high - low) x the sigmoid.
+        # (0, 1) (the paper): the sigmoid itself. A family's input range (sequential MNIST's normalised pixels,
+        # `sequential_mnist.PIXEL_RANGE`) lets the probes be real images.
+        probe_range=(0.0, 1.0),
         # 'logits': the encoder reads the probed LSTM's raw readout (the paper); 'log_softmax': its
         # log-probabilities, free of the per-position offset that raw logits carry; 'argmax': only its answer
         # (the most likely output, one-hot, with the softmax's gradient), so the encoder sees what the
@@ -160,6 +164,7 @@ class ProbingEncoder(base.Encoder):
         probe_length: int,
         num_parallel: int,
         probe_activation: str,
+        probe_range: tuple[float, float],
         answers: str,
         answer_temperature: float,
         prior_scale: float,
@@ -183,6 +188,9 @@ class ProbingEncoder(base.Encoder):
         self.probe_length = probe_length
         self.num_parallel = num_parallel
         self.probe_activation = probe_activation
+        if len(probe_range) != 2 or not probe_range[0] < probe_range[1]:
+            raise ValueError(f"probe_range must be (low, high) with low < high, got {probe_range}.")
+        self.probe_range = tuple(probe_range)
         self.answers = answers
         if not answer_temperature > 0:
             raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
@@ -211,11 +219,14 @@ class ProbingEncoder(base.Encoder):
 
         The distance between two LSTMs' probing inputs, averaged over steps, parallel sequences and all pairs
         of LSTMs in `params` (batch >= 2): total variation for token distributions, the mean absolute
-        difference for sigmoid values. A non-interactive encoder's is 0 by construction.
+        difference over `probe_range`'s width for sigmoid values. A non-interactive encoder's is 0 by
+        construction.
         """
         probes = self.probing_inputs(params)  # [time, batch, parallel, input]
         difference = jnp.abs(probes[:, :, None] - probes[:, None, :])  # [time, batch, batch, parallel, input]
-        distance = 0.5 * difference.sum(-1) if self.probe_activation != "sigmoid" else difference.mean(-1)
+        low, high = self.probe_range
+        sigmoid = self.probe_activation == "sigmoid"
+        distance = difference.mean(-1) / (high - low) if sigmoid else 0.5 * difference.sum(-1)
         batch = probes.shape[1]
         return distance.mean((0, 3)).sum() / (batch * (batch - 1))
 
@@ -233,7 +244,8 @@ class ProbingEncoder(base.Encoder):
         if offsets is not None:
             logits = logits + offsets
         if self.probe_activation == "sigmoid":
-            return jax.nn.sigmoid(logits)
+            low, high = self.probe_range
+            return low + (high - low) * jax.nn.sigmoid(logits)
         return jax.nn.softmax(logits) if self.probe_activation == "softmax" else straight_through(logits)
 
     def answer_vectors(self, outputs: jax.Array) -> jax.Array:

@@ -35,6 +35,10 @@ FIXED_PROBE_ANGLES = tuple(range(0, 360, 30))
 FIXED_PROBE_IMAGES_PER_CLASS = 10
 # The circular harmonics of the fixed probe's per-angle profile that are its features (1..this, and the mean).
 FIXED_PROBE_HARMONICS = 2
+# Normalised pixel values span (0 - MEAN) / STD to (1 - MEAN) / STD: the range probes must span to be real images.
+PIXEL_RANGE = (-MEAN / STD, (1.0 - MEAN) / STD)
+# `probe_prior` keeps its pixel intensities this far from 0 and 1, so that their logits are finite.
+PRIOR_PIXEL_MARGIN = 0.01
 
 
 def rotate(image: jax.Array, degrees: jax.Array) -> jax.Array:
@@ -121,6 +125,21 @@ def fixed_probe_inputs(images: jax.Array, labels: jax.Array) -> tuple[jax.Array,
     per_angle = jax.vmap(input_sequence, in_axes=(0, None))
     angles = jnp.asarray(FIXED_PROBE_ANGLES, jnp.float32)
     return jax.vmap(per_angle, in_axes=(None, 0))(digits, angles), digit_labels
+
+
+def prior_digits(images: jax.Array, labels: jax.Array, num_parallel: int) -> tuple[jax.Array, jax.Array]:
+    """The digits the `probe_rotations` variant starts probes on: sequence p of `num_parallel` is the first
+    of `images` [N, 28, 28] of class p mod 10, rotated by 360 p / num_parallel degrees.
+
+    Every class is asked, and the angles cover the circle evenly, so the answers trace how well the LSTM
+    reads digits at each angle (its run's angle, where it reads them best).
+
+    Returns input sequences [P, 50, 16] (`input_sequence`) and their labels [P].
+    """
+    classes = jnp.arange(num_parallel) % NUM_CLASSES
+    first = jnp.argmax(labels[None, :] == jnp.arange(NUM_CLASSES)[:, None], axis=1)  # [10] first image of each
+    angles = 360.0 * jnp.arange(num_parallel) / num_parallel
+    return jax.vmap(input_sequence)(images[first[classes]], angles), labels[first[classes]]
 
 
 def fixed_probe_profile(model: SequenceModel, images: jax.Array, labels: jax.Array) -> jax.Array:
@@ -230,8 +249,23 @@ class SequentialMnist:
         return jnp.ones(data["inputs"].shape[:-1], bool)
 
     def probe_prior(self, probe_length: int, num_parallel: int) -> np.ndarray:
-        """Not defined: sigmoid tiles have no token logits to start from."""
-        raise ValueError("Sequential MNIST has no probing strings to start probes from: keep prior_scale at 0.")
+        """Rotated real digits as sigmoid logits [50, P, 16]: `prior_digits`' inputs, each pixel intensity v in
+        [0, 1] (kept `PRIOR_PIXEL_MARGIN` from 0 and 1) as log(v / (1 - v)).
+
+        A probing encoder whose sigmoid probes span `PIXEL_RANGE` (`probe_range`) turns these logits back
+        into the digits as a run sees them (`input_sequence`). One probing sequence is one image (the LSTMs
+        start each image from the zero state), so `probe_length` must be 50.
+        """
+        if probe_length != SEQUENCE_LENGTH:
+            raise ValueError(
+                f"Sequential MNIST's probe prior is one image a probing sequence: probe_length must be "
+                f"{SEQUENCE_LENGTH}, got {probe_length}."
+            )
+        arrays, _ = self.data()
+        images, labels = jnp.asarray(arrays["eval_images"]), jnp.asarray(arrays["eval_labels"])
+        sequences, _ = prior_digits(images, labels, num_parallel)
+        intensity = np.clip(np.asarray(sequences) * STD + MEAN, PRIOR_PIXEL_MARGIN, 1.0 - PRIOR_PIXEL_MARGIN)
+        return np.swapaxes(np.log(intensity) - np.log1p(-intensity), 0, 1).astype(np.float32)
 
     def probe_policy(self):
         """Not defined: no hand-written adaptive prober (the probes may start from `probe_prior`)."""
