@@ -39,9 +39,16 @@ def test_a_rule_says_what_it_wants():
     assert schema.Tuple(schema.Int(0), words="steps").describe() == "steps"
 
 
+# Variants that fit sequential MNIST only (probe_rotations changes only the probing encoders).
+MNIST_ONLY = ("probe_rotations", "emulate_rotations")
+
+
 def _experiment_configs():
     for encoder, dataset in itertools.product(encoders.NAMES, tasks.FAMILIES):
+        probing = encoders.probes(encoder)
         for preset, variant in itertools.product(presets.PRESETS, ("", *common.VARIANTS)):
+            if variant in MNIST_ONLY and dataset != "sequential_mnist" and (variant != "probe_rotations" or probing):
+                continue  # refused, as the tests below show
             if variant == "probe_policy" and dataset != "combination_lock":
                 continue  # refused, as the next test shows
             yield common.experiment(encoder, ",".join(filter(None, (preset, variant))), dataset)
@@ -90,6 +97,18 @@ def test_a_policy_prior_needs_a_family_with_a_policy():
         "encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: Formal languages have no "
         "probing policy to start probes from: keep prior_policy False."
     ]
+
+
+@pytest.mark.parametrize("dataset", ["formal_languages", "combination_lock"])
+def test_the_mnist_variants_are_refused_on_other_families(dataset):
+    rotations = experiment_schema.problems(common.experiment("interactive", "smoke,probe_rotations", dataset))
+    assert len(rotations) == 1 and "needs sigmoid probes" in rotations[0]
+    emulation = experiment_schema.problems(common.experiment("flat", "smoke,emulate_rotations", dataset))
+    assert len(emulation) == 1 and "needs a family with a probe set" in emulation[0]
+    for variant in MNIST_ONLY:
+        assert (
+            experiment_schema.problems(common.experiment("interactive", f"smoke,{variant}", "sequential_mnist")) == []
+        )
 
 
 def test_a_lock_code_longer_than_its_stream_is_refused():

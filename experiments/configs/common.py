@@ -63,6 +63,11 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.emulator = emulator.default_config()
     # Emulation loss (weightspace.losses): total_variation, kl, reverse_kl, jensen_shannon, cross_entropy, l2.
     config.loss = "total_variation"
+    # What the emulation loss is scored on: "stored" (the paper), the zoo's stored sequences and the LSTM's
+    # outputs on them; "probe_set", the family's probe set (sequential MNIST: 10 eval digits of each class at
+    # every 30 degrees; `TaskFamily.emulation_probes`), the LSTM's outputs computed from its weights in the step.
+    # A run's stored MNIST sequences are rotated by its own angle, so the emulator reads the rotation from them.
+    config.emulate_on = "stored"
 
     config.supervised = ml_collections.ConfigDict()
     # "" trains the encoder by emulation (the paper's method). A downstream target's name (formal
@@ -172,6 +177,10 @@ def _probe_rotations(config: ml_collections.ConfigDict) -> None:
         config.encoder.probe_range = sequential_mnist.PIXEL_RANGE
 
 
+def _emulate_rotations(config: ml_collections.ConfigDict) -> None:
+    config.emulate_on = "probe_set"
+
+
 def _probe_policy(config: ml_collections.ConfigDict) -> None:
     _probe_prior(config)
     if encoders.chooses_probes(config.encoder.name):
@@ -186,6 +195,8 @@ def _probe_policy(config: ml_collections.ConfigDict) -> None:
 # * probe_rotations (sequential MNIST): the probing encoders' probes start on real digits rotated by angles
 #   spanning the circle (`SequentialMnist.probe_prior`: `ROTATION_PROBES` parallel sequences, every class,
 #   15 degrees apart), as normalised pixels (`probe_range`), instead of random tiles in (0, 1).
+# * emulate_rotations (sequential MNIST): emulation is scored on digits at every angle of a grid, not on the
+#   run's stored digits at its own angle (`emulate_on="probe_set"`).
 # * probe_policy (combination locks; experiments/RESULTS.md, "The probing gap"): as probe_prior, but the
 #   interactive encoder's probes start on the family's hand-written adaptive prober (`prior_policy`), the
 #   non-interactive one's on its best fixed strings.
@@ -193,6 +204,7 @@ VARIANTS = {
     "condition_every": _condition_every,
     "probe_prior": _probe_prior,
     "probe_rotations": _probe_rotations,
+    "emulate_rotations": _emulate_rotations,
     "probe_policy": _probe_policy,
 }
 

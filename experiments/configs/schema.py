@@ -11,6 +11,10 @@ import ml_collections
 from weightspace import emulator, encoders, losses, schema, tasks
 from weightspace.presets import PRESETS
 
+# What emulation is scored on (`config.emulate_on`): the zoo's stored sequences and outputs (the paper), or the
+# family's probe set (`TaskFamily.emulation_probes`), the LSTM's outputs on it computed from its weights.
+EMULATE_ON = ("stored", "probe_set")
+
 RULES: dict[str, schema.Rule] = {
     "seed": schema.Int(0),
     "zoo.dataset": schema.Text(),  # a registered family (`_known_family`: families may register late)
@@ -19,6 +23,7 @@ RULES: dict[str, schema.Rule] = {
     **{f"encoder.{key}": rule for key, rule in encoders.FIELD_RULES.items()},
     **{f"emulator.{key}": rule for key, rule in emulator.FIELD_RULES.items()},
     "loss": schema.Choice(*losses.LOSSES),
+    "emulate_on": schema.Choice(*EMULATE_ON),
     "supervised.target": schema.Text(),
     "supervised.hidden_sizes": schema.Tuple(schema.Int(1), nonempty=False),
     "oracle.target": schema.Text(),
@@ -90,7 +95,28 @@ def _probe_range_used(config: ml_collections.ConfigDict) -> list[str]:
     ]
 
 
-RELATIONS = (_known_family, _tasks_left_to_train_on, _one_objective, _policy_exists, _probe_range_used)
+def _probe_set_exists(config: ml_collections.ConfigDict) -> list[str]:
+    """Emulation on a probe set needs a family that has one (sequential MNIST) and a loss on outputs."""
+    if config.emulate_on != "probe_set" or config.zoo.dataset not in tasks.FAMILIES:
+        return []
+    if not hasattr(tasks.FAMILIES[config.zoo.dataset], "emulation_probes"):
+        return [
+            f"emulate_on='probe_set' (the emulate_rotations variant) needs a family with a probe set "
+            f"(sequential_mnist); zoo.dataset={config.zoo.dataset!r} has none (keep emulate_on='stored')"
+        ]
+    if config.loss in losses.TOKEN_LOSSES:
+        return [f"emulate_on='probe_set' compares outputs; loss={config.loss!r} compares next tokens"]
+    return []
+
+
+RELATIONS = (
+    _known_family,
+    _tasks_left_to_train_on,
+    _one_objective,
+    _policy_exists,
+    _probe_range_used,
+    _probe_set_exists,
+)
 
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:

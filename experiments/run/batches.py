@@ -60,7 +60,7 @@ def row_reader(arrays: PyTree, placement: jax.sharding.Sharding, on_disk: bool) 
 def batch_sums(objective, graphdef, mesh, states, rows, mask) -> dict[str, tuple]:
     """The objective's sums over one fixed batch's rows for every member of `states` (a leading member axis
     [M, ...]), the models in eval mode (no dropout): {kind: (sums [M], counts [M])}."""
-    batch = sharding.constrain(dataset.assemble(rows, objective.family), sharding.split(mesh, name="data"))
+    batch = sharding.constrain(objective.assemble(rows), sharding.split(mesh, name="data"))
 
     def member_sums(state):
         model = nnx.merge(graphdef, state["params"], state["other"])

@@ -24,7 +24,7 @@ from flax import nnx
 
 from experiments.run import batches, cloning
 from experiments.run.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
-from weightspace import errors, losses, lstm, targets, tasks, zoo
+from weightspace import dataset, errors, losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
 EMULATION, SUPERVISED, ORACLE = "emulation", "supervised", "oracle"
@@ -51,6 +51,9 @@ class Emulation:
     family: tasks.TaskFamily
     loss_name: str
     token_loss: bool  # the loss compares with next tokens (`losses.TOKEN_LOSSES`), not stored outputs
+    # With `emulate_on="probe_set"`: the family's probe set [K, time, in]; each stored sequence of each snapshot
+    # stands for one of its inputs, drawn once (seed 0), so that evaluation batches stay fixed.
+    probe_set: np.ndarray | None = dataclasses.field(default=None, kw_only=True)
 
     def make_model(self, config: ml_collections.ConfigDict, spec: lstm.LSTMSpec) -> Model:
         """The weight encoder of `config.encoder` with the emulator."""
@@ -70,8 +73,23 @@ class Emulation:
         return the_zoo.params
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
-        """The arrays the steps read, from the zoo's {"params", "behaviour"} (`dataset.zoo_arrays`)."""
-        return arrays
+        """The arrays the steps read, from the zoo's {"params", "behaviour"} (`dataset.zoo_arrays`); with a probe
+        set, the behaviour also holds which of its inputs each stored sequence stands for ("probe" [N, S])."""
+        if self.probe_set is None:
+            return arrays
+        shape = jax.tree.leaves(arrays["behaviour"])[0].shape[:2]
+        index = np.random.default_rng(0).integers(0, len(self.probe_set), shape, dtype=np.int32)
+        return {**arrays, "behaviour": {**arrays["behaviour"], "probe": index}}
+
+    def assemble(self, rows: PyTree) -> PyTree:
+        """The batch of rows (`dataset.take`): the family's emulation data (`dataset.assemble`); with a probe set,
+        its inputs in place of the stored ones and the LSTM's logits on them as the targets."""
+        batch = dataset.assemble(rows, self.family)
+        if self.probe_set is None:
+            return batch
+        inputs = jnp.asarray(self.probe_set, jnp.float32)[rows["behaviour"]["probe"]]  # [B, time, in]
+        logits, _ = jax.vmap(lstm.apply)(batch.get("probed", batch["params"]), inputs)
+        return {**batch, "inputs": inputs, "targets": logits}
 
     def _per_position(self, model: Model, batch: PyTree, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         logits, _ = model(batch["params"], batch["inputs"])
@@ -144,7 +162,9 @@ class Oracle(Emulation):
         return {"oracle": features}
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
-        return {**arrays, "params": {"oracle": np.asarray(self.target.features())}}
+        """The target's features in place of the params; with a probe set, the LSTMs' params as "probed"."""
+        probed = {} if self.probe_set is None else {"probed": arrays["params"]}
+        return {**super().device_arrays(arrays), **probed, "params": {"oracle": np.asarray(self.target.features())}}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -174,6 +194,10 @@ class Supervised:
 
     def encoder_inputs(self, the_zoo: zoo.Zoo) -> PyTree:
         return the_zoo.params
+
+    def assemble(self, rows: PyTree) -> PyTree:
+        """The batch of rows (`dataset.take`): the family's emulation data, which only the params matter of."""
+        return dataset.assemble(rows, self.family)
 
     def device_arrays(self, arrays: PyTree) -> PyTree:
         """The zoo and the encoded target [N, ...] of every snapshot."""
@@ -252,10 +276,13 @@ def make(
     token_loss = config.loss in losses.TOKEN_LOSSES
     if token_loss and not has_tokens:
         raise ValueError(f"Loss {config.loss!r} needs next-token targets, which {family.name} zoos do not have.")
+    probe_set = family.emulation_probes() if config.emulate_on == "probe_set" else None
+    if probe_set is not None and token_loss:
+        raise ValueError(f"Loss {config.loss!r} compares with next tokens, which a probe set does not have.")
     if kind is Oracle:
         target = named_target("oracle.target", config.oracle.target, oracle_choices(all_targets))
-        return Oracle(family, config.loss, token_loss, target)
-    return Emulation(family, config.loss, token_loss)
+        return Oracle(family, config.loss, token_loss, target, probe_set=probe_set)
+    return Emulation(family, config.loss, token_loss, probe_set=probe_set)
 
 
 # Every objective by name (the row kinds of the results tables, besides the reference rows).

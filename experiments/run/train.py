@@ -139,7 +139,7 @@ class Trainer:
     def _step_on_rows(self, state: PyTree, key: jax.Array, lr: jax.Array, rows: PyTree) -> tuple[PyTree, dict]:
         """One member's optimisation step on its batch's rows (`dataset.take`); the augmentation's key is the
         step's. The optimiser's update is at unit learning rate (`make_optimizer`), scaled here by `lr`."""
-        batch = dataset.assemble(rows, self.run.family)
+        batch = self.objective.assemble(rows)
         if self.augment:
             batch["params"] = augment.augment(self._keys(state["step"], key)[1], batch["params"], self.run.spec)
         batch = sharding.constrain(batch, sharding.split(self.mesh, name="data"))

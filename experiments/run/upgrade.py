@@ -22,7 +22,12 @@ from experiments.run import layout
 from weightspace import cli, encoders, errors, files, zoo
 
 # Config fields added since runs were first recorded, at the value that reproduces the behaviour before them.
-ADDED_FIELDS = {("oracle", "target"): "", ("train", "min_step"): 0, ("train", "zoo_on_disk"): False}
+ADDED_FIELDS = {
+    ("oracle", "target"): "",
+    ("train", "min_step"): 0,
+    ("train", "zoo_on_disk"): False,
+    ("emulate_on",): "stored",
+}
 
 
 def upgraded_config(saved: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,10 @@ For encoder training on a finished zoo, a family also says
   `task_positions(data)` marks the positions of that data whose targets
   depend on the task (formal languages: block boundaries and EOS), where the
   evaluation also reports the emulation loss alone ("boundary loss");
+* optionally `emulation_probes()` (host): fixed inputs [K, time, input_size] the
+  emulation loss may be scored on instead of the stored sequences
+  (`emulate_on="probe_set"`; sequential MNIST: digits at every angle), the
+  LSTM's outputs on them computed from its weights;
 
 For downstream evaluation (design §5), a family also says
 

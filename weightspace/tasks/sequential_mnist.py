@@ -271,6 +271,19 @@ class SequentialMnist:
         """Not defined: no hand-written adaptive prober (the probes may start from `probe_prior`)."""
         raise ValueError("Sequential MNIST has no probing policy to start probes from: keep prior_policy False.")
 
+    def emulation_probes(self) -> np.ndarray:
+        """The inputs emulation may be scored on instead of the stored ones (`emulate_on="probe_set"`): the fixed
+        probe's digits (`fixed_probe_inputs`, 10 eval digits of each class) rotated by every angle of its grid,
+        [A * D, 50, 16].
+
+        A run's stored sequences are rotated by its own angle only, and the rotation shows in them: the emulator
+        can follow it from the inputs without the embedding. On digits at every angle, what the LSTM answers
+        depends on how far each angle is from its own, which only the embedding can tell the emulator.
+        """
+        arrays, _ = self.data()
+        inputs, _ = fixed_probe_inputs(jnp.asarray(arrays["eval_images"]), jnp.asarray(arrays["eval_labels"]))
+        return np.asarray(inputs).reshape(-1, *inputs.shape[2:])
+
     def emulation_data(self, behaviour: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """The stored tile sequences and the LSTM's logits on them."""
         return {
