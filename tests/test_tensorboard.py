@@ -17,7 +17,7 @@ from weightspace import files, metrics, multihost, tensorboard
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
 
-# The trainer's tag of each metrics column (`train._tensorboard_scalars`), written out to catch a change.
+# The trainer's tag of each metrics column (`recording.tensorboard_scalars`), written out to catch a change.
 TAGS = {
     "train_loss": "loss/train",
     "eval_loss": "loss/eval",

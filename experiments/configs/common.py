@@ -39,11 +39,24 @@ def experiment(encoder: str, arg: str, dataset: str, seed: int = 0) -> ml_collec
 
 
 def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_collections.ConfigDict:
+    """The experiment config of `encoder` for `arg` (preset and variants); `quick` and `smoke`: the encoder's
+    own sizes at those presets (medium takes the quick ones)."""
     preset, variants = parse_arg(arg)
     config = ml_collections.ConfigDict()
     # Seeds the encoder and emulator init and every batch.
     config.seed = 0
+    _add_zoo(config, preset)
+    _add_model(config, encoder)
+    _add_objectives(config)
+    _add_training(config)
+    _shrink(config, preset, quick, smoke)
+    for variant in variants:
+        VARIANTS[variant](config)
+    return config
 
+
+def _add_zoo(config: ml_collections.ConfigDict, preset: str) -> None:
+    """Which zoo the run reads (`zoo`)."""
     config.zoo = ml_collections.ConfigDict()
     # Zoo family/config name (zoo_builder/configs/<dataset>.py): formal_languages or sequential_mnist.
     config.zoo.dataset = "formal_languages"
@@ -53,6 +66,10 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # Zoo-builder preset used when the zoo has to be built.
     config.zoo.preset = preset
 
+
+def _add_model(config: ml_collections.ConfigDict, encoder: str) -> None:
+    """The weight encoder, the emulator and what the emulation loss compares (`encoder`, `emulator`, `loss`,
+    `emulate_on`)."""
     # The encoder (fields documented in weightspace/encoders). Probing encoders: probe_length 0 and
     # probe_activation "auto" take the dataset's defaults (22 token distributions; 50 sigmoid tiles).
     config.encoder = encoders.default_config(encoder)
@@ -69,6 +86,9 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # A run's stored MNIST sequences are rotated by its own angle, so the emulator reads the rotation from them.
     config.emulate_on = "stored"
 
+
+def _add_objectives(config: ml_collections.ConfigDict) -> None:
+    """The objectives other than emulation, off by default (`supervised`, `oracle`)."""
     config.supervised = ml_collections.ConfigDict()
     # "" trains the encoder by emulation (the paper's method). A downstream target's name (formal
     # languages: task, performance, step, log_step; MNIST: angle, accuracy, generalisation_gap,
@@ -86,6 +106,9 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     # "constant" embeds nothing (a learned constant): the level an embedding must beat to matter at all.
     config.oracle.target = ""
 
+
+def _add_training(config: ml_collections.ConfigDict) -> None:
+    """Optimisation, evaluation and the task split (`optim`, `train`, `eval`, `evaluate`, `split`)."""
     config.optim = ml_collections.ConfigDict()
     # AdamW learning rate and weight decay; gradients are clipped to this global norm.
     config.optim.lr = 1e-4
@@ -130,6 +153,9 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     config.split.ood_fraction = 0.15
     config.split.eval_fraction = 0.15
 
+
+def _shrink(config: ml_collections.ConfigDict, preset: str, quick: dict, smoke: dict) -> None:
+    """The small presets' sizes: quick and medium (a CPU's minutes and hours) and smoke (tests' seconds)."""
     if preset in ("quick", "medium"):
         config.encoder.update(quick)
         config.emulator.hidden_size = 64
@@ -152,9 +178,6 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
         config.eval.batch_size = 8
         config.supervised.hidden_sizes = (8,)
         config.evaluate.num_cloned = 4
-    for variant in variants:
-        VARIANTS[variant](config)
-    return config
 
 
 def _condition_every(config: ml_collections.ConfigDict) -> None:

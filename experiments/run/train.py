@@ -14,7 +14,6 @@ of one member. The workdir's layout, and loading what a run trained, are in `exp
 import contextlib
 import itertools
 import os
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from absl import logging
 from flax import nnx
 
 from experiments.configs import schema
-from experiments.run import batches, context, layout, workdirs
+from experiments.run import batches, context, layout, recording, workdirs
 from experiments.run.model import initial_state, make_optimizer
 from weightspace import (
     checkpointing,
@@ -40,7 +39,6 @@ from weightspace import (
     prefetch,
     progress,
     sharding,
-    tensorboard,
     zoo,
 )
 from weightspace.encoders import augment
@@ -51,16 +49,6 @@ _DRAW_BLOCK = 256  # on disk: steps whose batches are drawn at once
 
 # Config keys in which the members of a sweep may differ.
 MEMBER_KEYS = ("seed", "optim.lr")
-
-
-def _stack(trees: Sequence[PyTree]) -> PyTree:
-    """Trees of one structure stacked along a new leading (member) axis."""
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def member_state(state: PyTree, member: int) -> PyTree:
-    """One member's state, as a single run's, from a sweep's state with a leading member axis."""
-    return jax.tree.map(lambda x: x[member], state)
 
 
 class Trainer:
@@ -86,7 +74,7 @@ class Trainer:
         models = [self.objective.make_model(c, self.run.spec) for c in self.configs]
         self.graphdef = nnx.graphdef(models[0])
         self.optimizer = make_optimizer(config)
-        self.initial_state = _stack([initial_state(model, self.optimizer) for model in models])
+        self.initial_state = recording.stack([initial_state(model, self.optimizer) for model in models])
         # Each member's key and learning rate [M]: what its single run has.
         self.keys = jax.vmap(jax.random.key)(jnp.asarray([c.seed for c in self.configs]))
         self.learning_rates = jnp.asarray([c.optim.lr for c in self.configs], jnp.float32)
@@ -183,7 +171,7 @@ class Trainer:
                 steps = np.arange(block, block + _DRAW_BLOCK, dtype=np.int32)
                 draws[block] = jax.device_get(self.draw_block(steps, indices, num_sequences, self.keys))
             snapshots, sequences = (drawn[:, step - block] for drawn in draws[block])  # [M, B] each
-            rows = _stack([dataset.read(arrays, s, q) for s, q in zip(snapshots, sequences, strict=True)])
+            rows = recording.stack([dataset.read(arrays, s, q) for s, q in zip(snapshots, sequences, strict=True)])
             return (*members, multihost.put(rows, placement))
 
         return prefetch.Prefetcher(produce, first, stop)
@@ -299,7 +287,9 @@ def _set_aside_ahead(paths: list[str], step: int | None) -> None:
             checkpointing.set_aside_after(layout.checkpoints(path, which), step, "ahead")
 
 
-def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:
+def _prepare(configs: list[ml_collections.ConfigDict], paths: list[str]) -> tuple["Trainer", zoo.Zoo, int | None]:
+    """Checks every member's workdir against its config, zoo, devices and files, then records them: the
+    trainer, the zoo and the step resumed from (None: a first start). Nothing is written before the checks."""
     config, num_steps = configs[0], configs[0].train.num_steps
     recorded_configs = [workdirs.check_config(c, path) for c, path in zip(configs, paths, strict=True)]
     resumed, ahead = _resume_step(paths, num_steps)
@@ -309,8 +299,7 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
     trainer = Trainer(configs, the_zoo)
     # The devices a member's batch is split over: members on other devices compute alike.
     devices = {"num_devices": trainer.mesh.shape["data"], "backend": jax.default_backend()}
-    split = trainer.run.split
-    described = dataset.describe_split(the_zoo, trainer.run.family, split)
+    described = dataset.describe_split(the_zoo, trainer.run.family, trainer.run.split)
     for path in paths:
         workdirs.check_devices(path, devices, resumed)
         metrics.read(layout.run_file(path, layout.METRICS))  # a damaged file is refused before anything is written
@@ -320,114 +309,67 @@ def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) ->
         multihost.write_json(layout.run_file(path, layout.DEVICES), devices)
         multihost.write_json(layout.run_file(path, layout.ZOO_RECORD), identity)
         multihost.write_json(layout.run_file(path, layout.SPLIT), described)
-    arrays = trainer.zoo_arrays(the_zoo)
-    read_rows = trainer.row_reader(arrays)
-    eval_batches = batches.fixed_batches(split, config, the_zoo.sequences.shape[1], dataset.HELD_OUT)
+    return trainer, the_zoo, resumed
 
-    latest = [checkpointing.CheckpointManager(layout.checkpoints(p, "latest")) for p in paths]
-    best = [checkpointing.CheckpointManager(layout.checkpoints(p, "best")) for p in paths]
+
+def _start_state(trainer: "Trainer", recorder: recording.Recorder, resumed: int | None) -> PyTree:
+    """The members' stacked state: initial, or restored from their latest checkpoints at step `resumed`."""
     state = trainer.place_members(trainer.initial_state)
-    if resumed is not None:
-        single = checkpointing.abstract_of(member_state(state, 0), sharding.replicated(trainer.mesh))
-        state = trainer.place_members(_stack([manager.restore(resumed, single) for manager in latest]))
-        logging.info("Resuming from step %d (%s).", resumed, ", ".join(paths))
-    step = int(state["step"][0])
-    if multihost.is_primary():
-        for path in paths:
-            metrics.drop_after(layout.run_file(path, layout.METRICS), step)
-    sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
-    logging.info(
-        "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
-        config.encoder.name, the_zoo.family, sizes, num_steps, ", ".join(paths),
-    )  # fmt: skip
-    pending, last, steps = [], [{} for _ in paths], progress.Progress(num_steps, done_before=step)
-    events = [tensorboard.EventWriter(os.path.join(p, tensorboard.DIRECTORY), resumed_step=step) for p in paths]
-    with contextlib.ExitStack() as stack:
-        for writer in events:
-            stack.enter_context(writer)
-        inputs = stack.enter_context(trainer.step_inputs(arrays, step, num_steps))
+    if resumed is None:
+        return state
+    single = checkpointing.abstract_of(recording.member_state(state, 0), sharding.replicated(trainer.mesh))
+    logging.info("Resuming from step %d (%s).", resumed, ", ".join(recorder.paths))
+    return trainer.place_members(recording.stack([manager.restore(resumed, single) for manager in recorder.latest]))
+
+
+def _evaluate(trainer: "Trainer", recorder: recording.Recorder, state: PyTree, rows: list[dict], step: int, held_out):
+    """Adds each member's eval and OOD losses to its row (`held_out`: (read_rows, fixed batches)), refusing a
+    non-finite one, and saves the members that improved as their best; returns the state."""
+    for member, losses in enumerate(trainer.split_losses(state, *held_out)):
+        rows[member].update(losses)
+        recorder.check_finite(rows[member], member, step)
+    best_losses = np.array(jax.device_get(state["best_eval_loss"]))
+    improved = [m for m in range(len(rows)) if rows[m]["eval_loss"] < best_losses[m]]
+    if improved:
+        best_losses[improved] = [rows[m]["eval_loss"] for m in improved]
+        state["best_eval_loss"] = trainer.place_members(jnp.asarray(best_losses, jnp.float32))
+        recorder.save_best(state, rows, improved, step)
+    return state
+
+
+def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:
+    """Trains the members (their workdirs locked) from where they stopped; returns each one's last row."""
+    trainer, the_zoo, resumed = _prepare(configs, paths)
+    config, num_steps, split = configs[0], configs[0].train.num_steps, trainer.run.split
+    arrays = trainer.zoo_arrays(the_zoo)
+    held_out = (
+        trainer.row_reader(arrays),
+        batches.fixed_batches(split, config, the_zoo.sequences.shape[1], dataset.HELD_OUT),
+    )
+    with recording.Recorder(paths) as recorder:
+        state = _start_state(trainer, recorder, resumed)
+        step = int(state["step"][0])
+        recorder.start(step)
+        sizes = "/".join(str(len(split[name])) for name in dataset.SPLITS)
+        logging.info(
+            "Training %s on %s (train/eval/OOD snapshots %s) for %d steps in %s",
+            config.encoder.name, the_zoo.family, sizes, num_steps, ", ".join(paths),
+        )  # fmt: skip
+        pending, rows, steps = [], [{} for _ in paths], progress.Progress(num_steps, done_before=step)
+        inputs = recorder.enter_context(trainer.step_inputs(arrays, step, num_steps))
         while step < num_steps:
             state, step_metrics = trainer.train_step(state, *next(inputs))
             step += 1
             steps.advance(1)
             pending.append(step_metrics)
             is_eval = step % config.eval.every_steps == 0 or step == num_steps
-            if step % config.train.log_every_steps == 0 or is_eval or step % config.train.checkpoint_every_steps == 0:
-                fetched = jax.device_get(pending)
-                pending = []
-                values = {k: np.stack([m[k] for m in fetched], axis=1) for k in fetched[0]}  # [M, steps]
-                for member in range(len(paths)):
-                    if not all(np.all(np.isfinite(v[member])) for v in values.values()):
-                        raise workdirs.TrainingError(
-                            f"Non-finite training loss or gradient norm before step {step}"
-                            f"{_member_name(paths, member)} (loss {values['loss'][member][-5:]}, grad norm "
-                            f"{values['grad_norm'][member][-5:]}); {_last_good(latest[member])}"
-                        )
-                last = [
-                    {
-                        "step": step,
-                        "train_loss": float(values["loss"][member].mean()),
-                        "grad_norm": float(values["grad_norm"][member].mean()),
-                    }
-                    for member in range(len(paths))
-                ]
+            is_checkpoint = step % config.train.checkpoint_every_steps == 0 or step == num_steps
+            if step % config.train.log_every_steps == 0 or is_eval or is_checkpoint:
+                rows, pending = recorder.train_rows(jax.device_get(pending), step), []
                 rate = steps.rate  # before the evaluation below
                 if is_eval:
-                    for member, losses in enumerate(trainer.split_losses(state, read_rows, eval_batches)):
-                        last[member].update(losses)
-                        non_finite = [k for k, v in last[member].items() if not np.isfinite(v)]
-                        if non_finite:
-                            raise workdirs.TrainingError(
-                                f"Non-finite {', '.join(non_finite)} at step {step}{_member_name(paths, member)}; "
-                                f"{_last_good(latest[member])}"
-                            )
-                    best_losses = np.array(jax.device_get(state["best_eval_loss"]))
-                    improved = [m for m in range(len(paths)) if last[m]["eval_loss"] < best_losses[m]]
-                    if improved:
-                        best_losses[improved] = [last[m]["eval_loss"] for m in improved]
-                        state["best_eval_loss"] = trainer.place_members(jnp.asarray(best_losses, jnp.float32))
-                        for m in improved:
-                            best[m].save(step, member_state(state, m), metrics={"eval_loss": last[m]["eval_loss"]})
-                if multihost.is_primary():
-                    for member, path in enumerate(paths):
-                        row = {**last[member], "steps_per_s": round(rate, 3), "time": time.time()}
-                        metrics.append(layout.run_file(path, layout.METRICS), row)
-                        events[member].scalars(step, _tensorboard_scalars(row))
-                for member in range(len(paths)):
-                    logging.info(
-                        "step %d/%d | %.2f steps/s | ETA %s | %s%s",
-                        step, num_steps, rate, steps.eta(),
-                        " ".join(f"{k} {v:.4f}" for k, v in last[member].items() if k != "step"),
-                        _member_name(paths, member),
-                    )  # fmt: skip
-                if step % config.train.checkpoint_every_steps == 0 or step == num_steps:
-                    for member, manager in enumerate(latest):
-                        manager.save(step, member_state(state, member))
-    for manager in (*latest, *best):
-        manager.close()
-    return last
-
-
-def _member_name(paths: list[str], member: int) -> str:
-    """ ", member <i> (<workdir>)" in a sweep's messages; nothing for a single run."""
-    return f", member {member} ({paths[member]})" if len(paths) > 1 else ""
-
-
-def _tensorboard_scalars(row: dict[str, float]) -> dict[str, float]:
-    """A metrics row as TensorBoard tags: the losses side by side under "loss/" (`train_loss` is
-    "loss/train", `ood_boundary_loss` "loss/ood_boundary"), the rest under "train/" ("train/grad_norm",
-    "train/steps_per_s"); the step is the events' own, and "time" is left out (events record their time)."""
-    return {
-        f"loss/{name.removesuffix('_loss')}" if name.endswith("_loss") else f"train/{name}": value
-        for name, value in row.items()
-        if name not in ("step", "time")
-    }
-
-
-def _last_good(latest: checkpointing.CheckpointManager) -> str:
-    """Where a stopped run can resume from: the latest checkpoint that exists, or that none does."""
-    latest.wait()
-    step = latest.latest_step()
-    if step is None:
-        return f"no checkpoint was saved yet ({latest.directory} is empty): rerun from the start."
-    return f"the last good checkpoint is step {step} in {latest.directory}."
+                    state = _evaluate(trainer, recorder, state, rows, step, held_out)
+                recorder.log(rows, rate, steps.eta(), num_steps)
+                if is_checkpoint:
+                    recorder.save_latest(state, step)
+    return rows
