@@ -14,6 +14,6 @@ def build_zoo(dataset: str, preset: str, workdir: str) -> str:
     Returns:
       The path of the finished zoo (`<workdir>/zoo`).
     """
-    from zoo_builder import build, configs
+    from zoo_builder import build, configs  # heavy: loads JAX and Orbax; every zoo_builder module imports this package
 
     return build.build(configs.get_config(dataset, preset), workdir)

@@ -16,14 +16,21 @@ to DIR/zoo_benchmark.json and the zoo_benchmark.md rendered from it (`experiment
 are printed.
 """
 
+import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import flags, logging
 
-from weightspace import benchmarking, cli, files, provenance, schema, tasks
+from weightspace import benchmarking, cli, files, lstm, provenance, schema, sharding, tasks
+from weightspace.types import PyTree
+from zoo_builder import configs, train
 
 _TORCH_BASELINE = r"""
 import json, sys, time
@@ -60,8 +67,6 @@ def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[f
 
     `fn` returns (state, output); the state is fed back (it may be donated).
     """
-    import jax
-
     start = time.perf_counter()
     state, output = fn(*args)
     jax.block_until_ready(output)
@@ -79,40 +84,50 @@ def _rate(fn, args: tuple, model_steps_per_call: int, seconds: float) -> tuple[f
     return first, benchmarking.rate_summary(rates, model_steps_per_call, "model_steps_per_s")
 
 
-def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
-    """Runs in a fresh process: compile time and steady-state throughput of one zoo and layout.
+@dataclasses.dataclass(frozen=True)
+class _Workload:
+    """The zoo builder's training step for one zoo and layout, and its inputs, placed as the builder places them."""
 
-    Also times the batch making alone (formal-language strings; MNIST
-    rotation and tiling) over the same steps and runs, to show where the time goes.
+    family: tasks.TaskFamily
+    mesh: jax.sharding.Mesh
+    # Runs trained at once: devices x runs per device.
+    runs: int
+    # `train.compile_fns`'s training step.
+    train_fn: Callable
+    # The runs' training state, [runs, ...] per leaf, split over the devices.
+    state: PyTree
+    # [runs] the runs' keys.
+    keys: jax.Array
+    # The runs' tasks, [runs, ...] per entry.
+    task: tasks.Task
+    # The family's data, replicated on every device.
+    data: PyTree
+
+
+def _workload(zoo_name: str, devices: int, runs_per_device: int) -> _Workload:
+    """The training step of `zoo_name`'s "paper" config on the first `devices` devices, and its inputs.
+
+    The runs are those of a build's first group (seed 0, run ids 0 .. runs - 1).
     """
-
-    import jax
-
-    jax.config.update("jax_num_cpu_devices", devices)  # only the CPU backend reads it
-    import jax.numpy as jnp
-    import numpy as np
-
-    from weightspace import lstm, sharding, tasks
-    from zoo_builder import configs, train
-
     config = configs.get_config(zoo_name, "paper")
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     mesh = sharding.mesh("models", jax.devices()[:devices])
-    devices = mesh.size  # an accelerator host may have fewer devices than asked for
     init, train_fn, _ = train.compile_fns(family, train.learning_rate_schedule(config.train.lr_points), mesh)
-    runs = devices * runs_per_device
+    runs = mesh.size * runs_per_device  # an accelerator host may have fewer devices than asked for
     runs_sharding = sharding.split(mesh)
     ids = jax.device_put(np.arange(runs, dtype=np.uint32), runs_sharding)
     keys = jax.jit(lambda i: train.run_keys(0, i), out_shardings=runs_sharding)(ids)
     task = {k: jax.device_put(v, runs_sharding) for k, v in family.sample_tasks(0, np.arange(runs)).items()}
     data = jax.device_put(family.data()[0], sharding.replicated(mesh))
     state = init(spec, keys, task)
-    steps = jnp.arange(steps_per_call)
-    model_steps = runs * steps_per_call
+    return _Workload(family, mesh, runs, train_fn, state, keys, task, data)
 
-    def train_call(state, keys, task, data):
-        return train_fn(state, keys, task, data, jnp.int32(0), steps_per_call)
+
+def _batches_fn(family: tasks.TaskFamily, mesh: jax.sharding.Mesh, steps_per_call: int) -> Callable:
+    """Jitted (total, keys, task, data) -> (total, total): makes every run's batches of `steps_per_call` steps
+    and adds their sum to `total`, so the batch making alone can be timed like the training step (`_rate`)."""
+    steps = jnp.arange(steps_per_call)
 
     def device_batches(keys, task, data):
         def one(key, task):  # the batches of `steps_per_call` steps, reduced so nothing is optimised away
@@ -132,8 +147,26 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
         total = total + jnp.sum(device_batches(keys, task, data))
         return total, total
 
-    compile_s, rate = _rate(train_call, (state, keys, task, data), model_steps, seconds)
-    _, batch_rate = _rate(batches_call, (jnp.float32(0), keys, task, data), model_steps, seconds / 2)
+    return batches_call
+
+
+def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: int, seconds: float) -> dict:
+    """Runs in a fresh process: compile time and steady-state throughput of one zoo and layout.
+
+    Also times the batch making alone (formal-language strings; MNIST
+    rotation and tiling) over the same steps and runs, to show where the time goes.
+    """
+    jax.config.update("jax_num_cpu_devices", devices)  # only the CPU backend reads it
+    work = _workload(zoo_name, devices, runs_per_device)
+    devices = work.mesh.size  # an accelerator host may have fewer devices than asked for
+    model_steps = work.runs * steps_per_call
+
+    def train_call(state, keys, task, data):
+        return work.train_fn(state, keys, task, data, jnp.int32(0), steps_per_call)
+
+    batches_call = _batches_fn(work.family, work.mesh, steps_per_call)
+    compile_s, rate = _rate(train_call, (work.state, work.keys, work.task, work.data), model_steps, seconds)
+    _, batch_rate = _rate(batches_call, (jnp.float32(0), work.keys, work.task, work.data), model_steps, seconds / 2)
 
     return {
         "zoo": zoo_name,
@@ -141,7 +174,7 @@ def _measure(zoo_name: str, devices: int, runs_per_device: int, steps_per_call: 
         "device_kind": jax.devices()[0].device_kind,
         "devices": devices,
         "runs_per_device": runs_per_device,
-        "group": runs,
+        "group": work.runs,
         "steps_per_call": steps_per_call,
         "compile_s": round(compile_s, 2),
         **rate,

@@ -12,11 +12,13 @@ Workdir layout:
   tensorboard/           TensorBoard event files: mean loss and rate as the build goes (`_Log`)
 """
 
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 
 import jax
@@ -27,6 +29,7 @@ from absl import logging
 
 from weightspace import checkpointing, files, lstm, multihost, ownership, progress, sharding, tasks, tensorboard, zoo
 from weightspace.errors import UserError
+from weightspace.types import Params, PyTree
 from zoo_builder import train
 from zoo_builder.configs import schema
 
@@ -219,14 +222,70 @@ def _refuse_diverged(finite: jax.Array, run_ids: np.ndarray, num_runs: int, step
         )
 
 
-def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str) -> None:
-    start = time.time()
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every group of a build shares: the runs' family and LSTM, the steps to stop at, the devices and
+    the compiled functions (`train.compile_fns`); made once per build by `_set_up`."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    family: tasks.TaskFamily
+    spec: lstm.LSTMSpec
+    snapshot_steps: tuple[int, ...]
+    # Checkpoint every this many steps.
+    every: int
+    # The steps a training call must stop at (snapshots and checkpoints), increasing.
+    boundaries: list[int]
+    # Runs per group (`group_size`).
+    size: int
+    # [size] run ids of each group; the last group's padding has ids >= config.num_runs.
+    groups: list[np.ndarray]
+    runs_sharding: jax.sharding.NamedSharding
+    replicated: jax.sharding.NamedSharding
+    init_fn: Callable
+    train_fn: Callable
+    snapshot_fn: Callable
+    # [size] uint32 run ids -> the runs' keys, split over the devices.
+    keys_fn: Callable
+    # params -> [runs] bool, whether every param of a run is finite.
+    finite_fn: Callable
+
+    @property
+    def last_step(self) -> int:
+        """The last snapshot step, where every run stops training."""
+        return self.snapshot_steps[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """One group of runs being trained: its index and the per-run inputs of its training calls."""
+
+    index: int
+    run_ids: np.ndarray  # [size] int, on the host
+    ids: jax.Array  # [size] uint32, split over the devices
+    keys: jax.Array  # [size] the runs' keys
+    task: tasks.Task  # each entry [size, ...]
+
+
+def _all_finite_fn(replicated: jax.sharding.NamedSharding) -> Callable:
+    """Jitted params -> [runs] bool, whether every param of a run is finite; replicated so that every process
+    can read it whole (`_refuse_diverged`)."""
+    return jax.jit(
+        lambda params: jnp.all(jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(1) for x in params.values()]), 0),
+        out_shardings=replicated,
+    )  # [runs] whether every param of a run is finite
+
+
+def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+    """Makes what the groups share, compiled for the devices, and logs what the build will do.
+
+    The group size is the one recorded at the first start (`group_size`), so a resume regroups identically.
+    """
     family = tasks.make(config.task.name, config.task.settings)
     spec = lstm.LSTMSpec(family.input_size, config.lstm.hidden_size, config.lstm.num_layers, family.output_size)
     snapshot_steps = check_snapshot_steps(config.train.snapshot_steps)
-    last_step = snapshot_steps[-1]
     every = int(config.train.checkpoint_every_steps)
-    boundaries = sorted(set(snapshot_steps) | set(range(every, last_step, every)))
+    boundaries = sorted(set(snapshot_steps) | set(range(every, snapshot_steps[-1], every)))
 
     mesh = sharding.mesh("models")
     size = group_size(config, workdir, mesh.size)
@@ -236,70 +295,137 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
     init_fn, train_fn, snapshot_fn = train.compile_fns(family, schedule, mesh)
     keys_fn = jax.jit(lambda ids: train.run_keys(config.seed, ids), out_shardings=runs_sharding)
     replicated = sharding.replicated(mesh)
-    finite_fn = jax.jit(
-        lambda params: jnp.all(jnp.stack([jnp.isfinite(x.reshape(x.shape[0], -1)).all(1) for x in params.values()]), 0),
-        out_shardings=replicated,
-    )  # [runs] whether every param of a run is finite
+    finite_fn = _all_finite_fn(replicated)
     logging.info(
         "Building a %s zoo of %d runs (%s, %d params each) in %d groups of %d on %d %s device(s); workdir %s",
         family.name, config.num_runs, spec, spec.num_params, len(groups), size, mesh.size, jax.default_backend(),
         workdir,
     )  # fmt: skip
+    return _Setup(
+        config=config,
+        workdir=workdir,
+        family=family,
+        spec=spec,
+        snapshot_steps=snapshot_steps,
+        every=every,
+        boundaries=boundaries,
+        size=size,
+        groups=groups,
+        runs_sharding=runs_sharding,
+        replicated=replicated,
+        init_fn=init_fn,
+        train_fn=train_fn,
+        snapshot_fn=snapshot_fn,
+        keys_fn=keys_fn,
+        finite_fn=finite_fn,
+    )
+
+
+def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str) -> None:
+    """Trains the groups not yet snapshotted, then (process 0) assembles the zoo and writes `zoo.json`.
+
+    Called by `build` under the workdir's lock, once the config matches the one the workdir records.
+    """
+    start = time.time()
+    setup = _set_up(config, workdir)
     events_dir = os.path.join(workdir, tensorboard.DIRECTORY)
-    log = _Log(len(groups) * size * last_step, config.log_every_seconds, events_dir, last_step)
-    host_data, data_info = family.data()
-    data = multihost.put(host_data, replicated)
+    log = _Log(len(setup.groups) * setup.size * setup.last_step, config.log_every_seconds, events_dir, setup.last_step)
+    host_data, data_info = setup.family.data()
+    data = multihost.put(host_data, setup.replicated)
 
     try:
-        for g, run_ids in enumerate(groups):
-            if all(os.path.isdir(_part_path(workdir, g, s)) for s in snapshot_steps):
-                log.progress.skip(size * last_step)
-                continue
-            ids = multihost.global_array(run_ids.astype(np.uint32), runs_sharding)
-            task = multihost.put(family.sample_tasks(config.seed, run_ids), runs_sharding)
-            keys = keys_fn(ids)
-            checkpoint_dir = os.path.join(workdir, "checkpoints", f"group_{g:05d}")
-            manager = checkpointing.CheckpointManager(checkpoint_dir)
-            step = manager.latest_step()
-            if step is None:
-                step, state = 0, init_fn(spec, keys, task)
-            else:
-                abstract = checkpointing.abstract_of(jax.eval_shape(init_fn, spec, keys, task), runs_sharding)
-                state = manager.restore(step, abstract)
-                logging.info("Resuming group %d/%d at step %d from %s", g + 1, len(groups), step, checkpoint_dir)
-            log.start_group(g, step, size)
-            while True:
-                if step in snapshot_steps and not os.path.isdir(_part_path(workdir, g, step)):
-                    _refuse_diverged(finite_fn(state["params"]), run_ids, config.num_runs, step)
-                    behaviour, metrics = snapshot_fn(state["params"], keys, task, data, jnp.int32(step))
-                    part = {
-                        "params": state["params"],
-                        "behaviour": behaviour,
-                        "metrics": metrics,
-                        "run": ids,
-                        "task": task,
-                    }
-                    checkpointing.save_pytree(_part_path(workdir, g, step), part)
-                if step == last_step:
-                    break
-                num_steps = min(config.train.steps_per_call, next(b for b in boundaries if b > step) - step)
-                state, losses = train_fn(state, keys, task, data, jnp.int32(step), num_steps)
-                step += num_steps
-                log.update(size * num_steps, g, len(groups), step, losses)
-                if step % every == 0 and step != last_step:
-                    manager.save(step, state)
-            manager.close()
-            if multihost.is_primary():
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        for g, run_ids in enumerate(setup.groups):
+            _train_group(setup, g, run_ids, data, log)
     finally:
         log.close()
 
     if multihost.is_primary():
-        assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info)
-        files.write_json(
-            os.path.join(workdir, "zoo.json"), {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2)}
-        )
-        logging.info("Zoo complete: %s (%.0f s)", zoo_path, time.time() - start)
+        _write_zoo(setup, zoo_path, data_info, start)
+
+
+def _train_group(setup: _Setup, g: int, run_ids: np.ndarray, data: PyTree, log: _Log) -> None:
+    """Trains group `g` from its checkpoint (or step 0) to the last step, saving its snapshots, then removes
+    its checkpoints; a group whose snapshots are all saved is only counted as done."""
+    if all(os.path.isdir(_part_path(setup.workdir, g, s)) for s in setup.snapshot_steps):
+        log.progress.skip(setup.size * setup.last_step)
+        return
+    ids = multihost.global_array(run_ids.astype(np.uint32), setup.runs_sharding)
+    task = multihost.put(setup.family.sample_tasks(setup.config.seed, run_ids), setup.runs_sharding)
+    group = _Group(g, run_ids, ids, setup.keys_fn(ids), task)
+    checkpoint_dir = os.path.join(setup.workdir, "checkpoints", f"group_{g:05d}")
+    manager = checkpointing.CheckpointManager(checkpoint_dir)
+    step, state = _start_group(setup, group, manager, checkpoint_dir)
+    log.start_group(g, step, setup.size)
+    _train_steps(setup, group, data, step, state, manager, log)
+    manager.close()
+    if multihost.is_primary():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def _start_group(
+    setup: _Setup, group: _Group, manager: checkpointing.CheckpointManager, checkpoint_dir: str
+) -> tuple[int, PyTree]:
+    """The group's (step, training state): its latest checkpoint's, else a fresh state at step 0."""
+    step = manager.latest_step()
+    if step is None:
+        return 0, setup.init_fn(setup.spec, group.keys, group.task)
+    abstract = checkpointing.abstract_of(
+        jax.eval_shape(setup.init_fn, setup.spec, group.keys, group.task), setup.runs_sharding
+    )
+    state = manager.restore(step, abstract)
+    logging.info("Resuming group %d/%d at step %d from %s", group.index + 1, len(setup.groups), step, checkpoint_dir)
+    return step, state
+
+
+def _train_steps(
+    setup: _Setup,
+    group: _Group,
+    data: PyTree,
+    step: int,
+    state: PyTree,
+    manager: checkpointing.CheckpointManager,
+    log: _Log,
+) -> None:
+    """Trains the group from `step` to the last step, in calls that stop at every snapshot step (to save the
+    snapshot, unless saved) and checkpoint step (to save the state, except at the last step)."""
+    while True:
+        if step in setup.snapshot_steps and not os.path.isdir(_part_path(setup.workdir, group.index, step)):
+            _save_snapshot(setup, group, data, state["params"], step)
+        if step == setup.last_step:
+            return
+        num_steps = min(setup.config.train.steps_per_call, next(b for b in setup.boundaries if b > step) - step)
+        state, losses = setup.train_fn(state, group.keys, group.task, data, jnp.int32(step), num_steps)
+        step += num_steps
+        log.update(setup.size * num_steps, group.index, len(setup.groups), step, losses)
+        if step % setup.every == 0 and step != setup.last_step:
+            manager.save(step, state)
+
+
+def _save_snapshot(setup: _Setup, group: _Group, data: PyTree, params: Params, step: int) -> None:
+    """Saves the group's snapshot at `step` (params, behaviour, metrics, run ids, tasks) as a part, after
+    refusing diverged runs (a zoo cannot hold them)."""
+    _refuse_diverged(setup.finite_fn(params), group.run_ids, setup.config.num_runs, step)
+    behaviour, metrics = setup.snapshot_fn(params, group.keys, group.task, data, jnp.int32(step))
+    part = {
+        "params": params,
+        "behaviour": behaviour,
+        "metrics": metrics,
+        "run": group.ids,
+        "task": group.task,
+    }
+    checkpointing.save_pytree(_part_path(setup.workdir, group.index, step), part)
+
+
+def _write_zoo(setup: _Setup, zoo_path: str, data_info: dict, start: float) -> None:
+    """Process 0's end of a build: assembles the parts into the zoo, then writes `zoo.json` with the wall time
+    since `start`."""
+    assemble(
+        setup.config, setup.workdir, zoo_path, setup.family, setup.spec, setup.groups, setup.snapshot_steps, data_info
+    )
+    files.write_json(
+        os.path.join(setup.workdir, "zoo.json"), {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2)}
+    )
+    logging.info("Zoo complete: %s (%.0f s)", zoo_path, time.time() - start)
 
 
 def assemble(config, workdir, zoo_path, family, spec, groups, snapshot_steps, data_info) -> None:

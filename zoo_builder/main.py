@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from weightspace import cli
+from zoo_builder import build
 from zoo_builder.configs import schema
 
 
@@ -25,8 +26,6 @@ def main(argv):
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.quiet_library_logs()
     cli.join_job(flags.FLAGS, distributed=flags.FLAGS.config.layout.distributed)
-    from zoo_builder import build
-
     build.build(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -572,6 +572,20 @@ def export_reference(src: str | os.PathLike | zoo.Zoo, dst: str | os.PathLike) -
     if os.path.exists(dst):  # before loading the zoo, which may take long
         raise FileExistsError(f"Refusing to overwrite {dst}: a directory or file is already there.")
     source = src if isinstance(src, zoo.Zoo) else zoo.load(src)
+    layout, family = _layout_and_family(source)
+    family_arrays, family_args = layout.write(source, family)
+    flat = _flat_params(source)
+    args = _export_args(source, layout, family_args)
+    _write_staged(dst, {PARAMETERS: flat, **family_arrays}, args)
+    return dst
+
+
+def _layout_and_family(source: zoo.Zoo) -> tuple[_Layout, Any]:
+    """The reference layout of `source`'s family and the family's settings, refusing a zoo that does not fit.
+
+    Checked before any array is converted: the family must have a layout, the LSTM the family's input and
+    output sizes, and `info["family_settings"]` must be valid settings of it.
+    """
     if source.family not in LAYOUTS:
         raise ReferenceFormatError(
             f"Only {' and '.join(repr(name) for name in LAYOUTS)} zoos have a reference layout; this zoo's family "
@@ -590,9 +604,20 @@ def export_reference(src: str | os.PathLike | zoo.Zoo, dst: str | os.PathLike) -
         raise ReferenceFormatError(
             f"The zoo's family_settings are not {layout.description} settings: {error}"
         ) from error
-    family_arrays, family_args = layout.write(source, family)
+    return layout, family
+
+
+def _flat_params(source: zoo.Zoo) -> np.ndarray:
+    """[N, P] float32: each snapshot's flat parameter vector in reference order (`lstm.to_flat`), made on the
+    host (`_on_host`)."""
     with _on_host():
-        flat = np.asarray(lstm.to_flat(source.params), np.float32).reshape(len(source), -1)
+        return np.asarray(lstm.to_flat(source.params), np.float32).reshape(len(source), -1)
+
+
+def _export_args(source: zoo.Zoo, layout: _Layout, family_args: Mapping[str, Any]) -> dict[str, Any]:
+    """The args.json of an export: the layout's built-in entries, overridden by the zoo's own reference args
+    (an imported zoo's), then by the LSTM's sizes, the runs, the snapshot steps, `family_args`, and the
+    learning-rate schedule when the zoo has a build config."""
     args = {**layout.built_args, **source.info.get("reference_args", {})}
     args.update(
         num_training_runs=len(np.unique(source.metadata["run"])),
@@ -604,12 +629,16 @@ def export_reference(src: str | os.PathLike | zoo.Zoo, dst: str | os.PathLike) -
     build_config = source.info.get("build_config")
     if build_config:
         args["lr_points"] = build_config["train"]["lr_points"]
+    return args
 
+
+def _write_staged(dst: str, arrays: Mapping[str, np.ndarray], args: Mapping[str, Any]) -> None:
+    """Writes `arrays` (file name -> array, in order) as .npy files, then args.json, into a staging directory
+    renamed to `dst` once complete, so `dst` never holds a partial export."""
     with files.staged_directory(dst) as staging:
-        for name, array in {PARAMETERS: flat, **family_arrays}.items():
+        for name, array in arrays.items():
             np.save(os.path.join(staging, name), array)
         files.write_json(os.path.join(staging, ARGS), args)
-    return dst
 
 
 # Family name -> its reference layout.

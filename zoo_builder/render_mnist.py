@@ -10,17 +10,17 @@ rotation and tiling are right.
 import numpy as np
 from absl import flags
 
-from weightspace import cli, schema
+from weightspace import cli, schema, zoo
+from weightspace.tasks import sequential_mnist
 
 
 def render(path: str, out: str, snapshots: list[int], columns: int) -> None:
-    import matplotlib
+    """Draws the stored input sequences of `snapshots` (rows) of the sequential-MNIST zoo at `path`, at most
+    `columns` per snapshot, each titled with the LSTM's last-step prediction, and saves the figure to `out`."""
+    import matplotlib  # heavy: slow to import, and only render() draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from weightspace import zoo
-    from weightspace.tasks import sequential_mnist
+    import matplotlib.pyplot as plt  # heavy too; and must follow the Agg backend's choice (no display)
 
     loaded = zoo.load(path)
     if loaded.family != sequential_mnist.SequentialMnist.name:

@@ -33,14 +33,19 @@ The same command runs unchanged on a GPU: the matmul rate is then measured
 the paper code's (CPU) rates are not compared.
 """
 
+import importlib
 import json
 import sys
 import tempfile
 import time
 
+import jax
 from absl import flags, logging
 
-from weightspace import benchmarking, cli, encoders, presets, provenance, schema
+import zoo_builder
+from experiments import report
+from experiments.run import train
+from weightspace import benchmarking, cli, encoders, presets, provenance, schema, zoo
 from weightspace.benchmarking import WINDOWS
 
 # Train steps/s of the paper's PyTorch code on a 2-core CPU, batch 64, paper sizes (reported with the task).
@@ -114,13 +119,6 @@ def _peak_device_mb(device) -> float | None:
 def _measure(name: str, zoo_path: str, preset: str, seconds: float, members: int) -> dict:
     """One encoder's train step at `preset`, as a sweep of `members` seeds (1: a single run) placed as in
     training: compile time, steps/s (windows), matmul FLOPs, peak memory, and this run's matmul rate."""
-    import importlib
-
-    import jax
-
-    from experiments.run import train
-    from weightspace import zoo
-
     configs = []
     for seed in range(members):
         config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
@@ -183,11 +181,6 @@ def main(argv):
         row = _measure(name, zoo_path, flags.FLAGS.preset, flags.FLAGS.seconds, members[0])
         print(json.dumps(row | {"reuses_step_memory": reused}))
         return
-    import jax
-
-    import zoo_builder
-    from experiments import report
-
     backend = jax.default_backend()
     rows = []
     with tempfile.TemporaryDirectory() as workdir:

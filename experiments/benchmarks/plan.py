@@ -26,31 +26,39 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
+from experiments import report
 from experiments.configs import common as config_common
 from experiments.configs import schema as config_schema
-from experiments.run import layout
-from weightspace import cli, encoders, errors, planning, provenance, schema, tasks
+from experiments.run import batches, layout, train, workdirs
+from weightspace import (
+    cli,
+    dataset,
+    encoders,
+    errors,
+    files,
+    metrics,
+    planning,
+    provenance,
+    schema,
+    sharding,
+    tasks,
+    zoo,
+)
+from zoo_builder import configs as zoo_configs
+from zoo_builder import plan as zoo_plan
 
 
 def _zoo(config: ml_collections.ConfigDict):
     """The run's zoo with its arrays as shapes: described from the built zoo, or from its builder config."""
-    from experiments.run import workdirs
-    from weightspace import zoo
-    from zoo_builder import configs
-    from zoo_builder import plan as zoo_plan
-
     path = workdirs.zoo_path(config)
     if zoo.is_complete(path):
         return zoo.describe(path)
-    return zoo_plan.abstract_zoo(configs.get_config(config.zoo.dataset, config.zoo.preset))
+    return zoo_plan.abstract_zoo(zoo_configs.get_config(config.zoo.dataset, config.zoo.preset))
 
 
 def _costs(configs: list[ml_collections.ConfigDict], the_zoo) -> tuple:
     """(trainer, train step's cost, evaluation batch's cost) of training `configs` as one sweep (one config:
     a single run), compiled on abstract inputs placed as the trainer places them."""
-    from experiments.run import batches, train
-    from weightspace import dataset, sharding
-
     trainer = train.Trainer(configs, the_zoo)
     run, replicated, members = trainer.run, sharding.replicated(trainer.mesh), len(configs)
 
@@ -81,8 +89,6 @@ def _costs(configs: list[ml_collections.ConfigDict], the_zoo) -> tuple:
 
 def _eval_batches(trainer) -> int:
     """Evaluation batches a run or sweep computes in all: every held-out split at every periodic evaluation."""
-    from weightspace import dataset
-
     config = trainer.config
     per_evaluation = sum(-(-len(trainer.run.split[name]) // config.eval.batch_size) for name in dataset.HELD_OUT)
     return -(-config.train.num_steps // config.eval.every_steps) * per_evaluation
@@ -100,9 +106,6 @@ def plan(config: ml_collections.ConfigDict, on: planning.Device, fraction: float
     """The plan of training `config` on every (CPU) device of this process, standing for devices like `on`:
     a single run (data-parallel over the devices), or with `members` > 1 a sweep of that many seeds
     (`train.train_sweep`; members split over the devices) beside the same runs one after another."""
-    from experiments.run import train
-    from weightspace import dataset
-
     devices = jax.device_count()
     config = ml_collections.ConfigDict(config.to_dict())
     config.train.data_parallel = devices > 1 and members == 1
@@ -158,28 +161,23 @@ def table_plan(
     by emulation) on every (CPU) device of this process, standing for devices like `on`: each dataset's zoo
     build (`ZOO_ROW`, its runs split over the devices), then each encoder's seeds as one sweep (the
     default), and one run after another (`--sweep=false`, each run data-parallel)."""
-    from experiments.configs import common
-    from experiments.run import train
-    from zoo_builder import configs as zoo_configs
-    from zoo_builder import plan as zoo_plan
-
     devices, rows = jax.device_count(), []
-    for dataset in datasets:
-        zoo_config = zoo_configs.get_config(dataset, preset)
+    for family in datasets:
+        zoo_config = zoo_configs.get_config(family, preset)
         build = zoo_plan.estimate(zoo_config, devices, on, fraction)
         rows.append(dict(
-            dataset=dataset, encoder=ZOO_ROW, runs=zoo_config.num_runs, steps=build["steps"][-1],
+            dataset=family, encoder=ZOO_ROW, runs=zoo_config.num_runs, steps=build["steps"][-1],
             run_s=build["wall_s"], run_kernels=build["kernels_per_step"], memory_mib=build["memory_bytes"] / 2**20,
         ))  # fmt: skip
-        logging.info("Planned the %s zoo: %s", dataset, rows[-1])
+        logging.info("Planned the %s zoo: %s", family, rows[-1])
         for encoder in names:
-            config = common.experiment(encoder, preset, dataset, 0)
+            config = config_common.experiment(encoder, preset, family, 0)
             the_zoo = _zoo(config)
             config.train.data_parallel = devices > 1
             single = _costs([config], the_zoo)
             config.train.data_parallel = False
             sweep = _costs(train.sweep_members(config, "", list(range(seeds)))[0], the_zoo)
-            row = dict(dataset=dataset, encoder=encoder, snapshots=len(the_zoo), steps=config.train.num_steps)
+            row = dict(dataset=family, encoder=encoder, snapshots=len(the_zoo), steps=config.train.num_steps)
             row.update(
                 run_s=sum(_wall_seconds(*single, on, fraction)),
                 sweep_s=sum(_wall_seconds(*sweep, on, fraction)),
@@ -189,7 +187,7 @@ def table_plan(
                 sweep_memory_mib=max(sweep[1].memory_bytes, sweep[2].memory_bytes) / 2**20,
             )
             rows.append(row)
-            logging.info("Planned %s on %s: %s", encoder, dataset, row)
+            logging.info("Planned %s on %s: %s", encoder, family, row)
     return dict(
         preset=preset, seeds=seeds, devices=devices, device=dataclasses.asdict(on), fraction=fraction, rows=rows
     )
@@ -198,8 +196,6 @@ def table_plan(
 def _loop_seconds(workdir: str, num_steps: int) -> float:
     """How long a run's training loop took, from its `metrics.jsonl`: the time between its first and last
     logged steps (the first takes the compilation), scaled to all `num_steps` steps."""
-    from weightspace import metrics
-
     timed = [row for row in metrics.read(layout.run_file(workdir, layout.METRICS)) if "time" in row]
     if len(timed) < 2:
         raise errors.ConfigError(f"{workdir}: its metrics.jsonl has fewer than two timed steps; finish the run first.")
@@ -212,16 +208,12 @@ def check(outdir: str, fraction: float) -> dict:
     (`wall_time_s` of the zoo's `zoo.json`, on the devices of its `layout.json`) and each encoder's seed-0
     emulation run (the training loop's time in `metrics.jsonl`), planned at `fraction` of this machine's
     measured matmul rate, with the fraction of that rate each job's matmuls reached."""
-    from experiments.run import workdirs
-    from weightspace import files, zoo
-    from zoo_builder import plan as zoo_plan
-
     if not os.path.isdir(layout.tables_datasets(outdir)):
         raise errors.ConfigError(f"{outdir} is not a tables output directory (it has no runs/); give --check=DIR.")
     rate, kernel_s = planning.measure_cpu()
     rows = []
-    for dataset in sorted(os.listdir(layout.tables_datasets(outdir))):
-        runs = [(name, layout.table_run(outdir, dataset, ("emulation", name), 0)) for name in encoders.NAMES]
+    for family in sorted(os.listdir(layout.tables_datasets(outdir))):
+        runs = [(name, layout.table_run(outdir, family, ("emulation", name), 0)) for name in encoders.NAMES]
         runs = [(name, path) for name, path in runs if os.path.exists(layout.run_file(path, layout.METRICS))]
         if not runs:
             continue
@@ -232,7 +224,7 @@ def check(outdir: str, fraction: float) -> dict:
         zoo_cost = zoo_plan.estimate(build_config, devices, planning.cpu_device(rate, kernel_s, devices), fraction)
         measured = files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
         rows.append(dict(
-            dataset=dataset, job="zoo", devices=devices, predicted_s=zoo_cost["wall_s"], measured_s=measured,
+            dataset=family, job="zoo", devices=devices, predicted_s=zoo_cost["wall_s"], measured_s=measured,
             reached=zoo_cost["flops"] / measured / rate,
         ))  # fmt: skip
         the_zoo = zoo.describe(zoo_path)
@@ -245,7 +237,7 @@ def check(outdir: str, fraction: float) -> dict:
             flops = config.train.num_steps * train_cost.flops + _eval_batches(trainer) * eval_cost.flops
             measured = _loop_seconds(path, config.train.num_steps)
             rows.append(dict(
-                dataset=dataset, job=name, devices=devices, predicted_s=train_s + eval_s, measured_s=measured,
+                dataset=family, job=name, devices=devices, predicted_s=train_s + eval_s, measured_s=measured,
                 reached=flops / measured / rate,
             ))  # fmt: skip
             logging.info("Checked %s: %s", path, rows[-1])
@@ -257,8 +249,6 @@ def check(outdir: str, fraction: float) -> dict:
 def _publish(result: dict, name: str, start: float) -> None:
     """Adds the command, machine and wall time (since `start`) to `result` and writes it as `name`, with its
     markdown, into --outdir (`report.publish`)."""
-    from experiments import report
-
     command = provenance.command()
     result.update(command=command, machine=provenance.machine(), wall_s=time.time() - start)
     report.publish(result, name, flags.FLAGS.outdir)

@@ -21,7 +21,9 @@ import time
 
 from absl import flags, logging
 
-from experiments.run import layout
+from experiments import report
+from experiments.configs import common
+from experiments.run import layout, workdirs
 from weightspace import benchmarking, cli, encoders, errors, files, provenance, schema, tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,8 +61,6 @@ def cell_differences(a: dict[str, dict], b: dict[str, dict]) -> dict:
 
 def check_flags(flag_values) -> list[str]:
     """Every problem of the command line: the preset, the names, a new outdir."""
-    from experiments.configs import common
-
     problems = common.arg_problems("preset", flag_values.preset)
     problems += cli.list_problems("encoders", flag_values.encoders, schema.Choice(*encoders.NAMES), nonempty=True)
     if flag_values.dataset not in tasks.FAMILIES:
@@ -74,10 +74,6 @@ def main(argv):
     del argv
     outdir = flags.FLAGS.outdir
     os.makedirs(outdir)
-    from experiments import report
-    from experiments.configs import common
-    from experiments.run import workdirs
-
     start = time.time()
     dataset, names = flags.FLAGS.dataset, flags.FLAGS.encoders
     zoo_path = workdirs.ensure_zoo(common.experiment(common.HOST, flags.FLAGS.preset, dataset, 0))

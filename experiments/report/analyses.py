@@ -82,42 +82,89 @@ def _statistics_table(rows: list[dict], names: list[str]) -> list[str]:
     return lines
 
 
-def probing_gap_markdown(result: dict) -> str:
-    """`probing_gap.md` from `probing_gap.json` (experiments.analyses.probing_gap): accuracy against m and against L."""
-    plan, labels = result["plan"], result["plan"]["num_labels"]
-    # The encoders, and the fixed sequence read by their probe (results files from before these have none).
-    readers = ([*result["encoders"], *result.get("readers", ())], result["references"])
+def _readers_note(result: dict) -> str:
+    """The sentence on the fixed sequences read by the encoders' probe, with the adaptive search's when it was read
+    too; empty for results files from before these readers."""
+    if not result.get("readers"):
+        return ""
+    return (
+        " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
+        "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer"
+        + (
+            "; `adaptive_pooled_by_probe`: the adaptive search's answers, counted, read the same way."
+            if "adaptive_pooled_by_probe" in result["readers"]
+            else "."
+        )
+    )
+
+
+def _probing_gap_intro(result: dict) -> list[str]:
+    """What the probing gap was run with (preset, options, seeds, machine, wall time), what its cells mean and
+    how well each zoo's LSTMs implement their locks: the lines above the tables."""
     zoos = "; ".join(
         f"m = {z['code_length']}: {z['implements']:.2f} of trained snapshots implement their lock, "
         f"{z['ood_trained']} held-out ones do"
         for z in result["zoos"]
     )
+    return [
+        f"Preset: {result['preset']}; options: {result['options']}; seeds: {result['seeds']}"
+        f"{machine_line(result, '; machine: ')}.",
+        f"Wall time of this invocation: {result['wall_s']:.0f} s.",
+        "",
+        "Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock "
+        f"({result['subset']}, {result['predictor']} probe for the encoders; references read with no learning, "
+        f"guessing uniformly where they read nothing). Chance: label {1 / result['plan']['num_labels']:.2f}. "
+        "Bounds: the guess-adjusted fraction of locks the budget covers." + _readers_note(result),
+        "",
+        f"Zoos: {zoos}",
+    ]
+
+
+def _intervals_section(result: dict, names: list[str]) -> list[str]:
+    """The section of bootstrap intervals and baselines for the rows `names`; none for results files without
+    intervals."""
+    if not any("label_interval" in r for r in result["by_code_length"]):
+        return []
+    return [
+        "",
+        f"## Intervals and baselines (L = {result['plan']['budget']})",
+        "",
+        "The held-out runs are the independent units (each an LSTM trained on its own lock; its trained "
+        "snapshots are not independent). Label accuracy with its 95 % bootstrap interval over runs "
+        "(and seeds), beside always answering the commonest label of these runs and the accuracy the "
+        "same reads score against labels shuffled among the snapshots.",
+        "",
+        *_statistics_table(result["by_code_length"], names),
+    ]
+
+
+def _opened_section(result: dict) -> list[str]:
+    """The section of locks the probing encoders' probes open; none for results files without it."""
+    if not any("opened" in r for r in result["by_code_length"]):
+        return []
+    return [
+        "",
+        f"## Locks the probes open (L = {result['plan']['budget']})",
+        "",
+        "Fraction of the same LSTMs whose answers to a probing encoder's probes show a label (the "
+        "lock opened), with the encoder untrained and trained; beside it, the fraction whose label "
+        "each reference read.",
+        "",
+        *_opened_table(result["by_code_length"], result["encoders"], result["references"]),
+    ]
+
+
+def probing_gap_markdown(result: dict) -> str:
+    """`probing_gap.md` from `probing_gap.json` (experiments.analyses.probing_gap): accuracy against m and against L."""
+    plan = result["plan"]
+    # The encoders, and the fixed sequence read by their probe (results files from before these have none).
+    readers = ([*result["encoders"], *result.get("readers", ())], result["references"])
     return text(
         [
             "# The probing gap on combination locks",
             "",
             *command_lines(result),
-            f"Preset: {result['preset']}; options: {result['options']}; seeds: {result['seeds']}"
-            f"{machine_line(result, '; machine: ')}.",
-            f"Wall time of this invocation: {result['wall_s']:.0f} s.",
-            "",
-            "Label accuracy / exact-code accuracy on LSTMs of held-out codes that implement their lock "
-            f"({result['subset']}, {result['predictor']} probe for the encoders; references read with no learning, "
-            f"guessing uniformly where they read nothing). Chance: label {1 / labels:.2f}. Bounds: the "
-            "guess-adjusted fraction of locks the budget covers."
-            + (
-                " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
-                "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer"
-                + (
-                    "; `adaptive_pooled_by_probe`: the adaptive search's answers, counted, read the same way."
-                    if "adaptive_pooled_by_probe" in result["readers"]
-                    else "."
-                )
-                if result.get("readers")
-                else ""
-            ),
-            "",
-            f"Zoos: {zoos}",
+            *_probing_gap_intro(result),
             "",
             f"## Against the code length m (L = {plan['budget']})",
             "",
@@ -126,35 +173,8 @@ def probing_gap_markdown(result: dict) -> str:
             f"## Against the budget L (m = {plan['sweep_code_length']})",
             "",
             *_probing_gap_table(result["by_budget"], "budget", "L", *readers),
-            *(
-                [
-                    "",
-                    f"## Intervals and baselines (L = {plan['budget']})",
-                    "",
-                    "The held-out runs are the independent units (each an LSTM trained on its own lock; its trained "
-                    "snapshots are not independent). Label accuracy with its 95 % bootstrap interval over runs "
-                    "(and seeds), beside always answering the commonest label of these runs and the accuracy the "
-                    "same reads score against labels shuffled among the snapshots.",
-                    "",
-                    *_statistics_table(result["by_code_length"], [*readers[0], *readers[1]]),
-                ]
-                if any("label_interval" in r for r in result["by_code_length"])
-                else []
-            ),
-            *(
-                [
-                    "",
-                    f"## Locks the probes open (L = {plan['budget']})",
-                    "",
-                    "Fraction of the same LSTMs whose answers to a probing encoder's probes show a label (the "
-                    "lock opened), with the encoder untrained and trained; beside it, the fraction whose label "
-                    "each reference read.",
-                    "",
-                    *_opened_table(result["by_code_length"], result["encoders"], result["references"]),
-                ]
-                if any("opened" in r for r in result["by_code_length"])
-                else []
-            ),
+            *_intervals_section(result, [*readers[0], *readers[1]]),
+            *_opened_section(result),
         ]
     )
 

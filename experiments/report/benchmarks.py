@@ -1,5 +1,7 @@
 """The markdown of the benchmarks' and plans' results files (`experiments.benchmarks`, `zoo_builder.benchmark`)."""
 
+from collections.abc import Callable
+
 from experiments.report.format import (
     command_lines,
     format_value,
@@ -78,14 +80,24 @@ def plan_check_markdown(result: dict) -> str:
     return text(lines)
 
 
-def encoder_benchmark_markdown(result: dict) -> str:
-    """`experiments.benchmarks.encoder`: each encoder's train steps/s (median of the windows, with the slowest and the
-    fastest), as a single run and as sweeps where measured, beside the paper code's rates, the PyTorch emulator
-    step measured in the same run, compile time, matmul FLOPs and the FLOP-bound ceiling."""
-    rows, torch = result["rows"], result.get("torch_emulator")
+# A column of the encoder benchmark's table: its header, and the cell it shows for a row of the results file.
+Column = tuple[str, Callable[[dict], str]]
+
+
+def _encoder_columns(rows: list[dict], torch: dict | None) -> list[Column]:
+    """Every column the encoder benchmark's table can show, in order.
+
+    Args:
+      rows: The results file's rows, one per encoder and member count.
+      torch: The PyTorch emulator step measured in the same run, or None.
+
+    Returns:
+      (header, cell) pairs; the cells of the comparisons assume what they compare against is there, so the caller
+      leaves those out when it is not (`_shown_columns`).
+    """
     single = {row["encoder"]: row["steps_per_s"] for row in rows if row["members"] == 1}
     memory = "peak RSS MB" if rows[0]["backend"] == "cpu" else "peak device MB"
-    columns = [
+    return [
         ("encoder", lambda r: r["encoder"]),
         ("members (devices)", lambda r: f"{r['members']} ({r['member_devices']})"),
         ("steps/s", lambda r: f"{r['steps_per_s']:.3g}"),
@@ -115,18 +127,23 @@ def encoder_benchmark_markdown(result: dict) -> str:
         ("of ceiling", lambda r: f"{r['steps_per_s'] * r['gflop_per_step'] / r['matmul_gflop_per_s']:.0%}"),
         (memory, lambda r: f"{(r['peak_rss_mb'] if r['backend'] == 'cpu' else r['peak_device_mb']) or 0:.0f}"),
     ]
-    sweeps = any(row["members"] > 1 for row in rows)
+
+
+def _shown_columns(rows: list[dict], torch: dict | None, sweeps: bool, paper_code: bool) -> list[Column]:
+    """The encoder benchmark's columns less those with nothing to show: the sweep columns without a sweep, the
+    paper code's without its rates, the PyTorch emulator's without its measurement."""
     left_out = set() if sweeps else {"members (devices)", "member-steps/s", "vs one member"}
-    if not any(row["paper_code_steps_per_s"] for row in rows):
+    if not paper_code:
         left_out |= {"paper code", "ratio"}
     if not torch:
         left_out.add("vs torch emulator")
-    columns = [(name, cell) for name, cell in columns if name not in left_out]
-    rates = [row["matmul_gflop_per_s"] for row in rows]
-    lines = [
-        f"# Encoder training benchmark: --preset={result['preset']}",
-        "",
-        *command_lines(result),
+    return [(name, cell) for name, cell in _encoder_columns(rows, torch) if name not in left_out]
+
+
+def _encoder_intro(result: dict, sweeps: bool, paper_code: bool) -> str:
+    """The paragraph under the encoder benchmark's title: what was timed and how, with a sentence on sweeps and
+    one on the paper code's rates when the table shows them."""
+    return (
         f"Train steps/s of the jitted train step (encoder, emulator, loss, AdamW) on a smoke zoo"
         f"{machine_line(result, '; ')}: the median of {result['windows']} consecutive windows of "
         f"{result['seconds'] / result['windows']:g} s (at least one step each), with the slowest and the fastest."
@@ -138,27 +155,63 @@ def encoder_benchmark_markdown(result: dict) -> str:
         )
         + (
             " The paper code's rates are for a 2-core CPU, as reported with the task, not measured here."
-            if "paper code" not in left_out
+            if paper_code
             else ""
-        ),
+        )
+    )
+
+
+def _torch_emulator_lines(torch: dict | None) -> list[str]:
+    """The paragraph on the PyTorch emulator step measured in the same run (none without it): the baseline that
+    moves less with the machine's load than the paper code's reported rates."""
+    if not torch:
+        return []
+    return [
+        f"PyTorch emulator step alone, the same run ({torch['device']}, {torch['threads']} threads): "
+        f"{torch['steps_per_s']:.3g} steps/s ({torch['steps_per_s_range'][0]:.3g}-"
+        f"{torch['steps_per_s_range'][1]:.3g}). Every paper-code step contains it, so 'vs torch emulator' is a "
+        "lower bound on the speed-up over the paper code that moves less with the machine's load.",
         "",
     ]
-    if torch:
-        lines += [
-            f"PyTorch emulator step alone, the same run ({torch['device']}, {torch['threads']} threads): "
-            f"{torch['steps_per_s']:.3g} steps/s ({torch['steps_per_s_range'][0]:.3g}-"
-            f"{torch['steps_per_s_range'][1]:.3g}). Every paper-code step contains it, so 'vs torch emulator' is a "
-            "lower bound on the speed-up over the paper code that moves less with the machine's load.",
-            "",
-        ]
-    lines += [
+
+
+def _column_table(columns: list[Column], rows: list[dict]) -> list[str]:
+    """A markdown table: a header of the columns' names, then a line per row of their cells."""
+    return [
         "| " + " | ".join(name for name, _ in columns) + " |",
         "|" + "---|" * len(columns),
         *("| " + " | ".join(cell(row) for _, cell in columns) + " |" for row in rows),
-        "",
+    ]
+
+
+def _ceiling_note(rows: list[dict]) -> str:
+    """The note under the encoder benchmark's table: how 'of ceiling' is computed, over the range of matmul rates
+    measured, and whether step memory was reused."""
+    rates = [row["matmul_gflop_per_s"] for row in rows]
+    return (
         f"Ceiling: the float32 matmul rate measured after each step ({min(rates):g}-{max(rates):g} GFLOP/s) over "
         "the step's matmul FLOPs (forward and backward, loop bodies counted once per iteration). Step memory "
-        f"reused (`cli.reuse_cpu_step_memory`): {rows[0]['reuses_step_memory']}.",
+        f"reused (`cli.reuse_cpu_step_memory`): {rows[0]['reuses_step_memory']}."
+    )
+
+
+def encoder_benchmark_markdown(result: dict) -> str:
+    """`experiments.benchmarks.encoder`: each encoder's train steps/s (median of the windows, with the slowest and the
+    fastest), as a single run and as sweeps where measured, beside the paper code's rates, the PyTorch emulator
+    step measured in the same run, compile time, matmul FLOPs and the FLOP-bound ceiling."""
+    rows, torch = result["rows"], result.get("torch_emulator")
+    sweeps = any(row["members"] > 1 for row in rows)
+    paper_code = any(row["paper_code_steps_per_s"] for row in rows)
+    lines = [
+        f"# Encoder training benchmark: --preset={result['preset']}",
+        "",
+        *command_lines(result),
+        _encoder_intro(result, sweeps, paper_code),
+        "",
+        *_torch_emulator_lines(torch),
+        *_column_table(_shown_columns(rows, torch, sweeps, paper_code), rows),
+        "",
+        _ceiling_note(rows),
     ]
     return text(lines)
 

@@ -15,7 +15,8 @@ A tables output (`experiments.analyses.tables`, D):
   D/results.json, D/results.csv, D/runs/<dataset>/<kind>/<row>/seed<k> (a run each; <kind>/<row> from the
   objective's `table_row`, or reference/ for the reference rows)
 A probing-gap output (`experiments.analyses.probing_gap`, D):
-  D/probing_gap.json, D/zoos/m<m>/ (a zoo build each), D/runs/<options>/m<m>/<L<budget> or any_L>/<encoder>/seed<k>
+  D/probing_gap.json, D/probing_gap_m.png and _budget.png (accuracy against m and L), D/zoos/m<m>/ (a zoo build
+  each), D/runs/<options>/m<m>/<L<budget> or any_L>/<encoder>/seed<k>
 """
 
 import os
@@ -23,6 +24,7 @@ import os
 CONFIG, ZOO_RECORD, DEVICES, SPLIT, METRICS = "config.json", "zoo.json", "devices.json", "split.json", "metrics.jsonl"
 EVALUATION_JSON, EVALUATION_MD, EMBEDDINGS = "evaluation.json", "evaluation.md", "embeddings.npy"
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+GAP_JSON = "probing_gap.json"
 CHECKPOINTS = ("latest", "best")
 
 
@@ -56,6 +58,16 @@ def tables_datasets(outdir: str) -> str:
 def table_run(outdir: str, dataset: str, row: tuple[str, ...], seed: int) -> str:
     """The run behind one row and seed of a tables output (`row`: the objective's `table_row`, or ("reference",))."""
     return os.path.join(tables_datasets(outdir), dataset, *row, f"seed{seed}")
+
+
+def gap_file(outdir: str, name: str) -> str:
+    """A file of a probing-gap output: `GAP_JSON`."""
+    return os.path.join(outdir, name)
+
+
+def gap_figure(outdir: str, axis: str) -> str:
+    """The figure of a probing-gap output against `axis` ("m" or "budget")."""
+    return os.path.join(outdir, f"probing_gap_{axis}.png")
 
 
 def gap_zoo(outdir: str, code_length: int) -> str:

@@ -1,0 +1,168 @@
+"""Every row of a probing-gap invocation: each point's references, readers and learned encoders (trained or
+reused), their means over seeds, the figures and `probing_gap.json`."""
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import report
+from experiments.analyses import tables
+from experiments.analyses.probing_gap import figures
+from experiments.analyses.probing_gap.plans import ENCODERS, PLANS, Options, Plan, run_config, zoo_config
+from experiments.analyses.probing_gap.readers import (
+    PREDICTOR,
+    READERS,
+    REFERENCES,
+    SUBSET,
+    label_statistics,
+    opened_fraction,
+    point_statistics,
+    probe_labels,
+    reader_rows,
+    reference_rows,
+)
+from experiments.run import context, layout, workdirs
+from experiments.run import model as model_lib
+from weightspace import encoders, ownership, provenance, zoo
+from zoo_builder import build
+
+
+def encoder_row(result: dict, encoder: str, seed: int) -> dict:
+    scores = result["probes"][PREDICTOR][SUBSET]
+    return dict(
+        row=encoder,
+        seed=seed,
+        label_accuracy=scores.get("label_accuracy"),
+        code_accuracy=scores.get("code_accuracy"),
+        loss=result["loss"]["ood"],
+    )
+
+
+def run_point(
+    plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: tuple[str, ...]
+) -> tuple[list[dict], dict]:
+    """Every row at one (m, L): the references, and the `learned` encoders over seeds."""
+    zoo_path = build.build(zoo_config(plan, m), layout.gap_zoo(outdir, m))
+    the_zoo = zoo.load(zoo_path)
+    run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
+    trained = run_context.family.trained_snapshots(the_zoo.metadata)
+    ood = run_context.split["ood"]
+    point = dict(code_length=m, budget=budget)
+    subset = ood[trained[ood]]
+    subset_params = jax.tree.map(lambda x: jnp.asarray(x[subset]), the_zoo.params)
+    point.update(point_statistics(the_zoo, subset))
+    references, predicted = reference_rows(the_zoo, subset, budget)
+    readers, read = reader_rows(run_context, the_zoo, subset, budget)
+    rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}
+    for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
+        configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
+        reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
+        paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s) for s in range(seeds)]
+        for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
+            row = {**point, **encoder_row(result, encoder, seed)}
+            if encoders.probes(encoder):  # which locks its probes open
+                initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
+                row["opened_at_init"] = opened_fraction(initial, subset_params, m)
+                row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
+            rows.append(row)
+        embeddings = [np.load(layout.run_file(path, layout.EMBEDDINGS)) for path in paths]  # what was evaluated
+        predicted[encoder] = np.stack([probe_labels(run_context, e, subset) for e in embeddings])
+    labels, runs = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
+    for row in rows:
+        if len(subset) and row["row"] in predicted:
+            row.update(label_statistics(predicted[row["row"]], labels, runs, run_context.family.num_labels))
+    implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
+    return rows, dict(
+        code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
+    )
+
+
+# The per-seed numbers of a row that `mean_rows` averages.
+_MEANS = ("label_accuracy", "code_accuracy", "loss", "opened_at_init", "opened")
+
+
+def mean_rows(rows: list[dict]) -> list[dict]:
+    """One row per (m, L, row): the mean and std over seeds of the accuracies."""
+    grouped: dict[tuple, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault((r["code_length"], r["budget"], r["row"]), []).append(r)
+    out = []
+    for group in grouped.values():
+        row = {k: v for k, v in group[0].items() if k not in ("seed", *_MEANS)}
+        for metric in _MEANS:
+            values = [g[metric] for g in group if g.get(metric) is not None]
+            if values:
+                row[metric], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+        out.append(row | {"seeds": len(group)})
+    return out
+
+
+def make(
+    outdir: str, preset: str, options: Options, seeds: int, command: str = "", encoders: Sequence[str] = ENCODERS
+) -> dict:
+    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset`; writes the figures, the JSON and
+    its markdown."""
+    if preset not in PLANS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
+    unknown = sorted(set(encoders) - set(ENCODERS))
+    if unknown:
+        raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
+    encoders = tuple(e for e in ENCODERS if e in encoders)
+    plan = PLANS[preset]
+    ownership.claim(outdir, "probing_gap")
+    start = time.time()
+    rows, zoos = all_rows(plan, outdir, options, seeds, encoders)
+    by_m = mean_rows([r for r in rows if r["budget"] == plan.budget])
+    by_budget = mean_rows([r for r in rows if r["code_length"] == plan.sweep_code_length])
+    wall = time.time() - start
+    plot_both(plan, by_m, by_budget, outdir)
+    result = dict(
+        preset=preset,
+        options=options.tag,
+        seeds=seeds,
+        plan=dataclasses.asdict(plan),
+        zoos=zoos,
+        rows=rows,
+        by_code_length=by_m,
+        by_budget=by_budget,
+        wall_s=wall,
+        command=command,
+        machine=provenance.machine(),
+        encoders=encoders,
+        readers=READERS,
+        references=REFERENCES,
+        subset=SUBSET,
+        predictor=PREDICTOR,
+    )
+    report.write(layout.gap_file(outdir, layout.GAP_JSON), result)
+    return result
+
+
+def all_rows(
+    plan: Plan, outdir: str, options: Options, seeds: int, encoders: tuple[str, ...]
+) -> tuple[list[dict], list[dict]]:
+    """Every row of the plan's points (each m at its budget, then each budget at the sweep's m), and each zoo's
+    facts."""
+    rows, zoos = [], []
+    for m in plan.code_lengths:
+        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, encoders)
+        rows += point_rows
+        zoos.append(zoo_row)
+    for budget in plan.sweep_budgets:
+        if budget != plan.budget or plan.sweep_code_length not in plan.code_lengths:
+            learned = encoders if budget in plan.learned_budgets else ()
+            rows += run_point(plan, outdir, options, seeds, plan.sweep_code_length, budget, learned)[0]
+    return rows, zoos
+
+
+def plot_both(plan: Plan, by_m: list[dict], by_budget: list[dict], outdir: str) -> None:
+    """The figures against m (at the plan's budget) and against L (at the sweep's m)."""
+    size, labels = plan.alphabet_size, plan.num_labels
+    title = f"|Σ| = {size}, K = {labels}, budget L = {plan.budget}"
+    figures.plot(by_m, "code_length", "code length m", title, labels, layout.gap_figure(outdir, "m"))
+    title = f"|Σ| = {size}, K = {labels}, m = {plan.sweep_code_length}"
+    figures.plot(by_budget, "budget", "probe budget L (symbols)", title, labels, layout.gap_figure(outdir, "budget"))
