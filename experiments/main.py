@@ -42,7 +42,7 @@ def main(argv):
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
     cli.join_job(flags.FLAGS, distributed=flags.FLAGS.distributed)
     cli.quiet_library_logs()
-    from experiments.run import evaluate, train
+    from experiments.run import evaluate, train  # heavy (Orbax, the encoders): a refused command line never loads them
 
     config = flags.FLAGS.config
     if not config.train.data_parallel:

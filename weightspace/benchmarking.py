@@ -17,6 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
+import jax
+from jax.extend import core
+
 # Consecutive measuring windows per rate; the reported rate is their median.
 WINDOWS = 5
 
@@ -95,8 +98,6 @@ def matmul_flops(jaxpr) -> float:
     train steps have none. (XLA's own cost analysis counts a loop body once,
     which undercounts scanned LSTMs by their step counts.)
     """
-    from jax.extend import core
-
     total = 0.0
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
@@ -115,8 +116,6 @@ def matmul_rate(seconds: float = 3.0) -> float:
     accelerators (smaller ones leave them idle). The fastest of the measuring windows: a busy spell
     would lower the rate, and a ceiling from a lowered rate would flatter the step measured against it.
     """
-    import jax
-
     size = 2048 if jax.default_backend() == "cpu" else 8192
     a = jax.random.normal(jax.random.key(0), (size, size))
     f = jax.jit(lambda a: a @ a)

@@ -3,6 +3,8 @@
 import ctypes
 import functools
 import importlib
+import importlib.util
+import logging
 import os
 import platform
 import sys
@@ -10,8 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
 
-from weightspace import errors, ownership, schema
+from weightspace import errors, ownership, planning, schema, zoo
 
 
 def resolve_config_argument(argv: Sequence[str], package_dir: str) -> list[str]:
@@ -36,7 +41,6 @@ def run_command(main: Callable[[list[str]], Any], check: "FlagCheck | None" = No
     """Runs an absl `main` as every command here runs: a relative `--config` resolved against the command's
     package, the flags parsed and checked before anything is written (`parse_flags_or_exit`: the config's kind
     and schema, `check`), and errors reported as one line (`one_line_errors`)."""
-    from absl import app
 
     module = sys.modules[main.__module__]  # the command, run as __main__
     top = importlib.import_module(module.__spec__.name.split(".")[0])  # experiments or zoo_builder: holds configs/
@@ -82,14 +86,12 @@ def use_cpu_cores_as_devices(count: int = 0) -> None:
 
 def define_cpu_devices_flag() -> None:
     """Defines --cpu_devices, the CPU devices a command exposes (`use_cpu_cores_as_devices`; 0: one per core)."""
-    from absl import flags
 
     flags.DEFINE_integer("cpu_devices", 0, "CPU devices to expose (0: one per core).", lower_bound=0)
 
 
 def define_job_flags() -> None:
     """Defines the flags that place a process in a multi-process job (`zoo_builder.launch_local` passes them)."""
-    from absl import flags
 
     flags.DEFINE_string("coordinator_address", "", "host:port of process 0 of a multi-process job (launch_local).")
     flags.DEFINE_integer("num_processes", 1, "Processes of the job (with --coordinator_address).")
@@ -98,10 +100,6 @@ def define_job_flags() -> None:
 
 def define_plan_flags(what: str, config_required: bool = True) -> None:
     """Defines the flags of a plan (`zoo_builder.plan`, `experiments.benchmarks.plan`): config, devices, assumptions."""
-    from absl import flags
-    from ml_collections import config_flags
-
-    from weightspace import planning
 
     config_flags.DEFINE_config_file("config", None, f"{what} config file[:preset].", lock_config=True)
     flags.DEFINE_integer("devices", 1, "Devices of the planned job.", lower_bound=1)
@@ -113,7 +111,6 @@ def define_plan_flags(what: str, config_required: bool = True) -> None:
 
 def plan_flag_problems(flag_values) -> list[str]:
     """What is wrong with the flags of `define_plan_flags`: the device kind and the fraction of its peak."""
-    from weightspace import planning
 
     problems = []
     if flag_values.device_kind != "cpu" and flag_values.device_kind not in planning.DEVICES:
@@ -180,9 +177,6 @@ class _DropLibraryInfo:
 
 def quiet_library_logs(prefixes: Sequence[str] = ("orbax", "etils", "jax/_src")) -> None:
     """Keeps the console to our own progress lines and any library warnings."""
-    import logging
-
-    from absl import logging as absl_logging
 
     absl_logging.get_absl_handler().addFilter(_DropLibraryInfo(prefixes))
     logging.getLogger().addFilter(_DropLibraryInfo(prefixes))
@@ -212,7 +206,6 @@ def parse_flags_or_exit(
     a zoo config given to the trainer), and every problem `check` finds in the parsed flags (the config's
     schema, the flags' ranges and names).
     """
-    from absl import flags
 
     own = argv[: argv.index("--")] if "--" in argv else argv  # after "--": another command's (launch_local)
     path = next((arg[len("--config=") :] for arg in own if arg.startswith("--config=")), None)
@@ -275,7 +268,6 @@ def _refuse_command_line(message: str) -> None:
 
 def _load_config_argument(argv: Sequence[str]):
     """The config named by `--config=path[:preset]` in `argv` (None if there is none)."""
-    import importlib.util
 
     for arg in argv:
         if arg.startswith("--config="):
@@ -339,7 +331,6 @@ def list_problems(
 def path_problems(flag: str, path: str | None, want: str) -> list[str]:
     """What keeps `--flag=path` from being what a command reads or makes: `want` "zoo" (a complete zoo),
     "directory" (an existing one) or "new" (nothing there yet); none: fine."""
-    from weightspace import zoo
 
     if not path:
         return [f"--{flag} is empty: give a path"]

@@ -19,6 +19,7 @@ import re
 import statistics
 
 import jax
+import jax.numpy as jnp
 
 from weightspace import benchmarking
 
@@ -84,8 +85,6 @@ def cpu_device(rate: float, kernel_s: float, devices: int) -> Device:
 def measure_cpu(seconds: float = 2.0) -> tuple[float, float]:
     """This machine's float32 matmul rate (FLOP/s) and cost per executed kernel (s): a loop of tiny
     elementwise steps (8 floats), timed per executed kernel."""
-    import jax.numpy as jnp
-
     run = jax.jit(lambda x: jax.lax.fori_loop(0, 1000, lambda i, y: jnp.tanh(y) * 0.5 + y * 0.25, x))
     x = jnp.ones(8)
     run(x).block_until_ready()

@@ -54,7 +54,7 @@ def run_values(records: list[dict], dataset: str) -> dict[tuple[str, str], dict[
     """{(encoder, seed): {"loss/<split>": value, "<split>/<metric>": value}} of the dataset's emulation runs."""
     values: dict[tuple[str, str], dict[str, float]] = {}
     for r in records:
-        if r["dataset"] != dataset or r["kind"] != objectives.EMULATION or r["value"] is None:
+        if r["dataset"] != dataset or not objectives.ROW_KINDS[r["kind"]].encoder_by_emulation or r["value"] is None:
             continue
         run = values.setdefault((r["encoder"], r["seed"]), {})
         if r["metric"] == "loss" and r["split"] in LOSS_SPLITS:

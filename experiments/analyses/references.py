@@ -43,13 +43,13 @@ from absl import flags, logging
 
 from experiments import report
 from experiments.configs import common as config_common
-from experiments.run import context, evaluate, layout, workdirs
+from experiments.run import context, evaluate, layout, objectives, workdirs
 from weightspace import cli, files, lstm, ownership, presets, targets, tasks, zoo
 from weightspace.types import PyTree
 
 DATASETS = tuple(tasks.FAMILIES)
 # The rows' kind in the tables, and the rows, as the tables name them (their "encoder").
-KIND = report.REFERENCE
+KIND = objectives.REFERENCE
 ROWS = ("readout", "fixed_probe")
 # Snapshots vmapped at once (bounds memory: an MNIST readout runs 200 images at 36 angles per snapshot).
 CHUNK = 8

@@ -112,8 +112,7 @@ def cell_values(records: list[dict], dataset: str, encoder: str, kind: str, spli
     whose objective scores it with a predictor of its own (`Objective.table_predictor`: a supervised run's
     head, on the target it was trained on) takes that one in every table.
     """
-    objective = objectives.KINDS.get(kind)
-    own = objective.table_predictor if objective else None
+    own = objectives.ROW_KINDS[kind].table_predictor
     predictors = (own,) if own else (predictor, "")
     return [
         float("nan") if r["value"] is None else r["value"]
@@ -198,23 +197,9 @@ def make_tables(
     records, runs, timings = [], {}, []
     for dataset in datasets:
         configs = table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle)
-        began = time.time()
-        zoo_path = workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
-        check_targets(configs, zoo_path)
-        timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
-        for _, seeds_of_row in itertools.groupby(configs, key=lambda c: objectives.kind_of(c).table_row(c)):
-            group, began = list(seeds_of_row), time.time()
-            paths = [workdirs.table_config_run(outdir, config) for config in group]
-            done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
-            for config, path, result in zip(group, paths, ensure_sweep(group, paths, sweep), strict=True):
-                kind = objectives.kind_of(config)
-                meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
-                runs[tuple(meta.values())] = path
-                records += _run_records(outdir, path, meta, evaluate.records(result))
-            row = f"{meta['kind']}/{meta['encoder']}"
-            timings.append(
-                dict(dataset=dataset, row=row, seeds=[c.seed for c in group], done=done, wall_s=time.time() - began)
-            )
+        run_records, run_paths, run_timings = _trained_rows(outdir, dataset, configs, sweep)
+        records, timings = records + run_records, timings + run_timings
+        runs.update(run_paths)
         began = time.time()
         reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
         timings.append(dict(dataset=dataset, row=references.KIND, seeds=[], done=[], wall_s=time.time() - began))
@@ -226,7 +211,11 @@ def make_tables(
     write_records(layout.tables_file(outdir, layout.RESULTS_CSV), records)
     figure_paths = []
     for dataset in datasets:
-        family_runs = {e: runs[(dataset, objectives.EMULATION, e, 0)] for e in encoders}
+        family_runs = {  # the seed-0 runs of each encoder trained by emulation draw the figures
+            encoder: path
+            for (of, kind, encoder, seed), path in runs.items()
+            if of == dataset and seed == 0 and objectives.ROW_KINDS[kind].encoder_by_emulation
+        }
         figure_paths += figures.make_figures(dataset, family_runs, outdir)
     figure_paths += loss_correlation.make(outdir)["figures"]
     wall = time.time() - start
@@ -242,6 +231,31 @@ def make_tables(
     )
     report.write(layout.tables_file(outdir, layout.RESULTS_JSON), result)
     return {"cells": cells, "wall_s": wall, "figures": figure_paths}
+
+
+def _trained_rows(
+    outdir: str, dataset: str, configs: list[ml_collections.ConfigDict], sweep: bool | None
+) -> tuple[list[dict], dict[tuple, str], list[dict]]:
+    """Runs or reuses the runs of `configs` (one dataset's rows, each row's seeds together): their records, their
+    workdirs by (dataset, kind, row, seed), and the wall time of the zoo and of each row."""
+    records, runs, timings, began = [], {}, [], time.time()
+    zoo_path = workdirs.ensure_zoo(configs[0])  # built here, if missing, so that no row's time holds the build
+    check_targets(configs, zoo_path)
+    timings.append(dict(dataset=dataset, row="zoo", seeds=[], done=[], wall_s=time.time() - began))
+    for _, seeds_of_row in itertools.groupby(configs, key=lambda c: objectives.kind_of(c).table_row(c)):
+        group, began = list(seeds_of_row), time.time()
+        paths = [workdirs.table_config_run(outdir, config) for config in group]
+        done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
+        for config, path, result in zip(group, paths, ensure_sweep(group, paths, sweep), strict=True):
+            kind = objectives.kind_of(config)
+            meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
+            runs[tuple(meta.values())] = path
+            records += _run_records(outdir, path, meta, evaluate.records(result))
+        row = f"{meta['kind']}/{meta['encoder']}"
+        timings.append(
+            dict(dataset=dataset, row=row, seeds=[c.seed for c in group], done=done, wall_s=time.time() - began)
+        )
+    return records, runs, timings
 
 
 def check_flags(flag_values) -> list[str]:

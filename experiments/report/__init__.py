@@ -42,7 +42,6 @@ from experiments.report.renderers import (
 )
 from experiments.report.runs import (
     PREDICTORS,
-    REFERENCE,
     SPLITS,
     evaluation_markdown,
     references_markdown,
@@ -54,7 +53,6 @@ from experiments.report.runs import (
 __all__ = [
     "END",
     "PREDICTORS",
-    "REFERENCE",
     "RENDERERS",
     "REPO",
     "SPLITS",

@@ -18,8 +18,6 @@ from weightspace import encoders, targets, tasks
 SPLITS = ("ood", "eval", "ood_trained", "eval_trained")
 PREDICTORS = ("mlp", "linear")
 # The reference rows' kind (`experiments.analyses.references`); the other kinds are the objectives' names.
-REFERENCE = "reference"
-ROW_KINDS = (objectives.EMULATION, objectives.SUPERVISED, REFERENCE, objectives.ORACLE)
 
 
 def evaluation_markdown(result: dict, title: str) -> str:
@@ -88,17 +86,19 @@ def _row_order(row: tuple[str, str]) -> tuple:
     """Sort key of a table row (kind, name): by kind, then encoders in registry order (a stable sort keeps the
     other rows, reference and oracle, in the order of the cells)."""
     kind, name = row
-    return ROW_KINDS.index(kind), encoders.NAMES.index(name) if name in encoders.NAMES else len(encoders.NAMES)
+    return list(objectives.ROW_KINDS).index(kind), encoders.NAMES.index(name) if name in encoders.NAMES else len(
+        encoders.NAMES
+    )
 
 
 def _competes(kind: str) -> bool:
     """Whether a row of `kind` competes for a column's best: not a reference row, nor a bound (the oracle)."""
-    return kind in objectives.KINDS and objectives.KINDS[kind].competes
+    return objectives.ROW_KINDS[kind].competes
 
 
 def _row_label(kind: str, name: str) -> str:
     """The group column of a row: the encoder's group as its objective labels it (`Objective.row_label`)."""
-    label = objectives.KINDS[kind].row_label if kind in objectives.KINDS else kind
+    label = objectives.ROW_KINDS[kind].row_label
     return label.format(group=encoders.GROUPS.get(name, ""))
 
 

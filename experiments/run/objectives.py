@@ -27,7 +27,7 @@ from experiments.run.model import Model, SupervisedModel, TargetOracle, make_emu
 from weightspace import dataset, errors, losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
-EMULATION, SUPERVISED, ORACLE = "emulation", "supervised", "oracle"
+EMULATION, SUPERVISED, ORACLE, REFERENCE = "emulation", "supervised", "oracle", "reference"
 # The predictor name under which a supervised run's evaluation reports its own head's scores.
 HEAD = "head"
 # The oracle target that embeds nothing about the LSTM (see `oracle_choices`).
@@ -47,6 +47,9 @@ class Emulation:
     competes: ClassVar[bool] = True
     # The encoder reads the zoo's weights: weight augmentation applies, and permuting them may move the embedding.
     reads_weights: ClassVar[bool] = True
+    # A weight encoder trained by emulation: its seed-0 runs draw the dataset's figures, and its runs are the
+    # points of the loss correlation (`experiments.analyses.loss_correlation`).
+    encoder_by_emulation: ClassVar[bool] = True
 
     family: tasks.TaskFamily
     loss_name: str
@@ -133,6 +136,7 @@ class Oracle(Emulation):
     row_label: ClassVar[str] = ORACLE
     competes: ClassVar[bool] = False
     reads_weights: ClassVar[bool] = False  # an oracle reads a target's value
+    encoder_by_emulation: ClassVar[bool] = False
 
     target: targets.Target
 
@@ -177,6 +181,7 @@ class Supervised:
     table_predictor: ClassVar[str | None] = HEAD
     competes: ClassVar[bool] = True
     reads_weights: ClassVar[bool] = True
+    encoder_by_emulation: ClassVar[bool] = False
 
     family: tasks.TaskFamily
     target: targets.Target
@@ -285,5 +290,24 @@ def make(
     return Emulation(family, config.loss, token_loss, probe_set=probe_set)
 
 
-# Every objective by name (the row kinds of the results tables, besides the reference rows).
+# Every objective by name.
 KINDS: dict[str, type[Objective]] = {kind.name: kind for kind in (Emulation, Supervised, Oracle)}
+
+
+class Reference:
+    """The reference rows' kind (`experiments.analyses.references`): readouts and fixed probes of the LSTMs'
+    behaviour, with no learned encoder and no training objective; in the registry of row kinds beside the
+    objectives, so the tables ask it what they ask an objective."""
+
+    name: ClassVar[str] = REFERENCE
+    row_label: ClassVar[str] = REFERENCE
+    table_predictor: ClassVar[str | None] = None
+    competes: ClassVar[bool] = False  # a reference is a level to compare with, not a contender
+    reads_weights: ClassVar[bool] = False
+    encoder_by_emulation: ClassVar[bool] = False
+
+
+# Every kind of row of the results tables, in the tables' order.
+ROW_KINDS: dict[str, type[Objective] | type[Reference]] = {
+    kind.name: kind for kind in (Emulation, Supervised, Reference, Oracle)
+}

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+import zoo_builder
 from experiments.run import batches, context, layout, objectives, upgrade
 from experiments.run.model import Model, SupervisedModel, initial_state, make_optimizer
 from weightspace import checkpointing, files, zoo
@@ -120,8 +121,6 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
         return path
     if config.zoo.path:
         raise FileNotFoundError(f"No complete zoo at zoo.path={path!r}.")
-    import zoo_builder
-
     logging.info(
         "No %s zoo at %s yet: building it with the zoo builder's %r preset.",
         config.zoo.dataset,

