@@ -7,7 +7,8 @@
 Results come from runs, not from hand. Each command (`experiments.analyses.tables`, `probing_gap`,
 `permutation_analysis`, `loss_correlation`) writes a JSON results file that holds everything its
 markdown shows (the command, the machine, the wall time, the numbers), and the markdown is rendered
-from that file alone: no runs, no machine queries. A results file committed under
+from that file and the code's registries of names (a family's column labels, an encoder's group, a row
+kind's label): no runs, no machine queries. A results file committed under
 `experiments/results/` therefore renders the same anywhere, and a doc (README.md, experiments/*.md,
 zoo_builder/*.md) shows a rendered table between two markers:
 
