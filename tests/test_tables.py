@@ -106,6 +106,10 @@ def test_tables_on_the_smoke_preset_write_every_file_and_reuse_runs(tmp_path, mo
     )
     expected = -np.corrcoef(ranks(loss), ranks(score))[0, 1]  # negated: a higher accuracy is better
     assert row["rho"] == pytest.approx(expected) or (np.isnan(row["rho"]) and np.isnan(expected))
+    # Beside each correlation: its interval and p-value, across runs and within encoders, all rendered.
+    assert {"rho_interval", "p_value", "within_rho", "within_interval", "within_p_value"} <= set(row)
+    rendered = (outdir / "loss_correlation.md").read_text()
+    assert "rho within with OOD loss" in rendered and "An interval that holds 0 is no evidence" in rendered
 
     # A rerun trains nothing and only re-aggregates.
     monkeypatch.setattr(train, "train_sweep", lambda *a, **k: pytest.fail("retrained a finished run"))

@@ -50,3 +50,60 @@ def per_unit(values: np.ndarray, units: np.ndarray) -> np.ndarray:
     sums = np.zeros((*np.shape(values)[:-1], len(names)))
     np.add.at(sums, (..., index), values)
     return sums / np.bincount(index)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """The ranks 0..n-1 of `values` [n], ties sharing their mean rank."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    out = np.empty(len(values))
+    out[order] = np.arange(len(values))
+    for value in np.unique(values):
+        out[values == value] = out[values == value].mean()
+    return out
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """Spearman's rank correlation of `x` and `y` [n]; with `groups` [n], within groups: each rank less its
+    group's mean rank before correlating, so only how units differ from their group's others counts (nan
+    where either has no spread left)."""
+    rx, ry = ranks(x), ranks(y)
+    if groups is not None:
+        _, index = np.unique(np.asarray(groups), return_inverse=True)
+        rx = rx - (np.bincount(index, rx) / np.bincount(index))[index]
+        ry = ry - (np.bincount(index, ry) / np.bincount(index))[index]
+    if rx.std() < 1e-12 or ry.std() < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def correlation_evidence(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, num_resamples: int = 2000, seed: int = 0
+) -> dict:
+    """`rank_correlation` of units `x`, `y` [n] (within `groups` if given) with what stands behind it:
+
+    * "interval": the 95 % percentile bootstrap interval, units resampled with replacement (within their
+      groups);
+    * "p_value": the two-sided permutation p-value, `y` shuffled among the units (within their groups),
+      (1 + permutations at least as strong) / (1 + permutations).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    groups = np.zeros(len(x), int) if groups is None else np.asarray(groups)
+    within = None if len(np.unique(groups)) == 1 else groups
+    rho = rank_correlation(x, y, within)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    boot, null = [], []
+    for _ in range(num_resamples):
+        pick = np.concatenate([rng.choice(m, len(m)) for m in members])
+        boot.append(rank_correlation(x[pick], y[pick], None if within is None else groups[pick]))
+        shuffled = y.copy()
+        for m in members:
+            shuffled[m] = y[rng.permutation(m)]
+        null.append(rank_correlation(x, shuffled, within))
+    boot, null = np.asarray(boot), np.asarray(null)
+    boot, null = boot[np.isfinite(boot)], null[np.isfinite(null)]
+    interval = [float(v) for v in np.quantile(boot, [0.025, 0.975])] if len(boot) else [float("nan")] * 2
+    strong = np.sum(np.abs(null) >= abs(rho) - 1e-12) if np.isfinite(rho) else 0
+    p_value = float((1 + strong) / (1 + len(null))) if np.isfinite(rho) else float("nan")
+    return {"rho": rho, "interval": interval, "p_value": p_value}

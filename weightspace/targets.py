@@ -52,23 +52,6 @@ def angular_error(predicted: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs((difference + 180.0) % 360.0 - 180.0)))
 
 
-def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation of two samples [N] (ties share their mean rank; nan if either is constant)."""
-
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(np.asarray(x, np.float64)), ranks(np.asarray(y, np.float64))
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 # Metric names (as the evaluation reports them) for which lower is better: errors and losses.
 LOWER_IS_BETTER = ("_mae", "_degrees", "cloning", "loss")
 

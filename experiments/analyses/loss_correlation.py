@@ -24,7 +24,7 @@ from absl import flags
 
 from experiments import report
 from experiments.run import layout, objectives
-from weightspace import cli, targets, tasks
+from weightspace import cli, statistics, targets, tasks
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
@@ -64,8 +64,16 @@ def run_values(records: list[dict], dataset: str) -> dict[tuple[str, str], dict[
     return values
 
 
+def _pairs(run: dict[str, float], loss_split: str, split: str, metric: str) -> bool:
+    """Whether a run has both its loss on `loss_split` and its score `metric` on `split`."""
+    return f"loss/{loss_split}" in run and f"{split}/{metric}" in run
+
+
 def correlations(values: dict[tuple[str, str], dict[str, float]], family: type) -> list[dict]:
-    """A row per (score split, metric, loss split): oriented Spearman correlation and the number of runs."""
+    """A row per (score split, metric, loss split): the oriented Spearman correlation over every run ("rho")
+    and within encoders ("within_rho": each run against the other seeds of its encoder, so the gap between
+    encoders drops out), each with its 95 % bootstrap interval over runs and its permutation p-value
+    (`statistics.correlation_evidence`), and the number of runs."""
     rows = []
     for split in SCORE_SPLITS:
         for metric, header in family.table_columns:
@@ -75,19 +83,29 @@ def correlations(values: dict[tuple[str, str], dict[str, float]], family: type) 
                 pairs = [
                     (run[f"loss/{loss_split}"], run[f"{split}/{metric}"])
                     for run in values.values()
-                    if f"loss/{loss_split}" in run and f"{split}/{metric}" in run
+                    if _pairs(run, loss_split, split, metric)
                 ]
                 if len(pairs) < 3:
                     continue
                 loss, score = map(np.asarray, zip(*pairs, strict=True))
                 sign = 1.0 if targets.lower_is_better(metric) else -1.0
+                encoders = np.array(
+                    [encoder for (encoder, _), run in values.items() if _pairs(run, loss_split, split, metric)]
+                )
+                across = statistics.correlation_evidence(loss, sign * score)
+                within = statistics.correlation_evidence(loss, sign * score, encoders)
                 rows.append(
                     dict(
                         split=split,
                         metric=metric,
                         header=header,
                         loss_split=loss_split,
-                        rho=sign * targets.rank_correlation(loss, score),
+                        rho=across["rho"],
+                        rho_interval=across["interval"],
+                        p_value=across["p_value"],
+                        within_rho=within["rho"],
+                        within_interval=within["interval"],
+                        within_p_value=within["p_value"],
                         runs=len(pairs),
                     )
                 )

@@ -35,7 +35,7 @@ from absl import flags
 
 from experiments import report
 from experiments.run import batches, context, workdirs
-from weightspace import cli, losses, lstm, provenance, symmetry, targets, zoo
+from weightspace import cli, losses, lstm, provenance, statistics, symmetry, zoo
 from weightspace.types import Params, PRNGKey
 
 matplotlib.use("Agg")
@@ -156,7 +156,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
         scale = float(np.mean(np.linalg.norm(base - base[other], axis=1)))
         moved = {kind: np.linalg.norm(base - embed(variants[kind]), axis=1) for kind in KINDS}
         incorrect = [k for k in KINDS if k != "correct"]
-        correlation = targets.rank_correlation(
+        correlation = statistics.rank_correlation(
             np.concatenate([moved[k] for k in incorrect]), np.concatenate([changes[k] for k in incorrect])
         )
         for kind in KINDS:

@@ -1,5 +1,7 @@
 """The markdown of the analyses' results files: the probing gap, symmetry sensitivity, the loss correlation."""
 
+import math
+
 from experiments.report.format import (
     command_lines,
     machine_line,
@@ -224,9 +226,11 @@ def _loss_split_name(split: str) -> str:
 
 def loss_correlation_markdown(result: dict) -> str:
     """`loss_correlation.md` from `loss_correlation.json` (`experiments.analyses.loss_correlation`): a table per
-    dataset of
-    the rank correlation between each run's emulation loss (a column per loss split) and each score."""
+    dataset of the rank correlation between each run's emulation loss (a column per loss split) and each score;
+    with intervals (results written since), over every run and within encoders, each with its 95 % interval
+    and permutation p-value."""
     loss_splits = list(dict.fromkeys(r["loss_split"] for dataset in result.values() for r in dataset["rows"]))
+    with_evidence = all("p_value" in r for dataset in result.values() for r in dataset["rows"])
     lines = [
         "# Does the emulation loss predict usefulness?",
         "",
@@ -235,20 +239,48 @@ def loss_correlation_markdown(result: dict) -> str:
         "lower loss, better score. Source: results.csv of this directory.",
         "",
     ]
-    for dataset, correlation in result.items():
+    if with_evidence:
         lines += [
-            f"## {dataset} ({correlation['runs']} runs)",
+            "Each cell: rho [95 % bootstrap interval over runs] and the permutation p-value. *Across*: over "
+            "every run, so the gap between encoders counts; *within*: each run's ranks less its encoder's mean "
+            "rank (runs resampled and shuffled within their encoder), so only the seeds of one encoder count. "
+            "An interval that holds 0 is no evidence of a correlation.",
             "",
-            "| score | split | " + " | ".join(f"rho with {_loss_split_name(s)} loss" for s in loss_splits) + " |",
-            "|---|---|" + "---|" * len(loss_splits),
         ]
-        rho = {(r["split"], r["metric"], r["loss_split"]): with_nan(r)["rho"] for r in correlation["rows"]}
-        headers = {(r["split"], r["metric"]): r["header"] for r in correlation["rows"] if r["loss_split"] == "ood"}
-        for (split, metric), header in headers.items():
-            cells = [rho.get((split, metric, s), float("nan")) for s in loss_splits]
-            lines.append(f"| {header} | {split} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+    for dataset, correlation in result.items():
+        lines += [f"## {dataset} ({correlation['runs']} runs)", ""]
+        lines += _correlation_table(correlation["rows"], loss_splits, with_evidence)
         lines.append("")
     return text(lines)
+
+
+def _correlation_table(rows: list[dict], loss_splits: list[str], with_evidence: bool) -> list[str]:
+    """One dataset's table: a row per (score, split), a column per loss split (and, with evidence, per kind of
+    correlation: across runs and within encoders)."""
+    kinds = (("rho", "across"), ("within_rho", "within")) if with_evidence else (("rho", ""),)
+    columns = [(key, s, name) for key, name in kinds for s in loss_splits]
+    header = [f"rho{f' {name}' if name else ''} with {_loss_split_name(s)} loss" for _, s, name in columns]
+    lines = ["| score | split | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(columns)]
+    by = {(r["split"], r["metric"], r["loss_split"]): r for r in rows}
+    headers = {(r["split"], r["metric"]): r["header"] for r in rows if r["loss_split"] == "ood"}
+    for (split, metric), title in headers.items():
+        cells = [_correlation_cell(by.get((split, metric, s)), key, with_evidence) for key, s, _ in columns]
+        lines.append(f"| {title} | {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _correlation_cell(row: dict | None, key: str, with_evidence: bool) -> str:
+    """A correlation as "+0.12", or with evidence "+0.12 [-0.30, +0.50] p=0.610" (nan where undefined)."""
+    rho = float("nan") if row is None else with_nan(row)[key]
+    if not with_evidence or row is None or not math.isfinite(rho):
+        return f"{rho:+.2f}"
+    interval, p_value = _EVIDENCE[key]
+    low, high = row[interval]
+    return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}] p={row[p_value]:.3f}"
+
+
+# Each correlation's interval and p-value in a loss-correlation row.
+_EVIDENCE = {"rho": ("rho_interval", "p_value"), "within_rho": ("within_interval", "within_p_value")}
 
 
 # Each results file's renderer and the markdown file it renders into, by the results file's name.
