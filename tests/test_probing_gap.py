@@ -84,3 +84,22 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     assert len(correct) == 4 and all(r["relative_change"] <= 1e-5 for r in correct)
     assert all(r["function_change"] < 1e-6 for r in correct)
     assert all(r["function_change"] > 1e-4 for r in analysis["rows"] if r["kind"] != "correct")
+    # Trained against initialised in both measures, pooled over each encoder's runs (one each here): the absolute
+    # ratio is the ratio of the rows' embedding changes, the relative one of their relative changes.
+    summary = json.loads((tmp_path / "perm" / "permutation_analysis.json").read_text())["summary"]
+    assert {(r["encoder"], r["kind"]) for r in summary} == {
+        (e, k) for e in ("dwsnet", "interactive") for k in permutation_analysis.KINDS[1:]
+    }
+    by = {(r["encoder"], r["state"], r["kind"]): r for r in analysis["rows"]}
+    for row in summary:
+        init, trained = by[(row["encoder"], "init", row["kind"])], by[(row["encoder"], "trained", row["kind"])]
+        if init["embedding_change"] == 0:  # an encoder invariant to this kind at initialisation: no ratio
+            assert row["absolute_ratio"] is None
+            continue
+        assert row["absolute_ratio"] == pytest.approx(trained["embedding_change"] / init["embedding_change"], rel=1e-5)
+        assert row["relative_ratio"] == pytest.approx(trained["relative_change"] / init["relative_change"], rel=1e-5)
+        assert row["spread_ratio"] == pytest.approx(trained["scale"] / init["scale"], rel=1e-5)
+        for measure in ("absolute", "relative"):
+            low, high = row[f"{measure}_interval"]
+            assert low - 1e-6 <= row[f"{measure}_ratio"] <= high + 1e-6  # float rounding of the means
+    assert "## Trained against initialised, pooled over seeds" in rendered

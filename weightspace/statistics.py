@@ -107,3 +107,25 @@ def correlation_evidence(
     strong = np.sum(np.abs(null) >= abs(rho) - 1e-12) if np.isfinite(rho) else 0
     p_value = float((1 + strong) / (1 + len(null))) if np.isfinite(rho) else float("nan")
     return {"rho": rho, "interval": interval, "p_value": p_value}
+
+
+def ratio_interval(
+    numerator: np.ndarray, denominator: np.ndarray, level: float = 0.95, num_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of mean(numerator) / mean(denominator), two measures of the same units
+    [units] or [seeds, units] (paired: a resample draws a unit, or seed, for both at once). Resamples whose
+    denominator is 0 have no ratio and are left out (nan where every one is)."""
+    numerator = np.atleast_2d(np.asarray(numerator, np.float64))  # [seeds, units]
+    denominator = np.atleast_2d(np.asarray(denominator, np.float64))
+    if numerator.shape != denominator.shape:
+        raise ValueError(f"Paired measures need one shape, got {numerator.shape} and {denominator.shape}.")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, numerator.shape[0], (num_resamples, numerator.shape[0]))[:, :, None]
+    units = rng.integers(0, numerator.shape[1], (num_resamples, 1, numerator.shape[1]))
+    below = denominator[seeds, units].mean(axis=(1, 2))
+    ratios = numerator[seeds, units].mean(axis=(1, 2))[below > 0] / below[below > 0]
+    if not len(ratios):
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return float(low), float(high)

@@ -148,7 +148,7 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
     variants = {kind: permuted_params(kind, run.spec, seed, params) for kind in KINDS}
     changes = {kind: np.asarray(function_change(params, variants[kind], inputs)) for kind in KINDS}
     other = np.roll(np.arange(len(snapshots)), 1)  # θ' of snapshot i: the previous one in the sample
-    rows, points = [], {}
+    rows, points, absolute = [], {}, {}
     for state in STATES:
         encoder = models[state].encoder
         embed = lambda p, encoder=encoder: batches.apply_in_batches(encoder, p)
@@ -171,10 +171,42 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
                     function_change=float(np.mean(changes[kind])),
                     rank_correlation=correlation,
                     snapshots=len(snapshots),
+                    objective=run.objective.name,
+                    scale=scale,
                 )
             )
         points[state] = {kind: (changes[kind].tolist(), (moved[kind] / scale).tolist()) for kind in KINDS}
-    return {"rows": rows, "points": points}
+        absolute[state] = {kind: moved[kind] for kind in KINDS}
+    return {"rows": rows, "points": points, "absolute": absolute}
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Trained against initialised, pooled over the runs of one encoder and objective (its seeds), per incorrect
+    kind: the ratio of the mean absolute embedding change and of the mean relative change (each over the
+    spread between snapshots of its own state), each with its 95 % bootstrap interval over seeds and snapshots
+    (`statistics.ratio_interval`), and the ratio of the spreads, which is what separates the two."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        first = result["rows"][0]
+        groups.setdefault((first["encoder"], first["objective"]), []).append(result)
+    out = []
+    for (encoder, objective), members in groups.items():
+        scales = {state: np.array([_row(m, state, "correct")["scale"] for m in members]) for state in STATES}
+        for kind in KINDS[1:]:
+            moved = {state: np.stack([m["absolute"][state][kind] for m in members]) for state in STATES}  # [seeds, n]
+            relative = {state: moved[state] / scales[state][:, None] for state in STATES}
+            row = dict(encoder=encoder, objective=objective, kind=kind, runs=len(members))
+            for name, values in (("absolute", moved), ("relative", relative)):
+                row[f"{name}_ratio"] = float(values["trained"].mean() / values["init"].mean())
+                row[f"{name}_interval"] = list(statistics.ratio_interval(values["trained"], values["init"]))
+            row["spread_ratio"] = float(scales["trained"].mean() / scales["init"].mean())
+            out.append(row)
+    return out
+
+
+def _row(result: dict, state: str, kind: str) -> dict:
+    """A run's row of one state and kind."""
+    return next(r for r in result["rows"] if (r["state"], r["kind"]) == (state, kind))
 
 
 def _label(workdir: str, encoder: str, labels: list[str]) -> str:
@@ -231,6 +263,7 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
     rows = [{**row, "run": name} for result, name in zip(results, names, strict=True) for row in result["rows"]]
     result = dict(
         rows=rows,
+        summary=summary(results),
         seed=seed,
         command=command,
         machine=provenance.machine(),

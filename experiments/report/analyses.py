@@ -217,7 +217,56 @@ def permutation_analysis_markdown(result: dict) -> str:
             f"| {name} | rank correlation | | {by[('init', 'correct')]['rank_correlation']:.2f} | "
             f"{by[('trained', 'correct')]['rank_correlation']:.2f} | |"
         )
-    return text(lines)
+    return text([*lines, *_symmetry_summary(result.get("summary", []))])
+
+
+def _symmetry_summary(rows: list[dict]) -> list[str]:
+    """The trained / initialised ratios pooled over seeds, in both measures side by side, and what holds under
+    both (nothing for results files from before the summary)."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Trained against initialised, pooled over seeds",
+        "",
+        "Trained / initialised ratio of the mean embedding change under each incorrect kind, absolute "
+        "(‖E(θ) - E(Pθ)‖) and relative (over the spread between snapshots' embeddings of the same state), "
+        "with 95 % bootstrap intervals over seeds and snapshots; the spread's own ratio is what separates the "
+        "two. A conclusion holds where both intervals lie on the same side of 1.",
+        "",
+        "| encoder | objective | kind | runs | absolute ratio [95 %] | relative ratio [95 %] | spread ratio "
+        "| under both |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        row = _finite_or_nan(row)
+        cells = [
+            f"{row[f'{m}_ratio']:.2f} [{row[f'{m}_interval'][0]:.2f}, {row[f'{m}_interval'][1]:.2f}]"
+            for m in ("absolute", "relative")
+        ]
+        lines.append(
+            f"| {row['encoder']} | {row['objective']} | {row['kind']} | {row['runs']} | {cells[0]} | {cells[1]} | "
+            f"{row['spread_ratio']:.2f} | {_under_both(row)} |"
+        )
+    return lines
+
+
+def _finite_or_nan(row: dict) -> dict:
+    """A summary row with its nulls (a ratio over an initial change of 0) back as NaN, intervals included."""
+    return {
+        k: [with_nan({"v": v})["v"] for v in value] if isinstance(value, list) else value
+        for k, value in with_nan(row).items()
+    }
+
+
+def _under_both(row: dict) -> str:
+    """What the two measures agree on: more or less sensitive once trained, or nothing."""
+    lows, highs = (min(row[f"{m}_interval"][i] for m in ("absolute", "relative")) for i in (0, 1))
+    if lows > 1:
+        return "more sensitive"
+    if highs < 1:
+        return "less sensitive"
+    return "no conclusion"
 
 
 def _loss_split_name(split: str) -> str:
