@@ -79,6 +79,9 @@ def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_pa
     markdown = report.table_plan_markdown(result)
     assert "| formal_languages | flat |" in markdown and "**all**" in markdown
     assert "| formal_languages | zoo: 4 runs x " in markdown
+    # A preset with variants plans the same zoo, and runs with the variants' settings.
+    varied = experiment_plan.table_plan("smoke,condition_every", ["formal_languages"], ["flat"], 3, on, 0.5)
+    assert varied["rows"][0] == zoo_row and varied["preset"] == "smoke,condition_every"
 
 
 def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_times(smoke_zoo, tmp_path):

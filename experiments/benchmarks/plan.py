@@ -162,8 +162,9 @@ def table_plan(
     build (`ZOO_ROW`, its runs split over the devices), then each encoder's seeds as one sweep (the
     default), and one run after another (`--sweep=false`, each run data-parallel)."""
     devices, rows = jax.device_count(), []
+    zoo_preset, _ = config_common.parse_arg(preset)  # the variants change the runs, not the zoo
     for family in datasets:
-        zoo_config = zoo_configs.get_config(family, preset)
+        zoo_config = zoo_configs.get_config(family, zoo_preset)
         build = zoo_plan.estimate(zoo_config, devices, on, fraction)
         rows.append(dict(
             dataset=family, encoder=ZOO_ROW, runs=zoo_config.num_runs, steps=build["steps"][-1],
