@@ -250,7 +250,7 @@ def _trained_rows(
             kind = objectives.kind_of(config)
             meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)
             runs[tuple(meta.values())] = path
-            records += _run_records(outdir, path, meta, evaluate.records(result))
+            records += _run_records(outdir, path, meta, kind.records(result))
         row = f"{meta['kind']}/{meta['encoder']}"
         timings.append(
             dict(dataset=dataset, row=row, seeds=[c.seed for c in group], done=done, wall_s=time.time() - began)

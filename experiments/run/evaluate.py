@@ -68,26 +68,6 @@ def has_subsets(scores: dict[str, dict]) -> bool:
     return all(set(SUBSETS) <= set(by_subset) for by_subset in scores.values())
 
 
-def records(result: dict) -> list[dict]:
-    """The flat (split, predictor, metric, value) rows of one evaluation, losses and cloning included."""
-    rows = []
-    for predictor, by_split in result["probes"].items():
-        for split, metrics in by_split.items():
-            rows += [dict(split=split, predictor=predictor, metric=m, value=v) for m, v in metrics.items()]
-    for split in HELD_OUT:
-        rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
-        if f"{split}_boundary" in result["loss"]:  # the emulation objectives' (`Objective.eval_sums`)
-            rows.append(
-                dict(split=split, predictor="", metric="boundary_loss", value=result["loss"][f"{split}_boundary"])
-            )
-        if "cloning" in result:  # the emulation objectives' (`Objective.evaluation`)
-            cloning = result["cloning"][split]
-            rows.append(dict(split=split, predictor="", metric="cloning", value=cloning["abs_difference"]))
-            # None where no sampled original does its task.
-            rows.append(dict(split=split, predictor="", metric="good_clones", value=cloning["good_clones"]))
-    return rows
-
-
 def evaluate(workdir: str, *, force: bool = False) -> dict:
     """Evaluates the run in `workdir` (or reuses its saved evaluation of the same checkpoint).
 

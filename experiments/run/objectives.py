@@ -127,6 +127,21 @@ class Emulation:
         """What the downstream evaluation adds: cloning (`experiments.run.cloning`, `settings` = config.evaluate)."""
         return {"cloning": cloning.report(model, self.family, the_zoo, split, embeddings, settings)}
 
+    @staticmethod
+    def records(result: dict) -> list[dict]:
+        """The flat (split, predictor, metric, value) rows of one evaluation of this objective (`evaluation.json`):
+        the probes' scores, and per held-out split the loss, the boundary loss and cloning."""
+        rows = probe_records(result)
+        for split in dataset.HELD_OUT:
+            rows.append(dict(split=split, predictor="", metric="loss", value=result["loss"][split]))
+            boundary = result["loss"][f"{split}_boundary"]
+            rows.append(dict(split=split, predictor="", metric="boundary_loss", value=boundary))
+            cloned = result["cloning"][split]
+            rows.append(dict(split=split, predictor="", metric="cloning", value=cloned["abs_difference"]))
+            # None where no sampled original does its task.
+            rows.append(dict(split=split, predictor="", metric="good_clones", value=cloned["good_clones"]))
+        return rows
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Oracle(Emulation):
@@ -230,8 +245,25 @@ class Supervised:
         outputs = batches.apply_in_batches(model, the_zoo.params)
         return {"probes": {HEAD: targets.subset_scores(self.target, self.target.decode(outputs), subsets)}}
 
+    @staticmethod
+    def records(result: dict) -> list[dict]:
+        """The flat rows of one evaluation of this objective: the probes' scores (its head's among them) and per
+        held-out split its loss."""
+        loss = [dict(split=s, predictor="", metric="loss", value=result["loss"][s]) for s in dataset.HELD_OUT]
+        return probe_records(result) + loss
+
 
 Objective = Emulation | Oracle | Supervised
+
+
+def probe_records(result: dict) -> list[dict]:
+    """The (split, predictor, metric, value) rows of an evaluation's probe scores."""
+    return [
+        dict(split=split, predictor=predictor, metric=m, value=v)
+        for predictor, by_split in result["probes"].items()
+        for split, metrics in by_split.items()
+        for m, v in metrics.items()
+    ]
 
 
 def named_target(field: str, name: str, choices: list[targets.Target]) -> targets.Target:
