@@ -72,7 +72,7 @@ def pca_figure(name: str, runs: dict[str, str], the_zoo, family, split, path: st
 
 
 def probing_figure(name: str, runs: dict[str, str], the_zoo, family, snapshots, path: str) -> str | None:
-    probing = [e for e in runs if encoders.GROUPS.get(e) == "functionalist"]  # the probing encoders
+    probing = [e for e in runs if encoders.probes(e)]
     if not probing:
         return None
     params = jax.tree.map(lambda x: x[snapshots], the_zoo.params)
@@ -155,7 +155,8 @@ def make_figures(name: str, runs: dict[str, str], outdir: str) -> list[str]:
     run = context.RunContext.of(config, the_zoo)
     family, split = run.family, run.split
     snapshots = _held_out_last_step(the_zoo, split, NUM_SHOWN)
-    shown = "interactive" if "interactive" in runs else next(iter(runs))
+    # The emulator of an encoder that chooses its probes (the interactive one) where the table has one.
+    shown = next((e for e in runs if encoders.chooses_probes(e)), next(iter(runs)))
     paths = [
         pca_figure(name, runs, the_zoo, family, split, os.path.join(outdir, f"pca_{name}.png")),
         probing_figure(name, runs, the_zoo, family, snapshots, os.path.join(outdir, f"probing_{name}.png")),
