@@ -54,13 +54,9 @@ def per_unit(values: np.ndarray, units: np.ndarray) -> np.ndarray:
 
 def ranks(values: np.ndarray) -> np.ndarray:
     """The ranks 0..n-1 of `values` [n], ties sharing their mean rank."""
-    values = np.asarray(values, np.float64)
-    order = np.argsort(values, kind="stable")
-    out = np.empty(len(values))
-    out[order] = np.arange(len(values))
-    for value in np.unique(values):
-        out[values == value] = out[values == value].mean()
-    return out
+    _, inverse, counts = np.unique(np.asarray(values, np.float64), return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # one past the last rank of each distinct value, in sorted order
+    return ((ends - counts + ends - 1) / 2)[inverse]
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> float:

@@ -220,10 +220,7 @@ def plot(results: list[dict], names: list[str], path: str) -> None:
     width = 0.8 / (2 * len(results))
     for r, (result, name) in enumerate(zip(results, names, strict=True)):
         for s, state in enumerate(STATES):
-            values = [
-                next(row["relative_change"] for row in result["rows"] if (row["state"], row["kind"]) == (state, k))
-                for k in KINDS
-            ]
+            values = [_row(result, state, k)["relative_change"] for k in KINDS]
             x = np.arange(len(KINDS)) + (2 * r + s) * width - 0.4 + width / 2
             bars.bar(
                 x,
