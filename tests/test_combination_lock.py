@@ -74,6 +74,36 @@ def test_the_adaptive_search_reads_every_lock_within_its_budget(code_length, alp
     assert np.all(labels == 2) and int(used.max()) == budget  # the bound is reached by the all-last-symbol code
 
 
+@pytest.mark.parametrize("code_length", [3, 4])
+def test_the_search_follows_another_probers_symbols_and_takes_over_from_them(code_length):
+    """As a teacher, the policy's state follows symbols it did not propose: after 12 random symbols (whatever
+    they confirmed or ruled out), what it knows is a prefix of the code, and following its own proposals from
+    there it opens every lock within its budget."""
+    budget = cl.adaptive_budget(code_length, 4)
+    policy = cl.AdaptiveSearch(code_length, 4)
+    codes = np.array(list(itertools.product(range(4), repeat=code_length)))
+    random_symbols = jax.nn.one_hot(np.random.default_rng(0).integers(4, size=(len(codes), 12)), 4)
+
+    def search(code, symbols):
+        lock = automaton(code, 2)
+
+        def step(carry, probe):
+            state, search = carry
+            probe = jnp.where(jnp.isnan(probe[0]), policy.propose(search), probe)  # NaN rows: the policy's turn
+            logits, state = lock.step(probe, state)
+            return (state, policy.update(search, probe, logits)), search["found"]
+
+        taken_over = jnp.concatenate([symbols, jnp.full((budget, 4), jnp.nan)])
+        (_, search), found = jax.lax.scan(step, (lock.initial_state(), policy.initial_state()), taken_over)
+        return search, found
+
+    final, found = jax.vmap(search)(jnp.asarray(codes), random_symbols)
+    known_after_random = np.asarray(found[:, 12])
+    assert known_after_random.max() >= 1  # the random symbols did confirm some symbols: not a vacuous check
+    np.testing.assert_array_equal(np.asarray(final["known"]), codes)
+    np.testing.assert_array_equal(np.asarray(final["label"]), 2)
+
+
 def test_the_de_bruijn_sequence_holds_every_code_once():
     for alphabet_size, order in [(4, 1), (4, 2), (4, 3), (2, 5), (3, 3)]:
         sequence = cl.de_bruijn(alphabet_size, order)
@@ -188,7 +218,7 @@ def test_the_interactive_encoder_with_the_policy_prior_probes_as_the_adaptive_se
         for _ in range(12):
             x = policy.propose(search)
             logits, state = model.step(x, state)
-            search = policy.update(search, logits)
+            search = policy.update(search, x, logits)
             symbols.append(int(np.argmax(x)))
         np.testing.assert_array_equal(probed[:, i], symbols)
     assert len(set(map(tuple, probed.T))) > 1  # the LSTMs answer differently, so they are probed differently

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from weightspace import encoders, lstm, symmetry
-from weightspace.encoders import augment, base, dwsnet, layerwise_statistics, parameter_transformer
+from weightspace.encoders import augment, base, dwsnet, layerwise_statistics, parameter_transformer, probing
 
 # A small zoo LSTM for speed; the paper's formal-language LSTM for sizes.
 SPEC = lstm.LSTMSpec(6, 8, 2, 6)
@@ -395,3 +395,63 @@ def test_pooled_answers_are_how_often_each_answer_was_given(name):
     expected = encoder.head(jnp.concatenate([jnp.zeros((BATCH, _PROBING["lstm_size"])), counts], axis=-1))
     np.testing.assert_allclose(encoder(params), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(counts[0], counts[1])  # the LSTMs answer differently: the check is not vacuous
+
+
+def test_novelty_rewards_each_answer_the_first_time_it_is_given():
+    answers = np.array([0, 0, 1, 0, 2, 1, 3])  # one dialogue's most likely outputs, step by step
+    outputs = jax.nn.one_hot(answers, 4)[:, None] * 5.0  # [time, batch=1, output]
+    np.testing.assert_array_equal(probing.novelty(outputs)[:, 0], [1, 0, 1, 0, 1, 0, 1])
+
+
+def test_the_reinforce_surrogate_has_the_policy_gradient():
+    """Against the gradient written out: -(G_t - mean_b G_t) (onehot - softmax) for the drawn steps only."""
+    logits = jax.random.normal(jax.random.key(0), (3, 4, 5))  # [time, batch, tokens]
+    tokens = jax.nn.one_hot(jax.random.randint(jax.random.key(1), (3, 4), 0, 5), 5)
+    rewards = jax.random.uniform(jax.random.key(2), (3, 4))
+    drawn = jnp.array([[True] * 4, [True, False, True, True], [True] * 4])
+    grad = jax.grad(probing.reinforce_loss)(logits, tokens, rewards, drawn)
+    to_go = np.cumsum(np.asarray(rewards)[::-1], 0)[::-1]
+    advantage = (to_go - to_go.mean(1, keepdims=True)) * np.asarray(drawn)
+    expected = -advantage[..., None] * (np.asarray(tokens) - np.asarray(jax.nn.softmax(logits))) / 12
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def _recorded(encoder, params):
+    """The embedding and the terms the encoder records for its training ({name: value})."""
+    embedding, state = nnx.capture(lambda m, p: m(p), nnx.Intermediate)(encoder, params)
+    return embedding, {path[-1]: variable.get_value()[0] for path, variable in nnx.to_flat_state(state)}
+
+
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_reinforce_probes_are_drawn_while_training_and_the_argmax_when_evaluated(name):
+    encoder = _build(name, probe_learning="reinforce", answers="argmax", probe_length=6)
+    params = _params()
+    first, second = (np.asarray(encoder.probing_inputs(params)) for _ in range(2))
+    np.testing.assert_array_equal(first.sum(-1), 1.0)  # tokens
+    assert not np.array_equal(first, second)  # drawn afresh at every training call
+    _, recorded = _recorded(encoder, params)
+    assert set(recorded) == {"probe_loss", "probe_novelty"}
+    # The policy loss reaches the probe network; the tokens pass no gradient to the embedding's loss.
+    graphdef, weights, rest = nnx.split(encoder, nnx.Param, ...)
+
+    def gradient(term):
+        def loss(w):
+            embedding, terms = _recorded(nnx.merge(graphdef, w, rest, copy=True), params)
+            return terms["probe_loss"] if term else jnp.sum(embedding**2)
+
+        return np.abs(np.asarray(jax.grad(loss)(weights)["probe_mlp"]["layers"][0]["kernel"][...])).sum()
+
+    assert gradient(True) > 0 and gradient(False) == 0
+    encoder.eval()
+    steps = int(encoder.sampler.steps[...])
+    evaluated = np.asarray(encoder.probing_inputs(params))
+    np.testing.assert_array_equal(evaluated, np.asarray(encoder.probing_inputs(params)))
+    assert int(encoder.sampler.steps[...]) == steps  # eval calls are not training steps
+    assert _recorded(encoder, params)[1] == {}
+    logits = (
+        np.asarray(encoder.probe_logits(encoder.step_vectors[...], slice(None))) if name == "noninteractive" else None
+    )
+    if logits is not None:  # the one fixed string: the argmax of each step's logits, for every LSTM
+        np.testing.assert_array_equal(
+            np.argmax(evaluated, -1), np.broadcast_to(np.argmax(logits, -1)[:, None], evaluated.shape[:-1])
+        )

@@ -41,6 +41,8 @@ def test_a_rule_says_what_it_wants():
 
 # Variants that fit sequential MNIST only (probe_rotations changes only the probing encoders).
 MNIST_ONLY = ("probe_rotations", "emulate_rotations")
+# Variants whose probes are drawn tokens (the probing encoders on token families only).
+TOKENS_ONLY = ("probe_curiosity", "curiosity_teacher")
 
 
 def _experiment_configs():
@@ -49,8 +51,10 @@ def _experiment_configs():
         for preset, variant in itertools.product(presets.PRESETS, ("", *common.VARIANTS)):
             if variant in MNIST_ONLY and dataset != "sequential_mnist" and (variant != "probe_rotations" or probing):
                 continue  # refused, as the tests below show
-            if variant == "probe_policy" and dataset != "combination_lock":
-                continue  # refused, as the next test shows
+            if variant in ("probe_policy", "curiosity_teacher") and dataset != "combination_lock":
+                continue  # refused, as the next tests show
+            if variant in TOKENS_ONLY and dataset == "sequential_mnist" and probing:
+                continue  # refused, as the test below shows
             yield common.experiment(encoder, ",".join(filter(None, (preset, variant))), dataset)
 
 
@@ -97,6 +101,25 @@ def test_a_policy_prior_needs_a_family_with_a_policy():
         "encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: Formal languages have no "
         "probing policy to start probes from: keep prior_policy False."
     ]
+
+
+def test_learned_policy_probes_need_tokens_and_a_teacher_needs_a_policy():
+    (mnist,) = experiment_schema.problems(
+        common.experiment("noninteractive", "smoke,probe_curiosity", "sequential_mnist")
+    )
+    assert "probe_learning='reinforce' draws tokens" in mnist and "keep probe_learning='gradient'" in mnist
+    config = common.experiment("interactive", "smoke,curiosity_teacher", "formal_languages")
+    (problem,) = experiment_schema.problems(config)
+    assert "teacher_steps=10 needs a family with a probing policy" in problem and "keep teacher_steps 0" in problem
+    config = common.experiment("noninteractive", "smoke,probe_curiosity", "combination_lock")
+    config.encoder.teacher_steps = 10
+    assert experiment_schema.problems(config) == [
+        "encoder.teacher_steps=10 needs encoder.probe_learning='reinforce' and the interactive encoder"
+    ]
+    assert (
+        experiment_schema.problems(common.experiment("interactive", "smoke,curiosity_teacher", "combination_lock"))
+        == []
+    )
 
 
 @pytest.mark.parametrize("dataset", ["formal_languages", "combination_lock"])

@@ -210,6 +210,22 @@ def _probe_policy(config: ml_collections.ConfigDict) -> None:
         config.encoder.prior_policy = True
 
 
+def _probe_curiosity(config: ml_collections.ConfigDict) -> None:
+    if encoders.probes(config.encoder.name):  # the others are unchanged
+        config.encoder.prior_scale = 0.0
+        config.encoder.probe_learning = "reinforce"
+
+
+# The share of the training steps over which `curiosity_teacher`'s teacher is annealed away.
+TEACHER_SHARE = 3
+
+
+def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
+    _probe_curiosity(config)
+    if encoders.chooses_probes(config.encoder.name):
+        config.encoder.teacher_steps = config.train.num_steps // TEACHER_SHARE
+
+
 # Named departures from the paper, added to a preset in the config argument
 # (`configs/interactive.py:quick,condition_every,probe_prior`); experiments/RESULTS.md, "Reading the exact task":
 # * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
@@ -223,12 +239,20 @@ def _probe_policy(config: ml_collections.ConfigDict) -> None:
 # * probe_policy (combination locks; experiments/RESULTS.md, "The probing gap"): as probe_prior, but the
 #   interactive encoder's probes start on the family's hand-written adaptive prober (`prior_policy`), the
 #   non-interactive one's on its best fixed strings.
+# * probe_curiosity (token families): the probing encoders learn their probes as a policy, by REINFORCE on a
+#   label-free reward (answers the LSTM has not given before in the dialogue; `probe_learning="reinforce"`),
+#   drawing tokens while training and taking the argmax when evaluated; no prior.
+# * curiosity_teacher (combination locks): as probe_curiosity, with the family's hand-written prober as the
+#   interactive encoder's teacher over the first third of training (`teacher_steps`), annealed away; it never
+#   enters the forward pass.
 VARIANTS = {
     "condition_every": _condition_every,
     "probe_prior": _probe_prior,
     "probe_rotations": _probe_rotations,
     "emulate_rotations": _emulate_rotations,
     "probe_policy": _probe_policy,
+    "probe_curiosity": _probe_curiosity,
+    "curiosity_teacher": _curiosity_teacher,
 }
 
 

@@ -68,15 +68,44 @@ def _one_objective(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _policy_exists(config: ml_collections.ConfigDict) -> list[str]:
-    """A prior policy needs a family that has a hand-written prober (the combination locks)."""
-    wants = config.encoder.get("prior_policy") and config.encoder.get("prior_scale")
-    if not wants or config.zoo.dataset not in tasks.FAMILIES:
+    """A prior policy or a teacher needs a family that has a hand-written prober (the combination locks)."""
+    prior = config.encoder.get("prior_policy") and config.encoder.get("prior_scale")
+    teacher = config.encoder.get("teacher_steps")
+    if not (prior or teacher) or config.zoo.dataset not in tasks.FAMILIES:
         return []
     try:
         tasks.FAMILIES[config.zoo.dataset]().probe_policy()
     except ValueError as error:
-        return [f"encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: {error}"]
+        if prior:
+            return [f"encoder.prior_policy=True (the probe_policy variant) does not fit zoo.dataset: {error}"]
+        return [
+            f"encoder.teacher_steps={teacher} needs a family with a probing policy to teach "
+            f"(combination_lock), not zoo.dataset={config.zoo.dataset!r} (keep teacher_steps 0)"
+        ]
     return []
+
+
+def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
+    """Probes learned as a policy are drawn tokens (not sigmoid values); only the interactive encoder, which
+    reads the answers while probing, can follow a teacher."""
+    learning, teacher = config.encoder.get("probe_learning"), config.encoder.get("teacher_steps")
+    if teacher and (learning != "reinforce" or not encoders.chooses_probes(config.encoder.name)):
+        return [f"encoder.teacher_steps={teacher} needs encoder.probe_learning='reinforce' and the interactive encoder"]
+    if learning != "reinforce" or config.zoo.dataset not in tasks.FAMILIES:
+        return []
+    activation = _probe_activation(config)
+    if activation == "sigmoid":
+        return [
+            f"encoder.probe_learning='reinforce' draws tokens, but zoo.dataset={config.zoo.dataset!r} probes with "
+            f"sigmoid values (keep probe_learning='gradient')"
+        ]
+    return []
+
+
+def _probe_activation(config: ml_collections.ConfigDict) -> str:
+    """The probing encoder's activation, "auto" resolved to its (known) family's."""
+    activation = config.encoder.probe_activation
+    return tasks.FAMILIES[config.zoo.dataset].probe_activation if activation == "auto" else activation
 
 
 def _probe_range_used(config: ml_collections.ConfigDict) -> list[str]:
@@ -84,9 +113,7 @@ def _probe_range_used(config: ml_collections.ConfigDict) -> list[str]:
     probe_range = config.encoder.get("probe_range")
     if probe_range is None or tuple(probe_range) == (0.0, 1.0) or config.zoo.dataset not in tasks.FAMILIES:
         return []
-    activation = config.encoder.probe_activation
-    if activation == "auto":
-        activation = tasks.FAMILIES[config.zoo.dataset].probe_activation
+    activation = _probe_activation(config)
     if activation == "sigmoid":
         return []
     return [
@@ -114,6 +141,7 @@ RELATIONS = (
     _tasks_left_to_train_on,
     _one_objective,
     _policy_exists,
+    _policy_learning_fits,
     _probe_range_used,
     _probe_set_exists,
 )

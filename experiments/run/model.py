@@ -69,7 +69,7 @@ def make_encoder(config: ml_collections.ConfigDict, family: tasks.TaskFamily, sp
     """The weight encoder of `config.encoder` for LSTMs of `spec`, with the family's probing defaults and prior."""
     resolved = resolve_encoder_config(config.encoder, family)
     data = {}
-    if resolved.get("prior_scale") and resolved.get("prior_policy"):
+    if (resolved.get("prior_scale") and resolved.get("prior_policy")) or resolved.get("teacher_steps"):
         data["probe_policy"] = family.probe_policy()
     elif resolved.get("prior_scale"):
         data["probe_prior"] = family.probe_prior(resolved.probe_length, resolved.num_parallel)

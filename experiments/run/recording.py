@@ -80,8 +80,9 @@ class Recorder(contextlib.ExitStack):
         ]
 
     def train_rows(self, fetched: list[dict], step: int) -> list[dict[str, float]]:
-        """Each member's mean train loss and gradient norm over the steps of `fetched` (each {name: [M]}),
-        refusing a non-finite one: [{"step", "train_loss", "grad_norm"}, ...]."""
+        """Each member's mean train loss, gradient norm and the terms its model records (`Trainer._train_loss`)
+        over the steps of `fetched` (each {name: [M]}), refusing a non-finite one: [{"step", "train_loss",
+        "grad_norm", ...}, ...]."""
         values = {k: np.stack([m[k] for m in fetched], axis=1) for k in fetched[0]}  # [M, steps]
         for member in range(len(self.paths)):
             if not all(np.all(np.isfinite(v[member])) for v in values.values()):
@@ -90,12 +91,9 @@ class Recorder(contextlib.ExitStack):
                     f"{member_name(self.paths, member)} (loss {values['loss'][member][-5:]}, grad norm "
                     f"{values['grad_norm'][member][-5:]}); {last_good(self.latest[member])}"
                 )
+        names = {"loss": "train_loss"}
         return [
-            {
-                "step": step,
-                "train_loss": float(values["loss"][m].mean()),
-                "grad_norm": float(values["grad_norm"][m].mean()),
-            }
+            {"step": step, **{names.get(k, k): float(v[m].mean()) for k, v in values.items()}}
             for m in range(len(self.paths))
         ]
 

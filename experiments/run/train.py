@@ -131,7 +131,7 @@ class Trainer:
         if self.augment:
             batch["params"] = augment.augment(self._keys(state["step"], key)[1], batch["params"], self.run.spec)
         batch = sharding.constrain(batch, sharding.split(self.mesh, name="data"))
-        (loss, other), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
+        (_, (other, logged)), grads = jax.value_and_grad(self._train_loss, has_aux=True)(
             state["params"], state["other"], batch
         )
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
@@ -142,12 +142,18 @@ class Trainer:
             "opt_state": opt_state,
             "step": state["step"] + 1,
         }
-        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return new_state, {**logged, "grad_norm": optax.tree.norm(grads)}
 
-    def _train_loss(self, params, other, batch) -> tuple[jax.Array, Any]:
+    def _train_loss(self, params, other, batch) -> tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]:
+        """The objective's loss plus the terms the model records for its own training (`nnx.sow`: a probe
+        policy's loss); aux: the model's new non-parameter state, and what is logged ({"loss": the objective's
+        loss, each recorded term by name})."""
         # copy=True: dropout's RNG counters are mutated inside jax.grad (flax issue #5050).
         model = nnx.merge(self.graphdef, params, other, copy=True)
-        return self.objective.loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
+        loss, recorded = nnx.capture(lambda m, b: self.objective.loss(m, b), nnx.Intermediate)(model, batch)
+        terms = {path[-1]: sum(variable.get_value()) for path, variable in nnx.to_flat_state(recorded)}
+        total = loss + sum(v for k, v in terms.items() if k.endswith("_loss"))
+        return total, (nnx.state(model, nnx.Not(nnx.Param)), {"loss": loss, **terms})
 
     def step_inputs(self, arrays: PyTree, first: int, stop: int) -> contextlib.AbstractContextManager[Iterator]:
         """The arguments of `train_step` after the state, for steps first, ..., stop - 1 (a context manager).

@@ -79,6 +79,10 @@ FIELD_RULES: dict[str, schema.Rule] = {
     "pool_answers": schema.Bool(),
     "prior_scale": schema.Float(0.0),
     "prior_policy": schema.Bool(),
+    "probe_learning": schema.Choice(*probing.PROBE_LEARNING),
+    "reinforce_weight": schema.Float(0.0),
+    "entropy_weight": schema.Float(0.0),
+    "teacher_steps": schema.Int(0),
 }
 # Config fields that are not constructor arguments.
 _NOT_MODULE_FIELDS = ("name", "augment")

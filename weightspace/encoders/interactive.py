@@ -12,6 +12,12 @@ instead of fixed strings: at every step the task family's `probe_policy`
 (`weightspace.tasks.base.ProbePolicy`) proposes the next input from the
 answers so far, and `prior_scale` times it (a learned scale) is added to the
 probe MLP's logits, as the fixed strings' offsets are in `probing.py`.
+
+With `probe_learning="reinforce"` each probe is a token drawn from the probe
+softmax (its argmax in eval mode) and the probe network learns as a policy
+(`probing.ProbingEncoder.learn_probes`); with `teacher_steps` the family's
+`probe_policy` follows the dialogue as a teacher of the probe logits only,
+annealed away, and never enters the forward pass.
 """
 
 import jax
@@ -51,19 +57,21 @@ class Interactive(probing.ProbingEncoder):
         *,
         prior_scale: float,
         prior_policy: bool,
+        teacher_steps: int,
         probe_policy: ProbePolicy | None = None,
         **fields,
     ):
-        """The probing encoder's modules (`probing.ProbingEncoder`), with `probe_policy` when `prior_policy`."""
-        if prior_policy and prior_scale and probe_policy is None:
-            raise ValueError(f"prior_policy with prior_scale={prior_scale} needs a probe_policy.")
-        policy = prior_policy and bool(prior_scale)
-        super().__init__(spec, prior_scale=0.0 if policy else prior_scale, **fields)
-        self.policy = probe_policy if policy else None
-        self.policy_scale = nnx.Param(jnp.float32(prior_scale)) if policy else None
+        """The probing encoder's modules (`probing.ProbingEncoder`), with `probe_policy` when `prior_policy`
+        (as a prior) or `teacher_steps` (as a teacher)."""
+        prior = prior_policy and bool(prior_scale)
+        if (prior or teacher_steps) and probe_policy is None:
+            raise ValueError(f"prior_policy with prior_scale={prior_scale}, or teacher_steps, needs a probe_policy.")
+        super().__init__(spec, prior_scale=0.0 if prior else prior_scale, teacher_steps=teacher_steps, **fields)
+        self.policy = probe_policy if prior or teacher_steps else None
+        self.policy_scale = nnx.Param(jnp.float32(prior_scale)) if prior else None
 
-    def _dialogue(self, params: Params) -> tuple[jax.Array, jax.Array, jax.Array, lstm.State]:
-        """Runs the probing steps.
+    def _dialogue(self, params: Params, learn: bool = True) -> tuple[jax.Array, jax.Array, jax.Array, lstm.State]:
+        """Runs the probing steps (and with `learn`, records the probe policy's training terms: `learn_probes`).
 
         Returns:
           (probing inputs [time, batch, parallel, input], answer vectors [time, batch, parallel * output],
@@ -78,23 +86,43 @@ class Interactive(probing.ProbingEncoder):
         # The policy's state for every sequence (None without a policy).
         search = None if self.policy is None else per_sequence(self.policy.initial_state())
 
-        def probing_step(carry, step):
+        teach = self.teacher_share()[0] if self.teacher_steps else None
+
+        def probing_step(carry, inputs):
             x, state, probed_state, search = carry
+            step, key = inputs
             ys, state = self.lstm(x[None], state)
-            offsets = None if search is None else self.policy_scale * jax.vmap(jax.vmap(self.policy.propose))(search)
-            probes = self.probes(ys[0], step, offsets)
+            proposal = None if search is None else jax.vmap(jax.vmap(self.policy.propose))(search)
+            offsets = None if self.policy_scale is None else self.policy_scale * proposal
+            logits = self.probe_logits(ys[0], step, offsets)
+            draw_key, teach_key = jax.random.split(key)
+            probes = self.activate(logits, draw_key)
+            drawn = jnp.ones(probes.shape[:-1], bool)
+            if teach is not None:  # the teacher enters its own symbol with probability `teach`
+                drawn = ~jax.random.bernoulli(teach_key, teach, drawn.shape)
+                probes = jnp.where(drawn[..., None], probes, proposal)
             outputs, probed_state = _batched_step(params, probes, probed_state)
             if search is not None:
-                search = jax.vmap(jax.vmap(self.policy.update))(search, outputs)
+                search = jax.vmap(jax.vmap(self.policy.update))(search, probes, outputs)
             answers = self.answer_vectors(outputs)
-            return (self.read_answers(answers), state, probed_state, search), (probes, answers)
+            dialogue = (logits, probes, outputs, answers, proposal, drawn)
+            return (self.read_answers(answers, probes), state, probed_state, search), dialogue
 
         start = (self.start(batch), self.lstm.initial_state(batch), probed_state, search)
-        (x, state, _, _), (probes, answers) = jax.lax.scan(probing_step, start, jnp.arange(self.probe_length))
+        keys = (
+            jnp.zeros((self.probe_length, 2), jnp.uint32)
+            if self.sampler is None
+            else self.sampler.keys(self.probe_length)
+        )
+        (x, state, _, _), (logits, probes, outputs, answers, proposals, drawn) = jax.lax.scan(
+            probing_step, start, (jnp.arange(self.probe_length), keys)
+        )
+        if learn:
+            self.learn_probes(logits, probes, outputs, proposals if self.teacher_steps else None, drawn)
         return probes, answers, x, state
 
     def probing_inputs(self, params: Params) -> jax.Array:
-        return self._dialogue(params)[0]
+        return self._dialogue(params, learn=False)[0]
 
     def encode(self, params: Params) -> jax.Array:
         _, answers, x, state = self._dialogue(params)

@@ -41,6 +41,10 @@ from weightspace.types import Params
 # How a probing input is made from the probe MLP's output: a token distribution ("softmax"), values in
 # (0, 1) ("sigmoid"), or a one-hot token whose gradient is the softmax's ("straight_through").
 PROBE_ACTIVATIONS = ("softmax", "sigmoid", "straight_through")
+# How the probes are learned: through the gradient of the encoder's loss that reaches them through their
+# activations ("gradient", the paper), or as a policy ("reinforce"): each probe a token drawn from the probe softmax
+# while training (its argmax in eval mode), trained by REINFORCE on a label-free reward (`novelty`).
+PROBE_LEARNING = ("gradient", "reinforce")
 # How the probed LSTM's readout is read: as it is ("logits"), normalised ("log_softmax"), or only its most likely
 # output, one-hot with the softmax's gradient ("argmax").
 ANSWERS = ("logits", "log_softmax", "argmax")
@@ -94,6 +98,22 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # code, so a reader of the answer sequence trained on some codes misses it for others. False (the
         # paper): the LSTM's last output alone.
         pool_answers=False,
+        # 'gradient' (the paper): the probes are trained by the gradient of the encoder's loss through their
+        # activations. 'reinforce' (token inputs only): each probe is a token drawn from the probe softmax while
+        # training and its argmax in eval mode; the probe network is trained as a policy by REINFORCE on a
+        # label-free reward, one point for each answer (the probed LSTM's most likely output) not given before
+        # in the dialogue (`novelty`): probes that make the LSTM do something new. The drawn tokens pass no
+        # gradient, so the encoder's own loss trains only the reader.
+        probe_learning="gradient",
+        # With 'reinforce': the policy loss's weight against the encoder's loss, and the entropy bonus's.
+        reinforce_weight=1.0,
+        entropy_weight=0.01,
+        # With 'reinforce' (interactive encoder): for the first `teacher_steps` training steps the family's
+        # hand-written probing policy (`probe_policy`) is a teacher: a cross-entropy pulls the probe logits towards
+        # its proposal on the dialogue so far, and each probe is the teacher's with a probability of 1 over the
+        # first half of `teacher_steps` (behaviour cloning), falling to 0 at `teacher_steps` (DAgger; else drawn).
+        # Never in eval mode, nor after `teacher_steps`. 0: no teacher.
+        teacher_steps=0,
     )
 
 
@@ -106,6 +126,69 @@ def straight_through(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
     soft = temperature * jax.nn.softmax(logits / temperature)
     hard = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=soft.dtype)
     return soft + jax.lax.stop_gradient(hard - soft)
+
+
+def novelty(outputs: jax.Array) -> jax.Array:
+    """The label-free reward of each probing step: 1 when the answer was not given before in its dialogue.
+
+    Args:
+      outputs: the probed LSTM's readouts [time, ..., output_size]; the answer is the most likely output.
+
+    Returns:
+      [time, ...]: 1.0 where that answer is new, else 0.0 (the first step's answer is always new).
+    """
+    answers = jax.nn.one_hot(jnp.argmax(outputs, -1), outputs.shape[-1])
+    given_before = jnp.cumsum(answers, axis=0) - answers
+    return jnp.sum(answers * (given_before == 0), axis=-1)
+
+
+def reinforce_loss(logits: jax.Array, tokens: jax.Array, rewards: jax.Array, drawn: jax.Array) -> jax.Array:
+    """REINFORCE with the batch's mean return as baseline: the surrogate whose gradient is the policy gradient.
+
+    Args:
+      logits: the probe logits [time, batch, ...,  C] the tokens were drawn from.
+      tokens: the entered one-hot tokens [time, batch, ..., C].
+      rewards: each step's reward [time, batch, ...].
+      drawn: [time, batch, ...] true where the token was drawn from `logits` (not a teacher's): only those
+        steps are reinforced.
+
+    Returns:
+      -(return-to-go - its batch mean) x log-probability of the token, averaged over time and the rest (so its
+      scale does not grow with the probe length).
+    """
+    to_go = jnp.flip(jnp.cumsum(jnp.flip(rewards, 0), axis=0), 0)
+    advantage = jax.lax.stop_gradient(to_go - to_go.mean(axis=1, keepdims=True))
+    log_probability = jnp.sum(tokens * jax.nn.log_softmax(logits), axis=-1)
+    return -jnp.mean(drawn * advantage * log_probability)
+
+
+class TrainingSteps(nnx.Variable):
+    """How many training steps a module has taken (not a parameter; counted only outside eval mode)."""
+
+
+class ProbeSampler(nnx.Module):
+    """Draws probe tokens from the probe softmax while training; in eval mode (`deterministic`) takes the argmax.
+
+    Its state is a forked `rngs` stream "probes" and the count of training calls (`steps`, which schedules the
+    teacher). Keys are drawn outside any scan (`keys`), since the stream's counter is mutable state.
+    """
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.deterministic = False
+        self.rngs = rngs["probes"].fork()
+        self.steps = TrainingSteps(jnp.int32(0))
+
+    def keys(self, num: int) -> jax.Array:
+        """`num` keys for one forward pass ([num, 2]; unused in eval mode), counting a training step."""
+        if self.deterministic:
+            return jnp.zeros((num, 2), jnp.uint32)
+        self.steps[...] = self.steps[...] + 1
+        return jax.random.split(self.rngs(), num)
+
+    def __call__(self, key: jax.Array, logits: jax.Array) -> jax.Array:
+        """One-hot tokens [..., C] drawn from `logits` [..., C] (their argmax in eval mode); no gradient."""
+        choice = jnp.argmax(logits, -1) if self.deterministic else jax.random.categorical(key, logits)
+        return jax.nn.one_hot(choice, logits.shape[-1], dtype=logits.dtype)
 
 
 class EncoderLSTM(nnx.Module):
@@ -169,6 +252,10 @@ class ProbingEncoder(base.Encoder):
         answer_temperature: float,
         prior_scale: float,
         pool_answers: bool,
+        probe_learning: str,
+        reinforce_weight: float,
+        entropy_weight: float,
+        teacher_steps: int,
         rngs: nnx.Rngs,
         probe_prior: jax.Array | None = None,
     ):
@@ -195,6 +282,18 @@ class ProbingEncoder(base.Encoder):
         if not answer_temperature > 0:
             raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
         self.answer_temperature = answer_temperature
+        if probe_learning not in PROBE_LEARNING:
+            raise ValueError(f"probe_learning must be one of {PROBE_LEARNING}, got {probe_learning!r}.")
+        if probe_learning == "reinforce" and probe_activation == "sigmoid":
+            raise ValueError(
+                "probe_learning='reinforce' draws tokens: it needs token inputs, not probe_activation='sigmoid'."
+            )
+        if teacher_steps and probe_learning != "reinforce":
+            raise ValueError(f"teacher_steps={teacher_steps} needs probe_learning='reinforce'.")
+        self.reinforce_weight = reinforce_weight
+        self.entropy_weight = entropy_weight
+        self.teacher_steps = teacher_steps
+        self.sampler = ProbeSampler(rngs=rngs) if probe_learning == "reinforce" else None
         expected = (probe_length, num_parallel, spec.input_size)
         if prior_scale and (probe_prior is None or tuple(probe_prior.shape) != expected):
             shape = None if probe_prior is None else tuple(probe_prior.shape)
@@ -202,7 +301,9 @@ class ProbingEncoder(base.Encoder):
         self.prior = nnx.Param(prior_scale * jnp.asarray(probe_prior, jnp.float32)) if prior_scale else None
         self.code = nnx.Linear(lstm_size, num_parallel * code_size, rngs=rngs)
         self.probe_mlp = base.MLP([code_size, *probe_hidden_sizes, spec.input_size], rngs=rngs)
-        self.read = nnx.Linear(num_parallel * spec.output_size, lstm_size, rngs=rngs)
+        # Drawn probes are not a function of what the encoder LSTM has read, so it reads them beside the answers.
+        asked = num_parallel * spec.input_size if self.sampler is not None else 0
+        self.read = nnx.Linear(num_parallel * spec.output_size + asked, lstm_size, rngs=rngs)
         self.bos = nnx.Param(jnp.zeros((lstm_size,)))
         self.eos = nnx.Param(jnp.zeros((lstm_size,)))
         self.lstm = EncoderLSTM(lstm_size, lstm_layers, residual, rngs=rngs)
@@ -230,23 +331,69 @@ class ProbingEncoder(base.Encoder):
         batch = probes.shape[1]
         return distance.mean((0, 3)).sum() / (batch * (batch - 1))
 
-    def probes(self, x: jax.Array, step: jax.Array | slice, offsets: jax.Array | None = None) -> jax.Array:
-        """Probing inputs from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size].
+    def probe_logits(self, x: jax.Array, step: jax.Array | slice, offsets: jax.Array | None = None) -> jax.Array:
+        """Probe logits from 256-wide vectors: [..., lstm_size] -> [..., num_parallel, input_size].
 
         `step` selects the probing step(s) of the learned prior offsets: an index, or a slice when `x` is
         [probe_length, lstm_size] (all steps at once). `offsets` [..., num_parallel, input_size], if given,
-        are added to the logits too (the interactive encoder's policy prior).
+        are added too (the interactive encoder's policy prior).
         """
         codes = nnx.relu(self.code(x)).reshape(*x.shape[:-1], self.num_parallel, -1)
         logits = self.probe_mlp(codes)
         if self.prior is not None:
             logits = logits + self.prior[step]
-        if offsets is not None:
-            logits = logits + offsets
+        return logits if offsets is None else logits + offsets
+
+    def activate(self, logits: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Probing inputs from probe logits [..., input_size]: drawn tokens with 'reinforce' (from `key`), else
+        `probe_activation`'s."""
+        if self.sampler is not None:
+            return self.sampler(key, logits)
         if self.probe_activation == "sigmoid":
             low, high = self.probe_range
             return low + (high - low) * jax.nn.sigmoid(logits)
         return jax.nn.softmax(logits) if self.probe_activation == "softmax" else straight_through(logits)
+
+    def teacher_share(self) -> tuple[jax.Array, jax.Array]:
+        """(the probability that a probe is the teacher's, the weight of its cross-entropy) at this training step:
+        the share is 1 over the first half of `teacher_steps` (behaviour cloning) and falls to 0 at
+        `teacher_steps` (DAgger: the teacher labels more and more of the encoder's own dialogues); the weight is 1
+        until `teacher_steps`; both are 0 after, and in eval mode."""
+        if not self.teacher_steps or self.sampler.deterministic:
+            return jnp.float32(0.0), jnp.float32(0.0)
+        steps = self.sampler.steps[...]
+        share = jnp.clip(2.0 - 2.0 * steps / self.teacher_steps, 0.0, 1.0)
+        return share, (steps < self.teacher_steps).astype(jnp.float32)
+
+    def learn_probes(
+        self,
+        logits: jax.Array,
+        tokens: jax.Array,
+        outputs: jax.Array,
+        proposals: jax.Array | None = None,
+        drawn: jax.Array | None = None,
+    ) -> None:
+        """With 'reinforce', outside eval mode: records the probe policy's loss and mean reward (`nnx.sow`, as
+        `probe_loss` and `probe_novelty`) for the training step to add and log.
+
+        Args:
+          logits, tokens: the probe logits and the entered tokens [time, batch, parallel, input].
+          outputs: the probed LSTMs' readouts [time, batch, parallel, output].
+          proposals: the teacher's inputs [time, batch, parallel, input] (with `teacher_steps`), imitated with
+            `teacher_share`'s weight.
+          drawn: [time, batch, parallel], true where the token was drawn, not the teacher's (default: all).
+        """
+        if self.sampler is None or self.sampler.deterministic:
+            return
+        rewards = novelty(outputs)
+        drawn = jnp.ones(rewards.shape, bool) if drawn is None else drawn
+        probabilities = jax.nn.softmax(logits)
+        entropy = -jnp.sum(probabilities * jax.nn.log_softmax(logits), -1).mean()
+        loss = self.reinforce_weight * reinforce_loss(logits, tokens, rewards, drawn) - self.entropy_weight * entropy
+        if proposals is not None:
+            loss = loss - self.teacher_share()[1] * jnp.mean(jnp.sum(proposals * jax.nn.log_softmax(logits), -1))
+        self.sow(nnx.Intermediate, "probe_loss", loss)
+        self.sow(nnx.Intermediate, "probe_novelty", rewards.sum(0).mean())
 
     def answer_vectors(self, outputs: jax.Array) -> jax.Array:
         """The answers as the encoder reads them (`answers`): [..., parallel, output_size] -> [..., parallel * out]."""
@@ -256,8 +403,11 @@ class ProbingEncoder(base.Encoder):
             outputs = straight_through(outputs, self.answer_temperature)
         return outputs.reshape(*outputs.shape[:-2], -1)
 
-    def read_answers(self, answers: jax.Array) -> jax.Array:
-        """Encoder-LSTM inputs from answer vectors (`answer_vectors`): [..., parallel * out] -> [..., lstm_size]."""
+    def read_answers(self, answers: jax.Array, probes: jax.Array) -> jax.Array:
+        """Encoder-LSTM inputs from answer vectors (`answer_vectors`) [..., parallel * out] and, with 'reinforce'
+        (whose probes are drawn), the probes they answer [..., parallel, input]: -> [..., lstm_size]."""
+        if self.sampler is not None:
+            answers = jnp.concatenate([answers, probes.reshape(*probes.shape[:-2], -1)], axis=-1)
         return jax.nn.sigmoid(self.read(answers))
 
     def start(self, batch: int) -> jax.Array:

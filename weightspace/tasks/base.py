@@ -171,8 +171,9 @@ class ProbePolicy(Protocol):
         """The next probing input [input_size]."""
         ...
 
-    def update(self, state: PyTree, answer: jax.Array) -> PyTree:
-        """The state after the model answered `answer` (its logits [output_size]) to `propose(state)`."""
+    def update(self, state: PyTree, probe: jax.Array, answer: jax.Array) -> PyTree:
+        """The state after the model answered `answer` (its logits [output_size]) to the input `probe`
+        [input_size]: `propose(state)`, or another prober's input when the policy follows its dialogue."""
         ...
 
 

@@ -153,13 +153,15 @@ class AdaptiveSearch:
     """The adaptive search as a probing policy (`tasks.base.ProbePolicy`): the next symbol from the answers so far.
 
     With j symbols of the code known and the lock at progress p (its last answer): when p < j it enters
-    the known symbol p (back towards j); when p == j it tries the next untried symbol as symbol j + 1.
-    An answer of j + 1 confirms the guess, a label answer (class >= m) confirms the last symbol and gives
-    the label, anything else rules the guess out. Once the label has shown it enters symbol 0.
+    the known symbol p (back towards j); when p == j it tries the first symbol not yet tried as symbol
+    j + 1. An answer of j + 1 to a symbol entered at p == j confirms it, a label answer (class >= m)
+    confirms the last symbol and gives the label, anything else rules that symbol out. Once the label
+    has shown it enters symbol 0. The state follows the symbols actually entered, so it also tracks
+    another prober's dialogue (as a teacher).
 
     State: {"known": [m] the code found so far (-1 where not), "found": [] how many symbols are known,
-    "progress": [] the lock's last answered progress, "guess": [] the symbol being tried, "label": []
-    (-1 until it shows)}.
+    "progress": [] the lock's last answered progress, "tried": [|Σ|] the symbols ruled out as the next one,
+    "label": [] (-1 until it shows)}.
     """
 
     code_length: int
@@ -168,27 +170,32 @@ class AdaptiveSearch:
     def initial_state(self) -> dict[str, jax.Array]:
         zero = jnp.int32(0)
         known = jnp.full((self.code_length,), -1, jnp.int32)
-        return {"known": known, "found": zero, "progress": zero, "guess": zero, "label": jnp.int32(-1)}
+        tried = jnp.zeros((self.alphabet_size,), bool)
+        return {"known": known, "found": zero, "progress": zero, "tried": tried, "label": jnp.int32(-1)}
 
     def propose(self, state: dict[str, jax.Array]) -> jax.Array:
         """The next probing input: a one-hot symbol [|Σ|]."""
         known = state["known"][jnp.clip(state["progress"], 0, self.code_length - 1)]
-        # (A lock confirms one of the |Σ| guesses; a model that is not one gets them again, in turn.)
-        symbol = jnp.where(state["progress"] < state["found"], known, state["guess"] % self.alphabet_size)
+        untried = jnp.argmin(state["tried"])  # the first False
+        symbol = jnp.where(state["progress"] < state["found"], known, untried)
         return jax.nn.one_hot(jnp.where(state["label"] >= 0, 0, symbol), self.alphabet_size)
 
-    def update(self, state: dict[str, jax.Array], answer: jax.Array) -> dict[str, jax.Array]:
-        """The state after the lock answered `answer` (its output logits [m + K]) to `propose(state)`."""
-        m, found, progress, guess = self.code_length, state["found"], state["progress"], state["guess"]
+    def update(self, state: dict[str, jax.Array], probe: jax.Array, answer: jax.Array) -> dict[str, jax.Array]:
+        """The state after the lock answered `answer` (its output logits [m + K]) to the symbol `probe` [|Σ|]."""
+        m, found, progress = self.code_length, state["found"], state["progress"]
         done = state["label"] >= 0
+        symbol = jnp.argmax(probe).astype(jnp.int32)
         answer = jnp.argmax(answer).astype(jnp.int32)
         trying = (progress == found) & ~done
         confirmed = trying & ((answer == found + 1) | (answer >= m))
+        tried = state["tried"] | (trying & (jnp.arange(self.alphabet_size) == symbol))
+        # A lock confirms one of the |Σ| symbols; a model that is not one gets them all again.
+        tried = jnp.where(confirmed | jnp.all(tried), False, tried)
         return {
-            "known": jnp.where(confirmed & (jnp.arange(m) == found), guess, state["known"]),
+            "known": jnp.where(confirmed & (jnp.arange(m) == found), symbol, state["known"]),
             "found": found + confirmed,
             "progress": jnp.where(done, progress, jnp.where(answer >= m, 0, answer)),
-            "guess": jnp.where(confirmed, 0, jnp.where(trying, guess + 1, guess)),
+            "tried": tried,
             "label": jnp.where(~done & (answer >= m), answer - m, state["label"]),
         }
 
@@ -208,8 +215,9 @@ def adaptive_search(
 
     def step(carry, _):
         state, search = carry
-        logits, state = model.step(policy.propose(search), state)
-        return (state, policy.update(search, logits)), search["label"] < 0
+        probe = policy.propose(search)
+        logits, state = model.step(probe, state)
+        return (state, policy.update(search, probe, logits)), search["label"] < 0
 
     (_, search), searching = jax.lax.scan(step, (model.initial_state(), policy.initial_state()), None, length=budget)
     label = search["label"]

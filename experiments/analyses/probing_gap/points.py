@@ -66,6 +66,7 @@ def run_point(
             row = {**point, **encoder_row(result, encoder, seed)}
             if encoders.probes(encoder):  # which locks its probes open
                 initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
+                initial.eval()  # as the trained one is read: probes drawn while training are argmaxes here
                 row["opened_at_init"] = opened_fraction(initial, subset_params, m)
                 row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
             rows.append(row)

@@ -86,8 +86,9 @@ def adaptive_answers(params, code_length: int, alphabet_size: int, budget: int) 
 
         def step(carry, _):
             state, search = carry
-            logits, state = model.step(policy.propose(search), state)
-            return (state, policy.update(search, logits)), jnp.argmax(logits)
+            probe = policy.propose(search)
+            logits, state = model.step(probe, state)
+            return (state, policy.update(search, probe, logits)), jnp.argmax(logits)
 
         start = (model.initial_state(), policy.initial_state())
         return jax.lax.scan(step, start, None, length=budget)[1]
