@@ -110,11 +110,11 @@ def test_learned_policy_probes_need_tokens_and_a_teacher_needs_a_policy():
     assert "probe_learning='reinforce' draws tokens" in mnist and "keep probe_learning='gradient'" in mnist
     config = common.experiment("interactive", "smoke,curiosity_teacher", "formal_languages")
     (problem,) = experiment_schema.problems(config)
-    assert "teacher_steps=10 needs a family with a probing policy" in problem and "keep teacher_steps 0" in problem
+    assert "teacher_steps=20 needs a family with a probing policy" in problem and "keep teacher_steps 0" in problem
     config = common.experiment("noninteractive", "smoke,probe_curiosity", "combination_lock")
-    config.encoder.teacher_steps = 10
+    config.encoder.teacher_steps = 20
     assert experiment_schema.problems(config) == [
-        "encoder.teacher_steps=10 needs encoder.probe_learning='reinforce' and the interactive encoder"
+        "encoder.teacher_steps=20 needs encoder.probe_learning='reinforce' and the interactive encoder"
     ]
     assert (
         experiment_schema.problems(common.experiment("interactive", "smoke,curiosity_teacher", "combination_lock"))

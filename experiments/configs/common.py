@@ -217,13 +217,13 @@ def _probe_curiosity(config: ml_collections.ConfigDict) -> None:
 
 
 # The share of the training steps over which `curiosity_teacher`'s teacher is annealed away.
-TEACHER_SHARE = 3
+TEACHER_SHARE = 2 / 3
 
 
 def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
     _probe_curiosity(config)
     if encoders.chooses_probes(config.encoder.name):
-        config.encoder.teacher_steps = config.train.num_steps // TEACHER_SHARE
+        config.encoder.teacher_steps = int(config.train.num_steps * TEACHER_SHARE)
 
 
 # Named departures from the paper, added to a preset in the config argument
@@ -243,8 +243,8 @@ def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
 #   label-free reward (answers the LSTM has not given before in the dialogue; `probe_learning="reinforce"`),
 #   drawing tokens while training and taking the argmax when evaluated; no prior.
 # * curiosity_teacher (combination locks): as probe_curiosity, with the family's hand-written prober as the
-#   interactive encoder's teacher over the first third of training (`teacher_steps`), annealed away; it never
-#   enters the forward pass.
+#   interactive encoder's teacher over the first two thirds of training (`teacher_steps`), annealed away; it is
+#   never in the forward pass when evaluated.
 VARIANTS = {
     "condition_every": _condition_every,
     "probe_prior": _probe_prior,

@@ -106,8 +106,8 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # gradient, so the encoder's own loss trains only the reader.
         probe_learning="gradient",
         # With 'reinforce': the policy loss's weight against the encoder's loss, and the entropy bonus's.
-        reinforce_weight=1.0,
-        entropy_weight=0.01,
+        reinforce_weight=0.1,
+        entropy_weight=0.001,
         # With 'reinforce' (interactive encoder): for the first `teacher_steps` training steps the family's
         # hand-written probing policy (`probe_policy`) is a teacher: a cross-entropy pulls the probe logits towards
         # its proposal on the dialogue so far, and each probe is the teacher's with a probability of 1 over the
