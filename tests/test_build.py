@@ -68,6 +68,7 @@ def reference_zoo(tmp_path_factory):
     return zoo.load(workdir / "zoo"), workdir
 
 
+@pytest.mark.slow
 def test_zoo_contents(reference_zoo):
     loaded, workdir = reference_zoo
     config = _config()
@@ -250,6 +251,7 @@ def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_
     ]
 
 
+@pytest.mark.slow
 def test_diverged_runs_stop_the_build_naming_them(tmp_path):
     config = _config()
     config.train.lr_points = ((0, 1e30),)

@@ -42,6 +42,7 @@ def _page_faults_per_call(mode: str) -> tuple[bool, list[int]]:
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+@pytest.mark.slow
 def test_reusing_step_memory_stops_page_faults_on_every_call():
     _, default = _page_faults_per_call("default")
     if min(default) < _TEMPORARY_PAGES / 2:
@@ -82,10 +83,11 @@ def _tree(path):
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/a_file"],
             r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a training run",
         ),
-        (
+        pytest.param(
             "experiments.benchmarks.plan",
             ["--devices=1"],
             r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run",
+            marks=pytest.mark.slow,  # the planner imports and compiles more than the others
         ),
         (
             "experiments.run.upgrade",

@@ -75,6 +75,7 @@ def test_the_adaptive_search_reads_every_lock_within_its_budget(code_length, alp
 
 
 @pytest.mark.parametrize("code_length", [3, 4])
+@pytest.mark.slow
 def test_the_search_follows_another_probers_symbols_and_takes_over_from_them(code_length):
     """As a teacher, the policy's state follows symbols it did not propose: after 12 random symbols (whatever
     they confirmed or ruled out), what it knows is a prefix of the code, and following its own proposals from
@@ -173,6 +174,7 @@ def test_bad_settings_are_named():
     assert tasks.make("combination_lock", {"code_length": 2}).output_size == 2 + 4
 
 
+@pytest.mark.slow
 def test_a_zoo_lstm_runs_as_the_family_says():
     family = cl.CombinationLock(code_length=2, num_stored_sequences=4, num_scored_sequences=8, length=10)
     spec = lstm.LSTMSpec(family.input_size, 8, 1, family.output_size)
@@ -197,6 +199,7 @@ def test_the_generic_family_config_builds_any_registered_family():
         family.get_config("locks,quick")
 
 
+@pytest.mark.slow
 def test_the_interactive_encoder_with_the_policy_prior_probes_as_the_adaptive_search():
     family = cl.CombinationLock(code_length=3)
     spec = lstm.LSTMSpec(family.input_size, 8, 1, family.output_size)

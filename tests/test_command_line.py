@@ -581,6 +581,7 @@ def test_every_command_and_config_field_is_fuzzed():
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
 @given(case=hostile_command_lines())
+@pytest.mark.slow
 def test_fuzzed_command_lines_are_refused_in_one_line_and_change_nothing(case, places):
     module, args = case
     before = tree(places["root"])

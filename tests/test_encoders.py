@@ -285,6 +285,7 @@ def _prior(num_parallel=2, length=3):
 
 
 @pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+@pytest.mark.slow
 def test_straight_through_probes_are_tokens_with_softmax_gradients(name):
     encoder = _build(name, probe_activation="straight_through")
     params = _params()
@@ -354,6 +355,7 @@ def test_probe_diversity(name):
 
 
 @pytest.mark.parametrize("answers", ["logits", "argmax"])
+@pytest.mark.slow
 def test_argmax_answers_read_only_the_most_likely_output(answers):
     """Scaling the readout keeps every answer's argmax: argmax answers, and only they, leave the embedding alone."""
     encoder = _build("interactive", answers=answers)
@@ -365,6 +367,7 @@ def test_argmax_answers_read_only_the_most_likely_output(answers):
     assert np.any(np.asarray(grads.code.kernel[...]) != 0)  # the answers pass the softmax's gradient to the probes
 
 
+@pytest.mark.slow
 def test_a_higher_answer_temperature_lets_gradient_through_saturated_answers():
     params = _params()
     saturated = {**params, "weight_out": 30.0 * params["weight_out"], "bias_out": 30.0 * params["bias_out"]}
@@ -423,6 +426,7 @@ def _recorded(encoder, params):
 
 
 @pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+@pytest.mark.slow
 def test_reinforce_probes_are_drawn_while_training_and_the_argmax_when_evaluated(name):
     encoder = _build(name, probe_learning="reinforce", answers="argmax", probe_length=6)
     params = _params()

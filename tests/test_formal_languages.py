@@ -32,6 +32,7 @@ def test_string_sequences_by_hand():
     assert len(long) == 42 and E not in long and long[-1] == 3 and long.count(0) == 9
 
 
+@pytest.mark.slow
 def test_is_correct_by_hand():
     def correct(tokens, task):
         return bool(fl.is_correct(jnp.array(tokens), jnp.array(task)))
@@ -110,6 +111,7 @@ def test_sampled_log_probs_match_running_the_lstm_on_the_samples():
     np.testing.assert_allclose(log_probs, jax.nn.log_softmax(logits), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_snapshot_scores_a_perfect_sampler():
     """An LSTM that always says EOS is correct exactly on tasks that admit the empty word."""
     spec = lstm.LSTMSpec(6, 4, 1, 6)

@@ -49,11 +49,6 @@ def _refused(tmp_path, command, error, message):
 
 
 @pytest.fixture(scope="module")
-def smoke_zoo(tmp_path_factory):
-    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
-
-
-@pytest.fixture(scope="module")
 def smoke_run(smoke_zoo, tmp_path_factory):
     """A finished smoke run of 4 steps, checkpointed every 2."""
     workdir = tmp_path_factory.mktemp("run")
@@ -111,6 +106,7 @@ def test_2_an_edited_metadata_json_is_refused_before_training(edit, smoke_zoo, t
     _refused(tmp_path, [*TRAIN, f"--workdir={tmp_path / 'run'}", f"--config.zoo.path={path}"], "ZooError", message)
 
 
+@pytest.mark.slow
 def test_3_a_flipped_byte_in_the_latest_checkpoint_resumes_from_the_previous_one(smoke_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_run, workdir)
@@ -149,6 +145,7 @@ def test_8_a_build_resumed_on_another_device_count_is_refused(smoke_zoo, tmp_pat
     _refused(tmp_path, [*BUILD, f"--workdir={workdir}", "--cpu_devices=1"], "BuildError", "--cpu_devices=2")
 
 
+@pytest.mark.slow
 def test_8_a_run_resumed_on_other_devices_is_refused(smoke_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_run, workdir)

@@ -148,6 +148,7 @@ def test_spec_of_rejects_mismatched_tensors():
         lstm.spec_of({k: v for k, v in params.items() if k != "bias_out"})
 
 
+@pytest.mark.slow
 def test_vmap_over_models_equals_a_loop():
     keys = jax.random.split(jax.random.key(0), 4)
     params = jax.vmap(lstm.init, in_axes=(0, None))(keys, SPEC)
@@ -183,6 +184,7 @@ def _reference_apply(params, inputs):
     return jax.vmap(lambda seq: jax.lax.scan(one, state, seq)[1])(inputs)
 
 
+@pytest.mark.slow
 def test_gradients_match_plain_autodiff():
     params = _params()
     inputs = jax.random.normal(jax.random.key(2), (5, 13, 6))

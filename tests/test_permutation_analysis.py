@@ -27,6 +27,7 @@ def _inputs(num=6, seed=1):
     return np.asarray(jax.nn.one_hot(jax.random.randint(jax.random.key(seed), (num, 3, 7), 0, 4), 4))
 
 
+@pytest.mark.slow
 def test_only_the_correct_permutation_keeps_the_function():
     params = _params()
     for kind in pa.KINDS:
@@ -37,6 +38,7 @@ def test_only_the_correct_permutation_keeps_the_function():
             assert change.min() > 1e-5, kind
 
 
+@pytest.mark.slow
 def test_each_kind_permutes_exactly_its_axes():
     params = _params(num=1)
     one = jax.tree.map(lambda x: x[0], params)
@@ -54,6 +56,7 @@ def test_each_kind_permutes_exactly_its_axes():
 
 
 @pytest.mark.parametrize("name", encoders.NAMES)
+@pytest.mark.slow
 def test_correct_permutations_leave_every_invariant_encoder_unchanged(name):
     config = encoders.default_config(name)
     config.update(SMALL[name])

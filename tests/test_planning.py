@@ -12,7 +12,6 @@ from experiments.benchmarks import plan as experiment_plan
 from experiments.configs import flat
 from experiments.run import layout, train
 from weightspace import errors, files, metrics, planning, zoo
-from zoo_builder import build
 from zoo_builder import plan as zoo_plan
 from zoo_builder.configs import formal_languages
 
@@ -38,11 +37,6 @@ def test_time_adds_matmuls_and_kernels():
         planning.device("tpu_v99", 1)
 
 
-@pytest.fixture(scope="module")
-def smoke_zoo(tmp_path_factory):
-    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
-
-
 def test_the_abstract_zoo_has_the_built_zoos_shapes_and_columns(smoke_zoo):
     built, planned = zoo.describe(smoke_zoo), zoo_plan.abstract_zoo(formal_languages.get_config("smoke"))
     shapes = jax.tree.map(lambda x: (x.shape, x.dtype), (built.params, built.behaviour))
@@ -52,6 +46,7 @@ def test_the_abstract_zoo_has_the_built_zoos_shapes_and_columns(smoke_zoo):
         np.testing.assert_array_equal(planned.metadata[column], built.metadata[column])
 
 
+@pytest.mark.slow
 def test_zoo_and_training_plans(smoke_zoo):
     on = planning.DEVICES["h100"]
     text = zoo_plan.plan(formal_languages.get_config("smoke"), 8, on, 0.5)
@@ -62,6 +57,7 @@ def test_zoo_and_training_plans(smoke_zoo):
     assert "1 x h100" in text and "30, evaluated 3 times" in text
 
 
+@pytest.mark.slow
 def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_path):
     on = planning.DEVICES["h100"]
     config = flat.get_config("smoke")
@@ -83,6 +79,7 @@ def test_a_sweep_plan_is_one_run_s_kernels_for_all_its_members(smoke_zoo, tmp_pa
     assert result["preset"] == "smoke,condition_every"
 
 
+@pytest.mark.slow
 def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_times(smoke_zoo, tmp_path):
     with pytest.raises(errors.ConfigError, match="not a tables output directory"):
         experiment_plan.check(str(tmp_path), 0.2)

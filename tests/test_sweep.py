@@ -15,16 +15,9 @@ from flax import nnx
 
 from experiments.run import layout, train, workdirs
 from weightspace import checkpointing, encoders, errors
-from zoo_builder import build
-from zoo_builder.configs import formal_languages
 
 # Measured: members differ from their single runs by at most 2.2e-7 in any parameter after 20 smoke steps.
 PARAMS_ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def smoke_zoo(tmp_path_factory):
-    return build.build(formal_languages.get_config("smoke"), str(tmp_path_factory.mktemp("zoo")))
 
 
 def _config(name, zoo_path, seed=0, lr=None, **overrides):
@@ -100,6 +93,7 @@ def test_a_sweep_resumes_bit_for_bit_also_when_a_member_was_killed_behind(smoke_
         assert _losses(a) == _losses(b)
 
 
+@pytest.mark.slow
 def test_a_diverging_member_is_named(smoke_zoo, tmp_path):
     configs = [_config("layerwise_statistics", smoke_zoo, 0), _config("layerwise_statistics", smoke_zoo, 1, lr=1e30)]
     for config in configs:

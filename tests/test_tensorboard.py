@@ -117,6 +117,7 @@ def test_only_process_zero_writes(tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "events")
 
 
+@pytest.mark.slow
 def test_a_run_shows_its_metrics_each_step_once_across_resumes(smoke_build, tmp_path):
     """Trained to step 4, continued to 8, then, as if killed after logging step 8 but before checkpointing
     it, replayed from step 4: TensorBoard shows the metrics file each time, each step once."""

@@ -168,6 +168,7 @@ def test_a_missing_array_file_is_named(tmp_path):
         zoo.load(tmp_path / "zoo")
 
 
+@pytest.mark.slow
 def test_flipped_bytes_are_refused(tmp_path):
     _write(tmp_path / "zoo", num=200)
     largest = _data_files(tmp_path / "zoo")[0]
