@@ -28,5 +28,5 @@ def _placeholder(arg: str) -> str:
 def command(argv: list[str] | None = None) -> str:
     """The command line of this process as a results file records it: `python -m <module> <flags>`, each path
     a flag names replaced by the flag's name in capitals (`--outdir=OUTDIR`)."""
-    module = sys.modules["__main__"].__spec__.name
+    module = sys.modules["__main__"].__spec__.name.removesuffix(".__main__")  # a package runs as its __main__
     return " ".join(["python -m", module, *map(_placeholder, sys.argv[1:] if argv is None else argv)])
