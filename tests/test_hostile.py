@@ -1,4 +1,5 @@
-"""The hostile cases of "nothing silent" (issue 25), numbered as there, tried through the entry points.
+"""The hostile cases of "nothing silent" (bad input gets one clear line, and nothing is lost), by number, tried
+through the entry points.
 
 Each refusal is one line on stderr, `Error (<type>): <cause and fix>`, with exit status 2 and no file
 changed (every file's SHA-256 before and after). The cases handled rather than refused check what was
