@@ -24,6 +24,13 @@ learned 256-vectors; the head is an MLP 256 -> 128 -> 16.
 
 Because only the function is probed, these encoders are invariant to the
 hidden-neuron permutations (up to float rounding).
+
+The probes are learned either through the gradient of the encoder's loss,
+which reaches them through their soft activations (the paper), or as a policy
+(`probe_learning="reinforce"`): each probe a token drawn from the probe
+softmax while training and its argmax when evaluated, reinforced by a
+label-free reward (`novelty`: answers the probed LSTM had not given yet in the
+dialogue); the encoder LSTM then reads each drawn token beside its answer.
 """
 
 import math
