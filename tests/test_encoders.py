@@ -459,3 +459,24 @@ def test_reinforce_probes_are_drawn_while_training_and_the_argmax_when_evaluated
         np.testing.assert_array_equal(
             np.argmax(evaluated, -1), np.broadcast_to(np.argmax(logits, -1)[:, None], evaluated.shape[:-1])
         )
+
+
+def test_a_reader_that_does_not_train_the_lstm_leaves_it_to_the_policy():
+    params = _params()
+
+    def lstm_gradient(reader_trains_lstm):
+        encoder = _build("interactive", probe_learning="reinforce", reader_trains_lstm=reader_trains_lstm)
+        graphdef, weights, rest = nnx.split(encoder, nnx.Param, ...)
+
+        def losses(w):
+            embedding, terms = _recorded(nnx.merge(graphdef, w, rest, copy=True), params)
+            return jnp.sum(embedding**2), terms["probe_loss"]
+
+        reader, policy = (jax.grad(lambda w, i=i: losses(w)[i])(weights) for i in range(2))
+        return [float(np.abs(np.asarray(g["lstm"]["w_hh"][...])).sum()) for g in (reader, policy)]
+
+    assert all(g > 0 for g in lstm_gradient(True))
+    reader, policy = lstm_gradient(False)
+    assert reader == 0 and policy > 0
+    with pytest.raises(ValueError, match="reader_trains_lstm=False needs probe_learning='reinforce'"):
+        _build("interactive", reader_trains_lstm=False)

@@ -91,6 +91,10 @@ def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
     learning, teacher = config.encoder.get("probe_learning"), config.encoder.get("teacher_steps")
     if teacher and (learning != "reinforce" or not encoders.chooses_probes(config.encoder.name)):
         return [f"encoder.teacher_steps={teacher} needs encoder.probe_learning='reinforce' and the interactive encoder"]
+    if config.encoder.get("reader_trains_lstm") is False and learning != "reinforce":
+        return [
+            "encoder.reader_trains_lstm=False needs encoder.probe_learning='reinforce' (else nothing trains the LSTM)"
+        ]
     if learning != "reinforce" or config.zoo.dataset not in tasks.FAMILIES:
         return []
     activation = _probe_activation(config)

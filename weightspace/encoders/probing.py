@@ -121,6 +121,10 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # first half of `teacher_steps` (behaviour cloning), falling to 0 at `teacher_steps` (DAgger; else drawn).
         # Never in eval mode, nor after `teacher_steps`. 0: no teacher.
         teacher_steps=0,
+        # True (the paper): the encoder's loss trains the encoder LSTM through the embedding. False (with
+        # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
+        # chooses the probes, is shaped by the probe policy's loss alone and the encoder's loss trains the head.
+        reader_trains_lstm=True,
     )
 
 
@@ -263,6 +267,7 @@ class ProbingEncoder(base.Encoder):
         reinforce_weight: float,
         entropy_weight: float,
         teacher_steps: int,
+        reader_trains_lstm: bool,
         rngs: nnx.Rngs,
         probe_prior: jax.Array | None = None,
     ):
@@ -297,6 +302,11 @@ class ProbingEncoder(base.Encoder):
             )
         if teacher_steps and probe_learning != "reinforce":
             raise ValueError(f"teacher_steps={teacher_steps} needs probe_learning='reinforce'.")
+        if not reader_trains_lstm and probe_learning != "reinforce":
+            raise ValueError(
+                "reader_trains_lstm=False needs probe_learning='reinforce' (else nothing trains the LSTM)."
+            )
+        self.reader_trains_lstm = reader_trains_lstm
         self.reinforce_weight = reinforce_weight
         self.entropy_weight = entropy_weight
         self.teacher_steps = teacher_steps
@@ -429,5 +439,5 @@ class ProbingEncoder(base.Encoder):
         """
         eos = jnp.broadcast_to(self.eos[...], xs.shape[1:])
         ys, _ = self.lstm(jnp.concatenate([xs, eos[None]]), state)
-        last = ys[-1]
+        last = ys[-1] if self.reader_trains_lstm else jax.lax.stop_gradient(ys[-1])
         return self.head(jnp.concatenate([last, answers.mean(0)], axis=-1) if self.pool_answers else last)
