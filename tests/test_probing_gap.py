@@ -52,6 +52,10 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     opened = at_budget["interactive"]["opened_at_init"], at_budget["interactive"]["opened"]
     assert opened == (at_budget["adaptive"]["label_read"],) * 2
     assert all(0 <= at_budget[e]["opened"] <= 1 for e in ("interactive", "noninteractive"))
+    # Its own probes' answers, counted and read by the downstream probe, are the adaptive search's read so.
+    own, adaptive = at_budget["interactive_pooled_by_probe"], at_budget["adaptive_pooled_by_probe"]
+    assert own["label_accuracy"] == adaptive["label_accuracy"] and own["code_accuracy"] == adaptive["code_accuracy"]
+    assert "noninteractive_pooled_by_probe" in at_budget and "dwsnet_pooled_by_probe" not in at_budget
     assert "opened" not in at_budget["dwsnet"]
     # Statistics: every row read on the held-out LSTMs has its interval around its accuracy, the point says how
     # many runs and distinct locks stand behind it and what always answering their commonest label scores.
@@ -67,7 +71,7 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     assert "## Intervals and baselines" in text and "| adaptive_pooled_by_probe |" in text
     assert "## Locks the probes open" in text
     assert "## Against the code length m" in text and "## Against the budget L" in text
-    assert "fixed_pooled_by_probe: label / code" in text
+    assert "fixed_pooled_by_probe: label / code" in text and "interactive_pooled_by_probe: label / code" in text
     # The markdown is rendered from the JSON alone, which records what its header shows.
     assert text == report.render(os.path.join(outdir, "probing_gap.json"))
     assert saved["machine"] in text and saved["command"] == "" and "Command:" not in text

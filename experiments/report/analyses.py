@@ -89,14 +89,26 @@ def _readers_note(result: dict) -> str:
     too; empty for results files from before these readers."""
     if not result.get("readers"):
         return ""
+    learned = [
+        r
+        for r in result["readers"]
+        if r not in ("fixed_read_by_probe", "fixed_pooled_by_probe", "adaptive_pooled_by_probe")
+    ]
     return (
         " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
         "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer"
         + (
-            "; `adaptive_pooled_by_probe`: the adaptive search's answers, counted, read the same way."
+            "; `adaptive_pooled_by_probe`: the adaptive search's answers, counted, read the same way"
             if "adaptive_pooled_by_probe" in result["readers"]
-            else "."
+            else ""
         )
+        + (
+            "; " + ", ".join(f"`{r}`" for r in learned) + ": the probing encoder's own trained probes' answers, "
+            "counted, read the same way (what its prober found, apart from what its learned reader made of it)"
+            if learned
+            else ""
+        )
+        + "."
     )
 
 

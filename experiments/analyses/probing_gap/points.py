@@ -14,14 +14,18 @@ from experiments.analyses import tables
 from experiments.analyses.probing_gap import figures
 from experiments.analyses.probing_gap.plans import ENCODERS, PLANS, Options, Plan, run_config, zoo_config
 from experiments.analyses.probing_gap.readers import (
+    LEARNED_READER,
     PREDICTOR,
     READERS,
     REFERENCES,
     SUBSET,
+    encoder_answers,
     label_statistics,
     opened_fraction,
     point_statistics,
+    pooled,
     probe_labels,
+    read_features,
     reader_rows,
     reference_rows,
 )
@@ -53,7 +57,6 @@ def run_point(
     ood = run_context.split["ood"]
     point = dict(code_length=m, budget=budget)
     subset = ood[trained[ood]]
-    subset_params = jax.tree.map(lambda x: jnp.asarray(x[subset]), the_zoo.params)
     point.update(point_statistics(the_zoo, subset))
     references, predicted = reference_rows(the_zoo, subset, budget)
     readers, read = reader_rows(run_context, the_zoo, subset, budget)
@@ -62,14 +65,17 @@ def run_point(
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
         reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
         paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s) for s in range(seeds)]
+        learned_reads = []
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
             row = {**point, **encoder_row(result, encoder, seed)}
-            if encoders.probes(encoder):  # which locks its probes open
-                initial = model_lib.make_encoder(configs[seed], run_context.family, run_context.spec)
-                initial.eval()  # as the trained one is read: probes drawn while training are argmaxes here
-                row["opened_at_init"] = opened_fraction(initial, subset_params, m)
-                row["opened"] = opened_fraction(workdirs.load_model(paths[seed]).encoder, subset_params, m)
+            if encoders.probes(encoder):
+                opened, reader_row, labels_read = probed_rows(run_context, the_zoo, subset, configs[seed], paths[seed])
+                row.update(opened)
+                rows.append({**point, **reader_row, "seed": seed})
+                learned_reads.append(labels_read)
             rows.append(row)
+        if learned_reads:
+            predicted[LEARNED_READER.format(encoder)] = np.stack(learned_reads)
         embeddings = [np.load(layout.run_file(path, layout.EMBEDDINGS)) for path in paths]  # what was evaluated
         predicted[encoder] = np.stack([probe_labels(run_context, e, subset) for e in embeddings])
     labels, runs = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
@@ -80,6 +86,33 @@ def run_point(
     return rows, dict(
         code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
     )
+
+
+def probed_rows(
+    run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, config, path: str
+) -> tuple[dict, dict, np.ndarray]:
+    """What a probing encoder's probes (in eval mode) show: the fraction of `subset` whose lock they open,
+    untrained and trained; and its trained probes' answers, counted, read by the downstream probe
+    (`LEARNED_READER`): what its prober found, apart from what its learned reader made of it.
+
+    Returns:
+      ({"opened_at_init", "opened"}, the reader's row, the labels it read of `subset` [len(subset)]).
+    """
+    m, family = run_context.family.code_length, run_context.family
+    initial = model_lib.make_encoder(config, family, run_context.spec)
+    initial.eval()  # as the trained one is read: probes drawn while training are argmaxes here
+    every_lstm = jax.tree.map(jnp.asarray, the_zoo.params)
+    answers = encoder_answers(workdirs.load_model(path).encoder, every_lstm)  # [N, parallel, time]
+    at_init = encoder_answers(initial, jax.tree.map(lambda x: x[subset], every_lstm))
+    opened = dict(opened_at_init=opened_fraction(at_init, m), opened=opened_fraction(answers[subset], m))
+    name = LEARNED_READER.format(config.encoder.name)
+    row, labels_read = read_features(run_context, the_zoo, subset, name, pooled(answers, family.output_size))
+    return opened, row, labels_read
+
+
+def learned_readers(names: Sequence[str]) -> tuple[str, ...]:
+    """The rows reading the trained probes' answers of the probing encoders among `names`."""
+    return tuple(LEARNED_READER.format(name) for name in names if encoders.probes(name))
 
 
 # The per-seed numbers of a row that `mean_rows` averages.
@@ -134,7 +167,7 @@ def make(
         command=command,
         machine=provenance.machine(),
         encoders=encoders,
-        readers=READERS,
+        readers=(*READERS, *learned_readers(encoders)),
         references=REFERENCES,
         subset=SUBSET,
         predictor=PREDICTOR,

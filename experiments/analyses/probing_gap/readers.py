@@ -15,8 +15,10 @@ REFERENCES = ("adaptive", "fixed")
 # The references' answers read by the downstream probe the encoders are scored with (fitted on the training
 # codes): the fixed sequence's as the sequence of answers and pooled (how often each answer class occurs), the
 # adaptive search's pooled. What a learned reader of each best prober reads of held-out codes, with no
-# encoder: what the learned reader loses, apart from what the prober finds.
+# encoder: what the learned reader loses, apart from what the prober finds. A probing encoder's own trained probes
+# are read the same way (`<encoder>_pooled_by_probe`, `LEARNED_READER`).
 READERS = ("fixed_read_by_probe", "fixed_pooled_by_probe", "adaptive_pooled_by_probe")
+LEARNED_READER = "{}_pooled_by_probe"
 # The subset every number is read on: LSTMs of held-out codes that implement their lock.
 SUBSET = "ood_trained"
 PREDICTOR = "mlp"
@@ -109,16 +111,24 @@ def reader_rows(
     answers = jax.nn.one_hot(np.asarray(answer(the_zoo.params)), family.output_size)  # [N, L, m + K]
     adaptive = jax.nn.one_hot(np.asarray(adaptive_answers(the_zoo.params, m, size, budget)), family.output_size)
     features = dict(zip(READERS, (answers.reshape(len(answers), -1), answers.sum(1), adaptive.sum(1)), strict=True))
-    code = [t for t in run_context.targets if t.name == "code"]
     rows, predicted = [], {}
     for name, values in features.items():
-        values = np.asarray(values)
-        code_scores = evaluate.probe_scores(code, values, run_context.split["train"], {SUBSET: subset}, seed=0)
-        predicted[name] = probe_labels(run_context, values, subset)
-        label_accuracy = float(np.mean(predicted[name] == the_zoo.metadata["label"][subset]))
-        code_accuracy = code_scores[PREDICTOR][SUBSET]["code_accuracy"]
-        rows.append(dict(row=name, n=len(subset), label_accuracy=label_accuracy, code_accuracy=code_accuracy))
+        row, predicted[name] = read_features(run_context, the_zoo, subset, name, np.asarray(values))
+        rows.append(row)
     return rows, predicted
+
+
+def read_features(
+    run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, name: str, features: np.ndarray
+) -> tuple[dict, np.ndarray]:
+    """The row `name` of features [N, F] of every snapshot read by the downstream probe (`PREDICTOR`, fitted on the
+    train split) on `subset` (label and exact-code accuracy), and the label it read of each snapshot of `subset`."""
+    code = [t for t in run_context.targets if t.name == "code"]
+    code_scores = evaluate.probe_scores(code, features, run_context.split["train"], {SUBSET: subset}, seed=0)
+    predicted = probe_labels(run_context, features, subset)
+    label_accuracy = float(np.mean(predicted == the_zoo.metadata["label"][subset]))
+    code_accuracy = code_scores[PREDICTOR][SUBSET]["code_accuracy"]
+    return dict(row=name, n=len(subset), label_accuracy=label_accuracy, code_accuracy=code_accuracy), predicted
 
 
 def label_statistics(predicted: np.ndarray, labels: np.ndarray, runs: np.ndarray, num_labels: int) -> dict:
@@ -148,13 +158,23 @@ def point_statistics(the_zoo: zoo.Zoo, subset: np.ndarray) -> dict:
     )
 
 
-def opened_fraction(encoder, params, code_length: int) -> float:
-    """Fraction of the LSTMs of `params` (every tensor [batch, ...]) whose lock the probing `encoder`'s probes
-    open: their answers show a label.
+def encoder_answers(encoder, params) -> np.ndarray:
+    """Every LSTM's answers (its most likely output) to a probing `encoder`'s probes: [N, parallel, time].
 
     The probing inputs are replayed through each LSTM from its initial state (as in the dialogue), so
-    this is what the encoder was shown, whatever it made of it.
+    these are what the encoder was shown, whatever it made of them.
     """
     probes = jnp.transpose(encoder.probing_inputs(params), (1, 2, 0, 3))  # [batch, parallel, time, input]
     logits = jax.vmap(lambda p, x: lstm.Bound(p).apply(x))(params, probes)  # [batch, parallel, time, output]
-    return float(np.mean(np.any(np.asarray(jnp.argmax(logits, axis=-1)) >= code_length, axis=(1, 2))))
+    return np.asarray(jnp.argmax(logits, axis=-1))
+
+
+def opened_fraction(answers: np.ndarray, code_length: int) -> float:
+    """Fraction of LSTMs whose answers [N, parallel, time] (`encoder_answers`) show a label: the lock opened."""
+    return float(np.mean(np.any(answers >= code_length, axis=(1, 2))))
+
+
+def pooled(answers: np.ndarray, output_size: int) -> np.ndarray:
+    """How often each answer class occurs in each parallel sequence of answers [N, parallel, time]:
+    [N, parallel * output_size]."""
+    return np.eye(output_size, dtype=np.float32)[answers].sum(2).reshape(len(answers), -1)
