@@ -140,6 +140,7 @@ def test_killed_build_resumes_to_the_same_zoo(reference_zoo, tmp_path):
     _assert_same_zoo(zoo.load(tmp_path / "zoo"), reference_zoo[0])
 
 
+@pytest.mark.slow
 def test_finished_build_is_not_redone(reference_zoo):
     _, workdir = reference_zoo
     assert build.build(_config(), str(workdir)) == str(workdir / "zoo")
@@ -163,6 +164,7 @@ def _digests(workdir):
     }
 
 
+@pytest.mark.slow
 def test_silent_1_a_flipped_byte_in_a_finished_zoo_is_refused_on_reuse(reference_zoo, tmp_path):
     """A rerun on a finished build checks its zoo: an intact one is complete (hashed once, then only looked at);
     one with a flipped byte is refused in one line naming the array, also through the command line (exit 2),
@@ -198,6 +200,7 @@ def test_silent_1_a_flipped_byte_in_a_finished_zoo_is_refused_on_reuse(reference
 
 
 @pytest.mark.parametrize("preset", ["other_seed", "other_runs", "mnist"])
+@pytest.mark.slow
 def test_a_finished_workdir_refuses_another_config(preset, reference_zoo):
     _, workdir = reference_zoo
     config = _config()
@@ -227,6 +230,7 @@ def test_a_resume_on_another_device_count_is_refused(tmp_path):
     assert _contents(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_zoo, tmp_path):
     """Killed between renaming the zoo into place and writing zoo.json: the rerun writes it and cleans up."""
     _, reference = reference_zoo

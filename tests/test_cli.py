@@ -65,6 +65,7 @@ def _tree(path):
     return sorted(str(p.relative_to(path)) for p in pathlib.Path(path).rglob("*"))
 
 
+# Each case starts a Python process (5-18 s): the first runs in the fast tier, the others with the slow tests.
 @pytest.mark.parametrize(
     ("module", "args", "message"),
     [
@@ -73,31 +74,35 @@ def _tree(path):
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.train.num_steps=0"],
             r"Error \(ConfigError\): train\.num_steps=0 must be an integer >= 1\.",
         ),
-        (
+        pytest.param(
             "experiments.main",
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/run", "--config.emulator.hidden_size=0"],
             r"Error \(ConfigError\): emulator\.hidden_size=0 must be an integer >= 1\.",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "experiments.main",
             ["--config=configs/flat.py:smoke", "--workdir={tmp}/a_file"],
             r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a training run",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             "experiments.benchmarks.plan",
             ["--devices=1"],
             r"Error \(ConfigError\): Give --config=FILE\[:preset\] \(one run",
-            marks=pytest.mark.slow,  # the planner imports and compiles more than the others
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "experiments.run.upgrade",
             ["--path={tmp}/no_zoo"],
             r"Error \(ConfigError\): --path=.*no_zoo is not a directory",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "zoo_builder.main",
             ["--config=configs/formal_languages.py:smoke", "--workdir={tmp}/a_file"],
             r"Error \(ConfigError\): .*a_file is a file, not a directory: give a directory for a zoo build",
+            marks=pytest.mark.slow,
         ),
     ],
 )

@@ -115,6 +115,7 @@ def test_the_de_bruijn_sequence_holds_every_code_once():
 
 
 @pytest.mark.parametrize("code_length", [1, 2, 3])
+@pytest.mark.slow
 def test_the_fixed_probe_reads_the_locks_it_covers(code_length):
     alphabet_size, num_labels = 4, 4
     codes = np.array(list(itertools.product(range(alphabet_size), repeat=code_length)))

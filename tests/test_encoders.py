@@ -383,6 +383,7 @@ def test_a_higher_answer_temperature_lets_gradient_through_saturated_answers():
 
 
 @pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+@pytest.mark.slow
 def test_pooled_answers_are_how_often_each_answer_was_given(name):
     """With `pool_answers` the head also reads the mean one-hot answer over the probing steps: with its weights
     on the encoder LSTM's output zeroed, the embedding is the head of that mean, computed here independently
@@ -435,6 +436,7 @@ def test_reinforce_probes_are_drawn_while_training_and_the_argmax_when_evaluated
     assert not np.array_equal(first, second)  # drawn afresh at every training call
     _, recorded = _recorded(encoder, params)
     assert set(recorded) == {"probe_loss", "probe_novelty"}
+    assert int(encoder.sampler.steps[...]) == 1  # a training step counts; looking at the probes does not
     # The policy loss reaches the probe network; the tokens pass no gradient to the embedding's loss.
     graphdef, weights, rest = nnx.split(encoder, nnx.Param, ...)
 
@@ -461,6 +463,7 @@ def test_reinforce_probes_are_drawn_while_training_and_the_argmax_when_evaluated
         )
 
 
+@pytest.mark.slow
 def test_a_reader_that_does_not_train_the_lstm_leaves_it_to_the_policy():
     params = _params()
 

