@@ -57,6 +57,32 @@ PROBE_LEARNING = ("gradient", "reinforce")
 ANSWERS = ("logits", "log_softmax", "argmax")
 
 
+def _learned_probe_fields() -> dict:
+    """The fields of `default_config` on how the probes are learned (the paper's setting)."""
+    return dict(
+        # 'gradient' (the paper): the probes are trained by the gradient of the encoder's loss through their
+        # activations. 'reinforce' (token inputs only): each probe is a token drawn from the probe softmax while
+        # training and its argmax in eval mode; the probe network is trained as a policy by REINFORCE on a
+        # label-free reward, one point for each answer (the probed LSTM's most likely output) not given before
+        # in the dialogue (`novelty`): probes that make the LSTM do something new. The drawn tokens pass no
+        # gradient, so the encoder's own loss trains only the reader.
+        probe_learning="gradient",
+        # With 'reinforce': the policy loss's weight against the encoder's loss, and the entropy bonus's.
+        reinforce_weight=0.1,
+        entropy_weight=0.001,
+        # With 'reinforce' (interactive encoder): for the first `teacher_steps` training steps the family's
+        # hand-written probing policy (`probe_policy`) is a teacher: a cross-entropy pulls the probe logits towards
+        # its proposal on the dialogue so far, and each probe is the teacher's with a probability of 1 over the
+        # first half of `teacher_steps` (behaviour cloning), falling to 0 at `teacher_steps` (DAgger; else drawn).
+        # Never in eval mode, nor after `teacher_steps`. 0: no teacher.
+        teacher_steps=0,
+        # True (the paper): the encoder's loss trains the encoder LSTM through the embedding. False (with
+        # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
+        # chooses the probes, is shaped by the probe policy's loss alone and the encoder's loss trains the head.
+        reader_trains_lstm=True,
+    )
+
+
 def default_config(name: str) -> ml_collections.ConfigDict:
     """Paper setting for formal languages (for MNIST: probe_length=50, probe_activation='sigmoid')."""
     return base.config_with(
@@ -105,26 +131,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         # code, so a reader of the answer sequence trained on some codes misses it for others. False (the
         # paper): the LSTM's last output alone.
         pool_answers=False,
-        # 'gradient' (the paper): the probes are trained by the gradient of the encoder's loss through their
-        # activations. 'reinforce' (token inputs only): each probe is a token drawn from the probe softmax while
-        # training and its argmax in eval mode; the probe network is trained as a policy by REINFORCE on a
-        # label-free reward, one point for each answer (the probed LSTM's most likely output) not given before
-        # in the dialogue (`novelty`): probes that make the LSTM do something new. The drawn tokens pass no
-        # gradient, so the encoder's own loss trains only the reader.
-        probe_learning="gradient",
-        # With 'reinforce': the policy loss's weight against the encoder's loss, and the entropy bonus's.
-        reinforce_weight=0.1,
-        entropy_weight=0.001,
-        # With 'reinforce' (interactive encoder): for the first `teacher_steps` training steps the family's
-        # hand-written probing policy (`probe_policy`) is a teacher: a cross-entropy pulls the probe logits towards
-        # its proposal on the dialogue so far, and each probe is the teacher's with a probability of 1 over the
-        # first half of `teacher_steps` (behaviour cloning), falling to 0 at `teacher_steps` (DAgger; else drawn).
-        # Never in eval mode, nor after `teacher_steps`. 0: no teacher.
-        teacher_steps=0,
-        # True (the paper): the encoder's loss trains the encoder LSTM through the embedding. False (with
-        # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
-        # chooses the probes, is shaped by the probe policy's loss alone and the encoder's loss trains the head.
-        reader_trains_lstm=True,
+        **_learned_probe_fields(),
     )
 
 
@@ -240,6 +247,41 @@ class EncoderLSTM(nnx.Module):
         return lstm.run_layers(layers, xs, state, residual=self.residual)
 
 
+def _check_settings(
+    *,
+    probe_activation: str,
+    answers: str,
+    probe_length: int,
+    num_parallel: int,
+    probe_range: tuple[float, float],
+    answer_temperature: float,
+    probe_learning: str,
+    teacher_steps: int,
+    reader_trains_lstm: bool,
+) -> None:
+    """Raises a ValueError naming the first setting of a probing encoder out of its range or against another."""
+    if probe_activation not in PROBE_ACTIVATIONS:
+        raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {probe_activation!r}.")
+    if answers not in ANSWERS:
+        raise ValueError(f"answers must be one of {ANSWERS}, got {answers!r}.")
+    if probe_length < 1 or num_parallel < 1:
+        raise ValueError(f"probe_length and num_parallel must be positive, got {probe_length}, {num_parallel}.")
+    if len(probe_range) != 2 or not probe_range[0] < probe_range[1]:
+        raise ValueError(f"probe_range must be (low, high) with low < high, got {probe_range}.")
+    if not answer_temperature > 0:
+        raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
+    if probe_learning not in PROBE_LEARNING:
+        raise ValueError(f"probe_learning must be one of {PROBE_LEARNING}, got {probe_learning!r}.")
+    if probe_learning == "reinforce" and probe_activation == "sigmoid":
+        raise ValueError(
+            "probe_learning='reinforce' draws tokens: it needs token inputs, not probe_activation='sigmoid'."
+        )
+    if teacher_steps and probe_learning != "reinforce":
+        raise ValueError(f"teacher_steps={teacher_steps} needs probe_learning='reinforce'.")
+    if not reader_trains_lstm and probe_learning != "reinforce":
+        raise ValueError("reader_trains_lstm=False needs probe_learning='reinforce' (else nothing trains the LSTM).")
+
+
 class ProbingEncoder(base.Encoder):
     """The modules both probing encoders share; subclasses define `encode`."""
 
@@ -278,34 +320,23 @@ class ProbingEncoder(base.Encoder):
             `prior_scale` > 0 (e.g. one-hot strings of the task family).
         """
         super().__init__(spec, embedding_size=embedding_size, normalize=normalize)
-        if probe_activation not in PROBE_ACTIVATIONS:
-            raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {probe_activation!r}.")
-        if answers not in ANSWERS:
-            raise ValueError(f"answers must be one of {ANSWERS}, got {answers!r}.")
-        if probe_length < 1 or num_parallel < 1:
-            raise ValueError(f"probe_length and num_parallel must be positive, got {probe_length}, {num_parallel}.")
+        _check_settings(
+            probe_activation=probe_activation,
+            answers=answers,
+            probe_length=probe_length,
+            num_parallel=num_parallel,
+            probe_range=probe_range,
+            answer_temperature=answer_temperature,
+            probe_learning=probe_learning,
+            teacher_steps=teacher_steps,
+            reader_trains_lstm=reader_trains_lstm,
+        )
         self.probe_length = probe_length
         self.num_parallel = num_parallel
         self.probe_activation = probe_activation
-        if len(probe_range) != 2 or not probe_range[0] < probe_range[1]:
-            raise ValueError(f"probe_range must be (low, high) with low < high, got {probe_range}.")
         self.probe_range = tuple(probe_range)
         self.answers = answers
-        if not answer_temperature > 0:
-            raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
         self.answer_temperature = answer_temperature
-        if probe_learning not in PROBE_LEARNING:
-            raise ValueError(f"probe_learning must be one of {PROBE_LEARNING}, got {probe_learning!r}.")
-        if probe_learning == "reinforce" and probe_activation == "sigmoid":
-            raise ValueError(
-                "probe_learning='reinforce' draws tokens: it needs token inputs, not probe_activation='sigmoid'."
-            )
-        if teacher_steps and probe_learning != "reinforce":
-            raise ValueError(f"teacher_steps={teacher_steps} needs probe_learning='reinforce'.")
-        if not reader_trains_lstm and probe_learning != "reinforce":
-            raise ValueError(
-                "reader_trains_lstm=False needs probe_learning='reinforce' (else nothing trains the LSTM)."
-            )
         self.reader_trains_lstm = reader_trains_lstm
         self.reinforce_weight = reinforce_weight
         self.entropy_weight = entropy_weight
