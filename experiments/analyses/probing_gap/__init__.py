@@ -2,6 +2,7 @@
 
   python -m experiments.analyses.probing_gap --preset=quick --outdir=/tmp/probing_gap    # m = 1..4, 128 LSTMs a zoo
   python -m experiments.analyses.probing_gap --preset=medium --outdir=/tmp/probing_gap   # m = 2..4, 1024 LSTMs a zoo
+  python -m experiments.analyses.probing_gap --preset=m5 --outdir=/tmp/probing_gap       # m = 5, L = 64, 1024 LSTMs
 
 The paper proves that a prober which chooses its next input after seeing the last answer can need
 exponentially fewer probing steps than any fixed probing sequence. A combination lock
@@ -18,7 +19,8 @@ probe budget L, same training; by default each started on and held to the best p
 held-out codes (the OOD split) that implement their lock. Beside the encoders, two references with no
 learning read the same LSTMs within the same budget: the adaptive search
 (`combination_lock.adaptive_search`) and the best fixed sequence (a de Bruijn prefix,
-`combination_lock.fixed_read`). Between the two: the fixed sequence's answers read by the downstream
+`combination_lock.fixed_read`). Each probing encoder's own trained probes are read the same way (their
+answers counted, `<encoder>_pooled_by_probe`), apart from its learned reader. Between the two: the fixed sequence's answers read by the downstream
 probe the encoders are scored with, fitted on the training codes (`READERS`): what a learned reader of
 the best fixed probe reads of held-out codes. The same is done for several budgets L at one m.
 `--encoders=interactive,noninteractive` trains only those.
