@@ -19,10 +19,11 @@ probe budget L, same training; by default each started on and held to the best p
 held-out codes (the OOD split) that implement their lock. Beside the encoders, two references with no
 learning read the same LSTMs within the same budget: the adaptive search
 (`combination_lock.adaptive_search`) and the best fixed sequence (a de Bruijn prefix,
-`combination_lock.fixed_read`). Each probing encoder's own trained probes are read the same way (their
-answers counted, `<encoder>_pooled_by_probe`), apart from its learned reader. Between the two: the fixed sequence's answers read by the downstream
+`combination_lock.fixed_read`). Between the two: the fixed sequence's answers read by the downstream
 probe the encoders are scored with, fitted on the training codes (`READERS`): what a learned reader of
-the best fixed probe reads of held-out codes. The same is done for several budgets L at one m.
+the best fixed probe reads of held-out codes; each probing encoder's own trained probes read the same way
+(their answers counted, `<encoder>_pooled_by_probe`), apart from its learned reader. The same is done for
+several budgets L at one m.
 `--encoders=interactive,noninteractive` trains only those.
 
 A learned encoder always answers (an MLP probe on its embedding); a reference reads a label or
