@@ -89,11 +89,7 @@ def _readers_note(result: dict) -> str:
     too; empty for results files from before these readers."""
     if not result.get("readers"):
         return ""
-    learned = [
-        r
-        for r in result["readers"]
-        if r not in ("fixed_read_by_probe", "fixed_pooled_by_probe", "adaptive_pooled_by_probe")
-    ]
+    learned = [r for r in result["readers"] if r.removesuffix("_pooled_by_probe") in result["encoders"]]
     return (
         " `fixed_read_by_probe` and `fixed_pooled_by_probe`: the fixed reference's answers read by the "
         "encoders' probe, fitted on the training codes, as a sequence and as counts of each answer"

@@ -95,7 +95,7 @@ class Interactive(probing.ProbingEncoder):
             proposal = None if search is None else jax.vmap(jax.vmap(self.policy.propose))(search)
             offsets = None if self.policy_scale is None else self.policy_scale * proposal
             logits = self.probe_logits(ys[0], step, offsets)
-            draw_key, teach_key = jax.random.split(key)
+            draw_key, teach_key = (key, key) if self.sampler is None else jax.random.split(key)
             probes = self.activate(logits, draw_key)
             drawn = jnp.ones(probes.shape[:-1], bool)
             if teach is not None:  # the teacher enters its own symbol with probability `teach`
