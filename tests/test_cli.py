@@ -93,7 +93,7 @@ def _tree(path):
             marks=pytest.mark.slow,
         ),
         pytest.param(
-            "experiments.run.upgrade",
+            "experiments.upgrade",
             ["--path={tmp}/no_zoo"],
             r"Error \(ConfigError\): --path=.*no_zoo is not a directory",
             marks=pytest.mark.slow,

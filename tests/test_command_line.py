@@ -122,8 +122,8 @@ IN_PROCESS = [
         ["--preset=smoke", "--overrides=encoder.nonsense=3", "--outdir={new}"],
         "no run's config has the key",
     ),
-    ("silent 8: upgrading a file", "experiments.run.upgrade", ["--path={file}"], "is not a directory"),
-    ("silent 8: upgrading a missing folder", "experiments.run.upgrade", ["--path={new}"], "is not a directory"),
+    ("silent 8: upgrading a file", "experiments.upgrade", ["--path={file}"], "is not a directory"),
+    ("silent 8: upgrading a missing folder", "experiments.upgrade", ["--path={new}"], "is not a directory"),
     (
         "ugly: a NaN learning rate",
         "zoo_builder.main",
@@ -447,7 +447,7 @@ COMMANDS = {
         (("--workdir={run}",), {"--num_snapshots": ["1", "x"], "--cpu_devices": ["-1"]}),
     ],
     "experiments.analyses.loss_correlation": [((), {"--outdir": ["{file}", "{new}", "{run}", "{build}"]})],
-    "experiments.run.upgrade": [((), {"--path": ["{file}", "{new}", ""]})],
+    "experiments.upgrade": [((), {"--path": ["{file}", "{new}", ""]})],
     "experiments.benchmarks.plan": [
         (
             ("--tables=quick",),

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.run import context, evaluate, train, upgrade, workdirs
+from experiments import upgrade
+from experiments.run import context, evaluate, train, workdirs
 from experiments.run.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
 from zoo_builder import build

@@ -83,7 +83,7 @@ def test_1_an_upgrade_beside_a_stray_npy_is_refused_and_the_arrays_survive(smoke
     shutil.rmtree(path / "npy")
     checkpointing.save_pytree(path / "arrays", {"params": loaded.params, "behaviour": loaded.behaviour})
     (path / "npy").mkdir()
-    _refused(tmp_path, ["experiments.run.upgrade", f"--path={path}"], "ZooError", "is not a complete copy of them")
+    _refused(tmp_path, ["experiments.upgrade", f"--path={path}"], "ZooError", "is not a complete copy of them")
     shutil.rmtree(path / "npy")
     assert zoo.upgrade(path)
     again = zoo.load(path)

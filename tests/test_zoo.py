@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import upgrade
 from experiments.configs import flat
-from experiments.run import upgrade, workdirs
+from experiments.run import workdirs
 from weightspace import checkpointing, files, lstm, zoo
 
 SPEC = lstm.LSTMSpec(6, 4, 2, 6)
@@ -280,7 +281,7 @@ def test_an_orbax_zoo_is_refused_naming_the_upgrade_and_upgrades_in_place(manife
     params, behaviour = _write_orbax(tmp_path / "zoo", manifest=manifest)
     metadata = (tmp_path / "zoo" / "metadata.json").read_text()
     for on_disk in (False, True):
-        with pytest.raises(zoo.ZooError, match=r"older format .* python -m experiments.run.upgrade --path="):
+        with pytest.raises(zoo.ZooError, match=r"older format .* python -m experiments.upgrade --path="):
             zoo.load(tmp_path / "zoo", on_disk=on_disk)
     with pytest.raises(zoo.ZooError, match="older format"):
         zoo.verify(tmp_path / "zoo")

@@ -461,7 +461,7 @@ def load(path: str | os.PathLike, verify: bool = True, on_disk: bool = False) ->
     return Zoo(params=params, behaviour=arrays["behaviour"], metadata=metadata, spec=spec, info=_info(document))
 
 
-UPGRADE_COMMAND = "python -m experiments.run.upgrade --path={path}"
+UPGRADE_COMMAND = "python -m experiments.upgrade --path={path}"
 
 
 def _require_npy(path: str) -> None:

@@ -163,7 +163,6 @@ def analyse(workdir: str, num_snapshots: int, seed: int) -> dict:
             rows.append(
                 dict(
                     encoder=config.encoder.name,
-                    workdir=workdir,
                     state=state,
                     kind=kind,
                     relative_change=float(np.mean(moved[kind])) / scale,

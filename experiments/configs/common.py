@@ -130,7 +130,7 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
     config.train.data_parallel = False
     # Leave the zoo in its files and read each step's batch from them on a thread, ahead of the step,
     # instead of placing the whole zoo on the devices: for zoos larger than host or device memory. Same
-    # batches, same result. Needs a zoo stored as .npy files (python -m experiments.run.upgrade).
+    # batches, same result. Needs a zoo stored as .npy files (python -m experiments.upgrade).
     config.train.zoo_on_disk = False
 
     config.eval = ml_collections.ConfigDict()

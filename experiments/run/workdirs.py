@@ -18,7 +18,8 @@ from absl import logging
 from flax import nnx
 
 import zoo_builder
-from experiments.run import batches, context, layout, objectives, upgrade
+from experiments import upgrade
+from experiments.run import batches, context, layout, objectives
 from experiments.run.model import Model, SupervisedModel, initial_state, make_optimizer
 from weightspace import checkpointing, files, zoo
 from weightspace.errors import UserError
@@ -60,7 +61,7 @@ def run_zoo_path(workdir: str) -> str:
 
 def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
     """The zoo identity a run recorded at its start (None before it started); one from before identities
-    were recorded (only the path) is refused, naming the command that upgrades it (`experiments.run.upgrade`)."""
+    were recorded (only the path) is refused, naming the command that upgrades it (`experiments.upgrade`)."""
     path = layout.run_file(workdir, layout.ZOO_RECORD)
     if not os.path.exists(path):
         return None
@@ -68,7 +69,7 @@ def _recorded_zoo(workdir: str) -> dict[str, Any] | None:
     if set(recorded) == {"path"}:
         raise TrainingError(
             f"{path} records only its zoo's path, as runs did before zoo identities. Upgrade it once, in place "
-            f"(it records the identity of the zoo at that path): python -m experiments.run.upgrade --path={workdir}"
+            f"(it records the identity of the zoo at that path): python -m experiments.upgrade --path={workdir}"
         )
     return recorded
 
@@ -132,7 +133,7 @@ def ensure_zoo(config: ml_collections.ConfigDict) -> str:
 
 def _recorded_config(workdir: str) -> dict:
     """The config a workdir recorded (as JSON); one written before fields were added is refused, naming the
-    command that upgrades it (`experiments.run.upgrade`)."""
+    command that upgrades it (`experiments.upgrade`)."""
     path = layout.run_file(workdir, layout.CONFIG)
     saved = files.read_json(path)
     missing = upgrade.missing_fields(saved)
@@ -140,7 +141,7 @@ def _recorded_config(workdir: str) -> dict:
         raise TrainingError(
             f"{path} was written before the config fields {', '.join(missing[:4])}"
             f"{' and more' if len(missing) > 4 else ''} existed. Upgrade it once, in place (it trains and "
-            f"evaluates as before): python -m experiments.run.upgrade --path={workdir}"
+            f"evaluates as before): python -m experiments.upgrade --path={workdir}"
         )
     return saved
 

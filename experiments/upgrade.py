@@ -1,6 +1,6 @@
 """Moves the project's older outputs forward, in place, so the code path reads only today's formats.
 
-  python -m experiments.run.upgrade --path=DIR
+  python -m experiments.upgrade --path=DIR
 
 Upgrades every training workdir (a directory holding `config.json`) and every zoo (`metadata.json` and
 `COMPLETE`) at or under DIR: a run's recorded config gets the fields added to the configs since it was
