@@ -28,12 +28,13 @@ def test_options_are_parsed_and_named():
 def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     outdir = str(tmp_path / "gap")
     options = probing_gap.Options.parse(probing_gap.DEFAULT_VARIANTS, probing_gap.DEFAULT_OVERRIDES)
-    result = probing_gap.make(outdir, "smoke", options, seeds=1)
+    result = probing_gap.make(outdir, "smoke", options, seeds=1, zoo_runs=20)  # the preset's 16, overridden
     for name in ("probing_gap.json", "probing_gap.md", "probing_gap_m.png", "probing_gap_budget.png"):
         assert os.path.getsize(os.path.join(outdir, name)) > 0
     saved = json.loads((tmp_path / "gap" / "probing_gap.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
     plan = probing_gap.PLANS["smoke"]
+    assert saved["plan"]["num_runs"] == 20 and saved["zoos"][0]["num_snapshots"] == 20 * len(plan.snapshot_steps)
     rows = {(r["row"], r["budget"]) for r in saved["rows"]}
     assert {(e, plan.budget) for e in probing_gap.ENCODERS} <= rows
     assert {(r, b) for r in probing_gap.REFERENCES for b in plan.sweep_budgets} <= rows

@@ -58,6 +58,7 @@ def main(argv):
         flags.FLAGS.seeds,
         command=provenance.command(),
         encoders=flags.FLAGS.encoders,
+        zoo_runs=flags.FLAGS.zoo_runs,
     )
 
 
@@ -65,6 +66,9 @@ if __name__ == "__main__":
     flags.DEFINE_enum("preset", "quick", list(PLANS), "Size: zoos, code lengths, budgets and training.")
     flags.DEFINE_list("variants", list(DEFAULT_VARIANTS), "Named departures of every run (see configs).")
     flags.DEFINE_list("overrides", list(DEFAULT_OVERRIDES), "key=value config overrides of every run that has the key.")
+    flags.DEFINE_integer(
+        "zoo_runs", None, "LSTMs per zoo (default: the preset's); more hold out more distinct locks.", lower_bound=1
+    )
     flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")
     flags.DEFINE_string("outdir", None, "Where zoos, runs, tables and figures go.", required=True)

@@ -136,17 +136,23 @@ def mean_rows(rows: list[dict]) -> list[dict]:
 
 
 def make(
-    outdir: str, preset: str, options: Options, seeds: int, command: str = "", encoders: Sequence[str] = ENCODERS
+    outdir: str,
+    preset: str,
+    options: Options,
+    seeds: int,
+    command: str = "",
+    encoders: Sequence[str] = ENCODERS,
+    zoo_runs: int | None = None,
 ) -> dict:
-    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset`; writes the figures, the JSON and
-    its markdown."""
+    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset` (its zoos of `zoo_runs` LSTMs
+    where given); writes the figures, the JSON and its markdown."""
     if preset not in PLANS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
     unknown = sorted(set(encoders) - set(ENCODERS))
     if unknown:
         raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
     encoders = tuple(e for e in ENCODERS if e in encoders)
-    plan = PLANS[preset]
+    plan = PLANS[preset] if zoo_runs is None else dataclasses.replace(PLANS[preset], num_runs=zoo_runs)
     ownership.claim(outdir, "probing_gap")
     start = time.time()
     rows, zoos = all_rows(plan, outdir, options, seeds, encoders)
