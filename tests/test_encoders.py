@@ -483,3 +483,25 @@ def test_a_reader_that_does_not_train_the_lstm_leaves_it_to_the_policy():
     assert reader == 0 and policy > 0
     with pytest.raises(ValueError, match="reader_trains_lstm=False needs probe_learning='reinforce'"):
         _build("interactive", reader_trains_lstm=False)
+
+
+@pytest.mark.parametrize("name", ["noninteractive", pytest.param("interactive", marks=pytest.mark.slow)])
+def test_answer_recall_is_the_cross_entropy_of_the_answers_each_sequence_drew(name):
+    """The recorded loss is the weighted binary cross-entropy between the linear decoding of the embedding and
+    which answers each probing sequence drew, computed here by running each LSTM on its probes."""
+    encoder = _build(name, answers="argmax", pool_answers=True, normalize=False, answer_recall_weight=2.0)
+    params = _params()
+    probes = encoder.probing_inputs(params)  # [time, batch, parallel, input]
+    run = jax.vmap(jax.vmap(lstm.apply, in_axes=(None, 1), out_axes=1), in_axes=(0, 1), out_axes=1)
+    outputs, _ = run(params, probes)  # [time, batch, parallel, output]
+    drawn = np.asarray(jax.nn.one_hot(jnp.argmax(outputs, -1), SPEC.output_size).max(0).reshape(BATCH, -1))
+    assert 0 < drawn.mean() < 1  # some answers given, some not: the check is not vacuous
+    embedding, recorded = _recorded(encoder, params)
+    likely = 1 / (1 + np.exp(-np.asarray(encoder.recall(embedding), np.float64)))
+    expected = -2.0 * np.mean(drawn * np.log(likely) + (1 - drawn) * np.log(1 - likely))
+    assert set(recorded) == {"answer_loss"}
+    np.testing.assert_allclose(recorded["answer_loss"], expected, rtol=1e-5)
+    encoder.eval()
+    assert _recorded(encoder, params)[1] == {}  # nothing is recorded when evaluated
+    with pytest.raises(ValueError, match="needs answers='argmax'"):
+        _build(name, answer_recall_weight=1.0)

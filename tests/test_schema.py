@@ -122,6 +122,16 @@ def test_learned_policy_probes_need_tokens_and_a_teacher_needs_a_policy():
     )
 
 
+def test_answer_recall_needs_argmax_answers():
+    config = common.experiment("interactive", "smoke", "combination_lock")
+    config.encoder.answer_recall_weight = 1.0
+    assert experiment_schema.problems(config) == [
+        "encoder.answer_recall_weight=1.0 recalls the drawn answers: it needs encoder.answers='argmax'"
+    ]
+    config.encoder.answers = "argmax"
+    assert experiment_schema.problems(config) == []
+
+
 @pytest.mark.parametrize("dataset", ["formal_languages", "combination_lock"])
 def test_the_mnist_variants_are_refused_on_other_families(dataset):
     rotations = experiment_schema.problems(common.experiment("interactive", "smoke,probe_rotations", dataset))

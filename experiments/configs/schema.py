@@ -106,6 +106,14 @@ def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
     return []
 
 
+def _answer_recall_fits(config: ml_collections.ConfigDict) -> list[str]:
+    """Recalling which answers were drawn needs answers that are drawn classes (argmax), not distributions."""
+    weight, answers = config.encoder.get("answer_recall_weight"), config.encoder.get("answers")
+    if weight and answers != "argmax":
+        return [f"encoder.answer_recall_weight={weight} recalls the drawn answers: it needs encoder.answers='argmax'"]
+    return []
+
+
 def _probe_activation(config: ml_collections.ConfigDict) -> str:
     """The probing encoder's activation, "auto" resolved to its (known) family's."""
     activation = config.encoder.probe_activation
@@ -146,6 +154,7 @@ RELATIONS = (
     _one_objective,
     _policy_exists,
     _policy_learning_fits,
+    _answer_recall_fits,
     _probe_range_used,
     _probe_set_exists,
 )

@@ -84,6 +84,7 @@ FIELD_RULES: dict[str, schema.Rule] = {
     "entropy_weight": schema.Float(0.0),
     "teacher_steps": schema.Int(0),
     "reader_trains_lstm": schema.Bool(),
+    "answer_recall_weight": schema.Float(0.0),
 }
 # Config fields that are not constructor arguments.
 _NOT_MODULE_FIELDS = ("name", "augment")

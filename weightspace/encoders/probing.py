@@ -80,6 +80,11 @@ def _learned_probe_fields() -> dict:
         # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
         # chooses the probes, is shaped by the probe policy's loss alone and the encoder's loss trains the head.
         reader_trains_lstm=True,
+        # > 0 (argmax answers): the weight of a label-free loss asking the embedding to recall which answers each
+        # probing sequence drew (a multi-hot over the output classes per sequence, decoded by a linear map), so
+        # what the probes found stays in the embedding where emulation on the stored sequences never shows it (a
+        # lock's label, shown only once its code is entered). 0 (the paper): none.
+        answer_recall_weight=0.0,
     )
 
 
@@ -247,39 +252,43 @@ class EncoderLSTM(nnx.Module):
         return lstm.run_layers(layers, xs, state, residual=self.residual)
 
 
-def _check_settings(
-    *,
-    probe_activation: str,
-    answers: str,
-    probe_length: int,
-    num_parallel: int,
-    probe_range: tuple[float, float],
-    answer_temperature: float,
-    probe_learning: str,
-    teacher_steps: int,
-    reader_trains_lstm: bool,
-) -> None:
+def _check_settings(encoder: "ProbingEncoder") -> None:
     """Raises a ValueError naming the first setting of a probing encoder out of its range or against another."""
-    if probe_activation not in PROBE_ACTIVATIONS:
-        raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {probe_activation!r}.")
-    if answers not in ANSWERS:
-        raise ValueError(f"answers must be one of {ANSWERS}, got {answers!r}.")
-    if probe_length < 1 or num_parallel < 1:
-        raise ValueError(f"probe_length and num_parallel must be positive, got {probe_length}, {num_parallel}.")
-    if len(probe_range) != 2 or not probe_range[0] < probe_range[1]:
-        raise ValueError(f"probe_range must be (low, high) with low < high, got {probe_range}.")
-    if not answer_temperature > 0:
-        raise ValueError(f"answer_temperature must be positive, got {answer_temperature}.")
-    if probe_learning not in PROBE_LEARNING:
-        raise ValueError(f"probe_learning must be one of {PROBE_LEARNING}, got {probe_learning!r}.")
-    if probe_learning == "reinforce" and probe_activation == "sigmoid":
+    e = encoder
+    if e.probe_activation not in PROBE_ACTIVATIONS:
+        raise ValueError(f"probe_activation must be one of {PROBE_ACTIVATIONS}, got {e.probe_activation!r}.")
+    if e.answers not in ANSWERS:
+        raise ValueError(f"answers must be one of {ANSWERS}, got {e.answers!r}.")
+    if e.probe_length < 1 or e.num_parallel < 1:
+        raise ValueError(f"probe_length and num_parallel must be positive, got {e.probe_length}, {e.num_parallel}.")
+    if len(e.probe_range) != 2 or not e.probe_range[0] < e.probe_range[1]:
+        raise ValueError(f"probe_range must be (low, high) with low < high, got {e.probe_range}.")
+    if not e.answer_temperature > 0:
+        raise ValueError(f"answer_temperature must be positive, got {e.answer_temperature}.")
+    if e.probe_learning not in PROBE_LEARNING:
+        raise ValueError(f"probe_learning must be one of {PROBE_LEARNING}, got {e.probe_learning!r}.")
+    if e.probe_learning == "reinforce" and e.probe_activation == "sigmoid":
         raise ValueError(
             "probe_learning='reinforce' draws tokens: it needs token inputs, not probe_activation='sigmoid'."
         )
-    if teacher_steps and probe_learning != "reinforce":
-        raise ValueError(f"teacher_steps={teacher_steps} needs probe_learning='reinforce'.")
-    if not reader_trains_lstm and probe_learning != "reinforce":
+    if e.teacher_steps and e.probe_learning != "reinforce":
+        raise ValueError(f"teacher_steps={e.teacher_steps} needs probe_learning='reinforce'.")
+    if not e.reader_trains_lstm and e.probe_learning != "reinforce":
         raise ValueError("reader_trains_lstm=False needs probe_learning='reinforce' (else nothing trains the LSTM).")
+    if e.answer_recall_weight and e.answers != "argmax":
+        raise ValueError(
+            f"answer_recall_weight recalls which answers were drawn: it needs answers='argmax', not {e.answers!r}."
+        )
+
+
+def _scaled_prior(prior_scale: float, probe_prior: jax.Array | None, shape: tuple[int, ...]) -> nnx.Param | None:
+    """The prior offsets `prior_scale * probe_prior` [*shape] as a parameter; None at scale 0."""
+    if not prior_scale:
+        return None
+    if probe_prior is None or tuple(probe_prior.shape) != shape:
+        got = None if probe_prior is None else tuple(probe_prior.shape)
+        raise ValueError(f"prior_scale={prior_scale} needs probe_prior of shape {shape}, got {got}.")
+    return nnx.Param(prior_scale * jnp.asarray(probe_prior, jnp.float32))
 
 
 class ProbingEncoder(base.Encoder):
@@ -310,54 +319,41 @@ class ProbingEncoder(base.Encoder):
         entropy_weight: float,
         teacher_steps: int,
         reader_trains_lstm: bool,
+        answer_recall_weight: float,
         rngs: nnx.Rngs,
         probe_prior: jax.Array | None = None,
     ):
-        """Modules of the paper's sizes (fields of `default_config`).
-
-        Args:
-          probe_prior: inputs [probe_length, num_parallel, input_size] the probes start near when
-            `prior_scale` > 0 (e.g. one-hot strings of the task family).
-        """
+        """Modules of the paper's sizes (fields of `default_config`); `probe_prior`: inputs [probe_length,
+        num_parallel, input_size] the probes start near when `prior_scale` > 0 (e.g. the family's strings)."""
         super().__init__(spec, embedding_size=embedding_size, normalize=normalize)
-        _check_settings(
-            probe_activation=probe_activation,
-            answers=answers,
-            probe_length=probe_length,
-            num_parallel=num_parallel,
-            probe_range=probe_range,
-            answer_temperature=answer_temperature,
-            probe_learning=probe_learning,
-            teacher_steps=teacher_steps,
-            reader_trains_lstm=reader_trains_lstm,
-        )
         self.probe_length = probe_length
         self.num_parallel = num_parallel
         self.probe_activation = probe_activation
         self.probe_range = tuple(probe_range)
         self.answers = answers
         self.answer_temperature = answer_temperature
+        self.probe_learning = probe_learning
         self.reader_trains_lstm = reader_trains_lstm
         self.reinforce_weight = reinforce_weight
         self.entropy_weight = entropy_weight
         self.teacher_steps = teacher_steps
+        self.answer_recall_weight = answer_recall_weight
+        self.deterministic = False  # eval mode (`model.eval()`): no loss is recorded
+        _check_settings(self)
         self.sampler = ProbeSampler(rngs=rngs) if probe_learning == "reinforce" else None
-        expected = (probe_length, num_parallel, spec.input_size)
-        if prior_scale and (probe_prior is None or tuple(probe_prior.shape) != expected):
-            shape = None if probe_prior is None else tuple(probe_prior.shape)
-            raise ValueError(f"prior_scale={prior_scale} needs probe_prior of shape {expected}, got {shape}.")
-        self.prior = nnx.Param(prior_scale * jnp.asarray(probe_prior, jnp.float32)) if prior_scale else None
+        self.prior = _scaled_prior(prior_scale, probe_prior, (probe_length, num_parallel, spec.input_size))
         self.code = nnx.Linear(lstm_size, num_parallel * code_size, rngs=rngs)
         self.probe_mlp = base.MLP([code_size, *probe_hidden_sizes, spec.input_size], rngs=rngs)
+        answered = num_parallel * spec.output_size  # the width of one step's answer vectors
         # Drawn probes are not a function of what the encoder LSTM has read, so it reads them beside the answers.
         asked = num_parallel * spec.input_size if self.sampler is not None else 0
-        self.read = nnx.Linear(num_parallel * spec.output_size + asked, lstm_size, rngs=rngs)
+        self.read = nnx.Linear(answered + asked, lstm_size, rngs=rngs)
         self.bos = nnx.Param(jnp.zeros((lstm_size,)))
         self.eos = nnx.Param(jnp.zeros((lstm_size,)))
         self.lstm = EncoderLSTM(lstm_size, lstm_layers, residual, rngs=rngs)
         self.pool_answers = pool_answers
-        pooled = num_parallel * spec.output_size if pool_answers else 0
-        self.head = base.MLP([lstm_size + pooled, *hidden_sizes, embedding_size], rngs=rngs)
+        self.head = base.MLP([lstm_size + pool_answers * answered, *hidden_sizes, embedding_size], rngs=rngs)
+        self.recall = nnx.Linear(embedding_size, answered, rngs=rngs) if answer_recall_weight else None
 
     def probing_inputs(self, params: Params) -> jax.Array:
         """The probing inputs each LSTM is given: [probe_length, batch, num_parallel, input_size]."""
@@ -472,4 +468,18 @@ class ProbingEncoder(base.Encoder):
         eos = jnp.broadcast_to(self.eos[...], xs.shape[1:])
         ys, _ = self.lstm(jnp.concatenate([xs, eos[None]]), state)
         last = ys[-1] if self.reader_trains_lstm else jax.lax.stop_gradient(ys[-1])
-        return self.head(jnp.concatenate([last, answers.mean(0)], axis=-1) if self.pool_answers else last)
+        embedding = self.head(jnp.concatenate([last, answers.mean(0)], axis=-1) if self.pool_answers else last)
+        self.recall_answers(answers, embedding)
+        return embedding
+
+    def recall_answers(self, answers: jax.Array, embedding: jax.Array) -> None:
+        """With `answer_recall_weight`, outside eval mode: records (`nnx.sow`, "answer_loss") how well the
+        embedding [batch, E] recalls which answers each probing sequence drew: the answer vectors [probe_length,
+        batch, parallel * out] (one-hot argmaxes) maxed over time, a multi-hot target, against a linear decoding
+        of the embedding (binary cross-entropy, mean over sequences and classes)."""
+        if self.recall is None or self.deterministic:
+            return
+        drawn = jax.lax.stop_gradient(answers.max(0))  # [batch, parallel * out], in {0, 1}
+        logits = self.recall(embedding)
+        loss = jnp.mean(jnp.logaddexp(0.0, logits) - drawn * logits)  # binary cross-entropy with logits
+        self.sow(nnx.Intermediate, "answer_loss", self.answer_recall_weight * loss)
