@@ -181,7 +181,7 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     for attempt in (lambda: train.train(config, str(workdir)), lambda: workdirs.run_zoo_path(str(workdir))):
         with pytest.raises(
-            workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.run\.upgrade --path="
+            workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.upgrade --path="
         ):
             attempt()
     assert upgrade.upgrade(str(workdir)) == [f"{workdir}: zoo.json given the identity of its zoo"]
@@ -283,7 +283,7 @@ def test_a_run_from_before_the_added_fields_is_refused_until_upgraded_then_resum
     for added in ("answers", "prior_scale"):
         del saved["encoder"][added]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    message = r"written before the config fields encoder\.answers, .* python -m experiments\.run\.upgrade --path="
+    message = r"written before the config fields encoder\.answers, .* python -m experiments\.upgrade --path="
     for attempt in (
         lambda: train.train(_config("noninteractive", smoke_zoo, num_steps=10), str(tmp_path)),
         lambda: workdirs.load_model(str(tmp_path)),
