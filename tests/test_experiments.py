@@ -180,9 +180,7 @@ def test_a_resume_on_another_zoo_is_refused(smoke_zoo, tmp_path, monkeypatch):
     files.write_json(workdir / "zoo.json", {"path": zoo_a})
     monkeypatch.setenv("WEIGHTSPACE_ZOOS", str(tmp_path / "a"))
     for attempt in (lambda: train.train(config, str(workdir)), lambda: workdirs.run_zoo_path(str(workdir))):
-        with pytest.raises(
-            workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.upgrade --path="
-        ):
+        with pytest.raises(workdirs.TrainingError, match=r"records only its zoo's path.*experiments\.upgrade --path="):
             attempt()
     assert upgrade.upgrade(str(workdir)) == [f"{workdir}: zoo.json given the identity of its zoo"]
     assert json.loads((workdir / "zoo.json").read_text()) == recorded and upgrade.upgrade(str(workdir)) == []
