@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 from flax import nnx
 
 from weightspace import lstm
@@ -481,5 +482,5 @@ class ProbingEncoder(base.Encoder):
             return
         drawn = jax.lax.stop_gradient(answers.max(0))  # [batch, parallel * out], in {0, 1}
         logits = self.recall(embedding)
-        loss = jnp.mean(jnp.logaddexp(0.0, logits) - drawn * logits)  # binary cross-entropy with logits
+        loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, drawn))
         self.sow(nnx.Intermediate, "answer_loss", self.answer_recall_weight * loss)
