@@ -167,6 +167,12 @@ IN_PROCESS = [
         "is not key=value",
     ),
     (
+        "ugly: a learned budget outside the sweep",
+        "experiments.analyses.probing_gap",
+        ["--preset=smoke", "--learned_budgets=4", "--outdir={new}"],
+        "--learned_budgets=4: 4 must each be one of \\['3', '6', '11'\\]",
+    ),
+    (
         "ugly: an unknown probing-gap variant",
         "experiments.analyses.probing_gap",
         ["--variants=nonsense", "--outdir={new}"],
@@ -425,6 +431,7 @@ COMMANDS = {
                     "encoder.answers=nonsense",
                 ],
                 "--encoders": ["nonsense", "dwsnet,dwsnet"],
+                "--learned_budgets": ["4", "x", "6,6"],
                 "--seeds": ["0", "x"],
                 "--outdir": ["{file}", "{run}", "{build}", ""],
             },

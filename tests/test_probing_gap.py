@@ -28,7 +28,8 @@ def test_options_are_parsed_and_named():
 def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     outdir = str(tmp_path / "gap")
     options = probing_gap.Options.parse(probing_gap.DEFAULT_VARIANTS, probing_gap.DEFAULT_OVERRIDES)
-    result = probing_gap.make(outdir, "smoke", options, seeds=1, zoo_runs=20)  # the preset's 16, overridden
+    # The preset's 16 LSTMs and its learned budget (6) overridden.
+    result = probing_gap.make(outdir, "smoke", options, seeds=1, zoo_runs=20, learned_budgets=[6, 11])
     for name in ("probing_gap.json", "probing_gap.md", "probing_gap_m.png", "probing_gap_budget.png"):
         assert os.path.getsize(os.path.join(outdir, name)) > 0
     saved = json.loads((tmp_path / "gap" / "probing_gap.json").read_text())
@@ -36,7 +37,10 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     plan = probing_gap.PLANS["smoke"]
     assert saved["plan"]["num_runs"] == 20 and saved["zoos"][0]["num_snapshots"] == 20 * len(plan.snapshot_steps)
     rows = {(r["row"], r["budget"]) for r in saved["rows"]}
-    assert {(e, plan.budget) for e in probing_gap.ENCODERS} <= rows
+    assert {(e, b) for e in probing_gap.ENCODERS for b in (plan.budget, 11)} <= rows
+    assert saved["plan"]["learned_budgets"] == [6, 11] and ("interactive", 3) not in rows
+    with pytest.raises(ValueError, match=r"learned budgets \[4\] are not in the smoke sweep's \[3, 6, 11\]"):
+        probing_gap.make(outdir, "smoke", options, seeds=1, learned_budgets=[4])
     assert {(r, b) for r in probing_gap.REFERENCES for b in plan.sweep_budgets} <= rows
     # The fixed sequence read by the encoders' probe, at every budget, on the same held-out LSTMs.
     assert {(r, b) for r in probing_gap.READERS for b in plan.sweep_budgets} <= rows

@@ -28,6 +28,9 @@ def check_flags(flag_values) -> list[str]:
         *cli.list_problems("encoders", flag_values.encoders, schema.Choice(*ENCODERS)),
         *cli.directory_problems("outdir", flag_values.outdir, "probing_gap"),
     ]
+    if flag_values.learned_budgets is not None:
+        sweep = PLANS[flag_values.preset].sweep_budgets
+        problems += cli.list_problems("learned_budgets", flag_values.learned_budgets, schema.Choice(*map(str, sweep)))
     if problems:
         return problems
     try:
@@ -59,6 +62,7 @@ def main(argv):
         command=provenance.command(),
         encoders=flags.FLAGS.encoders,
         zoo_runs=flags.FLAGS.zoo_runs,
+        learned_budgets=None if flags.FLAGS.learned_budgets is None else [int(b) for b in flags.FLAGS.learned_budgets],
     )
 
 
@@ -68,6 +72,9 @@ if __name__ == "__main__":
     flags.DEFINE_list("overrides", list(DEFAULT_OVERRIDES), "key=value config overrides of every run that has the key.")
     flags.DEFINE_integer(
         "zoo_runs", None, "LSTMs per zoo (default: the preset's); more hold out more distinct locks.", lower_bound=1
+    )
+    flags.DEFINE_list(
+        "learned_budgets", None, "Budgets L of the sweep the encoders are trained at too (default: the preset's)."
     )
     flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")

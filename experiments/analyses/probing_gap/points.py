@@ -143,9 +143,11 @@ def make(
     command: str = "",
     encoders: Sequence[str] = ENCODERS,
     zoo_runs: int | None = None,
+    learned_budgets: Sequence[int] | None = None,
 ) -> dict:
     """Runs or reuses every zoo, run (of `encoders`) and reference of `preset` (its zoos of `zoo_runs` LSTMs
-    where given); writes the figures, the JSON and its markdown."""
+    and the encoders trained at `learned_budgets` of its budget sweep, where given); writes the figures, the
+    JSON and its markdown."""
     if preset not in PLANS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
     unknown = sorted(set(encoders) - set(ENCODERS))
@@ -153,6 +155,11 @@ def make(
         raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
     encoders = tuple(e for e in ENCODERS if e in encoders)
     plan = PLANS[preset] if zoo_runs is None else dataclasses.replace(PLANS[preset], num_runs=zoo_runs)
+    if learned_budgets is not None:
+        outside = sorted(set(learned_budgets) - set(plan.sweep_budgets))
+        if outside:
+            raise ValueError(f"learned budgets {outside} are not in the {preset} sweep's {list(plan.sweep_budgets)}.")
+        plan = dataclasses.replace(plan, learned_budgets=tuple(sorted(learned_budgets)))
     ownership.claim(outdir, "probing_gap")
     start = time.time()
     rows, zoos = all_rows(plan, outdir, options, seeds, encoders)
