@@ -409,6 +409,16 @@ def test_presets_and_variants_in_the_config_argument():
     config = importlib.import_module("experiments.configs.interactive").get_config("medium,probe_prior,condition_every")
     assert (config.zoo.preset, config.train.num_steps, config.emulator.condition) == ("medium", 6000, "every")
     assert (config.encoder.prior_scale, paper.encoder.prior_scale, paper.emulator.condition) == (3.0, 0.0, "first")
+    # Variants apply in the table's order: answer_recall after probe_curiosity, however they are named.
+    interactive = importlib.import_module("experiments.configs.interactive")
+    recall = interactive.get_config("quick,answer_recall,probe_curiosity")
+    assert recall == interactive.get_config("quick,probe_curiosity,answer_recall")
+    assert (recall.encoder.answers, recall.encoder.answer_recall_weight, recall.encoder.reader_trains_lstm) == (
+        "argmax",
+        1.0,
+        False,
+    )
+    assert interactive.get_config("quick,answer_recall").encoder.reader_trains_lstm  # the paper's, without a policy
     mechanistic = importlib.import_module("experiments.configs.dwsnet").get_config("quick,probe_prior")
     assert mechanistic.encoder == importlib.import_module("experiments.configs.dwsnet").get_config("quick").encoder
     for bad, message in (("quick,smoke", "at most one preset"), ("quick,no_such_variant", "neither a preset")):

@@ -50,8 +50,9 @@ def get_config(encoder: str, arg: str | None, quick: dict, smoke: dict) -> ml_co
     _add_objectives(config)
     _add_training(config)
     _shrink(config, preset, quick, smoke)
-    for variant in variants:
-        VARIANTS[variant](config)
+    for name, apply in VARIANTS.items():  # in the table's order, whatever the argument's
+        if name in variants:
+            apply(config)
     return config
 
 
@@ -231,6 +232,15 @@ def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
         config.encoder.teacher_steps = int(config.train.num_steps * TEACHER_SHARE)
 
 
+def _answer_recall(config: ml_collections.ConfigDict) -> None:
+    if encoders.probes(config.encoder.name):  # the others are unchanged
+        config.encoder.answers = "argmax"
+        config.encoder.pool_answers = True
+        config.encoder.answer_recall_weight = 1.0
+        if config.encoder.probe_learning == "reinforce":  # the policy's loss alone shapes the LSTM
+            config.encoder.reader_trains_lstm = False
+
+
 # Named departures from the paper, added to a preset in the config argument
 # (`configs/interactive.py:quick,condition_every,probe_prior`); experiments/RESULTS.md, "Reading the exact task":
 # * condition_every: the emulator gets the embedding at every step, not only the first (every encoder);
@@ -253,6 +263,11 @@ def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
 # * curiosity_teacher (combination locks): as probe_curiosity, with the family's hand-written prober as the
 #   interactive encoder's teacher over the first two thirds of training (`teacher_steps`), annealed away; it is
 #   never in the forward pass when evaluated.
+# * answer_recall: the probing encoders read only the answers (`answers="argmax"`, also pooled), and a linear
+#   map from the embedding must recall which answers each probing sequence drew (`answer_recall_weight` 1); after
+#   probe_curiosity or curiosity_teacher, the embedding reads the encoder LSTM without training it
+#   (`reader_trains_lstm=False`). experiments/RESULTS.md, "Learned probing at m = 5".
+# Variants apply in this table's order, whatever the config argument's.
 VARIANTS = {
     "condition_every": _condition_every,
     "probe_prior": _probe_prior,
@@ -262,6 +277,7 @@ VARIANTS = {
     "probe_policy": _probe_policy,
     "probe_curiosity": _probe_curiosity,
     "curiosity_teacher": _curiosity_teacher,
+    "answer_recall": _answer_recall,
 }
 
 
