@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import pytest
 
@@ -113,3 +114,24 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
             rounding = 1e-6 * max(1.0, abs(row[f"{measure}_ratio"]))  # float rounding of the means
             assert low - rounding <= row[f"{measure}_ratio"] <= high + rounding
     assert "## Trained against initialised, pooled over seeds" in rendered
+
+
+def test_overrides_are_checked_against_the_encoders_that_run(tmp_path):
+    """A teacher (interactive only) is refused for the non-interactive encoder, accepted where only the
+    interactive one runs."""
+    from experiments.analyses.probing_gap.__main__ import check_flags
+
+    def problems(encoders):
+        return check_flags(
+            types.SimpleNamespace(
+                preset="smoke",
+                variants=["condition_every", "curiosity_teacher"],
+                overrides=["encoder.teacher_steps=10"],
+                encoders=encoders,
+                learned_budgets=None,
+                outdir=str(tmp_path / "gap"),
+            )
+        )
+
+    assert problems(["interactive"]) == []
+    assert any("teacher_steps=10 needs" in p for p in problems(["interactive", "noninteractive"]))

@@ -22,7 +22,8 @@ from weightspace import cli, provenance, schema
 
 def check_flags(flag_values) -> list[str]:
     """Every problem of the command line, before anything is written: the names, each override against the
-    configs of the runs it reaches (a key no run has, a value out of its field's range), the outdir."""
+    configs of the runs it reaches (a key none of `--encoders` has, a value out of its field's range), the
+    outdir."""
     problems = [
         *cli.list_problems("variants", flag_values.variants, schema.Choice(*config_common.VARIANTS)),
         *cli.list_problems("encoders", flag_values.encoders, schema.Choice(*ENCODERS)),
@@ -37,7 +38,8 @@ def check_flags(flag_values) -> list[str]:
         options = Options.parse(flag_values.variants, flag_values.overrides)
     except ValueError as error:
         return [str(error)]
-    configs = [run_config(e, PLANS[flag_values.preset], Options(options.variants), "", 1, 0) for e in ENCODERS]
+    plan, variants = PLANS[flag_values.preset], Options(options.variants)
+    configs = [run_config(e, plan, variants, "", 1, 0) for e in flag_values.encoders]  # the runs it makes
     for key, _ in options.overrides:
         if not any(has_key(config, key) for config in configs):
             return [f"--overrides: no run's config has the key {key!r} (e.g. encoder.prior_scale, train.num_steps)"]
