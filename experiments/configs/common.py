@@ -233,9 +233,9 @@ def _curiosity_teacher(config: ml_collections.ConfigDict) -> None:
 
 
 def _answer_recall(config: ml_collections.ConfigDict) -> None:
+    _pool_answers(config)
     if encoders.probes(config.encoder.name):  # the others are unchanged
         config.encoder.answers = "argmax"
-        config.encoder.pool_answers = True
         config.encoder.answer_recall_weight = 1.0
         if config.encoder.probe_learning == "reinforce":  # the policy's loss alone shapes the LSTM
             config.encoder.reader_trains_lstm = False

@@ -64,7 +64,9 @@ def main(argv):
         command=provenance.command(),
         encoders=flags.FLAGS.encoders,
         zoo_runs=flags.FLAGS.zoo_runs,
-        learned_budgets=None if flags.FLAGS.learned_budgets is None else [int(b) for b in flags.FLAGS.learned_budgets],
+        learned_budgets=None
+        if flags.FLAGS.learned_budgets is None
+        else cli.parse_list("learned_budgets", flags.FLAGS.learned_budgets, int),
     )
 
 
