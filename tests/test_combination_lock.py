@@ -235,3 +235,31 @@ def test_a_policy_prior_without_a_policy_is_named():
         encoders.build(config, lstm.LSTMSpec(4, 8, 1, 7))
     with pytest.raises(ValueError, match="keep prior_policy False"):
         tasks.make("formal_languages").probe_policy()
+
+
+@pytest.mark.parametrize("entry_steps, entered_to", [(0, 100), (40, 40)])
+def test_the_teacher_enters_probes_until_its_entry_steps_and_labels_them_until_its_last_step(entry_steps, entered_to):
+    """The teacher's share of the probes is 1 over the first half of `teacher_entry_steps` (default:
+    `teacher_steps`) and falls linearly to 0 there; its cross-entropy weighs 1 until `teacher_steps`, then 0."""
+    family = cl.CombinationLock(code_length=3)
+    config = encoders.default_config("interactive")
+    config.update(lstm_size=8, lstm_layers=1, code_size=8, probe_hidden_sizes=(8,), hidden_sizes=(8,))
+    config.update(probe_learning="reinforce", answers="argmax", teacher_steps=100, teacher_entry_steps=entry_steps)
+    spec = lstm.LSTMSpec(family.input_size, 8, 1, family.output_size)
+    encoder = encoders.build(config, spec, probe_policy=family.probe_policy())
+
+    def schedule(step):
+        encoder.sampler.steps[...] = jnp.asarray(step, encoder.sampler.steps[...].dtype)
+        return tuple(float(x) for x in encoder.teacher_share())
+
+    half = entered_to // 2
+    assert schedule(0) == schedule(half) == (1.0, 1.0)
+    assert schedule((half + entered_to) // 2)[0] == pytest.approx(0.5, abs=0.03)
+    assert schedule(entered_to)[0] == 0.0
+    assert schedule(99) == (pytest.approx(max(0.0, 2 - 2 * 99 / entered_to)), 1.0)
+    assert schedule(100) == (0.0, 0.0)
+    encoder.eval()
+    assert schedule(10) == (0.0, 0.0)  # never when evaluated
+    config.teacher_entry_steps = 101
+    with pytest.raises(ValueError, match=r"teacher_entry_steps must lie in \[0, teacher_steps=100\], got 101"):
+        encoders.build(config, spec, probe_policy=family.probe_policy())

@@ -116,10 +116,12 @@ def test_learned_policy_probes_need_tokens_and_a_teacher_needs_a_policy():
     assert experiment_schema.problems(config) == [
         "encoder.teacher_steps=20 needs encoder.probe_learning='reinforce' and the interactive encoder"
     ]
-    assert (
-        experiment_schema.problems(common.experiment("interactive", "smoke,curiosity_teacher", "combination_lock"))
-        == []
-    )
+    config = common.experiment("interactive", "smoke,curiosity_teacher", "combination_lock")
+    assert experiment_schema.problems(config) == []
+    config.encoder.teacher_entry_steps = 21
+    assert experiment_schema.problems(config) == [
+        "encoder.teacher_entry_steps=21 must lie in [0, encoder.teacher_steps=20]"
+    ]
 
 
 def test_answer_recall_needs_argmax_answers():

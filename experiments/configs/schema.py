@@ -91,6 +91,9 @@ def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
     learning, teacher = config.encoder.get("probe_learning"), config.encoder.get("teacher_steps")
     if teacher and (learning != "reinforce" or not encoders.chooses_probes(config.encoder.name)):
         return [f"encoder.teacher_steps={teacher} needs encoder.probe_learning='reinforce' and the interactive encoder"]
+    entry = config.encoder.get("teacher_entry_steps")
+    if entry and not 0 <= entry <= (teacher or 0):
+        return [f"encoder.teacher_entry_steps={entry} must lie in [0, encoder.teacher_steps={teacher}]"]
     if config.encoder.get("reader_trains_lstm") is False and learning != "reinforce":
         return [
             "encoder.reader_trains_lstm=False needs encoder.probe_learning='reinforce' (else nothing trains the LSTM)"

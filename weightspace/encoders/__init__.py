@@ -83,6 +83,7 @@ FIELD_RULES: dict[str, schema.Rule] = {
     "reinforce_weight": schema.Float(0.0),
     "entropy_weight": schema.Float(0.0),
     "teacher_steps": schema.Int(0),
+    "teacher_entry_steps": schema.Int(0),
     "reader_trains_lstm": schema.Bool(),
     "answer_recall_weight": schema.Float(0.0),
 }

@@ -77,6 +77,10 @@ def _learned_probe_fields() -> dict:
         # first half of `teacher_steps` (behaviour cloning), falling to 0 at `teacher_steps` (DAgger; else drawn).
         # Never in eval mode, nor after `teacher_steps`. 0: no teacher.
         teacher_steps=0,
+        # With `teacher_steps`: the step by which the teacher's share of the probes reaches 0 (it is 1 over the
+        # first half of this span), so that from here to `teacher_steps` the encoder enters every probe and the
+        # teacher only labels them (DAgger on the encoder's own dialogues). 0: `teacher_steps` (no such phase).
+        teacher_entry_steps=0,
         # True (the paper): the encoder's loss trains the encoder LSTM through the embedding. False (with
         # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
         # chooses the probes, is shaped by the probe policy's loss alone and the encoder's loss trains the head.
@@ -274,6 +278,10 @@ def _check_settings(encoder: "ProbingEncoder") -> None:
         )
     if e.teacher_steps and e.probe_learning != "reinforce":
         raise ValueError(f"teacher_steps={e.teacher_steps} needs probe_learning='reinforce'.")
+    if not 0 <= e.teacher_entry_steps <= e.teacher_steps:
+        raise ValueError(
+            f"teacher_entry_steps must lie in [0, teacher_steps={e.teacher_steps}], got {e.teacher_entry_steps}."
+        )
     if not e.reader_trains_lstm and e.probe_learning != "reinforce":
         raise ValueError("reader_trains_lstm=False needs probe_learning='reinforce' (else nothing trains the LSTM).")
     if e.answer_recall_weight and e.answers != "argmax":
@@ -319,6 +327,7 @@ class ProbingEncoder(base.Encoder):
         reinforce_weight: float,
         entropy_weight: float,
         teacher_steps: int,
+        teacher_entry_steps: int,
         reader_trains_lstm: bool,
         answer_recall_weight: float,
         rngs: nnx.Rngs,
@@ -338,6 +347,7 @@ class ProbingEncoder(base.Encoder):
         self.reinforce_weight = reinforce_weight
         self.entropy_weight = entropy_weight
         self.teacher_steps = teacher_steps
+        self.teacher_entry_steps = teacher_entry_steps
         self.answer_recall_weight = answer_recall_weight
         self.deterministic = False  # eval mode (`model.eval()`): no loss is recorded
         _check_settings(self)
@@ -401,13 +411,14 @@ class ProbingEncoder(base.Encoder):
 
     def teacher_share(self) -> tuple[jax.Array, jax.Array]:
         """(the probability that a probe is the teacher's, the weight of its cross-entropy) at this training step:
-        the share is 1 over the first half of `teacher_steps` (behaviour cloning) and falls to 0 at
-        `teacher_steps` (DAgger: the teacher labels more and more of the encoder's own dialogues); the weight is 1
-        until `teacher_steps`; both are 0 after, and in eval mode."""
+        the share is 1 over the first half of `teacher_entry_steps` (behaviour cloning) and falls to 0 there
+        (DAgger: the teacher labels more and more of the encoder's own dialogues, then all of them until
+        `teacher_steps`); the weight is 1 until `teacher_steps`; both are 0 after, and in eval mode."""
         if not self.teacher_steps or self.sampler.deterministic:
             return jnp.float32(0.0), jnp.float32(0.0)
         steps = self.sampler.steps[...]
-        share = jnp.clip(2.0 - 2.0 * steps / self.teacher_steps, 0.0, 1.0)
+        entry = self.teacher_entry_steps or self.teacher_steps
+        share = jnp.clip(2.0 - 2.0 * steps / entry, 0.0, 1.0)
         return share, (steps < self.teacher_steps).astype(jnp.float32)
 
     def learn_probes(
