@@ -27,6 +27,7 @@ ADDED_FIELDS = {
     ("train", "min_step"): 0,
     ("train", "zoo_on_disk"): False,
     ("emulate_on",): "stored",
+    ("eval", "select_by"): "loss",
 }
 
 

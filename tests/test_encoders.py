@@ -407,6 +407,24 @@ def test_novelty_rewards_each_answer_the_first_time_it_is_given():
     np.testing.assert_array_equal(probing.novelty(outputs)[:, 0], [1, 0, 1, 0, 1, 0, 1])
 
 
+@pytest.mark.parametrize("name", ["noninteractive", "interactive"])
+def test_dialogue_novelty_counts_the_different_answers_each_lstm_gives_its_probes(name):
+    """Against a count written out: each LSTM run on its probes independently, the distinct argmax outputs of
+    each parallel sequence counted, averaged over the sequences."""
+    encoder = _build(name, probe_length=6)
+    encoder.eval()
+    params = _params()
+    probes = np.asarray(encoder.probing_inputs(params))  # [time, batch, parallel, input]
+    expected = np.zeros(BATCH)
+    for b in range(BATCH):
+        model = jax.tree.map(lambda x, b=b: x[b], params)
+        for p in range(probes.shape[2]):
+            outputs, _ = lstm.apply(model, jnp.asarray(probes[:, b, p])[None])  # [1, time, output]
+            expected[b] += len(set(np.argmax(np.asarray(outputs[0]), -1).tolist())) / probes.shape[2]
+    np.testing.assert_allclose(encoder.dialogue_novelty(params), expected, rtol=1e-6)
+    assert expected.min() >= 1 and expected.max() <= 6
+
+
 def test_the_reinforce_surrogate_has_the_policy_gradient():
     """Against the gradient written out: -(G_t - mean_b G_t) (onehot - softmax) for the drawn steps only."""
     logits = jax.random.normal(jax.random.key(0), (3, 4, 5))  # [time, batch, tokens]

@@ -55,6 +55,26 @@ def test_smoke_training_runs_and_learns(name, smoke_zoo, tmp_path):
 
 
 @pytest.mark.slow
+def test_selecting_by_novelty_keeps_the_checkpoint_whose_probes_find_the_most(smoke_zoo, tmp_path):
+    """With eval.select_by='novelty' the best checkpoint is the first evaluation with the most answers found
+    (`eval_novelty`, logged for a probing encoder beside its losses), not the one with the lowest loss."""
+    config = _config("noninteractive", smoke_zoo, num_steps=40)
+    config.eval.update(every_steps=5, select_by="novelty")
+    train.train(config, str(tmp_path))
+    evaluated = [r for r in _metrics(tmp_path) if "eval_novelty" in r]
+    assert [r["step"] for r in evaluated] == list(range(5, 45, 5))
+    novelties = [r["eval_novelty"] for r in evaluated]
+    assert all(n >= 1 for n in novelties)  # every dialogue gives at least one answer
+    manager = checkpointing.CheckpointManager(os.path.join(tmp_path, "checkpoints", "best"))
+    best = manager.latest_step()
+    manager.close()
+    assert best == evaluated[int(np.argmax(novelties))]["step"]
+    assert best != evaluated[int(np.argmin([r["eval_loss"] for r in evaluated]))]["step"]  # not the loss's choice
+    assert train.selection_score({"eval_loss": 0.3, "eval_novelty": 4.0}, "novelty") == -4.0
+    assert train.selection_score({"eval_loss": 0.3, "eval_novelty": 4.0}, "loss") == 0.3
+
+
+@pytest.mark.slow
 def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train.train(_config("flat", smoke_zoo, num_steps=20), str(whole))

@@ -151,3 +151,18 @@ def test_a_lock_code_longer_than_its_stream_is_refused():
     config.task.settings.code_length = 99
     (problem,) = zoo_schema.problems(config)
     assert "code_length=99 must be less than length=32" in problem
+
+
+def test_selecting_by_novelty_needs_a_probing_encoder_trained_by_emulation():
+    config = common.experiment("interactive", "smoke", "combination_lock")
+    config.eval.select_by = "novelty"
+    assert experiment_schema.problems(config) == []
+    for name, target in (("dwsnet", ""), ("interactive", "task")):
+        config = common.experiment(name, "smoke", "formal_languages")
+        config.eval.select_by, config.supervised.target = "novelty", target
+        assert experiment_schema.problems(config) == [
+            "eval.select_by='novelty' needs a probing encoder trained by emulation (it counts the answers its "
+            f"probes find), not this {name} run (keep eval.select_by='loss')"
+        ]
+    config.eval.select_by = "best"
+    assert any("eval.select_by" in p and "'best'" in p for p in experiment_schema.problems(config))

@@ -139,6 +139,10 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
     config.eval.every_steps = 1000
     # Snapshots per evaluation batch.
     config.eval.batch_size = 64
+    # Which checkpoint is kept as the best (and evaluated): 'loss', the lowest eval emulation loss; 'novelty'
+    # (probing encoders), the most answers its probes find on the eval split's LSTMs (`dialogue_novelty`,
+    # label-free), for probes learned as a policy, whose emulation loss need not follow what they find.
+    config.eval.select_by = "loss"
 
     config.evaluate = ml_collections.ConfigDict()
     # Run the downstream evaluation (python -m experiments.run.evaluate) when training ends.

@@ -14,6 +14,8 @@ from weightspace.presets import PRESETS
 # What emulation is scored on (`config.emulate_on`): the zoo's stored sequences and outputs (the paper), or the
 # family's probe set (`TaskFamily.emulation_probes`), the LSTM's outputs on it computed from its weights.
 EMULATE_ON = ("stored", "probe_set")
+# What the best checkpoint is chosen by (`config.eval.select_by`; experiments/configs/common.py).
+SELECT_BY = ("loss", "novelty")
 
 RULES: dict[str, schema.Rule] = {
     "seed": schema.Int(0),
@@ -39,6 +41,7 @@ RULES: dict[str, schema.Rule] = {
     "train.zoo_on_disk": schema.Bool(),
     "eval.every_steps": schema.Int(1),
     "eval.batch_size": schema.Int(1),
+    "eval.select_by": schema.Choice(*SELECT_BY),
     "evaluate.after_training": schema.Bool(),
     "evaluate.seed": schema.Int(0),
     "evaluate.num_cloned": schema.Int(0),
@@ -109,6 +112,19 @@ def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
     return []
 
 
+def _selection_fits(config: ml_collections.ConfigDict) -> list[str]:
+    """Selecting by novelty counts the answers a probing encoder's probes find: only those encoders have them,
+    and only runs trained by emulation (a supervised run keeps its lowest loss)."""
+    if config.eval.get("select_by") != "novelty":
+        return []
+    if not encoders.probes(config.encoder.name) or config.oracle.target or config.supervised.target:
+        return [
+            "eval.select_by='novelty' needs a probing encoder trained by emulation (it counts the answers its "
+            f"probes find), not this {config.encoder.name} run (keep eval.select_by='loss')"
+        ]
+    return []
+
+
 def _answer_recall_fits(config: ml_collections.ConfigDict) -> list[str]:
     """Recalling which answers were drawn needs answers that are drawn classes (argmax), not distributions."""
     weight, answers = config.encoder.get("answer_recall_weight"), config.encoder.get("answers")
@@ -158,6 +174,7 @@ RELATIONS = (
     _policy_exists,
     _policy_learning_fits,
     _answer_recall_fits,
+    _selection_fits,
     _probe_range_used,
     _probe_set_exists,
 )

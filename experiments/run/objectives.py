@@ -24,7 +24,7 @@ from flax import nnx
 
 from experiments.run import batches, cloning
 from experiments.run.model import Model, SupervisedModel, TargetOracle, make_emulator, make_encoder, make_head
-from weightspace import dataset, errors, losses, lstm, targets, tasks, zoo
+from weightspace import dataset, encoders, errors, losses, lstm, targets, tasks, zoo
 from weightspace.types import PyTree
 
 EMULATION, SUPERVISED, ORACLE, REFERENCE = "emulation", "supervised", "oracle", "reference"
@@ -108,7 +108,8 @@ class Emulation:
         return batch["tokens"] if self.token_loss else batch["targets"]
 
     def eval_sums(self, model: Model, batch: PyTree, mask: jax.Array) -> dict[str, tuple]:
-        """{"loss": (sum of snapshots' mean loss, snapshots), "boundary_loss": (sum, positions)}.
+        """{"loss": (sum of snapshots' mean loss, snapshots), "boundary_loss": (sum, positions)}, and for a
+        probing encoder "novelty": (sum of the answers its probes find, snapshots) (`dialogue_novelty`).
 
         The boundary loss is over the task-dependent positions only (`TaskFamily.task_positions`: where the
         emulated outputs depend on the task), the part of the signal that can tell tasks apart.
@@ -116,10 +117,13 @@ class Emulation:
         logits, time_mask = self._per_position(model, batch, mask)
         loss_fn, target, count = losses.get(self.loss_name), self._target(batch), jnp.sum(mask)
         boundary = time_mask & self.family.task_positions(batch)
-        return {
+        sums = {
             "loss": (loss_fn(logits, target, time_mask) * count, count),
             "boundary_loss": (loss_fn(logits, target, boundary) * jnp.sum(boundary), jnp.sum(boundary)),
         }
+        if isinstance(model.encoder, encoders.probing.ProbingEncoder):
+            sums["novelty"] = (jnp.sum(model.encoder.dialogue_novelty(batch["params"]) * mask), count)
+        return sums
 
     def evaluation(
         self, model: Model, the_zoo: zoo.Zoo, split: dict[str, np.ndarray], embeddings: np.ndarray, subsets, settings

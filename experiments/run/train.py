@@ -330,17 +330,25 @@ def _start_state(trainer: "Trainer", recorder: recording.Recorder, resumed: int 
 
 def _evaluate(trainer: "Trainer", recorder: recording.Recorder, state: PyTree, rows: list[dict], step: int, held_out):
     """Adds each member's eval and OOD losses to its row (`held_out`: (read_rows, fixed batches)), refusing a
-    non-finite one, and saves the members that improved as their best; returns the state."""
+    non-finite one, and saves the members that improved as their best (`selection_score`); returns the state."""
     for member, losses in enumerate(trainer.split_losses(state, *held_out)):
         rows[member].update(losses)
         recorder.check_finite(rows[member], member, step)
-    best_losses = np.array(jax.device_get(state["best_eval_loss"]))
-    improved = [m for m in range(len(rows)) if rows[m]["eval_loss"] < best_losses[m]]
+    scores = [selection_score(row, config.eval.select_by) for row, config in zip(rows, trainer.configs, strict=True)]
+    best = np.array(jax.device_get(state["best_eval_loss"]))
+    improved = [m for m in range(len(rows)) if scores[m] < best[m]]
     if improved:
-        best_losses[improved] = [rows[m]["eval_loss"] for m in improved]
-        state["best_eval_loss"] = trainer.place_members(jnp.asarray(best_losses, jnp.float32))
+        best[improved] = [scores[m] for m in improved]
+        state["best_eval_loss"] = trainer.place_members(jnp.asarray(best, jnp.float32))
         recorder.save_best(state, rows, improved, step)
     return state
+
+
+def selection_score(row: dict[str, float], select_by: str) -> float:
+    """What the best checkpoint minimises (kept in the state as "best_eval_loss"): the eval loss, or with
+    `eval.select_by='novelty'` minus the mean number of answers a probing encoder's probes find on the eval
+    split (label-free: the LSTMs' own answers)."""
+    return -row["eval_novelty"] if select_by == "novelty" else row["eval_loss"]
 
 
 def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:

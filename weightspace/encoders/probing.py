@@ -370,6 +370,14 @@ class ProbingEncoder(base.Encoder):
         """The probing inputs each LSTM is given: [probe_length, batch, num_parallel, input_size]."""
         raise NotImplementedError
 
+    def dialogue_novelty(self, params: Params) -> jax.Array:
+        """How many different answers each LSTM gives to its probes: `novelty` summed over the probing steps,
+        averaged over the parallel sequences, [batch]. Label-free (the LSTMs' own answers), so training can keep
+        the checkpoint whose probes find the most (`eval.select_by='novelty'`)."""
+        probes = jnp.moveaxis(self.probing_inputs(params), 0, 2)  # [batch, parallel, time, input]
+        outputs, _ = jax.vmap(lstm.apply)(params, probes)  # [batch, parallel, time, output]
+        return novelty(jnp.moveaxis(outputs, 2, 0)).sum(0).mean(-1)
+
     def probe_diversity(self, params: Params) -> jax.Array:
         """How differently the LSTMs of a batch are probed: a scalar in [0, 1], 0 when all get the same probes.
 
