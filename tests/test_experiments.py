@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from experiments import upgrade
+from experiments.analyses.probing_gap.plans import PLANS, zoo_config
+from experiments.configs import common
 from experiments.run import context, evaluate, train, workdirs
 from experiments.run.model import TargetOracle
 from weightspace import checkpointing, encoders, errors, files, zoo
@@ -55,22 +57,27 @@ def test_smoke_training_runs_and_learns(name, smoke_zoo, tmp_path):
 
 
 @pytest.mark.slow
-def test_selecting_by_novelty_keeps_the_checkpoint_whose_probes_find_the_most(smoke_zoo, tmp_path):
-    """With eval.select_by='novelty' the best checkpoint is the first evaluation with the most answers found
-    (`eval_novelty`, logged for a probing encoder beside its losses), not the one with the lowest loss."""
-    config = _config("noninteractive", smoke_zoo, num_steps=40)
+def test_selecting_by_novelty_keeps_the_checkpoint_whose_probes_find_the_most(tmp_path):
+    """With eval.select_by='novelty' the best checkpoint is the evaluation with the most answers found
+    (`eval_novelty`, logged for a probing encoder beside its losses), ties to the lower eval loss; here (a
+    policy learning to probe combination locks) not the one with the lowest loss."""
+    zoo_path = build.build(zoo_config(PLANS["smoke"], 2), str(tmp_path / "zoo"))
+    config = common.experiment("interactive", "smoke,curiosity_teacher", "combination_lock")
+    config.zoo.path, config.train.num_steps = zoo_path, 40
     config.eval.update(every_steps=5, select_by="novelty")
-    train.train(config, str(tmp_path))
-    evaluated = [r for r in _metrics(tmp_path) if "eval_novelty" in r]
+    train.train(config, str(tmp_path / "run"))
+    evaluated = [r for r in _metrics(tmp_path / "run") if "eval_novelty" in r]
     assert [r["step"] for r in evaluated] == list(range(5, 45, 5))
-    novelties = [r["eval_novelty"] for r in evaluated]
-    assert all(n >= 1 for n in novelties)  # every dialogue gives at least one answer
-    manager = checkpointing.CheckpointManager(os.path.join(tmp_path, "checkpoints", "best"))
+    assert all(r["eval_novelty"] >= 1 for r in evaluated)  # every dialogue gives at least one answer
+    manager = checkpointing.CheckpointManager(os.path.join(tmp_path, "run", "checkpoints", "best"))
     best = manager.latest_step()
     manager.close()
-    assert best == evaluated[int(np.argmax(novelties))]["step"]
+    scores = [(-round(r["eval_novelty"], 2), r["eval_loss"]) for r in evaluated]  # most found, then lowest loss
+    assert best == evaluated[scores.index(min(scores))]["step"]
     assert best != evaluated[int(np.argmin([r["eval_loss"] for r in evaluated]))]["step"]  # not the loss's choice
-    assert train.selection_score({"eval_loss": 0.3, "eval_novelty": 4.0}, "novelty") == -4.0
+    ties = [{"eval_loss": 0.5, "eval_novelty": 4.8}, {"eval_loss": 0.4, "eval_novelty": 4.799}]
+    assert train.selection_score(ties[1], "novelty") < train.selection_score(ties[0], "novelty")
+    assert train.selection_score({"eval_loss": 0.1, "eval_novelty": 4.7}, "novelty") > -4.7
     assert train.selection_score({"eval_loss": 0.3, "eval_novelty": 4.0}, "loss") == 0.3
 
 

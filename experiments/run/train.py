@@ -344,11 +344,19 @@ def _evaluate(trainer: "Trainer", recorder: recording.Recorder, state: PyTree, r
     return state
 
 
+# With eval.select_by='novelty': the answers found count to this many decimals; within that, the lower eval loss
+# wins (the reader keeps learning while a policy's probes stay as good).
+NOVELTY_DECIMALS = 2
+
+
 def selection_score(row: dict[str, float], select_by: str) -> float:
     """What the best checkpoint minimises (kept in the state as "best_eval_loss"): the eval loss, or with
     `eval.select_by='novelty'` minus the mean number of answers a probing encoder's probes find on the eval
-    split (label-free: the LSTMs' own answers)."""
-    return -row["eval_novelty"] if select_by == "novelty" else row["eval_loss"]
+    split (label-free: the LSTMs' own answers), rounded to `NOVELTY_DECIMALS`, plus the eval loss / 10^4 (below
+    one rounding step for any loss under 100: it only breaks ties)."""
+    if select_by != "novelty":
+        return row["eval_loss"]
+    return -round(row["eval_novelty"], NOVELTY_DECIMALS) + min(row["eval_loss"], 99.0) * 1e-4
 
 
 def _train_locked(configs: list[ml_collections.ConfigDict], paths: list[str]) -> list[dict[str, float]]:
