@@ -42,6 +42,7 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     splits = {"train", "eval", "ood"}
     assert set(result["loss"]) == splits | {f"{s}_boundary" for s in splits}
     assert all(np.isfinite(list(result["loss"].values())))
+    assert set(result["novelty"]) == splits and all(v >= 1 for v in result["novelty"].values())  # a probing encoder
     assert result["checkpoint_step"] == workdirs.checkpoint_step(str(tmp_path))
     for split in ("eval", "ood"):
         cloning = result["cloning"][split]

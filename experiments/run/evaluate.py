@@ -115,9 +115,12 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
         "supervised_target": config.supervised.target,
         "oracle_target": config.oracle.target,
         "num_snapshots": {"train": len(run.split["train"]), **{s: len(i) for s, i in subsets.items()}},
-        "loss": {name.removesuffix("_loss"): value for name, value in losses.items()},
+        "loss": {name.removesuffix("_loss"): value for name, value in losses.items() if name.endswith("_loss")},
         "probes": probe_scores(run.targets, embeddings, run.split["train"], subsets, config.evaluate.seed),
     }
+    novelty = {name.removesuffix("_novelty"): value for name, value in losses.items() if name.endswith("_novelty")}
+    if novelty:  # a probing encoder: the answers its probes find per split (`dialogue_novelty`)
+        result["novelty"] = novelty
     extras = run.objective.evaluation(model, the_zoo, run.split, embeddings, subsets, run.config.evaluate)
     result["probes"].update(extras.pop("probes", {}))
     result.update(extras)
