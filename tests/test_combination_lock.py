@@ -263,3 +263,7 @@ def test_the_teacher_enters_probes_until_its_entry_steps_and_labels_them_until_i
     config.teacher_entry_steps = 101
     with pytest.raises(ValueError, match=r"teacher_entry_steps must lie in \[0, teacher_steps=100\], got 101"):
         encoders.build(config, spec, probe_policy=family.probe_policy())
+    plain = encoders.default_config("noninteractive")  # without a teacher it has no effect
+    plain.update(lstm_size=8, lstm_layers=1, code_size=8, probe_hidden_sizes=(8,), hidden_sizes=(8,))
+    plain.update(probe_learning="reinforce", answers="argmax", teacher_entry_steps=2000)
+    assert encoders.build(plain, spec).teacher_share() == (0.0, 0.0)

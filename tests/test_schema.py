@@ -122,6 +122,9 @@ def test_learned_policy_probes_need_tokens_and_a_teacher_needs_a_policy():
     assert experiment_schema.problems(config) == [
         "encoder.teacher_entry_steps=21 must lie in [0, encoder.teacher_steps=20]"
     ]
+    config = common.experiment("noninteractive", "smoke,curiosity_teacher", "combination_lock")
+    config.encoder.teacher_entry_steps = 21  # no teacher: no effect, so one override can reach both encoders
+    assert experiment_schema.problems(config) == []
 
 
 def test_answer_recall_needs_argmax_answers():

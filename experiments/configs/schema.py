@@ -95,7 +95,7 @@ def _policy_learning_fits(config: ml_collections.ConfigDict) -> list[str]:
     if teacher and (learning != "reinforce" or not encoders.chooses_probes(config.encoder.name)):
         return [f"encoder.teacher_steps={teacher} needs encoder.probe_learning='reinforce' and the interactive encoder"]
     entry = config.encoder.get("teacher_entry_steps")
-    if entry and not 0 <= entry <= (teacher or 0):
+    if teacher and entry and not 0 <= entry <= teacher:
         return [f"encoder.teacher_entry_steps={entry} must lie in [0, encoder.teacher_steps={teacher}]"]
     if config.encoder.get("reader_trains_lstm") is False and learning != "reinforce":
         return [

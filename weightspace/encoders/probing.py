@@ -80,6 +80,7 @@ def _learned_probe_fields() -> dict:
         # With `teacher_steps`: the step by which the teacher's share of the probes reaches 0 (it is 1 over the
         # first half of this span), so that from here to `teacher_steps` the encoder enters every probe and the
         # teacher only labels them (DAgger on the encoder's own dialogues). 0: `teacher_steps` (no such phase).
+        # Without a teacher (`teacher_steps` 0, e.g. the non-interactive encoder) it has no effect.
         teacher_entry_steps=0,
         # True (the paper): the encoder's loss trains the encoder LSTM through the embedding. False (with
         # 'reinforce' only): the embedding reads the LSTM's last output without training it, so the LSTM, which
@@ -278,7 +279,7 @@ def _check_settings(encoder: "ProbingEncoder") -> None:
         )
     if e.teacher_steps and e.probe_learning != "reinforce":
         raise ValueError(f"teacher_steps={e.teacher_steps} needs probe_learning='reinforce'.")
-    if not 0 <= e.teacher_entry_steps <= e.teacher_steps:
+    if e.teacher_steps and not 0 <= e.teacher_entry_steps <= e.teacher_steps:
         raise ValueError(
             f"teacher_entry_steps must lie in [0, teacher_steps={e.teacher_steps}], got {e.teacher_entry_steps}."
         )
