@@ -58,6 +58,8 @@ PLANS = {
     # Code length 5 at the paper's budget (adaptive worst case 50 symbols; a fixed sequence covers 60 of 1,024
     # codes): where a learned prober must find the adaptive strategy to read most locks.
     "m5": Plan((5,), 64, 5, (16, 32, 48, 64, 96), (64,), "medium", "medium", 1024, (0, 100, 200, 500)),
+    # The m5 point's training at every code length 1..5: the learned probers' curve against m at L = 64.
+    "m1to5": Plan((1, 2, 3, 4, 5), 64, 5, (16, 32, 48, 64, 96), (64,), "medium", "medium", 1024, (0, 100, 200, 500)),
     "medium": Plan((2, 3, 4), 36, 4, (6, 12, 18, 24, 30, 36, 48), (36,), "medium", "medium", 1024, (0, 100, 200, 500)),
     "quick": Plan((1, 2, 3, 4), 36, 4, (6, 12, 18, 24, 30, 36, 48), (36,), "quick", "quick", 128, (0, 100, 200, 500)),
     "smoke": Plan((2,), 6, 2, (3, 6, 11), (6,), "smoke", "smoke", 16, (0, 50, 100)),
