@@ -25,6 +25,16 @@ def test_options_are_parsed_and_named():
         probing_gap.Options.parse(["no_such_variant"], [])
 
 
+def test_the_m1to5_curve_reuses_the_m5_runs():
+    """The m1to5 preset's m = 5 runs have the m5 preset's configs, so an outdir that holds them reuses them."""
+    options = probing_gap.Options.parse(["condition_every", "curiosity_teacher"], ["eval.select_by=novelty"])
+    plans = [probing_gap.PLANS[name] for name in ("m5", "m1to5")]
+    assert all(5 in plan.code_lengths and plan.budget == 64 for plan in plans)
+    for encoder in ("interactive", "noninteractive"):
+        first, second = (probing_gap.run_config(encoder, plan, options, "/zoos/m5/zoo", 64, 2) for plan in plans)
+        assert first.to_dict() == second.to_dict()
+
+
 @pytest.mark.slow
 def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     outdir = str(tmp_path / "gap")
