@@ -352,3 +352,9 @@ def directory_problems(flag: str, path: str | None, kind: str, existing: bool = 
     except errors.UserError as error:
         return [" ".join(str(error).split()).rstrip(".")]
     return []
+
+
+def workdir_list_problems(flag_values) -> list[str]:
+    """A flag check (`run_command`'s `check`) for commands that read trained runs: every path of the list flag
+    --workdir must be a training run."""
+    return [problem for path in flag_values.workdir for problem in directory_problems("workdir", path, "run", True)]

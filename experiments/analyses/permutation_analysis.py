@@ -269,11 +269,6 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
     return {"rows": rows, "figure": figure}
 
 
-def check_flags(flag_values) -> list[str]:
-    """Every workdir must be a training run."""
-    return [problem for path in flag_values.workdir for problem in cli.directory_problems("workdir", path, "run", True)]
-
-
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -294,4 +289,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("num_snapshots", 64, "Held-out snapshots sampled per run.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seeds the sample and the permutations.")
     cli.define_cpu_devices_flag()
-    cli.run_command(main, check_flags)
+    cli.run_command(main, cli.workdir_list_problems)

@@ -341,3 +341,60 @@ _EVIDENCE = {"rho": ("rho_interval", "p_value"), "within_rho": ("within_interval
 
 
 # Each results file's renderer and the markdown file it renders into, by the results file's name.
+
+
+# What each row of rotation_readout.md reads, by its name's prefix.
+_ROTATION_ROWS = {
+    "embedding": "the encoder's embedding",
+    "answers": "its probes' answers averaged over the steps (the head's pooled input)",
+    "answer_harmonics": "each probing sequence's logit of its digit's class, as circular harmonics",
+    "rotated_digits": "the LSTM on the variant's starting digits alone (no encoder), as circular harmonics",
+    "fixed_probe": "the fixed probe reference's features",
+    "nearest_training_angle": "the train split's angle nearest the snapshot's own (no probe)",
+}
+
+
+def rotation_readout_markdown(result: dict) -> str:
+    """`rotation_readout.md` from `rotation_readout.json` (`experiments.analyses.rotation_readout`): per subset,
+    a row per (group, reading) and a column per probe, each error with its 95 % interval over LSTMs."""
+    runs = ", ".join(f"{r['encoder']} seed {r['seed']} (P = {r['num_parallel']})" for r in result["runs"])
+    low, high = result["train_angles"]
+    lines = [
+        "# Where the rotation is lost",
+        "",
+        *command_lines(result),
+        f"{machine_line(result, 'Machine: ', '. ')}Zoo: {result['zoo']} (train angles {low:.1f}-{high:.1f}°). "
+        f"Runs: {runs}. Wall time: {result['wall_s']:.0f} s.",
+        "",
+        "Mean absolute angular error (degrees) of each reading of every trained snapshot of the split, read by "
+        f"the linear and MLP probes fitted on the train split, {len(result['probe_seeds'])} probe seeds per run; "
+        "[95 % bootstrap interval over the split's LSTMs and the seeds (runs x probes)], and the range of the "
+        "seeds' means. Readings: " + "; ".join(f"`{name}`: {what}" for name, what in _ROTATION_ROWS.items()) + ".",
+    ]
+    predictors = list(dict.fromkeys(r["predictor"] for r in result["rows"]))
+    for subset, facts in result["subsets"].items():
+        split = subset.removesuffix("_trained")
+        lines += [
+            "",
+            f"## {'OOD' if split == 'ood' else split} split, trained snapshots",
+            "",
+            f"{facts['snapshots']} snapshots of {facts['lstms']} LSTMs, angles {facts['angles'][0]:.1f}-"
+            f"{facts['angles'][1]:.1f}°.",
+            "",
+            "| group | reading | " + " | ".join(f"{p} probe ↓" for p in predictors) + " |",
+            "|---|---|" + "---|" * len(predictors),
+        ]
+        by = {(r["group"], r["row"], r["predictor"]): r for r in result["rows"] if r["subset"] == subset}
+        for group, row in dict.fromkeys((g, name) for g, name, _ in by):
+            cells = [by[(group, row, p)] for p in predictors]
+            lines.append(f"| {group} | {row} | " + " | ".join(_error_cell(c) for c in cells) + " |")
+    return text(lines)
+
+
+def _error_cell(row: dict) -> str:
+    """ "mean [interval]", and with several seeds ", seeds low-high" (the range of their means)."""
+    low, high = row["interval"]
+    cell = f"{row['mean']:.3f} [{low:.3f}, {high:.3f}]"
+    if row["seeds"] > 1:
+        cell += ", seeds {:.3f}-{:.3f}".format(*row["seed_range"])
+    return cell

@@ -5,7 +5,12 @@ from collections.abc import Callable
 
 from absl import logging
 
-from experiments.report.analyses import loss_correlation_markdown, permutation_analysis_markdown, probing_gap_markdown
+from experiments.report.analyses import (
+    loss_correlation_markdown,
+    permutation_analysis_markdown,
+    probing_gap_markdown,
+    rotation_readout_markdown,
+)
 from experiments.report.benchmarks import (
     disk_benchmark_markdown,
     encoder_benchmark_markdown,
@@ -25,6 +30,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "probing_gap.json": (probing_gap_markdown, "probing_gap.md"),
     "permutation_analysis.json": (permutation_analysis_markdown, "permutation_analysis.md"),
     "loss_correlation.json": (loss_correlation_markdown, "loss_correlation.md"),
+    "rotation_readout.json": (rotation_readout_markdown, "rotation_readout.md"),
     "table_plan.json": (table_plan_markdown, "table_plan.md"),
     "plan_check.json": (plan_check_markdown, "plan_check.md"),
     "sweep_benchmark.json": (sweep_benchmark_markdown, "sweep_benchmark.md"),

@@ -375,9 +375,15 @@ class ProbingEncoder(base.Encoder):
         """How many different answers each LSTM gives to its probes: `novelty` summed over the probing steps,
         averaged over the parallel sequences, [batch]. Label-free (the LSTMs' own answers), so training can keep
         the checkpoint whose probes find the most (`eval.select_by='novelty'`)."""
+        return novelty(self.probe_answers(params)).sum(0).mean(-1)
+
+    def probe_answers(self, params: Params) -> jax.Array:
+        """The probed LSTMs' outputs on the encoder's probes (`probing_inputs`), replayed in one `lstm.apply`:
+        [probe_length, batch, num_parallel, output_size]. An interactive dialogue's probes are what the
+        answers gave, so replaying them gives those answers back."""
         probes = jnp.moveaxis(self.probing_inputs(params), 0, 2)  # [batch, parallel, time, input]
         outputs, _ = jax.vmap(lstm.apply)(params, probes)  # [batch, parallel, time, output]
-        return novelty(jnp.moveaxis(outputs, 2, 0)).sum(0).mean(-1)
+        return jnp.moveaxis(outputs, 2, 0)
 
     def probe_diversity(self, params: Params) -> jax.Array:
         """How differently the LSTMs of a batch are probed: a scalar in [0, 1], 0 when all get the same probes.

@@ -153,6 +153,19 @@ def fixed_probe_profile(model: SequenceModel, images: jax.Array, labels: jax.Arr
     return jnp.mean(jnp.take_along_axis(probs, digit_labels[None, :, None], axis=-1)[..., 0], axis=1)
 
 
+def circular_harmonics(profile: jax.Array, degrees: jax.Array, harmonics: int = FIXED_PROBE_HARMONICS) -> jax.Array:
+    """A profile over angles [..., A] (at `degrees` [A], evenly spaced) as its mean and, for k = 1..`harmonics`,
+    its means times cos(k angle) and sin(k angle): [..., 1 + 2 * harmonics], ordered mean, cos 1, sin 1, cos 2, ...
+
+    A rotation of the profile by the grid's step turns each (cos k, sin k) pair by k steps, so a probe fitted on
+    some angles carries to others (the fixed probe's features, `SequentialMnist.fixed_probe_features`).
+    """
+    phase = jnp.arange(1, harmonics + 1)[:, None] * jnp.deg2rad(degrees)[None]  # [H, A]
+    profile = profile[..., None, :]  # [..., 1, A]
+    cos_sin = jnp.stack([jnp.mean(profile * jnp.cos(phase), -1), jnp.mean(profile * jnp.sin(phase), -1)], -1)
+    return jnp.concatenate([jnp.mean(profile, -1), cos_sin.reshape(*cos_sin.shape[:-2], -1)], -1)
+
+
 def sequence_to_image(sequence: np.ndarray) -> np.ndarray:
     """A stored input sequence [50, 16] back to the (rotated) image in [0, 1], [28, 28]."""
     return np.asarray(from_tiles(np.asarray(sequence, np.float32)[1:])) * STD + MEAN
@@ -389,10 +402,7 @@ class SequentialMnist:
         a probe carries to any angle. Fewer digits per class are noisier.
         """
         profile = fixed_probe_profile(model, data["eval_images"], data["eval_labels"])  # [A]
-        radians = jnp.deg2rad(jnp.asarray(FIXED_PROBE_ANGLES, jnp.float32))
-        phase = jnp.arange(1, FIXED_PROBE_HARMONICS + 1)[:, None] * radians[None]  # [H, A]
-        cos_sin = jnp.stack([jnp.mean(profile * jnp.cos(phase), -1), jnp.mean(profile * jnp.sin(phase), -1)], -1)
-        return jnp.concatenate([jnp.mean(profile)[None], cos_sin.ravel()])  # mean, cos 1, sin 1, cos 2, ...
+        return circular_harmonics(profile, jnp.asarray(FIXED_PROBE_ANGLES, jnp.float32))
 
     def _num_scored(self, data: PyTree) -> int:
         """How many eval images are scored (and train images for the train loss)."""
