@@ -28,6 +28,7 @@ ADDED_FIELDS = {
     ("train", "zoo_on_disk"): False,
     ("emulate_on",): "stored",
     ("eval", "select_by"): "loss",
+    ("evaluate", "probe_seeds"): 1,
 }
 
 

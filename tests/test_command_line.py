@@ -412,6 +412,7 @@ COMMANDS = {
                 "--cpu_devices": ["-1"],
                 "--outdir": ["{file}", "{run}", "{zoo}", "{build}", ""],
                 "--supervised_targets": ["task,task"],
+                "--probe_seeds": ["0", "x"],
             },
         )
     ],
@@ -444,6 +445,7 @@ COMMANDS = {
                 "--preset": ["nonsense"],
                 "--dataset": ["nonsense"],
                 "--seeds": ["0"],
+                "--probe_seeds": ["0"],
                 "--outdir": ["{file}", "{run}", "{build}"],
             },
         )
@@ -452,6 +454,13 @@ COMMANDS = {
     "experiments.analyses.permutation_analysis": [
         ((), {"--workdir": ["{file}", "{new}", "{build}", "{zoo}"]}),
         (("--workdir={run}",), {"--num_snapshots": ["1", "x"], "--cpu_devices": ["-1"]}),
+    ],
+    "experiments.analyses.rotation_readout": [
+        ((), {"--workdir": ["{file}", "{new}", "{build}", "{zoo}"]}),
+        (
+            ("--workdir={run}",),
+            {"--digit_counts": ["0", "x", "24,24", ""], "--probe_seeds": ["0", "x"], "--cpu_devices": ["-1"]},
+        ),
     ],
     "experiments.analyses.loss_correlation": [((), {"--outdir": ["{file}", "{new}", "{run}", "{build}"]})],
     "experiments.upgrade": [((), {"--path": ["{file}", "{new}", ""]})],

@@ -13,7 +13,7 @@ from flax import nnx
 
 from experiments.run import cloning, context, evaluate, objectives, train, workdirs
 from experiments.run.model import Model, SupervisedModel, TargetOracle
-from weightspace import emulator, lstm, probes, zoo
+from weightspace import emulator, lstm, probes, targets, zoo
 from weightspace.tasks import formal_languages as fl
 
 
@@ -60,6 +60,10 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     # Same checkpoint: nothing is refitted.
     monkeypatch.setattr(probes, "fit", lambda *a, **k: pytest.fail("refitted a probe"))
     assert json.dumps(evaluate.evaluate(str(tmp_path))["probes"]) == json.dumps(result["probes"])
+    # One saved before evaluate.probe_seeds existed was made with one probe per target: reused as well.
+    older = {**saved, "evaluate": {k: v for k, v in saved["evaluate"].items() if k != "probe_seeds"}}
+    (tmp_path / "evaluation.json").write_text(json.dumps(older))
+    assert json.dumps(evaluate.evaluate(str(tmp_path))["probes"]) == json.dumps(result["probes"])
     # An evaluation from before the trained subsets is done again.
     for by_subset in saved["probes"].values():
         del by_subset["eval_trained"], by_subset["ood_trained"]
@@ -73,6 +77,27 @@ def test_evaluation_reports_every_target_and_is_reused(smoke_zoo, tmp_path, monk
     evaluate.evaluate(str(tmp_path))
     again = json.loads((tmp_path / "evaluation.json").read_text())
     assert again["evaluate"]["seed"] == 1 and again["checkpoint_step"] == result["checkpoint_step"]
+    # The tables record the evaluate.* settings they ask for in a trained run, which is evaluated again.
+    config.evaluate.probe_seeds = 2
+    workdirs.record_evaluate_settings(config, str(tmp_path))
+    assert workdirs.read_config(str(tmp_path)).evaluate.probe_seeds == 2
+    assert evaluate.evaluate(str(tmp_path))["evaluate"]["probe_seeds"] == 2
+
+
+def test_several_probe_seeds_score_the_mean_of_each_seeds_probe():
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(0.0, 360.0, 60)
+    radians = np.deg2rad(angles)
+    features = np.stack([np.sin(radians), np.cos(radians), *rng.normal(size=(4, 60))], 1).astype(np.float32)
+    angle = targets.Angle("angle", angles)
+    train, subsets = np.arange(40), {"eval": np.arange(40, 60)}
+    together = evaluate.probe_scores([angle], features, train, subsets, seed=3, probe_seeds=2)
+    alone = [evaluate.probe_scores([angle], features, train, subsets, seed=s) for s in (3, 4)]
+    error = lambda scores, p: scores[p]["eval"]["angle_error_degrees"]
+    for predictor in probes.PREDICTORS:
+        expected = np.mean([error(a, predictor) for a in alone])
+        assert error(together, predictor) == pytest.approx(expected, rel=1e-6)
+    assert error(alone[0], "mlp") != error(alone[1], "mlp")  # the seeds' probes differ: the mean is of both
 
 
 def _exact_emulator(params: dict, embedding_size: int) -> emulator.Emulator:

@@ -137,6 +137,7 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
     if not np.all(np.isfinite(features)):
         raise ValueError(f"The fixed probe gives non-finite features on the zoo at {path}.")
     features_s, results, predictions = time.time() - start, {}, None
+    probe_seeds = config.evaluate.probe_seeds
     logging.info("Fixed probe's features in %.0f s.", features_s)
     for seed in seeds:
         if predictions is None or family.readout_uses_key:
@@ -145,7 +146,7 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
             predictions = readouts(family, the_zoo, data, seed)
             readout_s = time.time() - start
         start = time.time()
-        probe = evaluate.probe_scores(all_targets, features, split["train"], subsets, seed)
+        probe = evaluate.probe_scores(all_targets, features, split["train"], subsets, seed, probe_seeds)
         results[seed] = {
             "dataset": the_zoo.family,
             "zoo": path,
@@ -155,24 +156,29 @@ def compute(config: ml_collections.ConfigDict, seeds: Sequence[int]) -> dict[int
             "readout": readout_scores(all_targets, predictions, subsets),
             "fixed_probe": probe,
             "num_features": int(features.shape[1]),
+            "probe_seeds": probe_seeds,
             # The readout's and the features' times are shared by the seeds computed together.
             "wall_s": {"readout": readout_s, "fixed_probe": features_s + time.time() - start},
         }
     return results
 
 
-def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int]) -> list[dict]:
-    """The reference rows of one dataset for each seed: reused from a saved evaluation.json, or computed
-    (the missing seeds together, `compute`) and saved."""
+def ensure(outdir: str, dataset: str, preset: str, seeds: Sequence[int], probe_seeds: int = 1) -> list[dict]:
+    """The reference rows of one dataset for each seed, the fixed probe scored by `probe_seeds` probes per
+    target: reused from a saved evaluation.json made so, or computed (the missing seeds together, `compute`)
+    and saved."""
     paths = {seed: layout.run_file(workdir(outdir, dataset, seed), layout.EVALUATION_JSON) for seed in seeds}
     results = {}
     for seed, path in paths.items():
         if os.path.exists(path):
             saved = files.read_json(path)
-            if evaluate.has_subsets({"readout": saved["readout"], **saved["fixed_probe"]}):
+            same_probes = saved.get("probe_seeds", 1) == probe_seeds
+            if evaluate.has_subsets({"readout": saved["readout"], **saved["fixed_probe"]}) and same_probes:
                 results[seed] = saved
     missing = [seed for seed in seeds if seed not in results]
-    computed = compute(reference_config(dataset, preset), missing) if missing else {}
+    config = reference_config(dataset, preset)
+    config.evaluate.probe_seeds = probe_seeds
+    computed = compute(config, missing) if missing else {}
     for seed, result in computed.items():
         directory = workdir(outdir, dataset, seed)
         os.makedirs(directory, exist_ok=True)
@@ -211,7 +217,8 @@ def main(argv):
     datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
     ownership.claim(flags.FLAGS.outdir, "tables")  # the reference rows of a tables output, alone
     for dataset in datasets:
-        for result in ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, range(flags.FLAGS.seeds)):
+        seeds = range(flags.FLAGS.seeds)
+        for result in ensure(flags.FLAGS.outdir, dataset, flags.FLAGS.preset, seeds, flags.FLAGS.probe_seeds):
             print(report.references_markdown(result))
 
 
@@ -219,6 +226,7 @@ if __name__ == "__main__":
     flags.DEFINE_enum("preset", "quick", list(presets.PRESETS), "Config preset (which zoo).")
     flags.DEFINE_enum("dataset", "formal_languages", [*DATASETS, "all"], "Zoo(s) to read.")
     flags.DEFINE_integer("seeds", 1, "Probe seeds (0 .. seeds - 1).", lower_bound=1)
+    flags.DEFINE_integer("probe_seeds", 1, "Probes per target of each seed, each score their mean.", lower_bound=1)
     flags.DEFINE_string("outdir", None, "Where runs/<dataset>/reference/seed<k> go.", required=True)
     cli.define_cpu_devices_flag()
     cli.run_command(main, check_flags)

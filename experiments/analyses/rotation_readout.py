@@ -44,7 +44,7 @@ from flax import nnx
 from experiments import report
 from experiments.analyses import references
 from experiments.run import batches, evaluate, workdirs
-from weightspace import cli, encoders, errors, lstm, probes, provenance, statistics, targets, zoo
+from weightspace import cli, encoders, errors, lstm, probes, provenance, schema, statistics, targets, zoo
 from weightspace.encoders import probing
 from weightspace.tasks import sequential_mnist
 
@@ -227,6 +227,14 @@ def make(
     return result
 
 
+def check_flags(flag_values) -> list[str]:
+    """Every workdir must be a training run, every digit count a positive whole number."""
+    return [
+        *cli.workdir_list_problems(flag_values),
+        *cli.list_problems("digit_counts", flag_values.digit_counts, schema.Int(1), nonempty=True),
+    ]
+
+
 def main(argv):
     del argv
     cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
@@ -245,4 +253,4 @@ if __name__ == "__main__":
     flags.DEFINE_list("digit_counts", [str(c) for c in DIGIT_COUNTS], "Rotated-digit probe sizes P to read.")
     flags.DEFINE_integer("probe_seeds", 5, "Probe seeds per reading (0 .. probe_seeds - 1).", lower_bound=1)
     cli.define_cpu_devices_flag()
-    cli.run_command(main, cli.workdir_list_problems)
+    cli.run_command(main, check_flags)

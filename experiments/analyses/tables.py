@@ -95,6 +95,7 @@ def ensure_sweep(configs: list, paths: list[str], sweep: bool | None = None) -> 
     """
     for config, path in zip(configs, paths, strict=True):
         workdirs.check_config(config, path)
+        workdirs.record_evaluate_settings(config, path)
     todo = [i for i, path in enumerate(paths) if not _has_evaluation(path)]
     if todo:
         start = time.time()
@@ -182,11 +183,13 @@ def make_tables(
     oracle: bool = False,
     with_references: bool = True,
     sweep: bool | None = None,
+    probe_seeds: int = 1,
 ) -> dict:
     """Runs or reuses every run and reference row, then writes results.csv, the figures, and results.json with
     the tables.md rendered from it (`report.tables_markdown`). Each row's seeds train as one sweep
     (`train.train_sweep`, each member into its own run's workdir) or one after another, as `sweep` says
-    (`ensure_sweep`; None: where the sweep is faster)."""
+    (`ensure_sweep`; None: where the sweep is faster). Every run and reference row is scored by `probe_seeds`
+    probes per target (`config.evaluate.probe_seeds`); a run evaluated otherwise before is evaluated again."""
     families = tuple(tasks.FAMILIES)  # read now: a family may be registered after this module is imported
     unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(datasets) - set(families))
     if unknown:
@@ -197,11 +200,15 @@ def make_tables(
     records, runs, timings = [], {}, []
     for dataset in datasets:
         configs = table_configs(preset, dataset, seeds, encoders, supervised_targets, oracle)
+        for config in configs:
+            config.evaluate.probe_seeds = probe_seeds
         run_records, run_paths, run_timings = _trained_rows(outdir, dataset, configs, sweep)
         records, timings = records + run_records, timings + run_timings
         runs.update(run_paths)
         began = time.time()
-        reference_results = references.ensure(outdir, dataset, preset, range(seeds)) if with_references else []
+        reference_results = []
+        if with_references:
+            reference_results = references.ensure(outdir, dataset, preset, range(seeds), probe_seeds)
         timings.append(dict(dataset=dataset, row=references.KIND, seeds=[], done=[], wall_s=time.time() - began))
         for seed, result in enumerate(reference_results):  # seeds 0, 1, ...
             path = layout.table_run(outdir, dataset, (references.KIND,), seed)
@@ -284,6 +291,7 @@ def main(argv):
         oracle=flags.FLAGS.oracle,
         with_references=flags.FLAGS.references,
         sweep=SWEEP_CHOICES[flags.FLAGS.sweep],
+        probe_seeds=flags.FLAGS.probe_seeds,
     )
 
 
@@ -309,6 +317,9 @@ if __name__ == "__main__":
         "faster (on accelerators; on CPUs where each seed gets a device of its own, train.sweep_pays).",
     )
     flags.DEFINE_bool("references", True, "Also add the reference rows (readout, fixed probe; no learned encoder).")
+    flags.DEFINE_integer(
+        "probe_seeds", 1, "Probes per target, each score their mean (config.evaluate.probe_seeds).", lower_bound=1
+    )
     flags.DEFINE_string("outdir", None, "Where runs, tables and figures go.", required=True)
     cli.define_cpu_devices_flag()
     cli.run_command(main, check_flags)

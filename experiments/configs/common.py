@@ -149,6 +149,9 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
     config.evaluate.after_training = True
     # Seeds the probes (held-out part, init) and the choice of cloned snapshots.
     config.evaluate.seed = 0
+    # Probes fitted per target and predictor, seeded seed .. seed + probe_seeds - 1; each score is their mean.
+    # An MLP probe reading beyond its training range (OOD angles) can move by degrees with its seed.
+    config.evaluate.probe_seeds = 1
     # Held-out snapshots per split (eval, OOD) whose emulator clone is scored on the task.
     config.evaluate.num_cloned = 32
 

@@ -44,6 +44,7 @@ RULES: dict[str, schema.Rule] = {
     "eval.select_by": schema.Choice(*SELECT_BY),
     "evaluate.after_training": schema.Bool(),
     "evaluate.seed": schema.Int(0),
+    "evaluate.probe_seeds": schema.Int(1),
     "evaluate.num_cloned": schema.Int(0),
     "split.seed": schema.Int(0),
     "split.ood_fraction": schema.Fraction(open_high=True),

@@ -32,7 +32,7 @@ import numpy as np
 from absl import flags, logging
 from flax import nnx
 
-from experiments import report
+from experiments import report, upgrade
 from experiments.run import batches, layout, workdirs
 from weightspace import cli, dataset, files, multihost, ownership, probes, sharding, targets, zoo
 
@@ -47,19 +47,32 @@ def held_out_subsets(split: dict[str, np.ndarray], trained: np.ndarray) -> dict[
 
 
 def probe_scores(
-    all_targets: list, features: np.ndarray, train: np.ndarray, subsets: dict[str, np.ndarray], seed: int
+    all_targets: list,
+    features: np.ndarray,
+    train: np.ndarray,
+    subsets: dict[str, np.ndarray],
+    seed: int,
+    probe_seeds: int = 1,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """{predictor: {subset: {"<target>_<metric>": value}}} of the linear and MLP probes.
 
     Each probe reads `features` [N, F] (an encoder's embeddings, or any other
-    features of every snapshot), is fitted on the snapshots `train` and scored on each subset.
+    features of every snapshot), is fitted on the snapshots `train` and scored on each subset; with
+    `probe_seeds` > 1, one probe per seed `seed` .. `seed + probe_seeds - 1` (its initialisation and
+    early-stopping split), each value the mean of theirs.
     """
     scores = {name: {s: {} for s in subsets} for name in probes.PREDICTORS}
     for target in all_targets:
         for name, hidden_sizes in probes.PREDICTORS.items():
-            probe = probes.fit(target, features, train, hidden_sizes=hidden_sizes, seed=seed)
-            for s, values in targets.subset_scores(target, probe.predict(features), subsets).items():
-                scores[name][s].update(values)
+            per_seed = [
+                targets.subset_scores(
+                    target, probes.fit(target, features, train, hidden_sizes=hidden_sizes, seed=s).predict(features),
+                    subsets,
+                )
+                for s in range(seed, seed + probe_seeds)
+            ]  # fmt: skip
+            for s in subsets:
+                scores[name][s].update({key: float(np.mean([v[s][key] for v in per_seed])) for key in per_seed[0][s]})
     return scores
 
 
@@ -80,13 +93,22 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
         return _evaluate_locked(workdir, force)
 
 
+def recorded_settings(saved: dict) -> dict | None:
+    """The `evaluate` settings a saved evaluation was made with, a setting added since at the value in effect
+    before it (`upgrade.ADDED_FIELDS`: the evaluation is what it would give); None when it recorded none."""
+    if "evaluate" not in saved:
+        return None
+    added = {path[1]: value for path, value in upgrade.ADDED_FIELDS.items() if path[0] == "evaluate"}
+    return {**added, **saved["evaluate"]}
+
+
 def _evaluate_locked(workdir: str, force: bool) -> dict:
     config = workdirs.read_config(workdir)
     step = workdirs.checkpoint_step(workdir)
     path = layout.run_file(workdir, layout.EVALUATION_JSON)
     if os.path.exists(path) and not force:
         saved = files.read_json(path)
-        same_settings = saved.get("evaluate") == config.evaluate.to_dict()
+        same_settings = recorded_settings(saved) == config.evaluate.to_dict()
         if saved.get("checkpoint_step") == step and has_subsets(saved["probes"]) and same_settings:
             logging.info("Reusing %s (best checkpoint, step %d).", path, step)
             return saved
@@ -116,7 +138,9 @@ def _evaluate_locked(workdir: str, force: bool) -> dict:
         "oracle_target": config.oracle.target,
         "num_snapshots": {"train": len(run.split["train"]), **{s: len(i) for s, i in subsets.items()}},
         "loss": {name.removesuffix("_loss"): value for name, value in losses.items() if name.endswith("_loss")},
-        "probes": probe_scores(run.targets, embeddings, run.split["train"], subsets, config.evaluate.seed),
+        "probes": probe_scores(
+            run.targets, embeddings, run.split["train"], subsets, config.evaluate.seed, config.evaluate.probe_seeds
+        ),
     }
     novelty = {name.removesuffix("_novelty"): value for name, value in losses.items() if name.endswith("_novelty")}
     if novelty:  # a probing encoder: the answers its probes find per split (`dialogue_novelty`)

@@ -172,6 +172,18 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return current
 
 
+def record_evaluate_settings(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Records `config.evaluate` in the config.json of the run in `workdir` (if any), which its evaluation
+    reads: the downstream evaluation may change after training (`_RESUMABLE_KEYS`), and a saved evaluation
+    made with other settings is then redone (`evaluate.evaluate`)."""
+    path = layout.run_file(workdir, layout.CONFIG)
+    if not os.path.exists(path):
+        return
+    saved = _recorded_config(workdir)
+    if saved.get("evaluate") != config.evaluate.to_dict():
+        files.write_json(path, {**saved, "evaluate": config.evaluate.to_dict()})
+
+
 def check_devices(workdir: str, devices: dict[str, Any], resumed: int | None) -> None:
     """Refuses to resume a run on other devices ({"num_devices", "backend"}) than it started on.
 
