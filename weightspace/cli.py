@@ -84,6 +84,13 @@ def use_cpu_cores_as_devices(count: int = 0) -> None:
     jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
 
 
+def start_command(cpu_devices: int) -> None:
+    """What a command's main does first: `cpu_devices` CPU devices (`use_cpu_cores_as_devices`; 0: one per
+    core) and a console of our own progress lines (`quiet_library_logs`)."""
+    use_cpu_cores_as_devices(cpu_devices)
+    quiet_library_logs()
+
+
 def define_cpu_devices_flag() -> None:
     """Defines --cpu_devices, the CPU devices a command exposes (`use_cpu_cores_as_devices`; 0: one per core)."""
 

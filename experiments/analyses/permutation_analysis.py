@@ -271,8 +271,7 @@ def make(workdirs: list[str], outdir: str, num_snapshots: int, seed: int, comman
 
 def main(argv):
     del argv
-    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
-    cli.quiet_library_logs()
+    cli.start_command(flags.FLAGS.cpu_devices)
     workdirs = list(flags.FLAGS.workdir)
     make(
         workdirs,

@@ -212,8 +212,7 @@ def check_flags(flag_values) -> list[str]:
 
 def main(argv):
     del argv
-    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
-    cli.quiet_library_logs()
+    cli.start_command(flags.FLAGS.cpu_devices)
     datasets = DATASETS if flags.FLAGS.dataset == "all" else (flags.FLAGS.dataset,)
     ownership.claim(flags.FLAGS.outdir, "tables")  # the reference rows of a tables output, alone
     for dataset in datasets:

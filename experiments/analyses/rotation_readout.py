@@ -237,8 +237,7 @@ def check_flags(flag_values) -> list[str]:
 
 def main(argv):
     del argv
-    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
-    cli.quiet_library_logs()
+    cli.start_command(flags.FLAGS.cpu_devices)
     workdir_list = list(flags.FLAGS.workdir)
     outdir = flags.FLAGS.outdir or workdir_list[0]
     digit_counts = [int(c) for c in flags.FLAGS.digit_counts]

@@ -166,8 +166,7 @@ def check_flags(flag_values) -> list[str]:
 
 def main(argv):
     del argv
-    cli.use_cpu_cores_as_devices(flags.FLAGS.cpu_devices)
-    cli.quiet_library_logs()
+    cli.start_command(flags.FLAGS.cpu_devices)
     evaluate(flags.FLAGS.workdir, force=flags.FLAGS.force)
 
 
