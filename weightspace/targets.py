@@ -46,10 +46,15 @@ def mae(predicted: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(predicted, np.float64) - np.asarray(true, np.float64))))
 
 
+def angular_distance(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Absolute differences of angles in degrees, the short way round the circle (each in [0, 180])."""
+    difference = np.asarray(predicted, np.float64) - np.asarray(true, np.float64)
+    return np.abs((difference + 180.0) % 360.0 - 180.0)
+
+
 def angular_error(predicted: np.ndarray, true: np.ndarray) -> float:
     """Mean absolute difference of angles in degrees, the short way round the circle (in [0, 180])."""
-    difference = np.asarray(predicted, np.float64) - np.asarray(true, np.float64)
-    return float(np.mean(np.abs((difference + 180.0) % 360.0 - 180.0)))
+    return float(np.mean(angular_distance(predicted, true)))
 
 
 # Metric names (as the evaluation reports them) for which lower is better: errors and losses.

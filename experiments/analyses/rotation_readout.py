@@ -48,7 +48,7 @@ from weightspace import cli, encoders, errors, lstm, probes, provenance, schema,
 from weightspace.encoders import probing
 from weightspace.tasks import sequential_mnist
 
-# The subsets scored (`evaluate.SUBSETS`): the issue's targets are trained snapshots.
+# The subsets scored (of `evaluate.SUBSETS`): trained snapshots, where a reading of the angle is meaningful.
 SUBSETS = ("ood_trained", "eval_trained")
 ENCODER_ROWS = ("embedding", "answers", "answer_harmonics")
 DIGIT_COUNTS = (24, 48, 120)
@@ -112,7 +112,7 @@ def angle_errors(
     one per seed (its initialisation and early-stopping split)."""
     return {
         name: np.stack([
-            _circular_distance(
+            targets.angular_distance(
                 probes.fit(target, features, train, hidden_sizes=hidden_sizes, seed=seed).predict(features),
                 target.values,
             )
@@ -122,13 +122,9 @@ def angle_errors(
     }  # fmt: skip
 
 
-def _circular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs((np.asarray(a, np.float64) - np.asarray(b, np.float64) + 180.0) % 360.0 - 180.0)
-
-
 def nearest_training_angle_errors(angles: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Every snapshot's distance to the train split's angle nearest its own [N] (0 on the train split)."""
-    return _circular_distance(angles[:, None], np.unique(angles[train])[None]).min(1)
+    return targets.angular_distance(angles[:, None], np.unique(angles[train])[None]).min(1)
 
 
 def _check_run(workdir: str, config) -> None:
