@@ -77,6 +77,7 @@ def test_rotation_readout_reads_every_row_of_a_run_and_refuses_a_run_without_rot
         assert row["seeds"] == (1 if row["row"] == "nearest_training_angle" else 2)
     assert json.loads((tmp_path / "rotation_readout.json").read_text())["rows"] == result["rows"]
     assert "## OOD split, trained snapshots" in (tmp_path / "rotation_readout.md").read_text()
+    assert (tmp_path / "rotation_readout.png").stat().st_size > 0
     # The embedding reading is the encoder's own embedding; the answers are what its probes get back.
     model = workdirs.load_model(runs["rotations"])
     the_zoo = zoo.load(path)

@@ -28,7 +28,8 @@ Errors are mean absolute angular errors in degrees on the eval and OOD splits' t
 over `--probe_seeds` probes per reading (their initialisation and early-stopping split: an MLP probe's OOD
 error moves by degrees with them), with 95 % bootstrap intervals over the split's LSTMs (the independent
 units) and the seeds (run seeds x probe seeds), and the range of the seeds' means. Writes
-`rotation_readout.json` and `rotation_readout.md` (rendered from the JSON by `experiments.report`) into DIR.
+`rotation_readout.json`, `rotation_readout.md` (rendered from the JSON by `experiments.report`) and
+`rotation_readout.png` (each reading's errors with their intervals) into DIR.
 """
 
 import os
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 from absl import flags
 from flax import nnx
@@ -47,6 +49,9 @@ from experiments.run import batches, evaluate, workdirs
 from weightspace import cli, encoders, errors, lstm, probes, provenance, schema, statistics, targets, zoo
 from weightspace.encoders import probing
 from weightspace.tasks import sequential_mnist
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt
 
 # The subsets scored (of `evaluate.SUBSETS`): trained snapshots, where a reading of the angle is meaningful.
 SUBSETS = ("ood_trained", "eval_trained")
@@ -219,8 +224,30 @@ def make(
         "wall_s": time.time() - start,
     }
     os.makedirs(outdir, exist_ok=True)
+    plot(scores, os.path.join(outdir, "rotation_readout.png"))
     report.write(os.path.join(outdir, "rotation_readout.json"), result)
     return result
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """A panel per subset: each reading's error (bars, linear and MLP probe) with its interval (whiskers)."""
+    figure, axes = plt.subplots(1, len(SUBSETS), figsize=(12, 5), sharey=True)
+    names = list(dict.fromkeys((r["group"], r["row"]) for r in rows))
+    for axis, subset in zip(axes, SUBSETS, strict=True):
+        by = {(r["group"], r["row"], r["predictor"]): r for r in rows if r["subset"] == subset}
+        for k, predictor in enumerate(probes.PREDICTORS):
+            cells = [by[(group, row, predictor)] for group, row in names]
+            means = np.array([c["mean"] for c in cells])
+            whiskers = np.abs(np.array([c["interval"] for c in cells]).T - means)
+            y = np.arange(len(names)) + 0.4 * k - 0.2
+            axis.barh(y, means, 0.4, xerr=whiskers, color=f"C{k}", label=f"{predictor} probe")
+        axis.set(xlabel="mean angular error (degrees)", title=subset.replace("_", ", "))
+    axes[0].invert_yaxis()  # the axes share it: the first reading on top
+    axes[0].set_yticks(np.arange(len(names)), [f"{group}: {row}" for group, row in names], fontsize=8)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def check_flags(flag_values) -> list[str]:
