@@ -99,12 +99,10 @@ def _digit_logits(family, model: lstm.Bound, _, data) -> jax.Array:
     return _class_logits(jnp.moveaxis(model.apply(data["sequences"]), 1, 0)[:, None])[0]
 
 
-def rotated_digit_features(family, the_zoo: zoo.Zoo, count: int) -> np.ndarray:
-    """`rotated_digits_<count>`'s features of every snapshot: [N, 1 + 2 H]."""
-    arrays, _ = family.data()
-    sequences, _ = sequential_mnist.prior_digits(
-        jnp.asarray(arrays["eval_images"]), jnp.asarray(arrays["eval_labels"]), count
-    )
+def rotated_digit_features(family, the_zoo: zoo.Zoo, data, count: int) -> np.ndarray:
+    """`rotated_digits_<count>`'s features of every snapshot, from the family's `data` (its eval images and
+    labels): [N, 1 + 2 H]."""
+    sequences, _ = sequential_mnist.prior_digits(data["eval_images"], data["eval_labels"], count)
     return _harmonics(np.asarray(references.map_snapshots(_digit_logits, family, the_zoo.params, None, {
         "sequences": sequences
     })))  # fmt: skip
@@ -188,7 +186,9 @@ def make(
     family, split = run.family, run.split
     angles = np.asarray(the_zoo.metadata["angle"], np.float64)
     data = jax.device_put(family.data()[0])
-    zoo_features = {f"rotated_digits_{count}": rotated_digit_features(family, the_zoo, count) for count in digit_counts}
+    zoo_features = {
+        f"rotated_digits_{count}": rotated_digit_features(family, the_zoo, data, count) for count in digit_counts
+    }
     zoo_features["fixed_probe"] = references.fixed_probe_features(family, the_zoo, data)
     zoo_rows = {name: [angle_errors(target, f, split["train"], probe_seeds)] for name, f in zoo_features.items()}
     nearest = nearest_training_angle_errors(angles, split["train"])
