@@ -81,6 +81,26 @@ def test_selecting_by_novelty_keeps_the_checkpoint_whose_probes_find_the_most(tm
     assert train.selection_score({"eval_loss": 0.3, "eval_novelty": 4.0}, "loss") == 0.3
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/sys/vm/max_map_count"), reason="Linux's limit on memory mappings")
+def test_runs_in_one_process_release_their_compiled_programs_near_the_mappings_limit(smoke_zoo, tmp_path, monkeypatch):
+    """A process that trains and evaluates run after run (a table, a sweep) near the kernel's limit on memory
+    mappings keeps no compiled programs of finished runs: each run's add hundreds of mappings, and at the
+    limit the next compilation aborts the process. Here the limit is taken as reached at once."""
+    monkeypatch.setattr(workdirs, "RELEASE_AT_MAPPINGS_SHARE", 0.0)
+
+    def mappings():
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
+    counts = []
+    for k in range(3):
+        workdir = str(tmp_path / f"run{k}")
+        train.train(_config("interactive", smoke_zoo, num_steps=2), workdir)
+        evaluate.evaluate(workdir)
+        counts.append(mappings())
+    assert counts[2] - counts[0] < 100, counts
+
+
 @pytest.mark.slow
 def test_resume_gives_the_same_result(smoke_zoo, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"

@@ -89,7 +89,8 @@ def evaluate(workdir: str, *, force: bool = False) -> dict:
     devices (nothing is exchanged, so none waits for another); process 0 writes the files.
     """
     workdir = ownership.require(workdir, "run")
-    with multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError):
+    lock = multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError)
+    with lock, workdirs.releasing_compiled_programs():
         return _evaluate_locked(workdir, force)
 
 

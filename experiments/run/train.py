@@ -269,7 +269,8 @@ def train_sweep(configs: Sequence[ml_collections.ConfigDict], workdirs_: Sequenc
             locks.enter_context(multihost.workdir_lock(workdir, "training or evaluation run", workdirs.TrainingError))
             multihost.check_shared_workdir(workdir, workdirs.TrainingError)
         multihost.check_same_config("".join(c.to_json() for c in configs), workdirs.TrainingError)
-        return _train_locked(list(configs), paths)
+        with workdirs.releasing_compiled_programs():
+            return _train_locked(list(configs), paths)
 
 
 def _resume_step(paths: list[str], num_steps: int) -> tuple[int | None, list[str]]:

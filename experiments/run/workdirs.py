@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -30,6 +31,36 @@ DEFAULT_ZOO_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "weightspace
 def table_config_run(outdir: str, config: ml_collections.ConfigDict) -> str:
     """The run of `config` in a tables output directory (`layout.table_run` of its objective's row)."""
     return layout.table_run(outdir, config.zoo.dataset, objectives.kind_of(config).table_row(config), config.seed)
+
+
+RELEASE_AT_MAPPINGS_SHARE = 0.5  # of the kernel's limit on a process's memory mappings
+
+
+@contextlib.contextmanager
+def releasing_compiled_programs() -> Iterator[None]:
+    """Frees every compiled XLA program when a run's training or evaluation ends with the process past
+    `RELEASE_AT_MAPPINGS_SHARE` of the kernel's limit on memory mappings (Linux's vm.max_map_count,
+    65,530 by default). Each run compiles its own programs (hundreds of mappings each on the CPU, kept by
+    JAX's caches), and a process that trains many runs (a table, a sweep, the probing gap) would otherwise
+    reach the limit, where the next compilation aborts it. Below the share, programs that later runs reuse
+    stay compiled."""
+    try:
+        yield
+    finally:
+        if _memory_mappings_share() > RELEASE_AT_MAPPINGS_SHARE:
+            jax.clear_caches()
+
+
+def _memory_mappings_share() -> float:
+    """The share of the kernel's limit on memory mappings this process holds; 0 where the system has no
+    such limit to read."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f) / limit
+    except (OSError, ValueError):
+        return 0.0
 
 
 class TrainingError(UserError, RuntimeError):
