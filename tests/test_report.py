@@ -1,6 +1,7 @@
 """Results rendered from their results files: the committed ones, and the docs' rendered blocks."""
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -109,6 +110,38 @@ def test_a_stale_section_is_named_and_rewritten(tmp_path):
     ]
     report.rewrite_docs(str(tmp_path))
     assert doc.read_text().splitlines() == ["# Results", marker, *body, report.END]
+
+
+def test_a_directory_block_lists_each_results_files_wall_time_and_the_runs_its_command_trained(tmp_path):
+    """Files with a renderer and a wall time, one level down, each a row; a tables output's runs trained by
+    its command (`done`) against all its seeded rows' runs; files without a wall time or a renderer left out."""
+    results = tmp_path / "experiments" / "results"
+    tables_run = {
+        "wall_s": 1234.4,
+        "machine": "2 CPU cores",
+        "timings": [
+            {"row": "zoo", "seeds": [], "done": [], "wall_s": 1.0},
+            {"row": "emulation/flat", "seeds": [0, 1, 2], "done": [1, 2], "wall_s": 2.0},
+            {"row": "oracle/task", "seeds": [0, 1, 2], "done": [], "wall_s": 3.0},
+        ],
+    }
+    for name, result in [
+        ("a/results.json", tables_run),
+        ("b/probing_gap.json", {"wall_s": 7.6}),
+        ("c/permutation_analysis.json", {"machine": "no wall time"}),
+        ("d/notes.json", {"wall_s": 1.0}),
+    ]:
+        (results / name).parent.mkdir(parents=True)
+        (results / name).write_text(json.dumps(result))
+    markdown = report.wall_times_markdown(str(results))
+    assert markdown.splitlines()[4:] == [
+        "| `a/results.json` | 1,234 s | 2 / 6 | 2 CPU cores |",
+        "| `b/probing_gap.json` | 8 s | - | - |",
+    ]
+    doc = _repo(tmp_path, "README.md", "# Doc\n<!-- rendered from experiments/results -->\n<!-- end rendered -->\n")
+    assert report.rewrite_docs(str(tmp_path)) == ["README.md:2: the block rendered from experiments/results"]
+    assert doc.read_text().splitlines()[2:-1] == markdown.splitlines()[2:]
+    assert report.check_docs(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize(

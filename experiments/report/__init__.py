@@ -18,8 +18,10 @@ zoo_builder/*.md) shows a rendered table between two markers:
 
 The block is the rendered markdown without its title line; with `, section "HEADING"` after the path
 (`<!-- rendered from PATH, section "HEADING" -->`) it is only the body under the heading whose text is
-HEADING (any level), up to the next heading of the same or a higher level. Paths are relative to the
-repository root. `tests/test_report.py` fails while any block differs from its render.
+HEADING (any level), up to the next heading of the same or a higher level. A directory in place of the
+file (`<!-- rendered from experiments/results -->`) shows the wall times its results files record
+(`wall_times_markdown`). Paths are relative to the repository root. `tests/test_report.py` fails while any
+block differs from its render.
 """
 
 from experiments.report.docs import END, REPO, check_docs, rewrite_docs, section
@@ -38,6 +40,7 @@ from experiments.report.renderers import (
     rerender_directory,
     sweep_benchmark_markdown,
     table_plan_markdown,
+    wall_times_markdown,
     write,
     zoo_benchmark_markdown,
 )
@@ -79,6 +82,7 @@ __all__ = [
     "table_lines",
     "table_plan_markdown",
     "tables_markdown",
+    "wall_times_markdown",
     "write",
     "zoo_benchmark_markdown",
 ]

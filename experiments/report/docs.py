@@ -6,7 +6,7 @@ import os
 import re
 
 from experiments.report.format import ReportError
-from experiments.report.renderers import RENDERERS, render
+from experiments.report.renderers import RENDERERS, render, wall_times_markdown
 from weightspace import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,10 +98,16 @@ def section(markdown: str, heading: str) -> list[str] | None:
 def _block_lines(root: str, block: Block, rendered: dict[str, str]) -> list[str]:
     """What `block` should hold, rendering each results file once (`rendered`: path -> markdown)."""
     path = os.path.join(root, block.source)
-    if os.path.basename(path) not in RENDERERS or not os.path.isfile(path):
+    if os.path.isdir(path):
+        if path not in rendered:
+            rendered[path] = wall_times_markdown(path)
+    elif os.path.basename(path) not in RENDERERS or not os.path.isfile(path):
         known = ", ".join(RENDERERS)
-        raise ReportError(f"{block}: no such results file (a path from the repository root, named one of {known}).")
-    if path not in rendered:
+        raise ReportError(
+            f"{block}: no such results file (a path from the repository root, named one of {known}) or "
+            "directory of them."
+        )
+    elif path not in rendered:
         rendered[path] = render(path)
     lines = section(rendered[path], block.section)
     if lines is None:

@@ -1,5 +1,7 @@
-"""Which renderer makes the markdown of each results file (by its name), and writing a results file with it."""
+"""Which renderer makes the markdown of each results file (by its name), and writing a results file with it;
+the wall times of a directory of results files."""
 
+import glob
 import os
 from collections.abc import Callable
 
@@ -38,6 +40,29 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "zoo_benchmark.json": (zoo_benchmark_markdown, "zoo_benchmark.md"),
     "disk_benchmark.json": (disk_benchmark_markdown, "disk_benchmark.md"),
 }
+
+
+def wall_times_markdown(directory: str) -> str:
+    """The wall time of every results file one level under `directory` (those with a renderer) that records
+    it: how long the command that wrote it ran, on which machine, and, for a tables output, how many of its
+    runs that command trained (the others it reused from an earlier command, whose time is not counted)."""
+    lines = [
+        "# Wall times",
+        "",
+        "| results file | wall time | runs trained / in the table | machine |",
+        "|---|---|---|---|",
+    ]
+    for path in sorted(glob.glob(os.path.join(directory, "*", "*.json"))):
+        if os.path.basename(path) not in RENDERERS:
+            continue
+        result = files.read_json(path)
+        if "wall_s" not in result:
+            continue
+        runs = [t for t in result.get("timings", []) if t.get("seeds")]
+        trained = f"{sum(len(t['done']) for t in runs)} / {sum(len(t['seeds']) for t in runs)}" if runs else "-"
+        name = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+        lines.append(f"| `{name}` | {result['wall_s']:,.0f} s | {trained} | {result.get('machine', '-')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _renderer(path: str) -> tuple[Callable[[dict], str], str]:
