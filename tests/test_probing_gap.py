@@ -8,6 +8,7 @@ import pytest
 
 from experiments import report
 from experiments.analyses import permutation_analysis, probing_gap
+from weightspace import encoders
 
 
 def test_options_are_parsed_and_named():
@@ -50,6 +51,11 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     rows = {(r["row"], r["budget"]) for r in saved["rows"]}
     assert {(e, b) for e in probing_gap.ENCODERS for b in (plan.budget, 11)} <= rows
     assert saved["plan"]["learned_budgets"] == [6, 11] and ("interactive", 3) not in rows
+    # Each learned run once, every one trained by this command: a probing encoder's at each learned budget, an
+    # encoder of the weights' one run for both (it reads no budget).
+    probing = [e for e in probing_gap.ENCODERS if encoders.probes(e)]
+    assert len(saved["learned_runs"]) == 2 * len(probing) + len(probing_gap.ENCODERS) - len(probing)
+    assert all(run["trained"] for run in saved["learned_runs"])
     with pytest.raises(ValueError, match=r"learned budgets \[4\] are not in the smoke sweep's \[3, 6, 11\]"):
         probing_gap.make(outdir, "smoke", options, seeds=1, learned_budgets=[4])
     assert {(r, b) for r in probing_gap.REFERENCES for b in plan.sweep_budgets} <= rows

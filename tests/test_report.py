@@ -113,8 +113,9 @@ def test_a_stale_section_is_named_and_rewritten(tmp_path):
 
 
 def test_a_directory_block_lists_each_results_files_wall_time_and_the_runs_its_command_trained(tmp_path):
-    """Files with a renderer and a wall time, one level down, each a row; a tables output's runs trained by
-    its command (`done`) against all its seeded rows' runs; files without a wall time or a renderer left out."""
+    """Files with a renderer and a wall time, one level down, each a row; the runs its command trained against
+    all its runs (a tables output's seeded rows, `done`; a probing-gap file's `learned_runs`), '-'
+    where the file does not say; files without a wall time or a renderer left out."""
     results = tmp_path / "experiments" / "results"
     tables_run = {
         "wall_s": 1234.4,
@@ -127,7 +128,11 @@ def test_a_directory_block_lists_each_results_files_wall_time_and_the_runs_its_c
     }
     for name, result in [
         ("a/results.json", tables_run),
-        ("b/probing_gap.json", {"wall_s": 7.6}),
+        (
+            "b/probing_gap.json",
+            {"wall_s": 7.6, "learned_runs": [{"run": "r0", "trained": True}, {"run": "r1", "trained": False}]},
+        ),
+        ("b2/probing_gap.json", {"wall_s": 2.0}),
         ("c/permutation_analysis.json", {"machine": "no wall time"}),
         ("d/notes.json", {"wall_s": 1.0}),
     ]:
@@ -136,7 +141,8 @@ def test_a_directory_block_lists_each_results_files_wall_time_and_the_runs_its_c
     markdown = report.wall_times_markdown(str(results))
     assert markdown.splitlines()[4:] == [
         "| `a/results.json` | 1,234 s | 2 / 6 | 2 CPU cores |",
-        "| `b/probing_gap.json` | 8 s | - | - |",
+        "| `b/probing_gap.json` | 8 s | 1 / 2 | - |",
+        "| `b2/probing_gap.json` | 2 s | - | - |",
     ]
     doc = _repo(tmp_path, "README.md", "# Doc\n<!-- rendered from experiments/results -->\n<!-- end rendered -->\n")
     assert report.rewrite_docs(str(tmp_path)) == ["README.md:2: the block rendered from experiments/results"]

@@ -79,7 +79,7 @@ def ensure_run(config, path: str) -> dict:
     return ensure_sweep([config], [path])[0]
 
 
-def _has_evaluation(path: str) -> bool:
+def has_evaluation(path: str) -> bool:
     """Whether the run in `path` was trained and evaluated (by an earlier invocation)."""
     return os.path.exists(layout.run_file(path, layout.EVALUATION_JSON))
 
@@ -96,7 +96,7 @@ def ensure_sweep(configs: list, paths: list[str], sweep: bool | None = None) -> 
     for config, path in zip(configs, paths, strict=True):
         workdirs.check_config(config, path)
         workdirs.record_evaluate_settings(config, path)
-    todo = [i for i, path in enumerate(paths) if not _has_evaluation(path)]
+    todo = [i for i, path in enumerate(paths) if not has_evaluation(path)]
     if todo:
         start = time.time()
         together = train.sweep_pays(len(todo)) if sweep is None else sweep
@@ -252,7 +252,7 @@ def _trained_rows(
     for _, seeds_of_row in itertools.groupby(configs, key=lambda c: objectives.kind_of(c).table_row(c)):
         group, began = list(seeds_of_row), time.time()
         paths = [workdirs.table_config_run(outdir, config) for config in group]
-        done = [c.seed for c, p in zip(group, paths, strict=True) if not _has_evaluation(p)]
+        done = [c.seed for c, p in zip(group, paths, strict=True) if not has_evaluation(p)]
         for config, path, result in zip(group, paths, ensure_sweep(group, paths, sweep), strict=True):
             kind = objectives.kind_of(config)
             meta = dict(dataset=dataset, kind=kind.name, encoder=kind.table_row(config)[1], seed=config.seed)

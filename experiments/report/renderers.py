@@ -44,12 +44,12 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
 
 def wall_times_markdown(directory: str) -> str:
     """The wall time of every results file one level under `directory` (those with a renderer) that records
-    it: how long the command that wrote it ran, on which machine, and, for a tables output, how many of its
-    runs that command trained (the others it reused from an earlier command, whose time is not counted)."""
+    it: how long the command that wrote it ran, on which machine, and how many of its runs that command
+    trained (the others it reused from an earlier command, whose time is not counted) where the file says."""
     lines = [
         "# Wall times",
         "",
-        "| results file | wall time | runs trained / in the table | machine |",
+        "| results file | wall time | runs trained / all its runs | machine |",
         "|---|---|---|---|",
     ]
     for path in sorted(glob.glob(os.path.join(directory, "*", "*.json"))):
@@ -58,11 +58,22 @@ def wall_times_markdown(directory: str) -> str:
         result = files.read_json(path)
         if "wall_s" not in result:
             continue
-        runs = [t for t in result.get("timings", []) if t.get("seeds")]
-        trained = f"{sum(len(t['done']) for t in runs)} / {sum(len(t['seeds']) for t in runs)}" if runs else "-"
         name = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
-        lines.append(f"| `{name}` | {result['wall_s']:,.0f} s | {trained} | {result.get('machine', '-')} |")
+        lines.append(
+            f"| `{name}` | {result['wall_s']:,.0f} s | {_runs_trained(result)} | {result.get('machine', '-')} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _runs_trained(result: dict) -> str:
+    """'trained / all' runs of a results file: a tables output's seeded rows (`timings`), a probing-gap
+    file's learned runs (`learned_runs`); '-' where the file does not record them."""
+    seeded = [t for t in result.get("timings", []) if t.get("seeds")]
+    if seeded:
+        return f"{sum(len(t['done']) for t in seeded)} / {sum(len(t['seeds']) for t in seeded)}"
+    if "learned_runs" in result:
+        return f"{sum(run['trained'] for run in result['learned_runs'])} / {len(result['learned_runs'])}"
+    return "-"
 
 
 def _renderer(path: str) -> tuple[Callable[[dict], str], str]:

@@ -2,6 +2,7 @@
 reused), their means over seeds, the figures and `probing_gap.json`."""
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 
@@ -47,9 +48,17 @@ def encoder_row(result: dict, encoder: str, seed: int) -> dict:
 
 
 def run_point(
-    plan: Plan, outdir: str, options: Options, seeds: int, m: int, budget: int, learned: tuple[str, ...]
+    plan: Plan,
+    outdir: str,
+    options: Options,
+    seeds: int,
+    m: int,
+    budget: int,
+    learned: tuple[str, ...],
+    runs: dict[str, bool],
 ) -> tuple[list[dict], dict]:
-    """Every row at one (m, L): the references, and the `learned` encoders over seeds."""
+    """Every row at one (m, L): the references, and the `learned` encoders over seeds. `runs` gains each
+    learned run's path (relative to `outdir`) and whether this command trains it."""
     zoo_path = build.build(zoo_config(plan, m), layout.gap_zoo(outdir, m))
     the_zoo = zoo.load(zoo_path)
     run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
@@ -65,6 +74,8 @@ def run_point(
         configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
         reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
         paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s) for s in range(seeds)]
+        for path in paths:  # whether this command trains it (a run two points share is counted once)
+            runs.setdefault(os.path.relpath(path, outdir), not tables.has_evaluation(path))
         learned_reads = []
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
             row = {**point, **encoder_row(result, encoder, seed)}
@@ -162,7 +173,7 @@ def make(
         plan = dataclasses.replace(plan, learned_budgets=tuple(sorted(learned_budgets)))
     ownership.claim(outdir, "probing_gap")
     start = time.time()
-    rows, zoos = all_rows(plan, outdir, options, seeds, encoders)
+    rows, zoos, runs = all_rows(plan, outdir, options, seeds, encoders)
     by_m = mean_rows([r for r in rows if r["budget"] == plan.budget])
     by_budget = mean_rows([r for r in rows if r["code_length"] == plan.sweep_code_length])
     wall = time.time() - start
@@ -173,6 +184,7 @@ def make(
         seeds=seeds,
         plan=dataclasses.asdict(plan),
         zoos=zoos,
+        learned_runs=[dict(run=path, trained=fresh) for path, fresh in runs.items()],
         rows=rows,
         by_code_length=by_m,
         by_budget=by_budget,
@@ -191,19 +203,19 @@ def make(
 
 def all_rows(
     plan: Plan, outdir: str, options: Options, seeds: int, encoders: tuple[str, ...]
-) -> tuple[list[dict], list[dict]]:
-    """Every row of the plan's points (each m at its budget, then each budget at the sweep's m), and each zoo's
-    facts."""
-    rows, zoos = [], []
+) -> tuple[list[dict], list[dict], dict[str, bool]]:
+    """Every row of the plan's points (each m at its budget, then each budget at the sweep's m), each zoo's
+    facts, and each learned run's path with whether this command trained it."""
+    rows, zoos, runs = [], [], {}
     for m in plan.code_lengths:
-        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, encoders)
+        point_rows, zoo_row = run_point(plan, outdir, options, seeds, m, plan.budget, encoders, runs)
         rows += point_rows
         zoos.append(zoo_row)
     for budget in plan.sweep_budgets:
         if budget != plan.budget or plan.sweep_code_length not in plan.code_lengths:
             learned = encoders if budget in plan.learned_budgets else ()
-            rows += run_point(plan, outdir, options, seeds, plan.sweep_code_length, budget, learned)[0]
-    return rows, zoos
+            rows += run_point(plan, outdir, options, seeds, plan.sweep_code_length, budget, learned, runs)[0]
+    return rows, zoos, runs
 
 
 def plot_both(plan: Plan, by_m: list[dict], by_budget: list[dict], outdir: str) -> None:
