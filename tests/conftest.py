@@ -1,12 +1,26 @@
 """Fixtures shared across test modules."""
 
 import gc
+import os
+import tempfile
 
 import jax
 import pytest
 
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
+
+# Compiled programs shared through JAX's disk cache by every process of a test run (each xdist worker, each
+# command a test starts, which inherits the variables): the suite compiles the same small programs in many
+# modules and processes. The size limit turns on the cache's file lock, so processes write it safely at once.
+_CACHE = {
+    "jax_compilation_cache_dir": os.path.join(tempfile.gettempdir(), f"weightspace-tests-jax-{os.getuid()}"),
+    "jax_compilation_cache_max_size": 4 << 30,
+    "jax_persistent_cache_min_compile_time_secs": 0.2,
+}
+for _name, _default in _CACHE.items():
+    _value = type(_default)(os.environ.setdefault(_name.upper(), str(_default)))
+    jax.config.update(_name, _value)
 
 
 @pytest.fixture(scope="session")

@@ -95,10 +95,10 @@ def test_runs_in_one_process_release_their_compiled_programs_near_the_mappings_l
     counts = []
     for k in range(3):
         workdir = str(tmp_path / f"run{k}")
-        train.train(_config("interactive", smoke_zoo, num_steps=2), workdir)
+        train.train(_config("flat", smoke_zoo, num_steps=2), workdir)
         evaluate.evaluate(workdir)
         counts.append(mappings())
-    assert counts[2] - counts[0] < 100, counts
+    assert counts[2] - counts[0] < 100, counts  # 919 here without the release
 
 
 @pytest.mark.slow
