@@ -94,6 +94,7 @@ def test_zoo_contents(reference_zoo):
         assert family.loss(last, batch) < 0.8 * family.loss(first, batch)
     summary = json.loads((workdir / "zoo.json").read_text())
     assert summary["num_snapshots"] == 24 and summary["num_distinct_tasks"] == 6
+    assert summary["trained_share"] == 1.0  # built in one go: its wall time is the whole build's
     assert set(summary["mean_metrics_per_step"]["correct"]) == {"0", "10", "20", "30"}
     assert not os.path.exists(workdir / "parts") and not os.path.exists(workdir / "checkpoints")
 
@@ -136,8 +137,11 @@ def test_killed_build_resumes_to_the_same_zoo(reference_zoo, tmp_path):
     assert not zoo.is_complete(tmp_path / "zoo"), "the build finished before it could be killed"
     result = _run(tmp_path, 2, "--config.train.checkpoint_every_steps=5")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming group 2/3" in result.stderr
+    resumed_at = int(re.search(r"Resuming group 2/3 at step (\d+)", result.stderr).group(1))
     _assert_same_zoo(zoo.load(tmp_path / "zoo"), reference_zoo[0])
+    # Its wall time is the resuming process's, which trained the second group from its checkpoint and the third.
+    summary = json.loads((tmp_path / "zoo.json").read_text())
+    assert summary["trained_share"] == pytest.approx((30 - resumed_at + 30) / (3 * 30))
 
 
 @pytest.mark.slow
@@ -242,7 +246,7 @@ def test_a_kill_after_the_zoo_is_in_place_is_finished_by_the_next_run(reference_
     (workdir / ".zoo.partial-x1y2z3").mkdir()
     build.build(_config(), str(workdir))
     rewritten = json.loads((workdir / "zoo.json").read_text())
-    del summary["wall_time_s"]  # the interrupted build's wall time is lost with it
+    del summary["wall_time_s"], summary["trained_share"]  # the interrupted build's time is lost with it
     assert rewritten == {**summary, "zoo": str(workdir / "zoo")}
     assert sorted(os.listdir(workdir)) == [
         ".lock",

@@ -93,6 +93,10 @@ def test_the_check_plans_a_tables_directory_s_zoo_and_runs_against_their_own_tim
     # Measured: the zoo's own build time, and the training loop's span scaled to all of its steps.
     built = os.path.dirname(smoke_zoo)
     assert zoo_row["measured_s"] == files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
+    # A resumed build's wall time is its last process's part, scaled to the whole; one that times nothing is refused.
+    assert experiment_plan._build_seconds({"wall_time_s": 30.0, "trained_share": 0.25}, built) == 120.0
+    with pytest.raises(errors.ConfigError, match="does not time any training of the zoo"):
+        experiment_plan._build_seconds({"wall_time_s": 30.0}, built)
     timed = [row for row in metrics.read(os.path.join(run, "metrics.jsonl")) if "time" in row]
     span = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
     assert run_row["measured_s"] == pytest.approx(span * config.train.num_steps)

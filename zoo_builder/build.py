@@ -340,7 +340,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         log.close()
 
     if multihost.is_primary():
-        _write_zoo(setup, zoo_path, data_info, start)
+        _write_zoo(setup, zoo_path, data_info, start, log.progress.done / log.progress.total)
 
 
 def _train_group(setup: _Setup, g: int, run_ids: np.ndarray, data: PyTree, log: _Log) -> None:
@@ -416,14 +416,16 @@ def _save_snapshot(setup: _Setup, group: _Group, data: PyTree, params: Params, s
     checkpointing.save_pytree(_part_path(setup.workdir, group.index, step), part)
 
 
-def _write_zoo(setup: _Setup, zoo_path: str, data_info: dict, start: float) -> None:
+def _write_zoo(setup: _Setup, zoo_path: str, data_info: dict, start: float, trained_share: float) -> None:
     """Process 0's end of a build: assembles the parts into the zoo, then writes `zoo.json` with the wall time
-    since `start`."""
+    since `start` and the share of the build's model-steps this process trained (below 1 where it resumed a
+    build: the wall time is then this process's part of it)."""
     assemble(
         setup.config, setup.workdir, zoo_path, setup.family, setup.spec, setup.groups, setup.snapshot_steps, data_info
     )
     files.write_json(
-        os.path.join(setup.workdir, "zoo.json"), {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2)}
+        os.path.join(setup.workdir, "zoo.json"),
+        {**summarize(zoo_path), "wall_time_s": round(time.time() - start, 2), "trained_share": trained_share},
     )
     logging.info("Zoo complete: %s (%.0f s)", zoo_path, time.time() - start)
 

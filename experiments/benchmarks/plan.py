@@ -204,9 +204,21 @@ def _loop_seconds(workdir: str, num_steps: int) -> float:
     return (last["time"] - first["time"]) * num_steps / (last["step"] - first["step"])
 
 
+def _build_seconds(summary: dict, built: str) -> float:
+    """A zoo's build time from its `zoo.json`: the last process's wall time over the share of the build it
+    trained (the same rate over the groups earlier processes trained)."""
+    if summary.get("trained_share", 0) <= 0:
+        raise errors.ConfigError(
+            f"{built}/zoo.json does not time any training of the zoo (its last process trained none of it, or "
+            "it was written before `trained_share`); build the zoo again to check its plan."
+        )
+    return summary["wall_time_s"] / summary["trained_share"]
+
+
 def check(outdir: str, fraction: float) -> dict:
     """The plan against what a tables directory's runs took on this CPU: for each dataset, its zoo's build
-    (`wall_time_s` of the zoo's `zoo.json`, on the devices of its `layout.json`) and each encoder's seed-0
+    (`wall_time_s` of the zoo's `zoo.json`, on the devices of its `layout.json`, scaled to the whole build
+    by its `trained_share` where the last process resumed it) and each encoder's seed-0
     emulation run (the training loop's time in `metrics.jsonl`), planned at `fraction` of this machine's
     measured matmul rate, with the fraction of that rate each job's matmuls reached."""
     if not os.path.isdir(layout.tables_datasets(outdir)):
@@ -223,7 +235,7 @@ def check(outdir: str, fraction: float) -> dict:
         devices = files.read_json(os.path.join(built, "layout.json"))["num_devices"]
         build_config = ml_collections.ConfigDict(files.read_json(os.path.join(built, "build_config.json")))
         zoo_cost = zoo_plan.estimate(build_config, devices, planning.cpu_device(rate, kernel_s, devices), fraction)
-        measured = files.read_json(os.path.join(built, "zoo.json"))["wall_time_s"]
+        measured = _build_seconds(files.read_json(os.path.join(built, "zoo.json")), built)
         rows.append(dict(
             dataset=family, job="zoo", devices=devices, predicted_s=zoo_cost["wall_s"], measured_s=measured,
             reached=zoo_cost["flops"] / measured / rate,

@@ -65,7 +65,8 @@ def plan_check_markdown(result: dict) -> str:
         f"Planned at {result['fraction']:.0%} of this machine's float32 matmul rate, measured by the check "
         f"({result['cpu_gflops']:.0f} GFLOP/s, {result['kernel_us']:.2g} us per kernel)"
         f"{machine_line(result, ', on ')}. "
-        "Measured: the zoo's build time (`zoo.json`), and each seed-0 emulation run's training loop "
+        "Measured: the zoo's build time (`zoo.json`, scaled to the whole build where its last process resumed "
+        "it), and each seed-0 emulation run's training loop "
         "(`metrics.jsonl`, from its first logged step, scaled to all steps). Reached: the job's matmul FLOPs "
         "over its measured time, as a fraction of the machine's rate.",
         "",
