@@ -10,7 +10,7 @@ import pytest
 from zoo_builder import build
 from zoo_builder.configs import formal_languages
 
-# Compiled programs shared through JAX's disk cache by every process of a test run (each xdist worker, each
+# Compiled programs shared through JAX's disk cache by every process of a test run (the pytest process and each
 # command a test starts, which inherits the variables): the suite compiles the same small programs in many
 # modules and processes. The size limit turns on the cache's file lock, so processes write it safely at once.
 _CACHE = {

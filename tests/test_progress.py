@@ -15,3 +15,8 @@ def test_rate_and_time_left_after_a_resume():
         tracker.advance(50)  # 50 in 10 s
         assert tracker.rate == 5.0
         assert tracker.eta() == "00:01:30"  # 450 left at 5/s
+        assert tracker.share_done_here == 0.05  # 50 of 1000 done by this process
+
+
+def test_an_empty_total_is_all_done_here():
+    assert progress.Progress(total=0).share_done_here == 1.0

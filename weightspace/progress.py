@@ -21,6 +21,11 @@ class Progress:
         self.done += amount
 
     @property
+    def share_done_here(self) -> float:
+        """The share of the total this process did (1 for an empty total: there was nothing to do elsewhere)."""
+        return self.done / self.total if self.total else 1.0
+
+    @property
     def rate(self) -> float:
         """Units per second in this process."""
         return self.done / max(time.time() - self.start, 1e-9)

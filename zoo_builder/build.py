@@ -340,8 +340,7 @@ def _build_locked(config: ml_collections.ConfigDict, workdir: str, zoo_path: str
         log.close()
 
     if multihost.is_primary():
-        total = log.progress.total  # 0 for a zoo of untrained snapshots only: its build is all done here
-        _write_zoo(setup, zoo_path, data_info, start, log.progress.done / total if total else 1.0)
+        _write_zoo(setup, zoo_path, data_info, start, log.progress.share_done_here)
 
 
 def _train_group(setup: _Setup, g: int, run_ids: np.ndarray, data: PyTree, log: _Log) -> None:
