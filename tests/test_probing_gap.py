@@ -74,6 +74,9 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
     opened = at_budget["interactive"]["opened_at_init"], at_budget["interactive"]["opened"]
     assert opened == (at_budget["adaptive"]["label_read"],) * 2
     assert all(0 <= at_budget[e]["opened"] <= 1 for e in ("interactive", "noninteractive"))
+    # Within 11 symbols the adaptive search opens every lock, so the interactive encoder's probes open every
+    # lock of the training codes' LSTMs that implement theirs.
+    assert {r["row"]: r for r in saved["rows"] if r["budget"] == 11}["interactive"]["opened_train"] == 1.0
     # Its own probes' answers, counted and read by the downstream probe, are the adaptive search's read so.
     own, adaptive = at_budget["interactive_pooled_by_probe"], at_budget["adaptive_pooled_by_probe"]
     assert own["label_accuracy"] == adaptive["label_accuracy"] and own["code_accuracy"] == adaptive["code_accuracy"]
@@ -86,6 +89,9 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
         assert low <= row["label_accuracy"] <= high and 0 <= row["null_mean"] <= row["null_q95"] <= 1
         assert 1 <= row["n_locks"] <= row["n_runs"] <= adaptive_n[row["budget"]]  # runs hold >= 1 snapshot
         assert 1 / plan.num_labels <= row["majority"] <= 1
+        # Held-out codes are distinct from the training ones: together no more than the alphabet spells.
+        assert 1 <= row["heldout_codes"] <= row["n_locks"]
+        assert row["train_codes"] + row["heldout_codes"] <= plan.alphabet_size ** row["code_length"]
     # The encoders' intervals are of the accuracy their evaluation reports: the same probe reads the same labels.
     interactive = at_budget["interactive"]
     assert interactive["label_interval"][0] <= interactive["label_accuracy"] <= interactive["label_interval"][1]

@@ -42,25 +42,29 @@ def _probing_gap_table(
 
 
 def _opened_table(rows: list[dict], learned: list[str], reference_names: list[str]) -> list[str]:
-    """Per code length m: the fraction of locks each probing encoder's probes open, untrained and trained, beside
-    the fraction each reference reads the label of."""
+    """Per code length m: the fraction of locks each probing encoder's probes open, untrained and trained (and,
+    where the results file has it, trained on the training codes' locks), beside the fraction each reference
+    reads the label of."""
     probing = [n for n in learned if any("opened" in r for r in rows if r["row"] == n)]
+    keys = ["opened_at_init", "opened"] + (["opened_train"] if any("opened_train" in r for r in rows) else [])
+    heading = " / ".join(("at init", "trained", "training codes")[: len(keys)])
+    counted = any("train_codes" in r for r in rows)  # how many codes each point trains on and holds out
     lines = [
         "| m | "
-        + " | ".join(f"{n}: at init / trained" for n in probing)
-        + f" | read by reference: {' / '.join(reference_names)} |",
-        "|---|" + "---|" * (len(probing) + 1),
+        + " | ".join(f"{n}: {heading}" for n in probing)
+        + f" | read by reference: {' / '.join(reference_names)} |"
+        + (" codes: training / held-out |" if counted else ""),
+        "|---|" + "---|" * (len(probing) + 1 + counted),
     ]
     for m in sorted({r["code_length"] for r in rows}):
         at = {r["row"]: r for r in rows if r["code_length"] == m}
-        cells = [
-            f"{at[n]['opened_at_init']:.2f} / {at[n]['opened']:.2f}" if "opened" in at.get(n, {}) else "-"
-            for n in probing
-        ]
+        cells = [" / ".join(f"{at[n][k]:.2f}" for k in keys) if "opened" in at.get(n, {}) else "-" for n in probing]
         read = " / ".join(
             f"{at[n]['label_read']:.2f}" if "label_read" in at.get(n, {}) else "-" for n in reference_names
         )
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {read} |")
+        first = next(iter(at.values()))
+        codes = f" {first['train_codes']} / {first['heldout_codes']} |" if counted else ""
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {read} |" + codes)
     return lines
 
 
@@ -157,8 +161,13 @@ def _opened_section(result: dict) -> list[str]:
         f"## Locks the probes open (L = {result['plan']['budget']})",
         "",
         "Fraction of the same LSTMs whose answers to a probing encoder's probes show a label (the "
-        "lock opened), with the encoder untrained and trained; beside it, the fraction whose label "
-        "each reference read.",
+        "lock opened), with the encoder untrained and trained"
+        + (
+            " (and of the LSTMs of the training codes that implement their lock, trained)"
+            if any("opened_train" in r for r in result["by_code_length"])
+            else ""
+        )
+        + "; beside it, the fraction whose label each reference read.",
         "",
         *_opened_table(result["by_code_length"], result["encoders"], result["references"]),
     ]

@@ -63,10 +63,14 @@ def run_point(
     the_zoo = zoo.load(zoo_path)
     run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
     trained = run_context.family.trained_snapshots(the_zoo.metadata)
-    ood = run_context.split["ood"]
+    ood, train = run_context.split["ood"], run_context.split["train"]
     point = dict(code_length=m, budget=budget)
-    subset = ood[trained[ood]]
+    subset, train_subset = ood[trained[ood]], train[trained[train]]
     point.update(point_statistics(the_zoo, subset))
+    codes = the_zoo.metadata["code"]
+    point.update(
+        train_codes=len(np.unique(codes[train_subset], axis=0)), heldout_codes=len(np.unique(codes[subset], axis=0))
+    )
     references, predicted = reference_rows(the_zoo, subset, budget)
     readers, read = reader_rows(run_context, the_zoo, subset, budget)
     rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}
@@ -80,7 +84,9 @@ def run_point(
         for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
             row = {**point, **encoder_row(result, encoder, seed)}
             if encoders.probes(encoder):
-                opened, reader_row, labels_read = probed_rows(run_context, the_zoo, subset, configs[seed], paths[seed])
+                opened, reader_row, labels_read = probed_rows(
+                    run_context, the_zoo, subset, train_subset, configs[seed], paths[seed]
+                )
                 row.update(opened)
                 rows.append({**point, **reader_row, "seed": seed})
                 learned_reads.append(labels_read)
@@ -100,14 +106,22 @@ def run_point(
 
 
 def probed_rows(
-    run_context: context.RunContext, the_zoo: zoo.Zoo, subset: np.ndarray, config, path: str
+    run_context: context.RunContext,
+    the_zoo: zoo.Zoo,
+    subset: np.ndarray,
+    train_subset: np.ndarray,
+    config,
+    path: str,
 ) -> tuple[dict, dict, np.ndarray]:
     """What a probing encoder's probes (in eval mode) show: the fraction of `subset` whose lock they open,
-    untrained and trained; and its trained probes' answers, counted, read by the downstream probe
-    (`LEARNED_READER`): what its prober found, apart from what its learned reader made of it.
+    untrained and trained, and of `train_subset` (the codes it was trained on) trained, so a prober that
+    learned only the training codes' locks shows apart from one that learned to search; and its trained
+    probes' answers, counted, read by the downstream probe (`LEARNED_READER`): what its prober found, apart
+    from what its learned reader made of it.
 
     Returns:
-      ({"opened_at_init", "opened"}, the reader's row, the labels it read of `subset` [len(subset)]).
+      ({"opened_at_init", "opened", "opened_train"}, the reader's row, the labels it read of `subset`
+      [len(subset)]).
     """
     m, family = run_context.family.code_length, run_context.family
     initial = model_lib.make_encoder(config, family, run_context.spec)
@@ -115,7 +129,11 @@ def probed_rows(
     every_lstm = jax.tree.map(jnp.asarray, the_zoo.params)
     answers = encoder_answers(workdirs.load_model(path).encoder, every_lstm)  # [N, parallel, time]
     at_init = encoder_answers(initial, jax.tree.map(lambda x: x[subset], every_lstm))
-    opened = dict(opened_at_init=opened_fraction(at_init, m), opened=opened_fraction(answers[subset], m))
+    opened = dict(
+        opened_at_init=opened_fraction(at_init, m),
+        opened=opened_fraction(answers[subset], m),
+        opened_train=opened_fraction(answers[train_subset], m),
+    )
     name = LEARNED_READER.format(config.encoder.name)
     row, labels_read = read_features(run_context, the_zoo, subset, name, pooled(answers, family.output_size))
     return opened, row, labels_read
@@ -127,7 +145,7 @@ def learned_readers(names: Sequence[str]) -> tuple[str, ...]:
 
 
 # The per-seed numbers of a row that `mean_rows` averages.
-_MEANS = ("label_accuracy", "code_accuracy", "loss", "opened_at_init", "opened")
+_MEANS = ("label_accuracy", "code_accuracy", "loss", "opened_at_init", "opened", "opened_train")
 
 
 def mean_rows(rows: list[dict]) -> list[dict]:
