@@ -66,11 +66,7 @@ def run_point(
     ood, train = run_context.split["ood"], run_context.split["train"]
     point = dict(code_length=m, budget=budget)
     subset, train_subset = ood[trained[ood]], train[trained[train]]
-    point.update(point_statistics(the_zoo, subset))
-    codes = the_zoo.metadata["code"]
-    point.update(
-        train_codes=len(np.unique(codes[train_subset], axis=0)), heldout_codes=len(np.unique(codes[subset], axis=0))
-    )
+    point.update(point_statistics(the_zoo, subset, train_subset))
     references, predicted = reference_rows(the_zoo, subset, budget)
     readers, read = reader_rows(run_context, the_zoo, subset, budget)
     rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}

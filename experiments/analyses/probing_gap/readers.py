@@ -145,16 +145,19 @@ def label_statistics(predicted: np.ndarray, labels: np.ndarray, runs: np.ndarray
     return dict(label_interval=[low, high], null_mean=float(nulls[:, 0].mean()), null_q95=float(nulls[:, 1].mean()))
 
 
-def point_statistics(the_zoo: zoo.Zoo, subset: np.ndarray) -> dict:
+def point_statistics(the_zoo: zoo.Zoo, subset: np.ndarray, train_subset: np.ndarray) -> dict:
     """How many independent units stand behind a point: its runs and their distinct locks (code and label), and
-    the score of always answering their commonest label."""
-    runs = the_zoo.metadata["run"][subset]
+    the score of always answering their commonest label; and how many distinct codes `subset` holds out and
+    `train_subset` trains on."""
+    runs, codes = the_zoo.metadata["run"][subset], the_zoo.metadata["code"]
     first = np.unique(runs, return_index=True)[1]  # one snapshot of each run
-    locks = np.concatenate([the_zoo.metadata["code"][subset][first], the_zoo.metadata["label"][subset][first, None]], 1)
+    locks = np.concatenate([codes[subset][first], the_zoo.metadata["label"][subset][first, None]], 1)
     return dict(
         n_runs=len(first),
         n_locks=len(np.unique(locks, axis=0)),
         majority=statistics.majority_baseline(the_zoo.metadata["label"][subset][first]),
+        train_codes=len(np.unique(codes[train_subset], axis=0)),
+        heldout_codes=len(np.unique(codes[subset], axis=0)),
     )
 
 
