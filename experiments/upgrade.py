@@ -29,6 +29,7 @@ ADDED_FIELDS = {
     ("emulate_on",): "stored",
     ("eval", "select_by"): "loss",
     ("evaluate", "probe_seeds"): 1,
+    ("split", "ood_fold"): 0,
 }
 
 

@@ -101,6 +101,22 @@ def test_split_of_the_216_tasks():
     np.testing.assert_array_equal(split["ood"], other["ood"])
 
 
+def test_ood_folds_hold_out_disjoint_bands_of_the_score():
+    """Fold 0 is the paper's split; fold f holds out the f-th next 32 tasks down the entropy order, none of
+    which any other fold holds out, and trains on the rest."""
+    entropy = fl.task_entropy(fl.ALL_TASKS)
+    order = np.lexsort((np.arange(216), -entropy))
+    folds = [tasks.splits.split_by_score(entropy, seed=0, ood_fold=f) for f in range(6)]
+    paper = tasks.splits.split_by_score(entropy, seed=0)
+    assert all(np.array_equal(folds[0][name], paper[name]) for name in paper)
+    for f, split in enumerate(folds):
+        np.testing.assert_array_equal(split["ood"], np.sort(order[32 * f : 32 * (f + 1)]))
+        assert len(np.unique(np.concatenate(list(split.values())))) == 216 and len(split["eval"]) == 32
+    assert len(np.unique(np.concatenate([split["ood"] for split in folds]))) == 6 * 32
+    with pytest.raises(ValueError, match="OOD fold 7 needs 256 items in the score order, but there are 216"):
+        tasks.splits.split_by_score(entropy, seed=0, ood_fold=7)
+
+
 def test_sampled_log_probs_match_running_the_lstm_on_the_samples():
     spec = lstm.LSTMSpec(6, 32, 2, 6)
     params = lstm.init(jax.random.key(0), spec)

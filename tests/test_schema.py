@@ -83,6 +83,7 @@ def test_a_field_without_a_rule_is_the_code_s_mistake():
     ("change", "message"),
     [
         ({"split.ood_fraction": 0.6, "split.eval_fraction": 0.5}, "must be < 1 .tasks must be left to train on"),
+        ({"split.ood_fold": 6}, r"split.ood_fold=6 is past the last fold of split.ood_fraction=0.15 \(at most 5\)"),
         ({"oracle.target": "task", "supervised.target": "task"}, "exclude each other"),
         ({"zoo.dataset": "parity"}, r"zoo.dataset='parity' must be one of \['combination_lock'"),
         ({"loss": "hinge"}, r"loss='hinge' must be one of \['total_variation'"),

@@ -27,9 +27,15 @@ HELD_OUT = ("eval", "ood")
 
 
 def task_split(
-    zoo: zoo_lib.Zoo, family: TaskFamily, seed: int, ood_fraction: float = 0.15, eval_fraction: float = 0.15
+    zoo: zoo_lib.Zoo,
+    family: TaskFamily,
+    seed: int,
+    ood_fraction: float = 0.15,
+    eval_fraction: float = 0.15,
+    ood_fold: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Snapshot indices of every split, {"train", "eval", "ood"} -> sorted [n], splitting whole tasks."""
+    """Snapshot indices of every split, {"train", "eval", "ood"} -> sorted [n], splitting whole tasks (OOD: the
+    `ood_fold`-th `ood_fraction` of the tasks down their family's score, `splits.split_by_score`)."""
     columns = [np.asarray(zoo.metadata[f]).reshape(len(zoo), -1) for f in family.split_fields]
     unique, task_of = np.unique(np.concatenate(columns, axis=1), axis=0, return_inverse=True)
     widths = np.cumsum([c.shape[1] for c in columns])[:-1]
@@ -37,7 +43,7 @@ def task_split(
         f: part.reshape(len(unique), *np.asarray(zoo.metadata[f]).shape[1:])
         for f, part in zip(family.split_fields, np.split(unique, widths, axis=1), strict=True)
     }
-    by_task = splits.split_by_score(family.split_score(fields), seed, ood_fraction, eval_fraction)
+    by_task = splits.split_by_score(family.split_score(fields), seed, ood_fraction, eval_fraction, ood_fold)
     return {name: np.flatnonzero(np.isin(task_of.reshape(-1), tasks)) for name, tasks in by_task.items()}
 
 

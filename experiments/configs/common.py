@@ -158,6 +158,9 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
     config.split = ml_collections.ConfigDict()
     # Whole tasks are split: the highest-scoring `ood_fraction` are OOD, a seeded `eval_fraction` eval.
     config.split.seed = 0
+    # Which `ood_fraction` of the tasks, counted down from the highest score, is OOD (0: the highest, the paper's);
+    # folds hold out disjoint tasks, so several can be pooled (experiments.analyses.probing_gap --heldout_locks).
+    config.split.ood_fold = 0
     config.split.ood_fraction = 0.15
     config.split.eval_fraction = 0.15
 

@@ -47,6 +47,7 @@ RULES: dict[str, schema.Rule] = {
     "evaluate.probe_seeds": schema.Int(1),
     "evaluate.num_cloned": schema.Int(0),
     "split.seed": schema.Int(0),
+    "split.ood_fold": schema.Int(0),
     "split.ood_fraction": schema.Fraction(open_high=True),
     "split.eval_fraction": schema.Fraction(open_high=True),
 }
@@ -59,10 +60,19 @@ def _known_family(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _tasks_left_to_train_on(config: ml_collections.ConfigDict) -> list[str]:
-    total = config.split.ood_fraction + config.split.eval_fraction
-    if total < 1:
-        return []
-    return [f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"]
+    split = config.split
+    total = split.ood_fraction + split.eval_fraction
+    problems = []
+    if total >= 1:
+        problems.append(
+            f"split.ood_fraction + split.eval_fraction = {total!r} must be < 1 (tasks must be left to train on)"
+        )
+    if (split.ood_fold + 1) * split.ood_fraction > 1:
+        problems.append(
+            f"split.ood_fold={split.ood_fold} is past the last fold of split.ood_fraction={split.ood_fraction!r} "
+            f"(at most {int(1 / split.ood_fraction) - 1})"
+        )
+    return problems
 
 
 def _one_objective(config: ml_collections.ConfigDict) -> list[str]:

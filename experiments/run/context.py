@@ -19,8 +19,13 @@ def zoo_family(the_zoo: zoo.Zoo) -> tasks.TaskFamily:
 
 
 def task_split(config: ml_collections.ConfigDict, the_zoo: zoo.Zoo, family: tasks.TaskFamily) -> dict[str, np.ndarray]:
-    """The run's train / eval / OOD snapshot indices (whole tasks, `config.split`)."""
-    return dataset.task_split(the_zoo, family, config.split.seed, config.split.ood_fraction, config.split.eval_fraction)
+    """The run's train / eval / OOD snapshot indices (whole tasks, `config.split`; a clear error for an OOD fold
+    past the zoo's tasks)."""
+    split = config.split
+    try:
+        return dataset.task_split(the_zoo, family, split.seed, split.ood_fraction, split.eval_fraction, split.ood_fold)
+    except ValueError as error:
+        raise errors.ConfigError(f"split.ood_fold={split.ood_fold}: {error} Choose a lower fold.") from error
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -75,7 +75,11 @@ def gap_zoo(outdir: str, code_length: int) -> str:
     return os.path.join(outdir, "zoos", f"m{code_length}")
 
 
-def gap_run(outdir: str, options: str, code_length: int, budget: int | None, encoder: str, seed: int) -> str:
-    """A run of a probing-gap output: by options, m, the budget L (None: an encoder that reads weights), encoder."""
+def gap_run(
+    outdir: str, options: str, code_length: int, budget: int | None, encoder: str, seed: int, fold: int = 0
+) -> str:
+    """A run of a probing-gap output: by options, m, the budget L (None: an encoder that reads weights), encoder,
+    and its seed and OOD fold (fold 0's runs were there before folds)."""
     at = "any_L" if budget is None else f"L{budget}"
-    return os.path.join(outdir, "runs", options, f"m{code_length}", at, encoder, f"seed{seed}")
+    name = f"seed{seed}" if fold == 0 else f"fold{fold}_seed{seed}"
+    return os.path.join(outdir, "runs", options, f"m{code_length}", at, encoder, name)

@@ -66,6 +66,7 @@ def main(argv):
         learned_budgets=None
         if flags.FLAGS.learned_budgets is None
         else cli.parse_list("learned_budgets", flags.FLAGS.learned_budgets, int),
+        heldout_locks=flags.FLAGS.heldout_locks,
     )
 
 
@@ -79,7 +80,14 @@ if __name__ == "__main__":
     flags.DEFINE_list(
         "learned_budgets", None, "Budgets L of the sweep the encoders are trained at too (default: the preset's)."
     )
-    flags.DEFINE_integer("seeds", 1, "Seeds per encoder.", lower_bound=1)
+    flags.DEFINE_integer(
+        "heldout_locks",
+        0,
+        "Distinct held-out locks each point pools OOD folds (split.ood_fold 0, 1, ...) to reach; a point that no "
+        "number of folds brings there keeps fold 0 (default: fold 0 only).",
+        lower_bound=0,
+    )
+    flags.DEFINE_integer("seeds", 1, "Seeds per encoder (per OOD fold).", lower_bound=1)
     flags.DEFINE_list("encoders", list(ENCODERS), "The learned encoders to train (default: all three).")
     flags.DEFINE_string("outdir", None, "Where zoos, runs, tables and figures go.", required=True)
     cli.define_cpu_devices_flag()

@@ -28,6 +28,8 @@ class Plan:
         `learned_budgets` the L at which the probing encoders are trained for it too.
       zoo_preset, experiment_preset: the zoo builder's and the encoders' presets.
       num_runs, snapshot_steps: the zoos' size and snapshots.
+      heldout_locks: the distinct held-out locks a point pools OOD folds to reach (`points.heldout_folds`; 0:
+        one fold, the paper's split).
     """
 
     code_lengths: tuple[int, ...]
@@ -41,6 +43,7 @@ class Plan:
     snapshot_steps: tuple[int, ...]
     alphabet_size: int = 4
     num_labels: int = 4
+    heldout_locks: int = 0
 
 
 PLANS = {
@@ -126,13 +129,15 @@ DEFAULT_VARIANTS = ("condition_every", "probe_policy")
 DEFAULT_OVERRIDES = ("encoder.answers=argmax", "encoder.pool_answers=True", "encoder.prior_scale=30.0")
 
 
-def run_config(encoder: str, plan: Plan, options: Options, zoo_path: str, budget: int, seed: int):
-    """An encoder's experiment config on the zoo at `zoo_path`; a probing encoder probes `budget` symbols."""
+def run_config(encoder: str, plan: Plan, options: Options, zoo_path: str, budget: int, seed: int, fold: int = 0):
+    """An encoder's experiment config on the zoo at `zoo_path`, holding out the codes of OOD fold `fold`; a probing
+    encoder probes `budget` symbols."""
     arg = ",".join((plan.experiment_preset, *options.variants))
     config = importlib.import_module(f"experiments.configs.{encoder}").get_config(arg)
     config.zoo.dataset = cl.CombinationLock.name
     config.zoo.path = zoo_path
     config.seed = seed
+    config.split.ood_fold = fold
     if encoders.probes(encoder):
         config.encoder.probe_length = budget
     options.apply(config)

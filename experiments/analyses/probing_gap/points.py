@@ -32,7 +32,7 @@ from experiments.analyses.probing_gap.readers import (
 )
 from experiments.run import context, layout, workdirs
 from experiments.run import model as model_lib
-from weightspace import encoders, ownership, provenance, zoo
+from weightspace import encoders, errors, ownership, provenance, zoo
 from zoo_builder import build
 
 
@@ -57,48 +57,76 @@ def run_point(
     learned: tuple[str, ...],
     runs: dict[str, bool],
 ) -> tuple[list[dict], dict]:
-    """Every row at one (m, L): the references, and the `learned` encoders over seeds. `runs` gains each
-    learned run's path (relative to `outdir`) and whether this command trains it."""
+    """Every row at one (m, L): the references, the readers and the `learned` encoders over seeds, in each OOD
+    fold the point pools (`heldout_folds`; a row per fold and seed, its statistics over all of them). `runs`
+    gains each learned run's path (relative to `outdir`) and whether this command trains it."""
     zoo_path = build.build(zoo_config(plan, m), layout.gap_zoo(outdir, m))
     the_zoo = zoo.load(zoo_path)
-    run_context = context.RunContext.of(run_config("interactive", plan, options, zoo_path, budget, 0), the_zoo)
-    trained = run_context.family.trained_snapshots(the_zoo.metadata)
-    ood, train = run_context.split["ood"], run_context.split["train"]
-    point = dict(code_length=m, budget=budget)
-    subset, train_subset = ood[trained[ood]], train[trained[train]]
-    point.update(point_statistics(the_zoo, subset, train_subset))
+    trained = context.zoo_family(the_zoo).trained_snapshots(the_zoo.metadata)
+    folds = heldout_folds(plan, options, the_zoo, zoo_path, budget, trained)
+    subsets, train_subsets = heldout(folds, trained)
+    subset = np.concatenate(subsets)  # the folds hold out disjoint codes
+    point = dict(code_length=m, budget=budget, folds=len(folds), **point_statistics(the_zoo, subsets, train_subsets))
     references, predicted = reference_rows(the_zoo, subset, budget)
-    readers, read = reader_rows(run_context, the_zoo, subset, budget)
-    rows, predicted = [{**point, **row} for row in (*references, *readers)], {**predicted, **read}
-    for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
-        configs = [run_config(encoder, plan, options, zoo_path, budget, seed) for seed in range(seeds)]
-        reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
-        paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s) for s in range(seeds)]
-        for path in paths:  # whether this command trains it (a run two points share is counted once)
-            runs.setdefault(os.path.relpath(path, outdir), not tables.has_evaluation(path))
-        learned_reads = []
-        for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
-            row = {**point, **encoder_row(result, encoder, seed)}
-            if encoders.probes(encoder):
-                opened, reader_row, labels_read = probed_rows(
-                    run_context, the_zoo, subset, train_subset, configs[seed], paths[seed]
-                )
-                row.update(opened)
-                rows.append({**point, **reader_row, "seed": seed})
-                learned_reads.append(labels_read)
-            rows.append(row)
-        if learned_reads:
-            predicted[LEARNED_READER.format(encoder)] = np.stack(learned_reads)
-        embeddings = [np.load(layout.run_file(path, layout.EMBEDDINGS)) for path in paths]  # what was evaluated
-        predicted[encoder] = np.stack([probe_labels(run_context, e, subset) for e in embeddings])
-    labels, runs = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
+    rows, by_fold = [{**point, **row} for row in references], []  # by_fold: {row: labels read [seeds?, fold's n]}
+    for fold, (run_context, fold_subset, train_subset) in enumerate(zip(folds, subsets, train_subsets, strict=True)):
+        readers, read = reader_rows(run_context, the_zoo, fold_subset, budget)
+        rows += [{**point, **row, "ood_fold": fold} for row in readers]
+        for encoder in learned:  # its seeds as one sweep where that is faster (tables.ensure_sweep)
+            configs = [run_config(encoder, plan, options, zoo_path, budget, seed, fold) for seed in range(seeds)]
+            reads = budget if encoders.probes(encoder) else None  # an encoder of the weights reads no budget
+            paths = [layout.gap_run(outdir, options.tag, m, reads, encoder, s, fold) for s in range(seeds)]
+            for path in paths:  # whether this command trains it (a run two points share is counted once)
+                runs.setdefault(os.path.relpath(path, outdir), not tables.has_evaluation(path))
+            learned_reads = []
+            for seed, result in enumerate(tables.ensure_sweep(configs, paths)):
+                row = {**point, **encoder_row(result, encoder, seed), "ood_fold": fold}
+                if encoders.probes(encoder):
+                    opened, reader_row, labels_read = probed_rows(
+                        run_context, the_zoo, fold_subset, train_subset, configs[seed], paths[seed]
+                    )
+                    row.update(opened)
+                    rows.append({**point, **reader_row, "seed": seed, "ood_fold": fold})
+                    learned_reads.append(labels_read)
+                rows.append(row)
+            if learned_reads:
+                read[LEARNED_READER.format(encoder)] = np.stack(learned_reads)
+            embeddings = [np.load(layout.run_file(path, layout.EMBEDDINGS)) for path in paths]  # what was evaluated
+            read[encoder] = np.stack([probe_labels(run_context, e, fold_subset) for e in embeddings])
+        by_fold.append(read)
+    predicted |= {name: np.concatenate([read[name] for read in by_fold], axis=-1) for name in by_fold[0]}
+    labels, units = the_zoo.metadata["label"][subset], the_zoo.metadata["run"][subset]
     for row in rows:
         if len(subset) and row["row"] in predicted:
-            row.update(label_statistics(predicted[row["row"]], labels, runs, run_context.family.num_labels))
+            row.update(label_statistics(predicted[row["row"]], labels, units, folds[0].family.num_labels))
     implements = float(np.mean(trained[the_zoo.metadata["step"] > 0]))
-    return rows, dict(
-        code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=int(trained[ood].sum())
-    )
+    return rows, dict(code_length=m, implements=implements, num_snapshots=len(the_zoo), ood_trained=len(subset))
+
+
+def heldout_folds(
+    plan: Plan, options: Options, the_zoo: zoo.Zoo, zoo_path: str, budget: int, trained: np.ndarray
+) -> list[context.RunContext]:
+    """The OOD folds a point pools (`split.ood_fold` 0, 1, ..., each holding out other codes), as run contexts:
+    the fewest whose held-out LSTMs that implement their lock (`trained` [N]) hold `plan.heldout_locks`
+    distinct locks; fold 0 alone where no number of folds holds that many (a lock space too small for it)."""
+    folds = []
+    while True:
+        config = run_config("interactive", plan, options, zoo_path, budget, 0, len(folds))
+        try:
+            folds.append(context.RunContext.of(config, the_zoo))
+        except errors.ConfigError:
+            if not folds:
+                raise
+            return folds[:1]  # past the last fold
+        if point_statistics(the_zoo, *heldout(folds, trained))["n_locks"] >= plan.heldout_locks:
+            return folds
+
+
+def heldout(folds: Sequence[context.RunContext], trained: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each fold's held-out (OOD) and training snapshots of LSTMs that implement their lock (`trained` [N])."""
+    return [f.split["ood"][trained[f.split["ood"]]] for f in folds], [
+        f.split["train"][trained[f.split["train"]]] for f in folds
+    ]
 
 
 def probed_rows(
@@ -145,13 +173,13 @@ _MEANS = ("label_accuracy", "code_accuracy", "loss", "opened_at_init", "opened",
 
 
 def mean_rows(rows: list[dict]) -> list[dict]:
-    """One row per (m, L, row): the mean and std over seeds of the accuracies."""
+    """One row per (m, L, row): the mean and std over seeds (and OOD folds) of the accuracies."""
     grouped: dict[tuple, list[dict]] = {}
     for r in rows:
         grouped.setdefault((r["code_length"], r["budget"], r["row"]), []).append(r)
     out = []
     for group in grouped.values():
-        row = {k: v for k, v in group[0].items() if k not in ("seed", *_MEANS)}
+        row = {k: v for k, v in group[0].items() if k not in ("seed", "ood_fold", *_MEANS)}
         for metric in _MEANS:
             values = [g[metric] for g in group if g.get(metric) is not None]
             if values:
@@ -169,10 +197,11 @@ def make(
     encoders: Sequence[str] = ENCODERS,
     zoo_runs: int | None = None,
     learned_budgets: Sequence[int] | None = None,
+    heldout_locks: int | None = None,
 ) -> dict:
-    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset` (its zoos of `zoo_runs` LSTMs
-    and the encoders trained at `learned_budgets` of its budget sweep, where given); writes the figures, the
-    JSON and its markdown."""
+    """Runs or reuses every zoo, run (of `encoders`) and reference of `preset` (its zoos of `zoo_runs` LSTMs,
+    the encoders trained at `learned_budgets` of its budget sweep, and OOD folds pooled until each point holds
+    out `heldout_locks` distinct locks, where given); writes the figures, the JSON and its markdown."""
     if preset not in PLANS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PLANS)}.")
     unknown = sorted(set(encoders) - set(ENCODERS))
@@ -180,6 +209,8 @@ def make(
         raise ValueError(f"Unknown encoder(s) {unknown}; choose from {list(ENCODERS)}.")
     encoders = tuple(e for e in ENCODERS if e in encoders)
     plan = PLANS[preset] if zoo_runs is None else dataclasses.replace(PLANS[preset], num_runs=zoo_runs)
+    if heldout_locks is not None:
+        plan = dataclasses.replace(plan, heldout_locks=heldout_locks)
     if learned_budgets is not None:
         outside = sorted(set(learned_budgets) - set(plan.sweep_budgets))
         if outside:

@@ -59,7 +59,7 @@ def reference_rows(the_zoo: zoo.Zoo, snapshots: np.ndarray, budget: int) -> tupl
     results = jax.device_get(read(params)) if len(snapshots) else {}
     rows, predicted = [], {}
     for name in REFERENCES:
-        row = dict(row=name, bound=guessed(bounds[name], labels), n=len(snapshots))
+        row = dict(row=name, bound=guessed(bounds[name], labels))
         if len(snapshots):
             code, label = results[name]
             predicted[name] = np.asarray(label)
@@ -128,7 +128,7 @@ def read_features(
     predicted = probe_labels(run_context, features, subset)
     label_accuracy = float(np.mean(predicted == the_zoo.metadata["label"][subset]))
     code_accuracy = code_scores[PREDICTOR][SUBSET]["code_accuracy"]
-    return dict(row=name, n=len(subset), label_accuracy=label_accuracy, code_accuracy=code_accuracy), predicted
+    return dict(row=name, label_accuracy=label_accuracy, code_accuracy=code_accuracy), predicted
 
 
 def label_statistics(predicted: np.ndarray, labels: np.ndarray, runs: np.ndarray, num_labels: int) -> dict:
@@ -145,18 +145,20 @@ def label_statistics(predicted: np.ndarray, labels: np.ndarray, runs: np.ndarray
     return dict(label_interval=[low, high], null_mean=float(nulls[:, 0].mean()), null_q95=float(nulls[:, 1].mean()))
 
 
-def point_statistics(the_zoo: zoo.Zoo, subset: np.ndarray, train_subset: np.ndarray) -> dict:
-    """How many independent units stand behind a point: its runs and their distinct locks (code and label), and
-    the score of always answering their commonest label; and how many distinct codes `subset` holds out and
-    `train_subset` trains on."""
-    runs, codes = the_zoo.metadata["run"][subset], the_zoo.metadata["code"]
-    first = np.unique(runs, return_index=True)[1]  # one snapshot of each run
+def point_statistics(the_zoo: zoo.Zoo, subsets: list[np.ndarray], train_subsets: list[np.ndarray]) -> dict:
+    """How many independent units stand behind a point that pools the held-out snapshots `subsets` of its OOD
+    folds: its snapshots, runs and their distinct locks (code and label), and the score of always answering
+    their commonest label; how many distinct codes the folds hold out, and how many each fold trains on
+    (`train_subsets`; their mean, rounded)."""
+    subset, codes = np.concatenate(subsets), the_zoo.metadata["code"]
+    first = np.unique(the_zoo.metadata["run"][subset], return_index=True)[1]  # one snapshot of each run
     locks = np.concatenate([codes[subset][first], the_zoo.metadata["label"][subset][first, None]], 1)
     return dict(
+        n=len(subset),
         n_runs=len(first),
         n_locks=len(np.unique(locks, axis=0)),
         majority=statistics.majority_baseline(the_zoo.metadata["label"][subset][first]),
-        train_codes=len(np.unique(codes[train_subset], axis=0)),
+        train_codes=round(np.mean([len(np.unique(codes[train], axis=0)) for train in train_subsets])),
         heldout_codes=len(np.unique(codes[subset], axis=0)),
     )
 
