@@ -1,5 +1,6 @@
 """The probing-gap and permutation-analysis commands end to end on their smoke presets."""
 
+import dataclasses
 import json
 import os
 import types
@@ -8,7 +9,8 @@ import pytest
 
 from experiments import report
 from experiments.analyses import permutation_analysis, probing_gap
-from weightspace import encoders
+from experiments.run import layout
+from weightspace import encoders, files
 
 
 def test_options_are_parsed_and_named():
@@ -136,6 +138,41 @@ def test_smoke_presets_write_their_tables_and_figures(tmp_path):
             rounding = 1e-6 * max(1.0, abs(row[f"{measure}_ratio"]))  # float rounding of the means
             assert low - rounding <= row[f"{measure}_ratio"] <= high + rounding
     assert "## Trained against initialised, pooled over seeds" in rendered
+
+
+@pytest.mark.slow
+def test_a_point_pools_ood_folds_until_it_holds_out_enough_locks(tmp_path):
+    """With `heldout_locks` above what fold 0 holds out, a point trains each encoder on further OOD folds (each
+    holding out other codes) and pools their held-out LSTMs: its counts are of the union, its intervals of
+    every fold's reads."""
+    options = probing_gap.Options.parse(probing_gap.DEFAULT_VARIANTS, probing_gap.DEFAULT_OVERRIDES)
+    plan = dataclasses.replace(probing_gap.PLANS["smoke"], num_runs=40)
+    outdir, m, budget = str(tmp_path / "gap"), plan.code_lengths[0], plan.budget
+    alone = probing_gap.run_point(plan, outdir, options, 1, m, budget, (), {})[0][0]
+    assert alone["folds"] == 1
+    plan = dataclasses.replace(plan, heldout_locks=alone["n_locks"] + 1)
+    runs = {}
+    rows, zoo_row = probing_gap.run_point(plan, outdir, options, 1, m, budget, ("noninteractive",), runs)
+    point = rows[0]
+    folds = point["folds"]
+    assert folds >= 2 and point["n_locks"] >= plan.heldout_locks and point["n"] == zoo_row["ood_trained"]
+    assert point["n"] > alone["n"] and point["heldout_codes"] > alone["heldout_codes"]
+    # A run per fold, the later ones beside fold 0's, each holding out its own fold's codes.
+    assert len(runs) == folds and all(runs.values())
+    heldout_codes = []
+    for fold in range(folds):
+        path = layout.gap_run(outdir, options.tag, m, budget, "noninteractive", 0, fold)
+        assert os.path.relpath(path, outdir) in runs
+        assert files.read_json(layout.run_file(path, layout.CONFIG))["split"]["ood_fold"] == fold
+        codes = files.read_json(layout.run_file(path, layout.SPLIT))["ood"]["tasks"]["code"]
+        heldout_codes.append({tuple(c) for c in codes})
+    assert sum(map(len, heldout_codes)) == len(set().union(*heldout_codes))  # disjoint
+    learned = [r for r in rows if r["row"] == "noninteractive"]
+    assert sorted(r["ood_fold"] for r in learned) == list(range(folds))
+    assert all(r["label_interval"] == learned[0]["label_interval"] for r in learned)  # the point's, over folds
+    (mean,) = [r for r in probing_gap.mean_rows(rows) if r["row"] == "noninteractive"]
+    assert mean["seeds"] == folds and "ood_fold" not in mean
+    assert mean["label_accuracy"] == pytest.approx(sum(r["label_accuracy"] for r in learned) / folds)
 
 
 def test_overrides_are_checked_against_the_encoders_that_run(tmp_path):

@@ -69,21 +69,23 @@ def _opened_table(rows: list[dict], learned: list[str], reference_names: list[st
 
 
 def _statistics_table(rows: list[dict], names: list[str]) -> list[str]:
-    """Per code length m: the units behind the point, the majority baseline, and each row's label accuracy with its
-    95 % interval and the shuffled null beside it."""
+    """Per code length m: the units behind the point (and the OOD folds they pool, where a point pools several),
+    the majority baseline, and each row's label accuracy with its 95 % interval and the shuffled null beside it."""
+    pooled = any(r.get("folds", 1) > 1 for r in rows)
     lines = [
-        "| m | held-out runs (distinct locks) | majority label | row | label accuracy | 95 % interval | "
-        "shuffled null: mean / 95th pct |",
-        "|---|---|---|---|---|---|---|",
+        "| m |" + (" OOD folds |" if pooled else "") + " held-out runs (distinct locks) | majority label | row | "
+        "label accuracy | 95 % interval | shuffled null: mean / 95th pct |",
+        "|---|" + "---|" * (6 + pooled),
     ]
     for m in sorted({r["code_length"] for r in rows}):
         at = {r["row"]: r for r in rows if r["code_length"] == m and "label_interval" in r}
         for name in (n for n in names if n in at):
             r = at[name]
             low, high = r["label_interval"]
+            folds = f" {r['folds']} |" if pooled else ""
             lines.append(
-                f"| {m} | {r['n_runs']} ({r['n_locks']}) | {r['majority']:.2f} | {name} | {r['label_accuracy']:.2f} | "
-                f"{low:.2f}-{high:.2f} | {r['null_mean']:.2f} / {r['null_q95']:.2f} |"
+                f"| {m} |{folds} {r['n_runs']} ({r['n_locks']}) | {r['majority']:.2f} | {name} | "
+                f"{r['label_accuracy']:.2f} | {low:.2f}-{high:.2f} | {r['null_mean']:.2f} / {r['null_q95']:.2f} |"
             )
     return lines
 
@@ -146,7 +148,13 @@ def _intervals_section(result: dict, names: list[str]) -> list[str]:
         "The held-out runs are the independent units (each an LSTM trained on its own lock; its trained "
         "snapshots are not independent). Label accuracy with its 95 % bootstrap interval over runs "
         "(and seeds), beside always answering the commonest label of these runs and the accuracy the "
-        "same reads score against labels shuffled among the snapshots.",
+        "same reads score against labels shuffled among the snapshots."
+        + (
+            " A point of several OOD folds pools the held-out runs of every fold (each fold's encoders "
+            "trained without its codes); its accuracy and ± are the mean and spread over folds and seeds."
+            if any(r.get("folds", 1) > 1 for r in result["by_code_length"])
+            else ""
+        ),
         "",
         *_statistics_table(result["by_code_length"], names),
     ]

@@ -24,7 +24,9 @@ probe the encoders are scored with, fitted on the training codes (`READERS`): wh
 the best fixed probe reads of held-out codes; each probing encoder's own trained probes read the same way
 (their answers counted, `<encoder>_pooled_by_probe`), apart from its learned reader. The same is done for
 several budgets L at one m.
-`--encoders=interactive,noninteractive` trains only those.
+`--encoders=interactive,noninteractive` trains only those. With `--heldout_locks=N` a point whose OOD
+split holds out fewer than N distinct locks trains every encoder on further OOD folds too (`split.ood_fold`,
+each holding out other codes) until together they hold out N, and pools their reads.
 
 A learned encoder always answers (an MLP probe on its embedding); a reference reads a label or
 nothing, and is scored as if it guessed uniformly where it read nothing (read + (1 - read) / K), so
